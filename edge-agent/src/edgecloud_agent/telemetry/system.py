@@ -1,0 +1,76 @@
+"""What the node is and how loaded it is, read from the operating system."""
+
+import platform
+import socket
+import uuid
+
+import psutil
+
+from edgecloud_contracts.heartbeat import DeviceInfo, Metrics
+from edgecloud_contracts.identity import device_id, device_key, normalise_mac
+
+from .. import __version__
+from ..settings import AgentSettings
+
+
+def _primary_mac() -> str:
+    """The MAC of the first non-loopback interface with one, else the node id of uuid."""
+    for name, addresses in sorted(psutil.net_if_addrs().items()):
+        if name == "lo":
+            continue
+        for address in addresses:
+            if address.family == psutil.AF_LINK and address.address not in (
+                "",
+                "00:00:00:00:00:00",
+            ):
+                try:
+                    return normalise_mac(address.address)
+                except ValueError:
+                    continue
+    node = uuid.getnode()
+    return ":".join(f"{(node >> shift) & 0xFF:02x}" for shift in range(40, -1, -8))
+
+
+def _os_name() -> str:
+    try:
+        release = platform.freedesktop_os_release()
+        return release.get("PRETTY_NAME") or release.get("NAME") or platform.system()
+    except OSError:
+        return platform.system()
+
+
+class SystemProbe:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.hostname = settings.hostname or socket.gethostname()
+        self.mac = normalise_mac(settings.mac) if settings.mac else _primary_mac()
+        self.key = device_key(self.hostname, self.mac)
+        self.id = device_id(self.hostname, self.mac)
+        self._name = settings.name or self.hostname
+        self._location = settings.location
+        self._disk_path = str(settings.disk_path)
+        psutil.cpu_percent(interval=None)  # the first reading is meaningless; prime it
+
+    def info(self) -> DeviceInfo:
+        return DeviceInfo(
+            id=self.id,
+            key=self.key,
+            name=self._name,
+            mac=self.mac,
+            location=self._location,
+            arch=platform.machine() or "unknown",
+            os=_os_name()[:200],
+            kernel=platform.release()[:200],
+            cpu_count=psutil.cpu_count() or 1,
+            memory_total=psutil.virtual_memory().total,
+            disk_total=psutil.disk_usage(self._disk_path).total,
+            agent_version=__version__,
+        )
+
+    def metrics(self) -> Metrics:
+        memory = psutil.virtual_memory()
+        return Metrics(
+            cpu_percent=min(100.0, psutil.cpu_percent(interval=None)),
+            load_1m=psutil.getloadavg()[0],
+            memory_used=memory.total - memory.available,
+            disk_free=psutil.disk_usage(self._disk_path).free,
+        )

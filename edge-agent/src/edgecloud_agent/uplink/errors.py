@@ -1,0 +1,40 @@
+"""Errors of the uplink to the cloud.
+
+UplinkError
+├── NotConnected     no session right now (the link is down or still joining)
+├── CallTimeout      the call got no answer in time
+├── CallFailed       the cloud answered with a WAMP error URI
+└── LoginRefused     the router refused this node's credential (not retried)
+"""
+
+from typing import Any
+
+
+class UplinkError(Exception):
+    pass
+
+
+class NotConnected(UplinkError):
+    pass
+
+
+class CallTimeout(UplinkError):
+    def __init__(self, uri: str, timeout: float) -> None:
+        super().__init__(f"{uri}: no answer after {timeout:g}s")
+        self.uri = uri
+
+
+class CallFailed(UplinkError):
+    def __init__(self, uri: str, error: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        super().__init__(f"{uri}: {error} {args}")
+        self.uri = uri
+        self.error = error
+        self.error_args = args
+        self.error_kwargs = kwargs
+
+
+class LoginRefused(UplinkError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"login refused: {reason}: {message}")
+        self.reason = reason
+        self.message = message

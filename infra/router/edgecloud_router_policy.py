@@ -1,0 +1,43 @@
+"""Authorization of device sessions, run inside the Crossbar router worker.
+
+Crossbar's static permissions cannot say "a device may use only its own namespace",
+so the ``device`` role delegates every decision to this stateless authorizer. It lives
+in the router itself (not in a service) so that device traffic never waits on, or fails
+with, a service that happens to be restarting.
+
+Crossbar caches decisions by (realm, role, URI, action) -- without the authid -- so a
+decision may be cached only when it is the same for every device.
+"""
+
+from autobahn.twisted.wamp import ApplicationSession
+from twisted.internet.defer import inlineCallbacks
+
+AUTHORIZE_DEVICE = "edge.router.authorize_device"
+DEVICE_PREFIX = "edge.device."
+
+# Cloud procedures that any device may call: keep in step with edgecloud_contracts.uris.
+DEVICE_CALLABLE = frozenset(
+    {
+        "edge.registry.heartbeat",
+    }
+)
+
+
+def decide(authid: str, uri: str, action: str) -> dict:
+    """Return Crossbar's authorization answer for one device action."""
+    own_namespace = f"{DEVICE_PREFIX}{authid}."
+    if uri.startswith(own_namespace) and action in ("register", "publish", "subscribe"):
+        return {"allow": True, "disclose": True, "cache": False}
+    if action == "call" and uri in DEVICE_CALLABLE:
+        return {"allow": True, "disclose": True, "cache": True}
+    # A denial outside the device namespace does not depend on who asks.
+    return {"allow": False, "cache": not uri.startswith(DEVICE_PREFIX)}
+
+
+class DevicePolicy(ApplicationSession):
+    @inlineCallbacks
+    def onJoin(self, details):
+        yield self.register(self.authorize, AUTHORIZE_DEVICE)
+
+    def authorize(self, session, uri, action, options=None):
+        return decide(session.get("authid") or "", uri, action)

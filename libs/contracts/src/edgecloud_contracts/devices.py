@@ -1,0 +1,76 @@
+"""Devices as the registry shows them to the gateway (and the gateway to users)."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from .heartbeat import ContainerState, DeviceStatus, Link
+
+
+class DeviceMetricsNow(BaseModel):
+    cpu_percent: float | None
+    memory_used: int | None
+    disk_free: int | None
+
+
+class DeviceView(BaseModel):
+    key: str
+    id: str
+    name: str
+    mac: str
+    location: str
+    arch: str
+    os: str
+    kernel: str
+    cpu_count: int
+    memory_total: int
+    disk_total: int
+    status: DeviceStatus
+    link: Link | None
+    last_seen: datetime | None
+    metrics: DeviceMetricsNow
+
+
+class DeviceDetail(DeviceView):
+    """One device, with the evidence behind its status."""
+
+    agent_version: str
+    runtime: str
+    heartbeat_interval_s: float | None
+    heartbeats: int
+    first_seen: datetime
+    status_changed_at: datetime
+    status_reason: str
+    load_1m: float | None
+    containers: list[ContainerState]
+
+
+class MetricPoint(BaseModel):
+    at: datetime
+    cpu_percent: float
+    load_1m: float
+    memory_used: int
+    disk_free: int
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceView]
+    next_cursor: str | None
+
+
+class MetricSeries(BaseModel):
+    device: str
+    items: list[MetricPoint]
+    next_cursor: str | None
+
+
+class EnrolmentRequest(BaseModel):
+    ttl_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
+    note: Annotated[str, Field(max_length=200)] = ""
+
+
+class Enrolment(BaseModel):
+    id: str
+    token: str
+    expires_at: datetime

@@ -1,0 +1,14 @@
+"""WAMP error URIs. A caller matches on these, never on message text."""
+
+from typing import Final
+
+INVALID_ARGUMENT: Final = "edge.error.invalid_argument"
+PAYLOAD_TOO_LARGE: Final = "edge.error.payload_too_large"
+NOT_AUTHORIZED: Final = "edge.error.not_authorized"
+UNAVAILABLE: Final = "edge.error.unavailable"
+
+# Authentication refusals returned by the registry's authenticator.
+AUTH_UNKNOWN_DEVICE: Final = "edge.error.auth.unknown_device"
+AUTH_REVOKED: Final = "edge.error.auth.revoked"
+AUTH_ENROLMENT_INVALID: Final = "edge.error.auth.enrolment_invalid"
+AUTH_KEY_MISMATCH: Final = "edge.error.auth.key_mismatch"

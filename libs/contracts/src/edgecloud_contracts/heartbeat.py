@@ -1,0 +1,80 @@
+"""The heartbeat an agent sends every few seconds, and the registry's answer."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .identity import KEY_PATTERN
+
+# Heartbeats are small; anything bigger is refused before it is parsed further.
+MAX_HEARTBEAT_BYTES = 64 * 1024
+MAX_CONTAINERS_PER_HEARTBEAT = 256
+
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class Link(StrEnum):
+    WAN = "wan"
+    LOWPAN = "lowpan"
+
+
+class DeviceStatus(StrEnum):
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceInfo(WireModel):
+    """What a node says about itself; the first heartbeat registers it."""
+
+    id: Annotated[str, Field(min_length=3, max_length=300)]
+    key: Annotated[str, Field(pattern=KEY_PATTERN)]
+    name: ShortText
+    mac: Annotated[str, Field(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")]
+    location: ShortText = ""
+    arch: Annotated[str, Field(min_length=1, max_length=40)]
+    os: ShortText
+    kernel: ShortText
+    cpu_count: Annotated[int, Field(ge=1, le=4096)]
+    memory_total: Annotated[int, Field(ge=0)]
+    disk_total: Annotated[int, Field(ge=0)]
+    agent_version: Annotated[str, Field(max_length=40)] = ""
+
+
+class Metrics(WireModel):
+    cpu_percent: Annotated[float, Field(ge=0, le=100)]
+    load_1m: Annotated[float, Field(ge=0)] = 0.0
+    memory_used: Annotated[int, Field(ge=0)]
+    disk_free: Annotated[int, Field(ge=0)]
+
+
+class ContainerState(WireModel):
+    """One container on the node's Docker engine, as the agent last saw it."""
+
+    id: Annotated[str, Field(min_length=1, max_length=80)]
+    name: ShortText
+    image: Annotated[str, Field(max_length=400)]
+    state: Annotated[str, Field(max_length=40)]
+    status: ShortText = ""
+
+
+class Heartbeat(WireModel):
+    device: DeviceInfo
+    metrics: Metrics
+    containers: Annotated[list[ContainerState], Field(max_length=MAX_CONTAINERS_PER_HEARTBEAT)]
+    runtime: Literal["docker", "unavailable"] = "docker"
+    link: Link = Link.WAN
+    interval_s: Annotated[float, Field(gt=0, le=3600)]
+    seq: Annotated[int, Field(ge=0)]
+    sent_at: datetime
+
+
+class HeartbeatAck(WireModel):
+    status: DeviceStatus
+    interval_s: float

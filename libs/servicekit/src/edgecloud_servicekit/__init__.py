@@ -1,0 +1,15 @@
+"""Cloud-side runtime shared by the edgecloud services.
+
+Modules, each wrapping one concern:
+    settings       pydantic-settings base every service extends
+    logging        handler configuration, done once per process
+    db             async engine, session factory, portable column types, upserts
+    migrations     running a service's alembic migrations
+    wamp           the service's one WAMP session (autobahn is used only here)
+    identity       signed caller identity passed from the gateway to services
+    problems       problem+json errors and their handlers
+    observability  /healthz and /metrics
+    internal_http  httpx clients that call other services
+    background     long-running tasks owned by a lifespan
+    serve          running one service process (migrations, then uvicorn)
+"""

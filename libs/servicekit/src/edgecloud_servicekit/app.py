@@ -1,0 +1,80 @@
+"""Building blocks every service's ``create_app`` uses, so that each app.py lists only
+what is its own: routers, WAMP procedures and subscriptions, background tasks."""
+
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .db import create_engine, create_session_factory
+from .observability import install_observability
+from .problems import install_problem_handlers
+from .settings import ServiceSettings
+from .wamp import Procedure, Subscription, WampLink
+
+
+def open_database(
+    stack: AsyncExitStack, settings: ServiceSettings
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    engine = create_engine(settings.database_url)
+    stack.push_async_callback(engine.dispose)
+    return engine, create_session_factory(engine)
+
+
+def wamp_link(
+    settings: ServiceSettings,
+    *,
+    procedures: Sequence[Procedure] = (),
+    subscriptions: Sequence[Subscription] = (),
+) -> WampLink:
+    return WampLink(
+        url=settings.router_url,
+        realm=settings.realm,
+        authid=settings.service_name,
+        ticket=settings.ticket,
+        call_timeout=settings.wamp_call_timeout_s,
+        procedures=procedures,
+        subscriptions=subscriptions,
+    )
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    lifespan: "Any",
+    routers: Sequence[APIRouter] = (),
+    description: str = "",
+) -> FastAPI:
+    app = FastAPI(
+        title=f"edgecloud {settings.service_name}",
+        version="0.1.0",
+        description=description,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    install_observability(app, service=settings.service_name)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def expose(
+    app: FastAPI,
+    *,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    wamp: WampLink,
+    **extra: Any,
+) -> None:
+    """Put the lifespan's clients where dependencies and /healthz find them."""
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.wamp = wamp
+    for name, value in extra.items():
+        setattr(app.state, name, value)
+
+
+__all__ = ["create_service_app", "expose", "open_database", "wamp_link"]

@@ -1,0 +1,147 @@
+"""Errors as ``application/problem+json`` (RFC 9457) with a stable ``code``.
+
+Exception tree::
+
+    Problem                 any error with an HTTP status and a machine-readable code
+    ├── BadRequest          400
+    ├── Unauthenticated     401
+    ├── Forbidden           403
+    ├── NotFound            404   (also for another tenant's objects)
+    ├── Conflict            409
+    ├── RemoteProblem       any: another service's problem, passed on
+    ├── Unprocessable       422
+    └── Unavailable         503   a dependency (database, router, service) is down
+"""
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    status: int = 500
+    default_code: ClassVar[str] = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": f"https://edgecloud.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+class BadRequest(Problem):
+    status, default_code, title = 400, "bad_request", "Bad request"
+
+
+class Unauthenticated(Problem):
+    status, default_code, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(Problem):
+    status, default_code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(Problem):
+    status, default_code, title = 404, "not_found", "Not found"
+
+
+class Conflict(Problem):
+    status, default_code, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(Problem):
+    status, default_code, title = 422, "validation_failed", "Validation failed"
+
+
+class Unavailable(Problem):
+    status, default_code, title = 503, "unavailable", "Service unavailable"
+
+
+class RemoteProblem(Problem):
+    """A problem another service answered with, passed on to our caller unchanged."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(str(body.get("detail", "")), code=str(body.get("code", "upstream_error")))
+        self.status = status
+        self.title = str(body.get("title", "Error"))
+        self.extra = {
+            k: v for k, v in body.items() if k not in ("type", "title", "status", "detail", "code")
+        }
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(exc.status, exc.body(), headers)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+            for err in exc.errors()
+        ]
+        fields = sorted(
+            {".".join(str(p) for p in e["loc"][1:]) for e in errors if len(e["loc"]) > 1}
+        )
+        problem = Unprocessable(
+            f"invalid fields: {', '.join(fields)}" if fields else "invalid request",
+            errors=errors,
+            fields=fields,
+        )
+        return problem_response(problem.status, problem.body())
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        body = {
+            "type": f"https://edgecloud.dev/problems/{code}",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": code,
+        }
+        return problem_response(exc.status_code, body, dict(exc.headers or {}))
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

@@ -1,0 +1,27 @@
+"""Running one service process: settings, logging, migrations, then uvicorn."""
+
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from . import migrations
+from .logging import configure_logging
+from .settings import ServiceSettings
+
+
+def serve(*, settings: ServiceSettings, package: str, create_app: Callable[..., FastAPI]) -> None:
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    if settings.database_url.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    # Before the event loop starts: alembic's async env runs its own loop.
+    migrations.upgrade(package=package, database_url=settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+        limit_concurrency=1000,
+    )

@@ -1,0 +1,227 @@
+"""The service's one WAMP session, opened and closed by the FastAPI lifespan.
+
+autobahn is used only here (and in the agent's uplink). The rest of a service sees
+:class:`WampLink`: the procedures and subscriptions it declares up front (listed in its
+``create_app``), ``call`` with an enforced timeout, and ``publish``. The link reconnects
+by itself with capped, jittered backoff and re-registers everything on each join.
+"""
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn.asyncio.component import Component
+from autobahn.wamp.exception import ApplicationError, TransportLost
+from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class WampError(Exception):
+    """Base of every error this module raises."""
+
+
+class WampUnavailable(WampError):
+    """No session to the router right now."""
+
+
+class WampTimeout(WampError):
+    def __init__(self, uri: str, timeout: float) -> None:
+        super().__init__(f"call to {uri} timed out after {timeout:g}s")
+        self.uri = uri
+        self.timeout = timeout
+
+
+class WampCallError(WampError):
+    """The callee answered with a WAMP error URI."""
+
+    def __init__(self, uri: str, error: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        super().__init__(f"{uri} failed: {error} {list(args)}")
+        self.uri = uri
+        self.error = error
+        self.args_ = list(args)
+        self.kwargs = kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    """A procedure the service registers; replicas share it round-robin."""
+
+    uri: str
+    handler: Handler
+    with_details: bool = False
+    invoke: str = "roundrobin"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topic: str
+    handler: Handler
+    match: str = "exact"
+    with_details: bool = False
+
+
+def _is_fatal(error: Exception) -> bool:
+    # A refused login will not succeed by retrying; anything else (router down) will.
+    return isinstance(error, ApplicationError) and error.error in (
+        "wamp.error.not_authorized",
+        "wamp.error.authentication_failed",
+        "wamp.error.no_such_realm",
+        "wamp.error.no_such_role",
+    )
+
+
+class WampLink:
+    def __init__(
+        self,
+        *,
+        url: str,
+        realm: str,
+        authid: str,
+        ticket: str,
+        procedures: Sequence[Procedure] = (),
+        subscriptions: Sequence[Subscription] = (),
+        call_timeout: float = 10.0,
+        serializer: str = "cbor",
+    ) -> None:
+        self.url = url
+        self.authid = authid
+        self.call_timeout = call_timeout
+        self._procedures = list(procedures)
+        self._subscriptions = list(subscriptions)
+        self._session: Any = None
+        self._joined = asyncio.Event()
+        self._done: asyncio.Future[Any] | None = None
+        self._component = Component(
+            transports=[
+                {
+                    "type": "websocket",
+                    "url": url,
+                    "serializers": [serializer],
+                    "max_retries": -1,
+                    "initial_retry_delay": 0.25,
+                    "max_retry_delay": 5.0,
+                    "retry_delay_growth": 1.5,
+                    "retry_delay_jitter": 0.25,
+                    "options": {
+                        "autoPingInterval": 10,
+                        "autoPingTimeout": 5,
+                        "openHandshakeTimeout": 10,
+                    },
+                }
+            ],
+            realm=realm,
+            authentication={"ticket": {"authid": authid, "ticket": ticket}},
+            is_fatal=_is_fatal,
+        )
+        self._component.on("join", self._on_join)
+        self._component.on("leave", self._on_leave)
+        self._component.on("disconnect", self._on_disconnect)
+
+    @property
+    def connected(self) -> bool:
+        return self._joined.is_set() and self._session is not None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the link gave up for good (a refused login), if it did."""
+        if self._done is not None and self._done.done() and not self._done.cancelled():
+            error = self._done.exception()
+            return str(error) if error else "stopped"
+        return None
+
+    async def __aenter__(self) -> "WampLink":
+        self._done = self._component.start(loop=asyncio.get_running_loop())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        session = self._session
+        self._joined.clear()
+        if session is not None and session.is_attached():
+            try:
+                await asyncio.wait_for(session.leave(), timeout=2)
+            except (TimeoutError, Exception) as err:  # leaving is best effort on the way out
+                logger.debug("leave failed: %s", err)
+        try:
+            await asyncio.wait_for(self._component.stop(), timeout=5)
+        except TimeoutError:
+            logger.warning("WAMP component did not stop in time")
+        if self._done is not None and not self._done.done():
+            self._done.cancel()
+        self._session = None
+
+    async def wait_joined(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._joined.wait(), timeout)
+        except TimeoutError as err:
+            raise WampUnavailable(f"not joined to {self.url} after {timeout:g}s") from err
+
+    async def _on_join(self, session: Any, details: Any) -> None:
+        for procedure in self._procedures:
+            options = RegisterOptions(
+                invoke=procedure.invoke,
+                details_arg="details" if procedure.with_details else None,
+            )
+            await session.register(procedure.handler, procedure.uri, options=options)
+        for subscription in self._subscriptions:
+            options_s = SubscribeOptions(
+                match=subscription.match,
+                details_arg="details" if subscription.with_details else None,
+            )
+            await session.subscribe(subscription.handler, subscription.topic, options=options_s)
+        self._session = session
+        self._joined.set()
+        logger.info("joined WAMP realm as %s (session %s)", self.authid, details.session)
+
+    def _on_leave(self, session: Any, details: Any) -> None:
+        if self._joined.is_set():
+            logger.warning("left WAMP realm: %s", details.reason)
+        self._joined.clear()
+
+    def _on_disconnect(self, session: Any, was_clean: bool) -> None:
+        self._joined.clear()
+        self._session = None
+
+    def _require_session(self) -> Any:
+        if not self.connected:
+            raise WampUnavailable(f"no WAMP session to {self.url}")
+        return self._session
+
+    async def call(self, uri: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call ``uri``; the router cancels it after ``timeout`` seconds."""
+        session = self._require_session()
+        limit = timeout if timeout is not None else self.call_timeout
+        # Crossbar enforces whole seconds (and autobahn insists on an int).
+        options = CallOptions(timeout=max(1, math.ceil(limit)))
+        try:
+            # The router enforces the timeout; ours is a backstop for a dead transport.
+            return await asyncio.wait_for(
+                session.call(uri, *args, options=options, **kwargs), limit + 1
+            )
+        except TimeoutError as err:
+            raise WampTimeout(uri, limit) from err
+        except ApplicationError as err:
+            if err.error == "wamp.error.canceled":
+                raise WampTimeout(uri, limit) from err
+            raise WampCallError(uri, err.error, err.args, err.kwargs) from err
+        except TransportLost as err:
+            raise WampUnavailable(f"transport lost during call to {uri}") from err
+
+    async def publish(
+        self, topic: str, *args: Any, acknowledge: bool = False, **kwargs: Any
+    ) -> None:
+        session = self._require_session()
+        options = PublishOptions(acknowledge=acknowledge, exclude_me=False)
+        try:
+            result = session.publish(topic, *args, options=options, **kwargs)
+            if acknowledge and result is not None:
+                await asyncio.wait_for(result, self.call_timeout)
+        except TimeoutError as err:
+            raise WampTimeout(topic, self.call_timeout) from err
+        except TransportLost as err:
+            raise WampUnavailable(f"transport lost during publish to {topic}") from err

@@ -1,0 +1,66 @@
+"""FastAPI dependencies of the public API: the database session, who is calling, clients."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.problems import Forbidden, Unauthenticated
+
+from .accounts import service as accounts_service
+from .accounts.exceptions import CsrfRejected
+
+SESSION_COOKIE = "edgecloud_session"
+CSRF_COOKIE = "edgecloud_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+
+
+async def _caller(request: Request, session: SessionDep) -> accounts_service.Caller:
+    """A bearer token, or the dashboard's session cookie plus its CSRF header."""
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return await accounts_service.resolve_token(session=session, token=credentials.strip())
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise Unauthenticated("sign in, or send Authorization: Bearer <token>")
+    if request.method not in _SAFE_METHODS:
+        expected = accounts_service.csrf_token_for(cookie, secret=request.app.state.settings.secret)
+        if request.headers.get(CSRF_HEADER) != expected:
+            raise CsrfRejected()
+    return await accounts_service.resolve_token(session=session, token=cookie)
+
+
+CallerDep = Annotated[accounts_service.Caller, Depends(_caller)]
+
+
+def _identity(caller: CallerDep) -> Identity:
+    return caller.identity
+
+
+def _operator(caller: CallerDep) -> Identity:
+    if not caller.identity.is_operator:
+        raise Forbidden("only operators may do this", code="operator_only")
+    return caller.identity
+
+
+def _registry(request: Request) -> ServiceClient:
+    client: ServiceClient = request.app.state.registry
+    return client
+
+
+IdentityDep = Annotated[Identity, Depends(_identity)]
+OperatorDep = Annotated[Identity, Depends(_operator)]
+RegistryDep = Annotated[ServiceClient, Depends(_registry)]

@@ -1,0 +1,118 @@
+"""Public REST: devices, answered by the registry on the caller's behalf."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel, Field
+
+from edgecloud_contracts.devices import DeviceDetail, DevicePage, EnrolmentRequest, MetricSeries
+from edgecloud_servicekit.problems import NotFound
+
+from ..accounts import service as accounts_service
+from ..deps import IdentityDep, OperatorDep, RegistryDep, SessionDep
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+
+@router.get("", response_model=DevicePage)
+async def list_devices(
+    identity: IdentityDep,
+    registry: RegistryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    response = await registry.request(
+        "GET", "/v1/devices", identity=identity, params={"limit": limit, "cursor": cursor}
+    )
+    return response.json()
+
+
+@router.get("/{key}", response_model=DeviceDetail)
+async def get_device(key: str, identity: IdentityDep, registry: RegistryDep) -> Any:
+    return (await registry.request("GET", f"/v1/devices/{key}", identity=identity)).json()
+
+
+@router.get("/{key}/metrics", response_model=MetricSeries)
+async def device_metrics(
+    key: str,
+    identity: IdentityDep,
+    registry: RegistryDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: str | None = None,
+) -> Any:
+    params = {
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return (
+        await registry.request(
+            "GET", f"/v1/devices/{key}/metrics", identity=identity, params=params
+        )
+    ).json()
+
+
+class EnrolmentOut(BaseModel):
+    id: str
+    token: str
+    expires_at: datetime
+    agent_command: str
+    """How to start an agent with this token, for copy and paste."""
+
+
+@router.post("/enrolments", status_code=status.HTTP_201_CREATED, response_model=EnrolmentOut)
+async def create_enrolment(
+    request: Request,
+    operator: OperatorDep,
+    registry: RegistryDep,
+    body: EnrolmentRequest | None = None,
+) -> EnrolmentOut:
+    """A one-time token that lets one new agent enrol (operators only)."""
+    payload = (body or EnrolmentRequest()).model_dump()
+    created = (
+        await registry.request("POST", "/v1/enrolments", identity=operator, json=payload)
+    ).json()
+    router_url = request.app.state.settings.public_router_url
+    return EnrolmentOut(
+        **created,
+        agent_command=f"edgecloud-agent --router {router_url} --enrol {created['token']}",
+    )
+
+
+class GrantRequest(BaseModel):
+    tenant: Annotated[str, Field(min_length=1, max_length=64, description="tenant name or id")]
+
+
+class GrantOut(BaseModel):
+    device: str
+    tenant: str
+
+
+@router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
+async def grant_device(
+    key: str,
+    body: GrantRequest,
+    operator: OperatorDep,
+    registry: RegistryDep,
+    session: SessionDep,
+    response: Response,
+) -> GrantOut:
+    """Let a tenant see and use the device (operators only)."""
+    tenant = await accounts_service.find_tenant(session=session, name_or_id=body.tenant)
+    if tenant is None:
+        raise NotFound(f"tenant {body.tenant} not found", code="tenant_not_found")
+    answer = await registry.request(
+        "POST", f"/v1/devices/{key}/grants", identity=operator, json={"tenant": tenant.id}
+    )
+    response.status_code = answer.status_code
+    return GrantOut(device=key, tenant=tenant.id)
+
+
+@router.post("/{key}/revoke", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_device(key: str, operator: OperatorDep, registry: RegistryDep) -> None:
+    """Revoke the device's credential and disconnect it now (operators only)."""
+    await registry.request("POST", f"/v1/devices/{key}/revoke", identity=operator)

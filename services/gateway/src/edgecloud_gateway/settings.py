@@ -1,0 +1,45 @@
+from datetime import timedelta
+from typing import ClassVar
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from edgecloud_servicekit.settings import Environment, ServiceSettings
+
+DEVELOPMENT_ADMIN_PASSWORD = "admin"
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+    service_name: ClassVar[str] = "gateway"
+    default_port: ClassVar[int] = 8000
+
+    registry_url: str = "http://127.0.0.1:8001"
+    public_url: str = ""
+    """Where users reach the gateway; shown in enrolment instructions."""
+    public_router_url: str = "ws://127.0.0.1:8080/ws"
+    """Where agents reach the router; shown in enrolment instructions."""
+
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+    admin_tenant: str = "operators"
+    login_token_hours: float = 12.0
+    cookie_secure: bool | None = None
+
+    @model_validator(mode="after")
+    def _admin_and_cookies(self) -> "GatewaySettings":
+        development = self.env is Environment.DEVELOPMENT
+        if self.admin_password is None and development:
+            self.admin_password = SecretStr(DEVELOPMENT_ADMIN_PASSWORD)
+        password = self.admin_password
+        if password is not None and not development and len(password.get_secret_value()) < 12:
+            raise ValueError("EDGECLOUD_ADMIN_PASSWORD must be at least 12 characters")
+        if self.cookie_secure is None:
+            self.cookie_secure = not development and self.env is not Environment.TEST
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        return self
+
+    @property
+    def login_token_lifetime(self) -> timedelta:
+        return timedelta(hours=self.login_token_hours)

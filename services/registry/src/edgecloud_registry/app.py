@@ -1,0 +1,86 @@
+"""The registry: devices, their credentials, heartbeats, liveness and metrics history.
+
+Everything the service does is listed here: its REST routers, its WAMP procedures and
+subscriptions, and its background tasks.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from edgecloud_contracts import uris
+from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
+from edgecloud_servicekit.background import BackgroundTasks
+from edgecloud_servicekit.wamp import Procedure, Subscription
+
+from .credentials import router as credentials_router
+from .credentials.rpc import DeviceAuthenticator
+from .devices import router as devices_router
+from .devices.events import DeviceEventPublisher
+from .devices.ingest import HeartbeatIngest
+from .devices.liveness import Liveness
+from .devices.rpc import HeartbeatRpc
+from .settings import RegistrySettings
+
+
+def create_app(settings: RegistrySettings | None = None) -> FastAPI:
+    settings = settings or RegistrySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine, sessions = open_database(stack, settings)
+
+            events = DeviceEventPublisher()
+            ingest = HeartbeatIngest(
+                sessions=sessions,
+                events=events,
+                missed_heartbeats=settings.missed_heartbeats,
+                batch_max=settings.heartbeat_batch_max,
+                queue_max=settings.heartbeat_queue_max,
+                metrics_sample_interval_s=settings.metrics_sample_interval_s,
+            )
+            liveness = Liveness(
+                sessions=sessions,
+                events=events,
+                sweep_interval_s=settings.liveness_sweep_interval_s,
+                metrics_retention=timedelta(days=settings.metrics_retention_days),
+                status_retention=timedelta(days=settings.status_history_retention_days),
+            )
+            background = await stack.enter_async_context(BackgroundTasks())
+            background.start("heartbeat-writer", ingest.run)
+            background.start("liveness-sweep", liveness.sweep_forever)
+            background.start("history-retention", liveness.prune_forever)
+
+            wamp = wamp_link(
+                settings,
+                procedures=[
+                    Procedure(uris.AUTHENTICATE_DEVICE, DeviceAuthenticator(sessions).authenticate),
+                    Procedure(uris.HEARTBEAT, HeartbeatRpc(ingest).heartbeat, with_details=True),
+                ],
+                subscriptions=[
+                    Subscription(uris.META_SESSION_ON_JOIN, liveness.on_session_join),
+                    Subscription(uris.META_SESSION_ON_LEAVE, liveness.on_session_leave),
+                ],
+            )
+            events.link = wamp
+            await stack.enter_async_context(wamp)
+
+            expose(
+                app,
+                engine=engine,
+                sessions=sessions,
+                wamp=wamp,
+                background=background,
+                ingest=ingest,
+            )
+            yield
+
+    return create_service_app(
+        settings=settings,
+        lifespan=lifespan,
+        routers=[devices_router.router, credentials_router.router],
+        description="Devices, device credentials, heartbeats, liveness and metrics history.",
+    )

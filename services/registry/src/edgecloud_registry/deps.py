@@ -1,0 +1,33 @@
+"""FastAPI dependencies of the registry's internal REST API."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud_servicekit.identity import CallerDep, Identity
+from edgecloud_servicekit.problems import Forbidden
+from edgecloud_servicekit.wamp import WampLink
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+def _operator(caller: CallerDep) -> Identity:
+    if not caller.is_operator:
+        raise Forbidden("only operators may do this", code="operator_only")
+    return caller
+
+
+def _wamp(request: Request) -> WampLink:
+    link: WampLink = request.app.state.wamp
+    return link
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+OperatorDep = Annotated[Identity, Depends(_operator)]
+WampDep = Annotated[WampLink, Depends(_wamp)]
+__all__ = ["CallerDep", "OperatorDep", "SessionDep", "WampDep"]

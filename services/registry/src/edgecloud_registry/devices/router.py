@@ -1,0 +1,72 @@
+"""Internal REST: devices as the gateway asks for them on a user's behalf."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, Field
+
+from edgecloud_contracts.devices import DeviceDetail, DevicePage, MetricSeries
+
+from ..deps import CallerDep, OperatorDep, SessionDep
+from . import service
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("", response_model=DevicePage)
+async def list_devices(
+    session: SessionDep, caller: CallerDep, limit: Limit = 100, cursor: str | None = None
+) -> DevicePage:
+    devices, next_cursor = await service.list_devices(
+        session=session, caller=caller, limit=limit, cursor=cursor
+    )
+    return DevicePage(items=[service.to_view(d) for d in devices], next_cursor=next_cursor)
+
+
+@router.get("/{key}", response_model=DeviceDetail)
+async def get_device(key: str, session: SessionDep, caller: CallerDep) -> DeviceDetail:
+    return service.to_detail(await service.get_device(session=session, caller=caller, key=key))
+
+
+@router.get("/{key}/metrics", response_model=MetricSeries)
+async def device_metrics(
+    key: str,
+    session: SessionDep,
+    caller: CallerDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: str | None = None,
+) -> MetricSeries:
+    points, next_cursor = await service.metric_series(
+        session=session,
+        caller=caller,
+        key=key,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+    return MetricSeries(device=key, items=points, next_cursor=next_cursor)
+
+
+class GrantRequest(BaseModel):
+    tenant: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class GrantOut(BaseModel):
+    device: str
+    tenant: str
+
+
+@router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
+async def grant_device(
+    key: str, body: GrantRequest, session: SessionDep, operator: OperatorDep, response: Response
+) -> GrantOut:
+    created = await service.grant(session=session, caller=operator, key=key, tenant_id=body.tenant)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return GrantOut(device=key, tenant=body.tenant)

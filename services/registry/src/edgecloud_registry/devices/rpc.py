@@ -1,0 +1,64 @@
+"""WAMP adapter: the heartbeat procedure devices call."""
+
+import logging
+from typing import Any
+
+import cbor2
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallDetails
+from pydantic import ValidationError
+
+from edgecloud_contracts import errors, uris
+from edgecloud_contracts.heartbeat import MAX_HEARTBEAT_BYTES, Heartbeat
+from edgecloud_servicekit.observability import WAMP_CALLS
+
+from .exceptions import IngestOverloaded
+from .ingest import HeartbeatIngest
+
+logger = logging.getLogger(__name__)
+
+
+def _refuse(uri: str, message: str, **fields: Any) -> ApplicationError:
+    WAMP_CALLS.labels("registry", uris.HEARTBEAT, uri.rsplit(".", 1)[-1]).inc()
+    return ApplicationError(uri, message, **fields)
+
+
+class HeartbeatRpc:
+    def __init__(self, ingest: HeartbeatIngest) -> None:
+        self._ingest = ingest
+
+    async def heartbeat(self, payload: Any = None, *, details: CallDetails) -> dict[str, Any]:
+        """``edge.registry.heartbeat(heartbeat)``: record a device's heartbeat."""
+        if details.caller_authrole != uris.ROLE_DEVICE or not details.caller_authid:
+            raise _refuse(errors.NOT_AUTHORIZED, "only devices send heartbeats")
+        if not isinstance(payload, dict):
+            raise _refuse(errors.INVALID_ARGUMENT, "the heartbeat must be a map")
+        size = len(cbor2.dumps(payload))
+        if size > MAX_HEARTBEAT_BYTES:
+            raise _refuse(
+                errors.PAYLOAD_TOO_LARGE,
+                f"heartbeat is {size} bytes, the limit is {MAX_HEARTBEAT_BYTES}",
+                limit=MAX_HEARTBEAT_BYTES,
+            )
+        try:
+            beat = Heartbeat.model_validate(payload)
+        except ValidationError as err:
+            problems = [
+                {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+                for e in err.errors()[:20]
+            ]
+            raise _refuse(errors.INVALID_ARGUMENT, "malformed heartbeat", errors=problems) from err
+        if beat.device.key != details.caller_authid:
+            raise _refuse(
+                errors.NOT_AUTHORIZED,
+                f"a device may only report for itself ({details.caller_authid})",
+            )
+        try:
+            ack = await self._ingest.submit(beat, session_id=details.caller)
+        except IngestOverloaded as err:
+            raise _refuse(errors.UNAVAILABLE, str(err)) from err
+        except Exception as err:  # database trouble; the device retries at its next beat
+            logger.warning("heartbeat of %s not stored: %s", beat.device.key, err)
+            raise _refuse(errors.UNAVAILABLE, "heartbeat could not be stored, retry later") from err
+        WAMP_CALLS.labels("registry", uris.HEARTBEAT, "ok").inc()
+        return ack.model_dump(mode="json")
