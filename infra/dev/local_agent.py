@@ -40,10 +40,14 @@ def enrolled() -> bool:
 
 
 def enrolment_token(client: httpx.Client) -> str:
-    login = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+    login = client.post(
+        "/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}
+    )
     login.raise_for_status()
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    created = client.post("/api/v1/devices/enrolments", json={"note": "dev stack local agent"}, headers=headers)
+    created = client.post(
+        "/api/v1/devices/enrolments", json={"note": "dev stack local agent"}, headers=headers
+    )
     created.raise_for_status()
     return str(created.json()["token"])
 

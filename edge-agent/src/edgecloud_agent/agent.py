@@ -43,6 +43,7 @@ class Agent:
         self._stop = asyncio.Event()
 
     async def _on_join(self) -> None:
+        self.uplink.enrolment_done()
         if not self.credential.enrolled:
             self.credential = credentials.mark_enrolled(self.settings.state_dir, self.credential)
             logger.info("enrolled as %s (%s)", self.probe.id, self.probe.key)

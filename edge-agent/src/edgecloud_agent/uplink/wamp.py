@@ -21,7 +21,7 @@ from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.auth import create_authenticator
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.serializer import CBORSerializer
-from autobahn.wamp.types import CallOptions, ComponentConfig
+from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions
 
 from edgecloud_contracts import uris
 
@@ -91,6 +91,10 @@ class Uplink:
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._joined.wait(), timeout)
 
+    def enrolment_done(self) -> None:
+        """Stop presenting the (now used) enrolment token on later logins."""
+        self._login = Login(self._login.device_key, self._login.private_key, enrolment_token=None)
+
     async def run(self) -> None:
         """Connect, stay connected, reconnect; returns after :meth:`close`.
 
@@ -159,10 +163,11 @@ class Uplink:
             closeHandshakeTimeout=2,
         )
         parts = urlsplit(self.url)
+        host = parts.hostname or "127.0.0.1"
         port = parts.port or (443 if parts.scheme == "wss" else 80)
         try:
             transport, _ = await asyncio.wait_for(
-                loop.create_connection(factory, parts.hostname, port, ssl=parts.scheme == "wss"), 10
+                loop.create_connection(factory, host, port, ssl=parts.scheme == "wss"), 10
             )
         except (OSError, TimeoutError) as err:
             logger.debug("cannot reach %s: %s", self.url, err)
@@ -191,9 +196,7 @@ class Uplink:
                 logger.debug("leave failed: %s", err)
 
     async def call(self, uri: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
-        session = self._session
-        if session is None or not self._joined.is_set():
-            raise NotConnected(f"no session to {self.url}")
+        session = self._require_session()
         try:
             return await asyncio.wait_for(
                 session.call(uri, *args, options=_call_options(timeout), **kwargs),
@@ -209,7 +212,27 @@ class Uplink:
             raise NotConnected(f"link lost during {uri}") from err
 
     async def register(self, uri: str, handler: Callable[..., Awaitable[Any]]) -> None:
+        session = self._require_session()
+        try:
+            await session.register(handler, uri)
+        except ApplicationError as err:
+            raise CallFailed(uri, err.error, list(err.args), dict(err.kwargs)) from err
+
+    async def publish(self, topic: str, *args: Any, timeout: float, **kwargs: Any) -> None:
+        """Publish and wait for the router's acknowledgement."""
+        session = self._require_session()
+        try:
+            await asyncio.wait_for(
+                session.publish(topic, *args, options=PublishOptions(acknowledge=True), **kwargs),
+                timeout,
+            )
+        except TimeoutError as err:
+            raise CallTimeout(topic, timeout) from err
+        except ApplicationError as err:
+            raise CallFailed(topic, err.error, list(err.args), dict(err.kwargs)) from err
+
+    def _require_session(self) -> Session:
         session = self._session
         if session is None:
             raise NotConnected(f"no session to {self.url}")
-        await session.register(handler, uri)
+        return session

@@ -1,8 +1,8 @@
 """Building blocks every service's ``create_app`` uses, so that each app.py lists only
 what is its own: routers, WAMP procedures and subscriptions, background tasks."""
 
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -43,7 +43,7 @@ def wamp_link(
 def create_service_app(
     *,
     settings: ServiceSettings,
-    lifespan: "Any",
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     routers: Sequence[APIRouter] = (),
     description: str = "",
 ) -> FastAPI:
@@ -61,6 +61,22 @@ def create_service_app(
     return app
 
 
+def plain_lifespan(
+    settings: ServiceSettings,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan of a service that has only its database and WAMP session so far."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine, sessions = open_database(stack, settings)
+            wamp = await stack.enter_async_context(wamp_link(settings))
+            expose(app, engine=engine, sessions=sessions, wamp=wamp)
+            yield
+
+    return lifespan
+
+
 def expose(
     app: FastAPI,
     *,
@@ -75,6 +91,3 @@ def expose(
     app.state.wamp = wamp
     for name, value in extra.items():
         setattr(app.state, name, value)
-
-
-__all__ = ["create_service_app", "expose", "open_database", "wamp_link"]

@@ -140,19 +140,16 @@ class WampLink:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        session = self._session
         self._joined.clear()
-        if session is not None and session.is_attached():
+        done = self._done
+        if done is not None and not done.done():
+            # stop() leaves the session (GOODBYE) and ends the reconnect loop.
             try:
-                await asyncio.wait_for(session.leave(), timeout=2)
-            except (TimeoutError, Exception) as err:  # leaving is best effort on the way out
-                logger.debug("leave failed: %s", err)
-        try:
-            await asyncio.wait_for(self._component.stop(), timeout=5)
-        except TimeoutError:
-            logger.warning("WAMP component did not stop in time")
-        if self._done is not None and not self._done.done():
-            self._done.cancel()
+                await asyncio.wait_for(self._component.stop(), timeout=5)
+            except TimeoutError:
+                logger.warning("WAMP component did not stop in time")
+            if not done.done():
+                done.cancel()
         self._session = None
 
     async def wait_joined(self, timeout: float) -> None:

@@ -24,7 +24,8 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# Commit before the response is sent: a client that got 200 can rely on the change.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 async def _caller(request: Request, session: SessionDep) -> accounts_service.Caller:

@@ -1,33 +1,21 @@
 """The migration-scheduler: migrations: peer selection, plans, states and timings.
 
 Its tables and API arrive with the peer migration issue (#8).
-Until then it runs like every service: its database and WAMP session are opened in
-the lifespan, and it answers /healthz and /metrics.
+Until then it runs like every service: it opens its database and WAMP session in its
+lifespan and answers /healthz and /metrics.
 """
-
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
+from edgecloud_servicekit.app import create_service_app, plain_lifespan
 
 from .settings import MigrationSchedulerSettings
 
 
 def create_app(settings: MigrationSchedulerSettings | None = None) -> FastAPI:
     settings = settings or MigrationSchedulerSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            engine, sessions = open_database(stack, settings)
-            wamp = await stack.enter_async_context(wamp_link(settings))
-            expose(app, engine=engine, sessions=sessions, wamp=wamp)
-            yield
-
     return create_service_app(
         settings=settings,
-        lifespan=lifespan,
+        lifespan=plain_lifespan(settings),
         description="migrations: peer selection, plans, states and timings.",
     )

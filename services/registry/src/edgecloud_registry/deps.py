@@ -27,7 +27,8 @@ def _wamp(request: Request) -> WampLink:
     return link
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# Commit before the response is sent: a client that got 200 can rely on the change.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 OperatorDep = Annotated[Identity, Depends(_operator)]
 WampDep = Annotated[WampLink, Depends(_wamp)]
 __all__ = ["CallerDep", "OperatorDep", "SessionDep", "WampDep"]

@@ -36,7 +36,9 @@ class DeviceAuthenticator:
             logger.warning("device login refused: %s", err.message, extra={"device": authid})
             raise ApplicationError(err.uri, err.message) from err
         if result.enrolled_now:
-            logger.info("device %s enrolled", result.device_key, extra={"device": result.device_key})
+            logger.info(
+                "device %s enrolled", result.device_key, extra={"device": result.device_key}
+            )
         return {
             "pubkey": result.public_key,
             "authid": result.device_key,

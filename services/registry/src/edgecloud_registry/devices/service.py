@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.devices import DeviceDetail, DeviceMetricsNow, DeviceView, MetricPoint
 from edgecloud_contracts.events import DeviceStatusChanged
-from edgecloud_contracts.heartbeat import DeviceStatus, Heartbeat, Link
+from edgecloud_contracts.heartbeat import ContainerState, DeviceStatus, Heartbeat, Link
 from edgecloud_servicekit.db import upsert, utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.problems import BadRequest
@@ -230,7 +230,7 @@ async def prune_history(
 # Queries, always scoped to what the caller may see.
 
 
-def _visible(query: Select[Any], caller: Identity) -> Select[Any]:
+def _visible(query: Select[Device], caller: Identity) -> Select[Device]:
     if caller.is_operator:
         return query
     granted = select(DeviceGrant.device_key).where(DeviceGrant.tenant_id == caller.tenant_id)
@@ -243,9 +243,13 @@ def encode_cursor(value: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as err:
         raise BadRequest("cursor is not valid", code="invalid_cursor") from err
+    if not value:
+        raise BadRequest("cursor is not valid", code="invalid_cursor")
+    return value
 
 
 def to_view(device: Device) -> DeviceView:
@@ -289,7 +293,7 @@ def to_detail(device: Device) -> DeviceDetail:
         status_changed_at=device.status_changed_at,
         status_reason=device.status_reason,
         load_1m=device.load_1m,
-        containers=device.containers,  # type: ignore[arg-type]
+        containers=[ContainerState.model_validate(c) for c in device.containers],
     )
 
 

@@ -1,0 +1,76 @@
+"""Fixtures that start the real stack: Crossbar, the five services, agents.
+
+The stack is started once per database backend; every test that uses it runs against
+SQLite and against PostgreSQL.
+"""
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.agents import AgentFactory
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
+    started = Stack(backend=request.param, workdir=workdir)
+    try:
+        started.start()
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def agents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFactory]:
+    factory = AgentFactory(stack, tmp_path_factory.mktemp("agents"))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The public API, signed in as the bootstrap operator."""
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
+        )
+        assert login.status_code == 200, login.text
+        client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        client.cookies.clear()
+        yield client
+
+
+@pytest.fixture
+def enrol(api: httpx.AsyncClient) -> Callable[[], Any]:
+    """Create a one-time enrolment token as the operator."""
+
+    async def create() -> str:
+        response = await api.post("/api/v1/devices/enrolments", json={"note": "test"})
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
+
+    return create
+
+
+async def eventually(probe: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
+    """Await ``probe()`` until it returns something truthy; return that."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

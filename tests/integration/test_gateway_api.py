@@ -1,0 +1,143 @@
+"""The gateway's public API: sign-in, tokens, cookies with CSRF, problem+json errors."""
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.stack
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == code
+    assert {"type", "title", "status", "detail", "code"} <= set(body)
+    return body
+
+
+@pytest.fixture
+async def anonymous(stack):
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        yield client
+
+
+async def test_me_shows_the_bootstrap_operator(api) -> None:
+    me = (await api.get("/api/v1/me")).json()
+    assert me["user"]["username"] == "admin"
+    assert me["tenant"]["name"] == "operators"
+    assert me["roles"] == ["operator"]
+
+
+async def test_requests_without_or_with_bad_tokens_are_401(anonymous) -> None:
+    assert_problem(await anonymous.get("/api/v1/devices"), 401, "unauthenticated")
+    bad = await anonymous.get("/api/v1/devices", headers={"Authorization": "Bearer ec_forged"})
+    assert_problem(bad, 401, "token_invalid")
+
+
+async def test_wrong_password_is_401(stack, anonymous) -> None:
+    response = await anonymous.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": "nope"}
+    )
+    assert_problem(response, 401, "invalid_credentials")
+    unknown = await anonymous.post(
+        "/api/v1/auth/login", json={"username": "ghost", "password": "nope"}
+    )
+    assert_problem(unknown, 401, "invalid_credentials")
+
+
+async def test_login_with_missing_field_names_it(anonymous) -> None:
+    body = assert_problem(
+        await anonymous.post("/api/v1/auth/login", json={"username": "admin"}),
+        422,
+        "validation_failed",
+    )
+    assert body["fields"] == ["password"]
+
+
+async def test_logout_revokes_the_token(stack, anonymous) -> None:
+    login = await anonymous.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    anonymous.cookies.clear()
+    assert (await anonymous.get("/api/v1/me", headers=headers)).status_code == 200
+    assert (await anonymous.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert_problem(await anonymous.get("/api/v1/me", headers=headers), 401, "token_invalid")
+
+
+async def test_cookie_session_needs_csrf_for_changes(stack, anonymous) -> None:
+    login = await anonymous.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
+    )
+    session_cookie = login.cookies["edgecloud_session"]
+    assert "httponly" in login.headers.get_list("set-cookie")[0].lower()
+    assert "samesite=lax" in login.headers.get_list("set-cookie")[0].lower()
+    assert (await anonymous.get("/api/v1/me")).status_code == 200
+
+    refused = await anonymous.post("/api/v1/devices/enrolments", json={})
+    assert_problem(refused, 403, "csrf_failed")
+    forged = await anonymous.post(
+        "/api/v1/devices/enrolments", json={}, headers={"X-CSRF-Token": "guess"}
+    )
+    assert_problem(forged, 403, "csrf_failed")
+    accepted = await anonymous.post(
+        "/api/v1/devices/enrolments", json={}, headers={"X-CSRF-Token": login.json()["csrf_token"]}
+    )
+    assert accepted.status_code == 201
+    assert session_cookie not in accepted.text
+
+
+async def test_enrolment_answer_says_how_to_start_an_agent(stack, api) -> None:
+    created = (await api.post("/api/v1/devices/enrolments", json={"ttl_seconds": 600})).json()
+    assert created["token"].startswith("ece_")
+    assert stack.router_url in created["agent_command"]
+    assert created["token"] in created["agent_command"]
+
+
+async def test_enrolment_with_bad_ttl_is_422(api) -> None:
+    body = assert_problem(
+        await api.post("/api/v1/devices/enrolments", json={"ttl_seconds": 1}),
+        422,
+        "validation_failed",
+    )
+    assert body["fields"] == ["ttl_seconds"]
+
+
+async def test_unknown_device_is_404(api) -> None:
+    assert_problem(await api.get("/api/v1/devices/no_such_device"), 404, "device_not_found")
+    assert_problem(await api.get("/api/v1/devices/no_such_device/metrics"), 404, "device_not_found")
+
+
+async def test_bad_cursor_is_400(api) -> None:
+    assert_problem(
+        await api.get("/api/v1/devices", params={"cursor": "%%%"}), 400, "invalid_cursor"
+    )
+
+
+async def test_device_list_pages(api, stack, enrol) -> None:
+    import secrets
+
+    from tests.support.beats import heartbeat
+    from tests.support.wamp import device_session, probe_key
+
+    keys = sorted(probe_key() for _ in range(3))
+    for key in keys:
+        async with device_session(
+            stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
+        ) as uplink:
+            await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = (
+            await api.get(
+                "/api/v1/devices", params={"limit": 2, **({"cursor": cursor} if cursor else {})}
+            )
+        ).json()
+        assert len(page["items"]) <= 2
+        seen += [item["key"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert set(keys) <= set(seen)
+    assert seen == sorted(seen)

@@ -1,0 +1,114 @@
+"""Heartbeat ingestion against a real (SQLite) database, in process."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from edgecloud_contracts.events import DeviceStatusChanged
+from edgecloud_contracts.heartbeat import Heartbeat
+from edgecloud_registry.devices import service
+from edgecloud_registry.devices.events import DeviceEventPublisher
+from edgecloud_registry.devices.ingest import HeartbeatIngest
+from edgecloud_registry.devices.models import Device, DeviceMetric, DeviceStatusChange
+from edgecloud_servicekit import migrations
+from edgecloud_servicekit.db import create_engine, create_session_factory, transaction
+from tests.support.beats import heartbeat
+
+
+class RecordingEvents(DeviceEventPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[DeviceStatusChanged] = []
+
+    async def publish(self, changes) -> None:  # type: ignore[no-untyped-def]
+        self.published.extend(changes)
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("registry") / "registry.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrations.upgrade(package="edgecloud_registry", database_url=url)
+    return url
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+def beat(key: str, seq: int, **overrides: object) -> Heartbeat:
+    return Heartbeat.model_validate(heartbeat(key, seq=seq, **overrides))
+
+
+async def test_a_batch_collapses_per_device_and_counts_every_beat(sessions) -> None:
+    received = [
+        service.ReceivedBeat(beat("dev_a", 1, location="old"), 11, service.utcnow()),
+        service.ReceivedBeat(beat("dev_b", 1), 12, service.utcnow()),
+        service.ReceivedBeat(beat("dev_a", 2, location="new"), 11, service.utcnow()),
+    ]
+    async with transaction(sessions) as session:
+        changes = await service.record_heartbeats(
+            session=session, received=received, missed_heartbeats=3, sample_metrics_for={"dev_a"}
+        )
+    assert sorted(c.key for c in changes) == ["dev_a", "dev_b"]
+    assert all(c.status == "online" and c.previous is None for c in changes)
+    async with sessions() as session:
+        a = await session.get(Device, "dev_a")
+        assert a is not None
+        assert (a.location, a.heartbeats, a.last_seq, a.wamp_session) == ("new", 2, 2, 11)
+        assert a.deadline_at is not None
+        assert a.last_seen is not None
+        assert (a.deadline_at - a.last_seen).total_seconds() == pytest.approx(15)
+        metrics = await session.scalar(select(func.count()).select_from(DeviceMetric))
+        assert metrics == 1
+        history = await session.scalar(select(func.count()).select_from(DeviceStatusChange))
+        assert history == 2
+
+
+async def test_no_change_no_event_then_lowpan_degrades(sessions) -> None:
+    events = RecordingEvents()
+    ingest = HeartbeatIngest(
+        sessions=sessions,
+        events=events,
+        missed_heartbeats=3,
+        batch_max=100,
+        queue_max=100,
+        metrics_sample_interval_s=60,
+    )
+    import asyncio
+
+    writer = asyncio.create_task(ingest.run())
+    try:
+        first = await ingest.submit(beat("dev_c", 1), session_id=21)
+        second = await ingest.submit(beat("dev_c", 2), session_id=21)
+        assert first.status == second.status == "online"
+        assert [e.status for e in events.published] == ["online"]
+        degraded = await ingest.submit(beat("dev_c", 3, link="lowpan"), session_id=21)
+        assert degraded.status == "degraded"
+        assert [e.status for e in events.published] == ["online", "degraded"]
+        assert events.published[-1].previous == "online"
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_session_leave_and_overdue_mark_offline_once(sessions) -> None:
+    async with transaction(sessions) as session:
+        await service.record_heartbeats(
+            session=session,
+            received=[service.ReceivedBeat(beat("dev_d", 1), 31, service.utcnow())],
+            missed_heartbeats=3,
+            sample_metrics_for=set(),
+        )
+    async with transaction(sessions) as session:
+        changes = await service.mark_session_closed(session=session, wamp_session=31)
+    assert [(c.key, c.status, c.previous) for c in changes] == [("dev_d", "offline", "online")]
+    async with transaction(sessions) as session:
+        assert await service.mark_session_closed(session=session, wamp_session=31) == []
+        assert "dev_d" not in [c.key for c in await service.mark_overdue_offline(session=session)]

@@ -1,0 +1,87 @@
+"""Real agent processes for tests, each with its own identity and state directory."""
+
+import itertools
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecloud_contracts.identity import device_id, device_key
+
+from .processes import PYTHON, ManagedProcess
+from .stack import Stack
+
+_numbers = itertools.count(1)
+HEARTBEAT_INTERVAL_S = 0.5
+
+
+def random_mac() -> str:
+    # Locally administered, unicast.
+    octets = [0x02] + [secrets.randbelow(256) for _ in range(5)]
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
+@dataclass
+class AgentHandle:
+    hostname: str
+    mac: str
+    state_dir: Path
+    process: ManagedProcess
+
+    @property
+    def key(self) -> str:
+        return device_key(self.hostname, self.mac)
+
+    @property
+    def id(self) -> str:
+        return device_id(self.hostname, self.mac)
+
+
+class AgentFactory:
+    def __init__(self, stack: Stack, workdir: Path) -> None:
+        self._stack = stack
+        self._workdir = workdir
+        self.started: list[AgentHandle] = []
+
+    def identity(self, label: str = "node") -> tuple[str, str, Path]:
+        n = next(_numbers)
+        hostname = f"{label}-{n}"
+        return hostname, random_mac(), self._workdir / f"agent-{n}"
+
+    def start(
+        self,
+        *,
+        token: str | None,
+        hostname: str | None = None,
+        mac: str | None = None,
+        state_dir: Path | None = None,
+        location: str = "test bench",
+        label: str = "node",
+    ) -> AgentHandle:
+        if hostname is None or mac is None or state_dir is None:
+            hostname, mac, state_dir = self.identity(label)
+        env = {
+            **self._stack.env(),
+            "AGENT_ROUTER_URL": self._stack.router_url,
+            "AGENT_STATE_DIR": str(state_dir),
+            "AGENT_HOSTNAME": hostname,
+            "AGENT_MAC": mac,
+            "AGENT_LOCATION": location,
+            "AGENT_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S),
+            "AGENT_RECONNECT_INITIAL_S": "0.2",
+            "AGENT_RECONNECT_MAX_S": "2",
+        }
+        if token:
+            env["AGENT_ENROLMENT_TOKEN"] = token
+        process = ManagedProcess(
+            f"agent {hostname}",
+            [str(PYTHON), "-m", "edgecloud_agent"],
+            env,
+            state_dir.parent / f"{state_dir.name}.log",
+        ).start()
+        handle = AgentHandle(hostname=hostname, mac=mac, state_dir=state_dir, process=process)
+        self.started.append(handle)
+        return handle
+
+    def stop_all(self) -> None:
+        for handle in self.started:
+            handle.process.stop()

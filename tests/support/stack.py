@@ -1,0 +1,142 @@
+"""The cloud side for tests: router plus the five services, on free ports, with secrets of
+their own (EDGECLOUD_ENV=test: no development defaults)."""
+
+import secrets
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .processes import (
+    PYTHON,
+    ROOT,
+    ROUTER_PYTHON,
+    ManagedProcess,
+    free_port,
+    wait_healthy,
+    wait_port,
+)
+
+SERVICES = {
+    "registry": "edgecloud_registry",
+    "gateway": "edgecloud_gateway",
+    "orchestrator": "edgecloud_orchestrator",
+    "storage": "edgecloud_storage",
+    "migration-scheduler": "edgecloud_migration_scheduler",
+}
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def prefix(service: str) -> str:
+    return service.upper().replace("-", "_")
+
+
+def create_pg_database() -> str:
+    name = f"edgecloud_test_{uuid.uuid4().hex[:10]}"
+    subprocess.run(
+        ["psql", PG_ADMIN, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
+        check=True,
+        capture_output=True,
+    )
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    subprocess.run(
+        ["psql", PG_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+        check=False,
+        capture_output=True,
+    )
+
+
+@dataclass
+class Stack:
+    backend: str
+    workdir: Path
+    database_url: str = ""
+    pg_database: str | None = None
+    router_port: int = field(default_factory=free_port)
+    ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
+    tickets: dict[str, str] = field(
+        default_factory=lambda: {s: secrets.token_urlsafe(24) for s in SERVICES}
+    )
+    internal_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    router: ManagedProcess | None = None
+    services: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def router_url(self) -> str:
+        return f"ws://127.0.0.1:{self.router_port}/ws"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self) -> dict[str, str]:
+        """Environment every process of the stack shares."""
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.workdir),
+            "EDGECLOUD_ENV": "test",
+            "EDGECLOUD_VAR_DIR": str(self.workdir / "var"),
+            "EDGECLOUD_ROUTER_URL": self.router_url,
+            "EDGECLOUD_INTERNAL_SECRET": self.internal_secret,
+            "EDGECLOUD_ADMIN_USER": "admin",
+            "EDGECLOUD_ADMIN_PASSWORD": self.admin_password,
+            "GATEWAY_REGISTRY_URL": self.url("registry"),
+            "GATEWAY_PUBLIC_ROUTER_URL": self.router_url,
+            # Short liveness windows keep the tests quick.
+            "REGISTRY_LIVENESS_SWEEP_INTERVAL_S": "0.2",
+            "REGISTRY_METRICS_SAMPLE_INTERVAL_S": "0",
+        }
+        if self.database_url:
+            env["EDGECLOUD_DATABASE_URL"] = self.database_url
+        for service, ticket in self.tickets.items():
+            env[f"{prefix(service)}_WAMP_TICKET"] = ticket
+            env[f"{prefix(service)}_PORT"] = str(self.ports[service])
+        return env
+
+    def start(self) -> "Stack":
+        if self.backend == "postgresql":
+            self.pg_database = create_pg_database()
+            self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.pg_database}"
+        self.start_router()
+        for service, package in SERVICES.items():
+            self.services[service] = ManagedProcess(
+                service,
+                [str(PYTHON), "-m", package],
+                self.env(),
+                self.workdir / "logs" / f"{service}.log",
+            ).start()
+        for service, process in self.services.items():
+            wait_healthy(self.url(service), process)
+        return self
+
+    def start_router(self) -> None:
+        cbdir = self.workdir / "router"
+        self.router = ManagedProcess(
+            "router",
+            [
+                str(ROUTER_PYTHON),
+                str(ROOT / "infra/router/launch.py"),
+                "--cbdir",
+                str(cbdir),
+                "--port",
+                str(self.router_port),
+            ],
+            self.env(),
+            self.workdir / "logs" / "router.log",
+        ).start()
+        wait_port(self.router_port, self.router, timeout=60)
+
+    def stop(self) -> None:
+        for process in self.services.values():
+            process.stop()
+        if self.router is not None:
+            self.router.stop()
+        if self.pg_database:
+            drop_pg_database(self.pg_database)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
