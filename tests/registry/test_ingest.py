@@ -112,3 +112,43 @@ async def test_session_leave_and_overdue_mark_offline_once(sessions) -> None:
     async with transaction(sessions) as session:
         assert await service.mark_session_closed(session=session, wamp_session=31) == []
         assert "dev_d" not in [c.key for c in await service.mark_overdue_offline(session=session)]
+
+
+async def test_retention_drops_only_old_history(sessions) -> None:
+    from datetime import timedelta
+
+    now = service.utcnow()
+    async with transaction(sessions) as session:
+        session.add_all(
+            [
+                DeviceMetric(
+                    device_key="dev_e",
+                    at=now - timedelta(days=8),
+                    cpu_percent=1,
+                    load_1m=0,
+                    memory_used=1,
+                    disk_free=1,
+                ),
+                DeviceMetric(
+                    device_key="dev_e",
+                    at=now - timedelta(hours=1),
+                    cpu_percent=2,
+                    load_1m=0,
+                    memory_used=1,
+                    disk_free=1,
+                ),
+            ]
+        )
+    async with transaction(sessions) as session:
+        await service.prune_history(
+            session=session,
+            metrics_before=now - timedelta(days=7),
+            status_before=now - timedelta(days=30),
+        )
+    async with sessions() as session:
+        left = (
+            await session.scalars(
+                select(DeviceMetric.cpu_percent).where(DeviceMetric.device_key == "dev_e")
+            )
+        ).all()
+    assert left == [2]

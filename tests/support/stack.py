@@ -63,6 +63,8 @@ class Stack:
     )
     internal_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    only: tuple[str, ...] = tuple(SERVICES)
+    """The services to start (all of them unless a benchmark needs fewer)."""
     router: ManagedProcess | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
 
@@ -102,7 +104,8 @@ class Stack:
             self.pg_database = create_pg_database()
             self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.pg_database}"
         self.start_router()
-        for service, package in SERVICES.items():
+        for service in self.only:
+            package = SERVICES[service]
             self.services[service] = ManagedProcess(
                 service,
                 [str(PYTHON), "-m", package],

@@ -2,6 +2,7 @@
 
 import platform
 import socket
+import time
 import uuid
 
 import psutil
@@ -11,6 +12,8 @@ from edgecloud_contracts.identity import device_id, device_key, normalise_mac
 
 from .. import __version__
 from ..settings import AgentSettings
+
+INFO_REFRESH_S = 60.0
 
 
 def _primary_mac() -> str:
@@ -48,9 +51,18 @@ class SystemProbe:
         self._name = settings.name or self.hostname
         self._location = settings.location
         self._disk_path = str(settings.disk_path)
+        self._info: DeviceInfo | None = None
+        self._info_read_at = float("-inf")
         psutil.cpu_percent(interval=None)  # the first reading is meaningless; prime it
 
     def info(self) -> DeviceInfo:
+        """What the node is; it hardly changes, so it is re-read once a minute."""
+        now = time.monotonic()
+        if self._info is None or now - self._info_read_at > INFO_REFRESH_S:
+            self._info, self._info_read_at = self._read_info(), now
+        return self._info
+
+    def _read_info(self) -> DeviceInfo:
         return DeviceInfo(
             id=self.id,
             key=self.key,

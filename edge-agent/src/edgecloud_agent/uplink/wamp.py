@@ -39,6 +39,12 @@ def _call_options(timeout: float) -> CallOptions:
     return CallOptions(timeout=max(1, math.ceil(timeout)))
 
 
+def _retrieve_outcome(future: "asyncio.Future[Any]") -> None:
+    # A call we stopped waiting for may still fail later; that is expected, not news.
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class Login:
     device_key: str
@@ -198,10 +204,11 @@ class Uplink:
     async def call(self, uri: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
         session = self._require_session()
         try:
-            return await asyncio.wait_for(
-                session.call(uri, *args, options=_call_options(timeout), **kwargs),
-                timeout + 1,
-            )
+            pending = session.call(uri, *args, options=_call_options(timeout), **kwargs)
+            pending.add_done_callback(_retrieve_outcome)
+            # Shielded: cancelling autobahn's future makes it send CANCEL, which fails
+            # on a transport that is already gone; the router times the call out anyway.
+            return await asyncio.wait_for(asyncio.shield(pending), timeout + 1)
         except TimeoutError as err:
             raise CallTimeout(uri, timeout) from err
         except ApplicationError as err:
