@@ -23,6 +23,7 @@ setup:
 	bash $(SETUP)/dockerd.sh
 	bash $(SETUP)/images.sh
 	bash $(SETUP)/venvs.sh
+	bash $(SETUP)/assets.sh
 
 setup-test: setup
 	bash $(SETUP)/system.sh --postgres

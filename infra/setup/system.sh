@@ -43,6 +43,8 @@ apt_install() {
 base_pkgs=(docker.io mosquitto busybox-static docker-registry iproute2 procps)
 ((want_postgres)) && base_pkgs+=(postgresql)
 apt_install "${base_pkgs[@]}"
+# npm vendors the gateway's front-end assets; a machine may have it from elsewhere.
+command -v npm >/dev/null || apt_install npm
 
 # --- uv --------------------------------------------------------------------------------------
 if ! uv_bin="$(find_uv)"; then

@@ -141,3 +141,17 @@ async def test_device_list_pages(api, stack, enrol) -> None:
             break
     assert set(keys) <= set(seen)
     assert seen == sorted(seen)
+
+
+async def test_api_explorer_is_served_without_a_cdn(anonymous) -> None:
+    root = await anonymous.get("/")
+    assert root.status_code == 307
+    assert root.headers["location"] == "/docs"
+    page = await anonymous.get("/docs")
+    assert page.status_code == 200
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    bundle = await anonymous.get("/static/vendor/swagger-ui/swagger-ui-bundle.js")
+    assert bundle.status_code == 200, "run infra/setup/assets.sh (make setup)"
+    spec = (await anonymous.get("/openapi.json")).json()
+    assert "/api/v1/devices" in spec["paths"]

@@ -47,11 +47,15 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     description: str = "",
 ) -> FastAPI:
+    # The stock /docs and /redoc pages load their scripts from a CDN; the gateway serves
+    # its own from vendored assets, the internal services need none.
     app = FastAPI(
         title=f"edgecloud {settings.service_name}",
         version="0.1.0",
         description=description,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     install_problem_handlers(app)

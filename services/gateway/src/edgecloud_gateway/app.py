@@ -6,9 +6,12 @@ the caller's identity as a signed token.
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
 from edgecloud_servicekit.db import transaction
@@ -18,6 +21,8 @@ from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .devices import router as devices_router
 from .settings import GatewaySettings
+
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -50,9 +55,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="The public edgecloud API. Errors are application/problem+json with a `code`.",
     )
 
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_explorer() -> HTMLResponse:
+        """The API explorer, from vendored assets (infra/setup/assets.sh), no CDN."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="edgecloud API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        )
+
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
-        # The dashboard lands here with its own issue; until then, the API description.
+        # The dashboard lands here with its own issue; until then, the API explorer.
         return RedirectResponse("/docs")
 
     return app
