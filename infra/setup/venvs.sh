@@ -24,9 +24,13 @@ if [[ ! -x .venv-router/bin/python ]]; then
     say "creating .venv-router"
     "$uv" venv --quiet --python python3.11 .venv-router
 fi
-if [[ ! -x .venv-router/bin/crossbar ]]; then
-    say "installing crossbar into .venv-router"
-    "$uv" pip install --quiet --python .venv-router/bin/python 'crossbar==26.10.1'
+# numpy<2: crossbar's bjdata codec is built against numpy 1 and prints an _ARRAY_API
+# traceback at every start under numpy 2 (harmless, but it buries real errors).
+ROUTER_REQUIREMENTS=('crossbar==26.10.1' 'numpy<2')
+if [[ ! -x .venv-router/bin/crossbar ]] ||
+    ! .venv-router/bin/python -c 'import numpy, sys; sys.exit(int(numpy.__version__.split(".")[0]) >= 2)' 2>/dev/null; then
+    say "installing ${ROUTER_REQUIREMENTS[*]} into .venv-router"
+    "$uv" pip install --quiet --python .venv-router/bin/python "${ROUTER_REQUIREMENTS[@]}"
 fi
 say "venvs: .venv ($(.venv/bin/python --version)), .venv-router (crossbar $(
     .venv-router/bin/python -c 'import importlib.metadata as m; print(m.version("crossbar"))'))"

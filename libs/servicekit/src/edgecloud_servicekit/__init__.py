@@ -8,8 +8,10 @@ Modules, each wrapping one concern:
     wamp           the service's one WAMP session (autobahn is used only here)
     identity       signed caller identity passed from the gateway to services
     problems       problem+json errors and their handlers
+    pagination     opaque list cursors
     observability  /healthz and /metrics
     internal_http  httpx clients that call other services
     background     long-running tasks owned by a lifespan
+    app            the building blocks of every create_app
     serve          running one service process (migrations, then uvicorn)
 """

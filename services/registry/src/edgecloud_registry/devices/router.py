@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from edgecloud_contracts.devices import DeviceDetail, DevicePage, MetricSeries
 
 from ..deps import CallerDep, OperatorDep, SessionDep
-from . import service
+from . import schemas, service
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -23,12 +23,12 @@ async def list_devices(
     devices, next_cursor = await service.list_devices(
         session=session, caller=caller, limit=limit, cursor=cursor
     )
-    return DevicePage(items=[service.to_view(d) for d in devices], next_cursor=next_cursor)
+    return DevicePage(items=[schemas.to_view(d) for d in devices], next_cursor=next_cursor)
 
 
 @router.get("/{key}", response_model=DeviceDetail)
 async def get_device(key: str, session: SessionDep, caller: CallerDep) -> DeviceDetail:
-    return service.to_detail(await service.get_device(session=session, caller=caller, key=key))
+    return schemas.to_detail(await service.get_device(session=session, caller=caller, key=key))
 
 
 @router.get("/{key}/metrics", response_model=MetricSeries)

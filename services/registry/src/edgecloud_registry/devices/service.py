@@ -1,6 +1,5 @@
 """Devices: registration and updates from heartbeats, liveness transitions, queries."""
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,11 +8,12 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud_contracts.devices import DeviceDetail, DeviceMetricsNow, DeviceView, MetricPoint
+from edgecloud_contracts.devices import MetricPoint
 from edgecloud_contracts.events import DeviceStatusChanged
-from edgecloud_contracts.heartbeat import ContainerState, DeviceStatus, Heartbeat, Link
+from edgecloud_contracts.heartbeat import DeviceStatus, Heartbeat, Link
 from edgecloud_servicekit.db import upsert, utcnow
 from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
 from edgecloud_servicekit.problems import BadRequest
 
 from .exceptions import DeviceNotFound
@@ -53,9 +53,9 @@ async def record_heartbeats(
             newest[key] = item
 
     before = {
-        row.key: (row.status, row.link)
+        row.key: row.status
         for row in await session.execute(
-            select(Device.key, Device.status, Device.link).where(Device.key.in_(newest))
+            select(Device.key, Device.status).where(Device.key.in_(newest))
         )
     }
     now = utcnow()
@@ -64,9 +64,9 @@ async def record_heartbeats(
     for key, item in newest.items():
         beat = item.beat
         status = status_for(beat.link)
-        previous, previous_link = before.get(key, (None, None))
-        changed = previous != status.value or previous_link != beat.link.value
-        reason = "heartbeat" if previous is not None else "registered"
+        previous = before.get(key)
+        changed = previous != status.value
+        reason = f"{'heartbeat' if previous else 'registered'} over {beat.link.value}"
         if changed:
             changes.append(
                 DeviceStatusChanged(
@@ -75,32 +75,19 @@ async def record_heartbeats(
                     status=status,
                     previous=DeviceStatus(previous) if previous else None,
                     link=beat.link,
-                    reason=f"{reason} over {beat.link.value}",
+                    reason=reason,
                     at=now,
                 )
             )
         rows.append(
-            {
-                **beat.device.model_dump(),
-                "status": status.value,
-                "status_reason": f"{reason} over {beat.link.value}" if changed else "",
-                "status_changed_at": now,
-                "link": beat.link.value,
-                "first_seen": now,
-                "last_seen": item.received_at,
-                "deadline_at": item.received_at
-                + timedelta(seconds=beat.interval_s * missed_heartbeats),
-                "heartbeat_interval_s": beat.interval_s,
-                "heartbeats": counts[key],
-                "last_seq": beat.seq,
-                "wamp_session": item.session_id,
-                "cpu_percent": beat.metrics.cpu_percent,
-                "load_1m": beat.metrics.load_1m,
-                "memory_used": beat.metrics.memory_used,
-                "disk_free": beat.metrics.disk_free,
-                "runtime": beat.runtime,
-                "containers": [c.model_dump() for c in beat.containers],
-            }
+            _device_row(
+                item,
+                count=counts[key],
+                status=status,
+                change_reason=reason if changed else "",
+                missed_heartbeats=missed_heartbeats,
+                now=now,
+            )
         )
 
     changed_keys = {change.key for change in changes}
@@ -123,6 +110,40 @@ async def record_heartbeats(
     if samples:
         await session.execute(insert(DeviceMetric), samples)
     return changes
+
+
+def _device_row(
+    item: ReceivedBeat,
+    *,
+    count: int,
+    status: DeviceStatus,
+    change_reason: str,
+    missed_heartbeats: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The devices row a heartbeat describes; ``change_reason`` is empty when the status
+    did not change (the stored reason and time of the last change then stay)."""
+    beat = item.beat
+    return {
+        **beat.device.model_dump(),
+        "status": status.value,
+        "status_reason": change_reason,
+        "status_changed_at": now,
+        "link": beat.link.value,
+        "first_seen": now,
+        "last_seen": item.received_at,
+        "deadline_at": item.received_at + timedelta(seconds=beat.interval_s * missed_heartbeats),
+        "heartbeat_interval_s": beat.interval_s,
+        "heartbeats": count,
+        "last_seq": beat.seq,
+        "wamp_session": item.session_id,
+        "cpu_percent": beat.metrics.cpu_percent,
+        "load_1m": beat.metrics.load_1m,
+        "memory_used": beat.metrics.memory_used,
+        "disk_free": beat.metrics.disk_free,
+        "runtime": beat.runtime,
+        "containers": [c.model_dump() for c in beat.containers],
+    }
 
 
 async def _upsert_devices(
@@ -235,66 +256,6 @@ def _visible(query: Select[Device], caller: Identity) -> Select[Device]:
         return query
     granted = select(DeviceGrant.device_key).where(DeviceGrant.tenant_id == caller.tenant_id)
     return query.where(Device.key.in_(granted))
-
-
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadRequest("cursor is not valid", code="invalid_cursor") from err
-    if not value:
-        raise BadRequest("cursor is not valid", code="invalid_cursor")
-    return value
-
-
-def to_view(device: Device) -> DeviceView:
-    return DeviceView(
-        **_view_fields(device),
-    )
-
-
-def _view_fields(device: Device) -> dict[str, Any]:
-    return {
-        "key": device.key,
-        "id": device.id,
-        "name": device.name,
-        "mac": device.mac,
-        "location": device.location,
-        "arch": device.arch,
-        "os": device.os,
-        "kernel": device.kernel,
-        "cpu_count": device.cpu_count,
-        "memory_total": device.memory_total,
-        "disk_total": device.disk_total,
-        "status": DeviceStatus(device.status),
-        "link": Link(device.link) if device.link else None,
-        "last_seen": device.last_seen,
-        "metrics": DeviceMetricsNow(
-            cpu_percent=device.cpu_percent,
-            memory_used=device.memory_used,
-            disk_free=device.disk_free,
-        ),
-    }
-
-
-def to_detail(device: Device) -> DeviceDetail:
-    return DeviceDetail(
-        **_view_fields(device),
-        agent_version=device.agent_version,
-        runtime=device.runtime,
-        heartbeat_interval_s=device.heartbeat_interval_s,
-        heartbeats=device.heartbeats,
-        first_seen=device.first_seen,
-        status_changed_at=device.status_changed_at,
-        status_reason=device.status_reason,
-        load_1m=device.load_1m,
-        containers=[ContainerState.model_validate(c) for c in device.containers],
-    )
 
 
 async def list_devices(
