@@ -152,3 +152,52 @@ async def test_retention_drops_only_old_history(sessions) -> None:
             )
         ).all()
     assert left == [2]
+
+
+async def test_concurrent_heartbeats_share_transactions(sessions) -> None:
+    import asyncio
+
+    ingest = HeartbeatIngest(
+        sessions=sessions,
+        events=RecordingEvents(),
+        missed_heartbeats=3,
+        batch_max=500,
+        queue_max=1000,
+        metrics_sample_interval_s=60,
+    )
+    writer = asyncio.create_task(ingest.run())
+    try:
+        acks = await asyncio.gather(
+            *(ingest.submit(beat(f"dev_many_{n}", 1), session_id=n) for n in range(200))
+        )
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+    assert len(acks) == ingest.beats_written == 200
+    assert ingest.batches_written < 20  # group commit: many heartbeats per transaction
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(Device).where(Device.key.like("dev_many_%"))
+        )
+    assert stored == 200
+
+
+async def test_a_full_backlog_is_refused_not_queued_forever(sessions) -> None:
+    from edgecloud_registry.devices.exceptions import IngestOverloaded
+
+    ingest = HeartbeatIngest(
+        sessions=sessions,
+        events=RecordingEvents(),
+        missed_heartbeats=3,
+        batch_max=10,
+        queue_max=1,
+        metrics_sample_interval_s=60,
+    )
+    import asyncio
+
+    first = asyncio.create_task(ingest.submit(beat("dev_q1", 1), session_id=1))
+    await asyncio.sleep(0)
+    with pytest.raises(IngestOverloaded):
+        await ingest.submit(beat("dev_q2", 1), session_id=2)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
