@@ -91,6 +91,8 @@ class Stack:
             # Short liveness windows keep the tests quick.
             "REGISTRY_LIVENESS_SWEEP_INTERVAL_S": "0.2",
             "REGISTRY_METRICS_SAMPLE_INTERVAL_S": "0",
+            # Tests make many requests per minute; the rate quota test sets its own.
+            "GATEWAY_DEFAULT_QUOTA_API_PER_MINUTE": "100000",
         }
         if self.database_url:
             env["EDGECLOUD_DATABASE_URL"] = self.database_url

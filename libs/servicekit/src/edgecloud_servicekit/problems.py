@@ -8,6 +8,7 @@ Exception tree::
     ├── Forbidden           403
     ├── NotFound            404   (also for another tenant's objects)
     ├── Conflict            409
+    ├── TooManyRequests     429   with Retry-After
     ├── RemoteProblem       any: another service's problem, passed on
     ├── Unprocessable       422
     └── Unavailable         503   a dependency (database, router, service) is down
@@ -28,10 +29,18 @@ class Problem(Exception):
     default_code: ClassVar[str] = "internal_error"
     title: str = "Internal error"
 
-    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code or self.default_code
+        self.headers = headers or {}
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -67,6 +76,15 @@ class Conflict(Problem):
 
 class Unprocessable(Problem):
     status, default_code, title = 422, "validation_failed", "Validation failed"
+
+
+class TooManyRequests(Problem):
+    status, default_code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(
+            detail, code=code, headers={"Retry-After": str(retry_after)}, retry_after=retry_after
+        )
 
 
 class Unavailable(Problem):
@@ -107,7 +125,9 @@ _STATUS_CODES = {
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
         return problem_response(exc.status, exc.body(), headers)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:

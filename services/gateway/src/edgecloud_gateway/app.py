@@ -4,25 +4,49 @@ It owns accounts; everything else it asks the owning service for over REST, pass
 the caller's identity as a signed token.
 """
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
-from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.background import BackgroundTasks
+from edgecloud_servicekit.db import transaction, utcnow
 from edgecloud_servicekit.internal_http import ServiceClient
 
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
+from .accounts import throttle
+from .audit import router as audit_router
 from .devices import router as devices_router
 from .settings import GatewaySettings
+from .tenants import ratelimit
+from .tenants import router as tenants_router
+from .tokens import router as tokens_router
+
+logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+
+
+async def housekeeping(sessions: async_sessionmaker[AsyncSession], every_s: float = 300) -> None:
+    """Drop finished rate windows and stale login throttles."""
+    while True:
+        try:
+            async with transaction(sessions) as session:
+                await ratelimit.prune(session=session)
+                await throttle.prune(session=session, older_than=utcnow() - timedelta(days=1))
+        except Exception as err:  # best effort; retried next round
+            logger.warning("housekeeping failed: %s", err)
+        await asyncio.sleep(every_s)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -39,19 +63,35 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                         username=settings.admin_user,
                         password=settings.admin_password.get_secret_value(),
                         tenant_name=settings.admin_tenant,
+                        quotas=settings.default_quotas,
                     )
+            background = await stack.enter_async_context(BackgroundTasks())
+            background.start("housekeeping", lambda: housekeeping(sessions))
             registry = ServiceClient(
                 service="registry", base_url=settings.registry_url, secret=settings.secret
             )
             stack.push_async_callback(registry.aclose)
             wamp = await stack.enter_async_context(wamp_link(settings))
-            expose(app, engine=engine, sessions=sessions, wamp=wamp, registry=registry)
+            expose(
+                app,
+                engine=engine,
+                sessions=sessions,
+                wamp=wamp,
+                registry=registry,
+                background=background,
+            )
             yield
 
     app = create_service_app(
         settings=settings,
         lifespan=lifespan,
-        routers=[accounts_router.router, devices_router.router],
+        routers=[
+            accounts_router.router,
+            tokens_router.router,
+            tenants_router.router,
+            audit_router.router,
+            devices_router.router,
+        ],
         description="The public edgecloud API. Errors are application/problem+json with a `code`.",
     )
 

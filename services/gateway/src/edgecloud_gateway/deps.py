@@ -10,8 +10,10 @@ from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Forbidden, Unauthenticated
 
-from .accounts import service as accounts_service
 from .accounts.exceptions import CsrfRejected
+from .tenants import ratelimit
+from .tenants.service import require_admin
+from .tokens import service as tokens_service
 
 SESSION_COOKIE = "edgecloud_session"
 CSRF_COOKIE = "edgecloud_csrf"
@@ -28,23 +30,33 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-async def _caller(request: Request, session: SessionDep) -> accounts_service.Caller:
-    """A bearer token, or the dashboard's session cookie plus its CSRF header."""
+async def _caller(request: Request, session: SessionDep) -> tokens_service.Caller:
+    """A bearer token, or the dashboard's session cookie plus its CSRF header; then the
+    tenant's API rate quota."""
     authorization = request.headers.get("Authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials:
-        return await accounts_service.resolve_token(session=session, token=credentials.strip())
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        raise Unauthenticated("sign in, or send Authorization: Bearer <token>")
-    if request.method not in _SAFE_METHODS:
-        expected = accounts_service.csrf_token_for(cookie, secret=request.app.state.settings.secret)
-        if request.headers.get(CSRF_HEADER) != expected:
-            raise CsrfRejected()
-    return await accounts_service.resolve_token(session=session, token=cookie)
+        caller = await tokens_service.resolve_token(session=session, token=credentials.strip())
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise Unauthenticated("sign in, or send Authorization: Bearer <token>")
+        if request.method not in _SAFE_METHODS:
+            expected = tokens_service.csrf_token_for(
+                cookie, secret=request.app.state.settings.secret
+            )
+            if request.headers.get(CSRF_HEADER) != expected:
+                raise CsrfRejected()
+        caller = await tokens_service.resolve_token(session=session, token=cookie)
+    await ratelimit.count_request(
+        sessions=request.app.state.sessions,
+        tenant_id=caller.tenant.id,
+        limit=caller.tenant.quota_api_per_minute,
+    )
+    return caller
 
 
-CallerDep = Annotated[accounts_service.Caller, Depends(_caller)]
+CallerDep = Annotated[tokens_service.Caller, Depends(_caller)]
 
 
 def _identity(caller: CallerDep) -> Identity:
@@ -57,6 +69,11 @@ def _operator(caller: CallerDep) -> Identity:
     return caller.identity
 
 
+def _tenant_admin(caller: CallerDep) -> Identity:
+    require_admin(caller.identity)
+    return caller.identity
+
+
 def _registry(request: Request) -> ServiceClient:
     client: ServiceClient = request.app.state.registry
     return client
@@ -64,4 +81,5 @@ def _registry(request: Request) -> ServiceClient:
 
 IdentityDep = Annotated[Identity, Depends(_identity)]
 OperatorDep = Annotated[Identity, Depends(_operator)]
+TenantAdminDep = Annotated[Identity, Depends(_tenant_admin)]
 RegistryDep = Annotated[ServiceClient, Depends(_registry)]

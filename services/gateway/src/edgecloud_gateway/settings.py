@@ -1,10 +1,13 @@
 from datetime import timedelta
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import Environment, ServiceSettings
+
+from .accounts.service import TenantQuotas
+from .accounts.throttle import ThrottlePolicy
 
 DEVELOPMENT_ADMIN_PASSWORD = "admin"
 
@@ -25,6 +28,19 @@ class GatewaySettings(ServiceSettings):
     admin_tenant: str = "operators"
     login_token_hours: float = 12.0
     cookie_secure: bool | None = None
+    registration: Literal["open", "invite"] = "open"
+    """open: anyone may sign up and gets a tenant of their own; invite: invitations only."""
+
+    default_quota_containers: int = 20
+    default_quota_storage_bytes: int = 10 << 30
+    default_quota_api_per_minute: int = 600
+
+    throttle_account_free_failures: int = 5
+    throttle_account_lock_after: int = 10
+    throttle_address_free_failures: int = 20
+    throttle_address_lock_after: int = 50
+    throttle_window_minutes: float = 15
+    throttle_lock_minutes: float = 15
 
     @model_validator(mode="after")
     def _admin_and_cookies(self) -> "GatewaySettings":
@@ -43,3 +59,30 @@ class GatewaySettings(ServiceSettings):
     @property
     def login_token_lifetime(self) -> timedelta:
         return timedelta(hours=self.login_token_hours)
+
+    @property
+    def default_quotas(self) -> TenantQuotas:
+        return TenantQuotas(
+            containers=self.default_quota_containers,
+            storage_bytes=self.default_quota_storage_bytes,
+            api_per_minute=self.default_quota_api_per_minute,
+        )
+
+    @property
+    def throttle_policies(self) -> dict[str, ThrottlePolicy]:
+        window = timedelta(minutes=self.throttle_window_minutes)
+        lock_for = timedelta(minutes=self.throttle_lock_minutes)
+        return {
+            "account": ThrottlePolicy(
+                self.throttle_account_free_failures,
+                self.throttle_account_lock_after,
+                window,
+                lock_for,
+            ),
+            "address": ThrottlePolicy(
+                self.throttle_address_free_failures,
+                self.throttle_address_lock_after,
+                window,
+                lock_for,
+            ),
+        }

@@ -1,4 +1,10 @@
-from edgecloud_servicekit.problems import Forbidden, Unauthenticated
+from edgecloud_servicekit.problems import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Unauthenticated,
+    Unprocessable,
+)
 
 
 class InvalidCredentials(Unauthenticated):
@@ -8,15 +14,51 @@ class InvalidCredentials(Unauthenticated):
         super().__init__("wrong username or password")
 
 
-class TokenInvalid(Unauthenticated):
-    default_code = "token_invalid"
-
-    def __init__(self) -> None:
-        super().__init__("the token is unknown, expired or revoked")
-
-
 class CsrfRejected(Forbidden):
     default_code = "csrf_failed"
 
     def __init__(self) -> None:
         super().__init__("missing or wrong X-CSRF-Token header")
+
+
+class WeakPassword(Unprocessable):
+    default_code = "weak_password"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("the password is too weak: " + "; ".join(problems), problems=problems)
+
+
+class UsernameTaken(Conflict):
+    default_code = "username_taken"
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"the username {username} is taken")
+
+
+class TenantTaken(Conflict):
+    default_code = "tenant_taken"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the tenant name {name} is taken")
+
+
+class RegistrationClosed(Forbidden):
+    default_code = "registration_closed"
+
+    def __init__(self) -> None:
+        super().__init__("registration needs an invitation from a tenant admin")
+
+
+class InvitationInvalid(BadRequest):
+    default_code = "invitation_invalid"
+
+    def __init__(self) -> None:
+        # Deliberately the same for unknown, used, expired, revoked or another tenant's.
+        super().__init__("the invitation is not valid")
+
+
+class NotAMember(Forbidden):
+    default_code = "not_a_member"
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"you are not a member of tenant {tenant}")

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from edgecloud_servicekit.db import UTCDateTime
@@ -9,11 +9,16 @@ from ..database import GatewayBase
 
 
 class Tenant(GatewayBase):
+    """A customer of the platform; its quotas are enforced by the owning services."""
+
     __tablename__ = "tenants"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    quota_containers: Mapped[int] = mapped_column(Integer, default=20)
+    quota_storage_bytes: Mapped[int] = mapped_column(BigInteger, default=10 << 30)
+    quota_api_per_minute: Mapped[int] = mapped_column(Integer, default=600)
 
 
 class User(GatewayBase):
@@ -41,17 +46,12 @@ class Membership(GatewayBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class AccessToken(GatewayBase):
-    """A bearer token (login or named API token); only its SHA-256 is stored."""
+class LoginThrottle(GatewayBase):
+    """Failed sign-ins per account or per address, and until when they are refused."""
 
-    __tablename__ = "access_tokens"
+    __tablename__ = "login_throttles"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(100), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

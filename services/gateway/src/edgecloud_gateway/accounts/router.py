@@ -1,27 +1,88 @@
-"""Public REST: signing in and out, and who am I."""
+"""Public REST: signing up, in and out, and who am I."""
 
 from fastapi import APIRouter, Request, Response, status
 
+from ..audit.trail import AuditDep, record_success
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, CallerDep, SessionDep
+from ..tokens import service as tokens_service
 from . import service
-from .schemas import LoginRequest, LoginResponse, MeOut, TenantOut, UserOut
+from .schemas import (
+    LoginRequest,
+    LoginResponse,
+    MembershipOut,
+    MeOut,
+    RegisterRequest,
+    RegisterResponse,
+    TenantOut,
+    UserOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
-@router.post("/auth/login", response_model=LoginResponse)
-async def login(
-    body: LoginRequest, request: Request, response: Response, session: SessionDep
-) -> LoginResponse:
-    """Exchange a username and password for a bearer token (and a dashboard session)."""
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
+async def register(
+    body: RegisterRequest, request: Request, session: SessionDep, trail: AuditDep
+) -> RegisterResponse:
+    """Create an account: with an invitation, in its tenant; otherwise (when registration
+    is open) with a new tenant of its own, whose admin the user becomes."""
     settings = request.app.state.settings
-    issued, _ = await service.login(
+    entry = trail.begin("auth.register", target=f"user:{body.username}")
+    registered = await service.register(
         session=session,
         username=body.username,
         password=body.password,
-        lifetime=settings.login_token_lifetime,
+        tenant_name=body.tenant,
+        invitation_token=body.invitation,
+        open_registration=settings.registration == "open",
+        quotas=settings.default_quotas,
     )
-    csrf = service.csrf_token_for(issued.token, secret=settings.secret)
+    entry.tenant_id, entry.actor_id, entry.actor_name = (
+        registered.tenant.id,
+        registered.user.id,
+        registered.user.username,
+    )
+    trail.note(role=registered.role, invited=body.invitation is not None)
+    record_success(session, trail)
+    return RegisterResponse(
+        user=UserOut(
+            id=registered.user.id,
+            username=registered.user.username,
+            created_at=registered.user.created_at,
+        ),
+        tenant=TenantOut(id=registered.tenant.id, name=registered.tenant.name),
+        role=registered.role,
+    )
+
+
+@router.post("/auth/login", response_model=LoginResponse)
+async def login(
+    body: LoginRequest, request: Request, response: Response, session: SessionDep, trail: AuditDep
+) -> LoginResponse:
+    """Exchange a username and password for a bearer token (and a dashboard session).
+
+    Repeated failures for an account or from an address are slowed down, then locked
+    for a while (429 ``login_throttled`` / ``login_locked`` with Retry-After).
+    """
+    settings = request.app.state.settings
+    entry = trail.begin("auth.login", target=f"user:{body.username}")
+    issued, _ = await service.sign_in(
+        session=session,
+        sessions=request.app.state.sessions,
+        username=body.username,
+        password=body.password,
+        tenant_name=body.tenant,
+        address=_address(request),
+        lifetime=settings.login_token_lifetime,
+        policies=settings.throttle_policies,
+        audit=entry,
+    )
+    record_success(session, trail)
+    csrf = tokens_service.csrf_token_for(issued.token, secret=settings.secret)
     max_age = int(settings.login_token_lifetime.total_seconds())
     response.set_cookie(
         SESSION_COOKIE,
@@ -46,18 +107,26 @@ async def login(
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(caller: CallerDep, session: SessionDep, response: Response) -> None:
+async def logout(
+    caller: CallerDep, session: SessionDep, response: Response, trail: AuditDep
+) -> None:
     """Revoke the token this request used and clear the dashboard's cookies."""
-    await service.revoke_token(session=session, token_id=caller.token_id)
+    trail.begin("auth.logout", target=f"token:{caller.token_id}", caller=caller.identity)
+    await tokens_service.revoke_token(session=session, token_id=caller.token_id)
+    record_success(session, trail)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 @router.get("/me", response_model=MeOut)
 async def me(caller: CallerDep, session: SessionDep) -> MeOut:
-    user, tenant = await service.describe(session=session, identity=caller.identity)
+    user, tenant, memberships = await service.describe(session=session, identity=caller.identity)
     return MeOut(
         user=UserOut(id=user.id, username=user.username, created_at=user.created_at),
         tenant=TenantOut(id=tenant.id, name=tenant.name),
         roles=sorted(caller.identity.roles),
+        tenants=[
+            MembershipOut(tenant=TenantOut(id=t.id, name=t.name), role=m.role)
+            for m, t in memberships
+        ],
     )

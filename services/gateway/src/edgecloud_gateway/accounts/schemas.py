@@ -1,12 +1,36 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from .passwords import MAX_LENGTH
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
+Username = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=64,
+        pattern=NAME_PATTERN,
+        description="lowercase letters, digits, . _ -",
+    ),
+]
+TenantName = Annotated[str, Field(min_length=3, max_length=64, pattern=NAME_PATTERN)]
+Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 
 
-class LoginRequest(BaseModel):
+class _Lowercased(BaseModel):
+    @field_validator("username", "tenant", mode="before", check_fields=False)
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class LoginRequest(_Lowercased):
     username: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    password: Password
+    tenant: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """For users in several tenants: which one to sign in to (default: the first joined)."""
 
 
 class LoginResponse(BaseModel):
@@ -14,6 +38,14 @@ class LoginResponse(BaseModel):
     token_type: str = "bearer"
     expires_at: datetime
     csrf_token: str
+
+
+class RegisterRequest(_Lowercased):
+    username: Username
+    password: Password
+    tenant: TenantName | None = None
+    """Name of the new tenant (default: the username); with an invitation, its tenant."""
+    invitation: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
 class UserOut(BaseModel):
@@ -27,7 +59,20 @@ class TenantOut(BaseModel):
     name: str
 
 
+class RegisterResponse(BaseModel):
+    user: UserOut
+    tenant: TenantOut
+    role: str
+
+
+class MembershipOut(BaseModel):
+    tenant: TenantOut
+    role: str
+
+
 class MeOut(BaseModel):
     user: UserOut
     tenant: TenantOut
     roles: list[str]
+    tenants: list[MembershipOut]
+    """Every tenant the user belongs to (sign in with ``tenant`` to switch)."""

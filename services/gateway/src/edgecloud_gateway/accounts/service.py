@@ -1,176 +1,236 @@
-"""Users, tenants, memberships and bearer tokens."""
+"""Users, tenants and memberships: registration, sign-in, who am I."""
 
-import hashlib
-import hmac
+import contextlib
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from edgecloud_servicekit.db import utcnow
-from edgecloud_servicekit.identity import OPERATOR, Identity
+from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.identity import MEMBER, OPERATOR, TENANT_ADMIN, Identity
 
-from . import passwords
-from .exceptions import InvalidCredentials, TokenInvalid
-from .models import AccessToken, Membership, Tenant, User
+from ..audit.service import Entry
+from ..tenants.models import Invitation
+from ..tokens import service as tokens_service
+from . import passwords, throttle
+from .exceptions import (
+    InvalidCredentials,
+    InvitationInvalid,
+    NotAMember,
+    RegistrationClosed,
+    TenantTaken,
+    UsernameTaken,
+)
+from .models import Membership, Tenant, User
 
 logger = logging.getLogger(__name__)
-TOKEN_PREFIX = "ec_"
-LOGIN = "login"
+ROLES = (OPERATOR, TENANT_ADMIN, MEMBER)
 
 
 @dataclass(frozen=True, slots=True)
-class IssuedToken:
-    id: str
-    token: str
-    expires_at: datetime
+class TenantQuotas:
+    containers: int
+    storage_bytes: int
+    api_per_minute: int
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
-    identity: Identity
-    token_id: str
+class Registered:
+    user: User
+    tenant: Tenant
+    role: str
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def csrf_token_for(token: str, *, secret: str) -> str:
-    """The CSRF token bound to one session token (double submit, signed)."""
-    return hmac.new(secret.encode(), f"csrf:{token}".encode(), hashlib.sha256).hexdigest()[:40]
+def new_tenant(name: str, quotas: TenantQuotas) -> Tenant:
+    return Tenant(
+        id=str(uuid.uuid4()),
+        name=name,
+        created_at=utcnow(),
+        quota_containers=quotas.containers,
+        quota_storage_bytes=quotas.storage_bytes,
+        quota_api_per_minute=quotas.api_per_minute,
+    )
 
 
 async def ensure_bootstrap_operator(
-    *, session: AsyncSession, username: str, password: str, tenant_name: str
+    *, session: AsyncSession, username: str, password: str, tenant_name: str, quotas: TenantQuotas
 ) -> None:
     """Create the platform's first operator once; never overwrite an existing user."""
     if await session.scalar(select(User.id).where(User.username == username)):
         return
-    now = utcnow()
     tenant = await session.scalar(select(Tenant).where(Tenant.name == tenant_name))
     if tenant is None:
-        tenant = Tenant(id=str(uuid.uuid4()), name=tenant_name, created_at=now)
+        tenant = new_tenant(tenant_name, quotas)
         session.add(tenant)
     user = User(
         id=str(uuid.uuid4()),
         username=username,
         password_hash=await passwords.hash_password(password),
-        created_at=now,
+        created_at=utcnow(),
     )
     session.add(user)
     await session.flush()  # no ORM relationships: insert the parents first
-    session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=OPERATOR, created_at=now))
+    session.add(
+        Membership(user_id=user.id, tenant_id=tenant.id, role=OPERATOR, created_at=utcnow())
+    )
     await session.flush()
     logger.info("created bootstrap operator %s", username)
 
 
-async def login(
-    *, session: AsyncSession, username: str, password: str, lifetime: timedelta
-) -> tuple[IssuedToken, Identity]:
-    user = await session.scalar(select(User).where(User.username == username))
-    valid = await passwords.verify_password(user.password_hash if user else None, password)
-    if user is None or not valid or user.disabled_at is not None:
-        raise InvalidCredentials()
-    membership = await session.scalar(
-        select(Membership).where(Membership.user_id == user.id).order_by(Membership.created_at)
+async def register(
+    *,
+    session: AsyncSession,
+    username: str,
+    password: str,
+    tenant_name: str | None,
+    invitation_token: str | None,
+    open_registration: bool,
+    quotas: TenantQuotas,
+) -> Registered:
+    """Create a user and, without an invitation, their own tenant; all or nothing."""
+    passwords.check_strength(password, username=username)
+    if await session.scalar(select(User.id).where(User.username == username)):
+        raise UsernameTaken(username)
+
+    if invitation_token:
+        invitation, tenant = await redeem_invitation(session=session, token=invitation_token)
+        if tenant_name is not None and tenant_name != tenant.name:
+            raise InvitationInvalid()
+        role = invitation.role
+    else:
+        if not open_registration:
+            raise RegistrationClosed()
+        name = tenant_name or username
+        if await session.scalar(select(Tenant.id).where(Tenant.name == name)):
+            raise TenantTaken(name)
+        tenant = new_tenant(name, quotas)
+        session.add(tenant)
+        invitation, role = None, TENANT_ADMIN
+
+    user = User(
+        id=str(uuid.uuid4()),
+        username=username,
+        password_hash=await passwords.hash_password(password),
+        created_at=utcnow(),
     )
-    if membership is None:
+    session.add(user)
+    try:
+        await session.flush()
+        session.add(
+            Membership(user_id=user.id, tenant_id=tenant.id, role=role, created_at=utcnow())
+        )
+        if invitation is not None:
+            invitation.used_by = user.id
+        await session.flush()
+    except IntegrityError as err:  # a concurrent registration took the name first
+        raise UsernameTaken(username) from err
+    return Registered(user=user, tenant=tenant, role=role)
+
+
+async def redeem_invitation(*, session: AsyncSession, token: str) -> tuple[Invitation, Tenant]:
+    """Mark a valid invitation used (atomically: a token works once)."""
+    now = utcnow()
+    used = await session.execute(
+        update(Invitation)
+        .where(
+            Invitation.token_hash == tokens_service.hash_token(token),
+            Invitation.used_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(Invitation.id)
+        .execution_options(synchronize_session=False)
+    )
+    invitation_id = used.scalar_one_or_none()
+    if invitation_id is None:
+        raise InvitationInvalid()
+    invitation = await session.get(Invitation, invitation_id)
+    assert invitation is not None
+    tenant = await session.get(Tenant, invitation.tenant_id)
+    if tenant is None:
+        raise InvitationInvalid()
+    return invitation, tenant
+
+
+async def sign_in(
+    *,
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    username: str,
+    password: str,
+    tenant_name: str | None,
+    address: str,
+    lifetime: timedelta,
+    policies: dict[str, throttle.ThrottlePolicy],
+    audit: Entry,
+) -> tuple[tokens_service.IssuedToken, Identity]:
+    """Check the password (unless throttled) and issue a login token.
+
+    Failures are counted in their own transaction: the request's is rolled back.
+    """
+    await throttle.check(session=session, username=username, address=address, policies=policies)
+    user = await session.scalar(select(User).where(User.username == username))
+    memberships = await _memberships(session, user.id) if user else []
+    if user is not None:
+        audit.actor_id, audit.actor_name = user.id, user.username
+        audit.tenant_id = memberships[0][0].tenant_id if memberships else None
+    valid = await passwords.verify_password(user.password_hash if user else None, password)
+    if user is None or not valid or user.disabled_at is not None or not memberships:
+        # A concurrent failure may create the same throttle row first; one count is enough.
+        with contextlib.suppress(IntegrityError):
+            async with transaction(sessions) as counting:
+                await throttle.record_failure(
+                    session=counting, username=username, address=address, policies=policies
+                )
         raise InvalidCredentials()
-    issued = await issue_token(
+    await throttle.clear_account(session=session, username=username)
+
+    membership, tenant = memberships[0]
+    if tenant_name is not None:
+        chosen = [(m, t) for m, t in memberships if tenant_name in (t.name, t.id)]
+        if not chosen:
+            raise NotAMember(tenant_name)
+        membership, tenant = chosen[0]
+    audit.tenant_id = tenant.id
+    issued = await tokens_service.issue_token(
         session=session,
         user_id=user.id,
-        tenant_id=membership.tenant_id,
-        kind=LOGIN,
+        tenant_id=tenant.id,
+        kind=tokens_service.LOGIN,
         lifetime=lifetime,
     )
     identity = Identity(
         user_id=user.id,
         username=user.username,
-        tenant_id=membership.tenant_id,
+        tenant_id=tenant.id,
         roles=frozenset({membership.role}),
     )
     return issued, identity
 
 
-async def issue_token(
-    *,
-    session: AsyncSession,
-    user_id: str,
-    tenant_id: str,
-    kind: str,
-    lifetime: timedelta,
-    name: str = "",
-) -> IssuedToken:
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    now = utcnow()
-    row = AccessToken(
-        id=str(uuid.uuid4()),
-        token_hash=hash_token(token),
-        user_id=user_id,
-        tenant_id=tenant_id,
-        kind=kind,
-        name=name,
-        created_at=now,
-        expires_at=now + lifetime,
+async def _memberships(session: AsyncSession, user_id: str) -> list[tuple[Membership, Tenant]]:
+    rows = await session.execute(
+        select(Membership, Tenant)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Membership.created_at)
     )
-    session.add(row)
-    await session.flush()
-    return IssuedToken(id=row.id, token=token, expires_at=row.expires_at)
+    return [(m, t) for m, t in rows.tuples()]
 
 
-async def resolve_token(*, session: AsyncSession, token: str) -> Caller:
-    """The caller behind a bearer token; raises :class:`TokenInvalid`."""
-    if not token.startswith(TOKEN_PREFIX):
-        raise TokenInvalid()
-    row = (
-        await session.execute(
-            select(AccessToken, User, Membership)
-            .join(User, User.id == AccessToken.user_id)
-            .join(
-                Membership,
-                (Membership.user_id == AccessToken.user_id)
-                & (Membership.tenant_id == AccessToken.tenant_id),
-            )
-            .where(AccessToken.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None:
-        raise TokenInvalid()
-    access, user, membership = row
-    if (
-        access.revoked_at is not None
-        or access.expires_at <= utcnow()
-        or user.disabled_at is not None
-    ):
-        raise TokenInvalid()
-    identity = Identity(
-        user_id=user.id,
-        username=user.username,
-        tenant_id=access.tenant_id,
-        roles=frozenset({membership.role}),
-    )
-    return Caller(identity=identity, token_id=access.id)
-
-
-async def revoke_token(*, session: AsyncSession, token_id: str) -> None:
-    await session.execute(
-        update(AccessToken)
-        .where(AccessToken.id == token_id, AccessToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-
-
-async def describe(*, session: AsyncSession, identity: Identity) -> tuple[User, Tenant]:
+async def describe(
+    *, session: AsyncSession, identity: Identity
+) -> tuple[User, Tenant, list[tuple[Membership, Tenant]]]:
     user = await session.get(User, identity.user_id)
     tenant = await session.get(Tenant, identity.tenant_id)
     if user is None or tenant is None:
-        raise TokenInvalid()
-    return user, tenant
+        raise InvalidCredentials()
+    return user, tenant, await _memberships(session, user.id)
 
 
 async def find_tenant(*, session: AsyncSession, name_or_id: str) -> Tenant | None:

@@ -5,11 +5,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.devices import DeviceDetail, DevicePage, EnrolmentRequest, MetricSeries
 from edgecloud_servicekit.problems import NotFound
 
 from ..accounts import service as accounts_service
+from ..accounts.models import Tenant
+from ..audit.trail import AuditDep, record_success
 from ..deps import IdentityDep, OperatorDep, RegistryDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -92,6 +95,11 @@ class GrantOut(BaseModel):
     tenant: str
 
 
+class GrantList(BaseModel):
+    items: list[GrantOut]
+    next_cursor: str | None = None
+
+
 @router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
 async def grant_device(
     key: str,
@@ -100,19 +108,55 @@ async def grant_device(
     registry: RegistryDep,
     session: SessionDep,
     response: Response,
+    trail: AuditDep,
 ) -> GrantOut:
     """Let a tenant see and use the device (operators only)."""
-    tenant = await accounts_service.find_tenant(session=session, name_or_id=body.tenant)
-    if tenant is None:
-        raise NotFound(f"tenant {body.tenant} not found", code="tenant_not_found")
+    trail.begin("device.grant", target=f"device:{key}", caller=operator)
+    tenant = await _tenant(session, body.tenant)
     answer = await registry.request(
         "POST", f"/v1/devices/{key}/grants", identity=operator, json={"tenant": tenant.id}
     )
+    trail.note(tenant=tenant.id)
+    record_success(session, trail)
     response.status_code = answer.status_code
     return GrantOut(device=key, tenant=tenant.id)
 
 
+@router.get("/{key}/grants", response_model=GrantList)
+async def list_grants(key: str, operator: OperatorDep, registry: RegistryDep) -> Any:
+    """The tenants allowed to use the device (operators only)."""
+    return (await registry.request("GET", f"/v1/devices/{key}/grants", identity=operator)).json()
+
+
+@router.delete("/{key}/grants/{tenant}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_grant(
+    key: str,
+    tenant: str,
+    operator: OperatorDep,
+    registry: RegistryDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> None:
+    """Take the device away from a tenant (operators only)."""
+    trail.begin("device.grant.revoke", target=f"device:{key}", caller=operator)
+    found = await _tenant(session, tenant)
+    await registry.request("DELETE", f"/v1/devices/{key}/grants/{found.id}", identity=operator)
+    trail.note(tenant=found.id)
+    record_success(session, trail)
+
+
 @router.post("/{key}/revoke", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_device(key: str, operator: OperatorDep, registry: RegistryDep) -> None:
+async def revoke_device(
+    key: str, operator: OperatorDep, registry: RegistryDep, session: SessionDep, trail: AuditDep
+) -> None:
     """Revoke the device's credential and disconnect it now (operators only)."""
+    trail.begin("device.revoke", target=f"device:{key}", caller=operator)
     await registry.request("POST", f"/v1/devices/{key}/revoke", identity=operator)
+    record_success(session, trail)
+
+
+async def _tenant(session: AsyncSession, name_or_id: str) -> Tenant:
+    tenant = await accounts_service.find_tenant(session=session, name_or_id=name_or_id)
+    if tenant is None:
+        raise NotFound(f"tenant {name_or_id} not found", code="tenant_not_found")
+    return tenant

@@ -62,6 +62,11 @@ class GrantOut(BaseModel):
     tenant: str
 
 
+class GrantList(BaseModel):
+    items: list[GrantOut]
+    next_cursor: str | None = None
+
+
 @router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
 async def grant_device(
     key: str, body: GrantRequest, session: SessionDep, operator: OperatorDep, response: Response
@@ -70,3 +75,14 @@ async def grant_device(
     if not created:
         response.status_code = status.HTTP_200_OK
     return GrantOut(device=key, tenant=body.tenant)
+
+
+@router.get("/{key}/grants", response_model=GrantList)
+async def list_grants(key: str, session: SessionDep, operator: OperatorDep) -> GrantList:
+    rows = await service.list_grants(session=session, caller=operator, key=key)
+    return GrantList(items=[GrantOut(device=r.device_key, tenant=r.tenant_id) for r in rows])
+
+
+@router.delete("/{key}/grants/{tenant}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_grant(key: str, tenant: str, session: SessionDep, operator: OperatorDep) -> None:
+    await service.revoke_grant(session=session, caller=operator, key=key, tenant_id=tenant)

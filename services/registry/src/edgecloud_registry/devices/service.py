@@ -14,7 +14,7 @@ from edgecloud_contracts.heartbeat import DeviceStatus, Heartbeat, Link
 from edgecloud_servicekit.db import upsert, utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
-from edgecloud_servicekit.problems import BadRequest
+from edgecloud_servicekit.problems import BadRequest, NotFound
 
 from .exceptions import DeviceNotFound
 from .models import Device, DeviceGrant, DeviceMetric, DeviceStatusChange
@@ -311,6 +311,24 @@ async def metric_series(
         for row in rows[:limit]
     ]
     return points, next_cursor
+
+
+async def list_grants(*, session: AsyncSession, caller: Identity, key: str) -> list[DeviceGrant]:
+    await get_device(session=session, caller=caller, key=key)
+    rows = await session.scalars(
+        select(DeviceGrant).where(DeviceGrant.device_key == key).order_by(DeviceGrant.created_at)
+    )
+    return list(rows.all())
+
+
+async def revoke_grant(
+    *, session: AsyncSession, caller: Identity, key: str, tenant_id: str
+) -> None:
+    await get_device(session=session, caller=caller, key=key)
+    grant_row = await session.get(DeviceGrant, (key, tenant_id))
+    if grant_row is None:
+        raise NotFound(f"device {key} is not granted to {tenant_id}", code="grant_not_found")
+    await session.delete(grant_row)
 
 
 async def grant(*, session: AsyncSession, caller: Identity, key: str, tenant_id: str) -> bool:

@@ -1,0 +1,179 @@
+"""Bearer tokens: short-lived login tokens and named API tokens. Only SHA-256 hashes are
+stored, and every request looks its token up, so expiry and revocation apply at once."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud_servicekit.db import utcnow
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+
+from ..accounts.models import Membership, Tenant, User
+from .exceptions import TokenExpired, TokenInvalid, TokenNotFound
+from .models import AccessToken
+
+TOKEN_PREFIX = "ec_"
+LOGIN = "login"
+API = "api"
+# Writing last_used_at on every request would turn every read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: str
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, through which token."""
+
+    identity: Identity
+    token_id: str
+    tenant: Tenant
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token_for(token: str, *, secret: str) -> str:
+    """The CSRF token bound to one session token (double submit, signed)."""
+    return hmac.new(secret.encode(), f"csrf:{token}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+async def issue_token(
+    *,
+    session: AsyncSession,
+    user_id: str,
+    tenant_id: str,
+    kind: str,
+    lifetime: timedelta,
+    name: str = "",
+) -> IssuedToken:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    row = AccessToken(
+        id=str(uuid.uuid4()),
+        token_hash=hash_token(token),
+        user_id=user_id,
+        tenant_id=tenant_id,
+        kind=kind,
+        name=name,
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    session.add(row)
+    await session.flush()
+    return IssuedToken(id=row.id, token=token, expires_at=row.expires_at)
+
+
+async def resolve_token(*, session: AsyncSession, token: str) -> Caller:
+    """The caller behind a bearer token; raises :class:`TokenInvalid` or :class:`TokenExpired`."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        raise TokenInvalid()
+    row = (
+        await session.execute(
+            select(AccessToken, User, Membership, Tenant)
+            .join(User, User.id == AccessToken.user_id)
+            .join(
+                Membership,
+                (Membership.user_id == AccessToken.user_id)
+                & (Membership.tenant_id == AccessToken.tenant_id),
+            )
+            .join(Tenant, Tenant.id == AccessToken.tenant_id)
+            .where(AccessToken.token_hash == hash_token(token))
+        )
+    ).first()
+    if row is None:
+        raise TokenInvalid()
+    access, user, membership, tenant = row
+    now = utcnow()
+    if access.revoked_at is not None or user.disabled_at is not None:
+        raise TokenInvalid()
+    if access.expires_at <= now:
+        raise TokenExpired()
+    if access.last_used_at is None or now - access.last_used_at > LAST_USED_RESOLUTION:
+        access.last_used_at = now
+    identity = Identity(
+        user_id=user.id,
+        username=user.username,
+        tenant_id=access.tenant_id,
+        roles=frozenset({membership.role}),
+    )
+    return Caller(identity=identity, token_id=access.id, tenant=tenant)
+
+
+async def revoke_token(*, session: AsyncSession, token_id: str) -> None:
+    await session.execute(
+        update(AccessToken)
+        .where(AccessToken.id == token_id, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def revoke_user_tokens(*, session: AsyncSession, user_id: str, tenant_id: str) -> None:
+    """End every session and API token a user holds in one tenant."""
+    await session.execute(
+        update(AccessToken)
+        .where(
+            AccessToken.user_id == user_id,
+            AccessToken.tenant_id == tenant_id,
+            AccessToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+
+
+async def list_api_tokens(
+    *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None
+) -> tuple[list[AccessToken], str | None]:
+    """The caller's own live API tokens, newest first."""
+    query = (
+        select(AccessToken)
+        .where(
+            AccessToken.user_id == caller.user_id,
+            AccessToken.tenant_id == caller.tenant_id,
+            AccessToken.kind == API,
+            AccessToken.revoked_at.is_(None),
+        )
+        .order_by(AccessToken.created_at.desc(), AccessToken.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        after = await session.get(AccessToken, decode_cursor(cursor))
+        if after is None:
+            return [], None
+        query = query.where(
+            (AccessToken.created_at < after.created_at)
+            | ((AccessToken.created_at == after.created_at) & (AccessToken.id < after.id))
+        )
+    rows = list((await session.scalars(query)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last.id)
+    return rows[:limit], next_cursor
+
+
+async def get_api_token(*, session: AsyncSession, caller: Identity, token_id: str) -> AccessToken:
+    """One of the caller's API tokens; anyone else's is 404."""
+    row = await session.get(AccessToken, token_id)
+    if (
+        row is None
+        or row.kind != API
+        or row.user_id != caller.user_id
+        or row.tenant_id != caller.tenant_id
+        or row.revoked_at is not None
+    ):
+        raise TokenNotFound(token_id)
+    return row
