@@ -44,7 +44,7 @@ lint: venvs
 	@rc=0; \
 	.venv/bin/ruff check . || rc=1; \
 	.venv/bin/ruff format --check . || rc=1; \
-	.venv/bin/mypy libs services edge-agent || rc=1; \
+	.venv/bin/mypy libs services edge-agent cli || rc=1; \
 	exit $$rc
 
 clean:

@@ -51,6 +51,13 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The public API, signed in as nobody."""
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as anonymous:
+        yield anonymous
+
+
+@pytest.fixture
 def enrol(api: httpx.AsyncClient) -> Callable[[], Any]:
     """Create a one-time enrolment token as the operator."""
 

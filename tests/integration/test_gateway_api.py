@@ -15,12 +15,6 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
     return body
 
 
-@pytest.fixture
-async def anonymous(stack):
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
-        yield client
-
-
 async def test_me_shows_the_bootstrap_operator(api) -> None:
     me = (await api.get("/api/v1/me")).json()
     assert me["user"]["username"] == "admin"
@@ -28,59 +22,59 @@ async def test_me_shows_the_bootstrap_operator(api) -> None:
     assert me["roles"] == ["operator"]
 
 
-async def test_requests_without_or_with_bad_tokens_are_401(anonymous) -> None:
-    assert_problem(await anonymous.get("/api/v1/devices"), 401, "unauthenticated")
-    bad = await anonymous.get("/api/v1/devices", headers={"Authorization": "Bearer ec_forged"})
+async def test_requests_without_or_with_bad_tokens_are_401(client) -> None:
+    assert_problem(await client.get("/api/v1/devices"), 401, "unauthenticated")
+    bad = await client.get("/api/v1/devices", headers={"Authorization": "Bearer ec_forged"})
     assert_problem(bad, 401, "token_invalid")
 
 
-async def test_wrong_password_is_401(stack, anonymous) -> None:
-    response = await anonymous.post(
+async def test_wrong_password_is_401(stack, client) -> None:
+    response = await client.post(
         "/api/v1/auth/login", json={"username": "admin", "password": "nope"}
     )
     assert_problem(response, 401, "invalid_credentials")
-    unknown = await anonymous.post(
+    unknown = await client.post(
         "/api/v1/auth/login", json={"username": "ghost", "password": "nope"}
     )
     assert_problem(unknown, 401, "invalid_credentials")
 
 
-async def test_login_with_missing_field_names_it(anonymous) -> None:
+async def test_login_with_missing_field_names_it(client) -> None:
     body = assert_problem(
-        await anonymous.post("/api/v1/auth/login", json={"username": "admin"}),
+        await client.post("/api/v1/auth/login", json={"username": "admin"}),
         422,
         "validation_failed",
     )
     assert body["fields"] == ["password"]
 
 
-async def test_logout_revokes_the_token(stack, anonymous) -> None:
-    login = await anonymous.post(
+async def test_logout_revokes_the_token(stack, client) -> None:
+    login = await client.post(
         "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
     )
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    anonymous.cookies.clear()
-    assert (await anonymous.get("/api/v1/me", headers=headers)).status_code == 200
-    assert (await anonymous.post("/api/v1/auth/logout", headers=headers)).status_code == 204
-    assert_problem(await anonymous.get("/api/v1/me", headers=headers), 401, "token_invalid")
+    client.cookies.clear()
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+    assert (await client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert_problem(await client.get("/api/v1/me", headers=headers), 401, "token_invalid")
 
 
-async def test_cookie_session_needs_csrf_for_changes(stack, anonymous) -> None:
-    login = await anonymous.post(
+async def test_cookie_session_needs_csrf_for_changes(stack, client) -> None:
+    login = await client.post(
         "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
     )
     session_cookie = login.cookies["edgecloud_session"]
     assert "httponly" in login.headers.get_list("set-cookie")[0].lower()
     assert "samesite=lax" in login.headers.get_list("set-cookie")[0].lower()
-    assert (await anonymous.get("/api/v1/me")).status_code == 200
+    assert (await client.get("/api/v1/me")).status_code == 200
 
-    refused = await anonymous.post("/api/v1/devices/enrolments", json={})
+    refused = await client.post("/api/v1/devices/enrolments", json={})
     assert_problem(refused, 403, "csrf_failed")
-    forged = await anonymous.post(
+    forged = await client.post(
         "/api/v1/devices/enrolments", json={}, headers={"X-CSRF-Token": "guess"}
     )
     assert_problem(forged, 403, "csrf_failed")
-    accepted = await anonymous.post(
+    accepted = await client.post(
         "/api/v1/devices/enrolments", json={}, headers={"X-CSRF-Token": login.json()["csrf_token"]}
     )
     assert accepted.status_code == 201
@@ -143,15 +137,15 @@ async def test_device_list_pages(api, stack, enrol) -> None:
     assert seen == sorted(seen)
 
 
-async def test_api_explorer_is_served_without_a_cdn(anonymous) -> None:
-    root = await anonymous.get("/")
+async def test_api_explorer_is_served_without_a_cdn(client) -> None:
+    root = await client.get("/")
     assert root.status_code == 307
     assert root.headers["location"] == "/docs"
-    page = await anonymous.get("/docs")
+    page = await client.get("/docs")
     assert page.status_code == 200
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in page.text
     assert "cdn" not in page.text.lower()
-    bundle = await anonymous.get("/static/vendor/swagger-ui/swagger-ui-bundle.js")
+    bundle = await client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js")
     assert bundle.status_code == 200, "run infra/setup/assets.sh (make setup)"
-    spec = (await anonymous.get("/openapi.json")).json()
+    spec = (await client.get("/openapi.json")).json()
     assert "/api/v1/devices" in spec["paths"]

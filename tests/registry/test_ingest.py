@@ -1,7 +1,6 @@
 """Heartbeat ingestion against a real (SQLite) database, in process."""
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -13,9 +12,9 @@ from edgecloud_registry.devices import service
 from edgecloud_registry.devices.events import DeviceEventPublisher
 from edgecloud_registry.devices.ingest import HeartbeatIngest
 from edgecloud_registry.devices.models import Device, DeviceMetric, DeviceStatusChange
-from edgecloud_servicekit import migrations
-from edgecloud_servicekit.db import create_engine, create_session_factory, transaction
+from edgecloud_servicekit.db import transaction
 from tests.support.beats import heartbeat
+from tests.support.databases import migrated_sqlite, session_factory
 
 
 class RecordingEvents(DeviceEventPublisher):
@@ -29,17 +28,13 @@ class RecordingEvents(DeviceEventPublisher):
 
 @pytest.fixture(scope="module")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path: Path = tmp_path_factory.mktemp("registry") / "registry.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    migrations.upgrade(package="edgecloud_registry", database_url=url)
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("registry"), "edgecloud_registry")
 
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield create_session_factory(engine)
-    await engine.dispose()
+    async with session_factory(database_url) as factory:
+        yield factory
 
 
 def beat(key: str, seq: int, **overrides: object) -> Heartbeat:

@@ -93,6 +93,12 @@ class Stack:
             "REGISTRY_METRICS_SAMPLE_INTERVAL_S": "0",
             # Tests make many requests per minute; the rate quota test sets its own.
             "GATEWAY_DEFAULT_QUOTA_API_PER_MINUTE": "100000",
+            # Quick throttling for the tests of it; every test runs from 127.0.0.1, so the
+            # per-address limit is tested in process (tests/gateway).
+            "GATEWAY_THROTTLE_ACCOUNT_FREE_FAILURES": "3",
+            "GATEWAY_THROTTLE_ACCOUNT_LOCK_AFTER": "6",
+            "GATEWAY_THROTTLE_ADDRESS_FREE_FAILURES": "100000",
+            "GATEWAY_THROTTLE_ADDRESS_LOCK_AFTER": "100000",
         }
         if self.database_url:
             env["EDGECLOUD_DATABASE_URL"] = self.database_url

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from .heartbeat import ContainerState, DeviceStatus, Link
+from .text import Note
 
 
 class DeviceMetricsNow(BaseModel):
@@ -67,7 +68,7 @@ class MetricSeries(BaseModel):
 
 class EnrolmentRequest(BaseModel):
     ttl_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
-    note: Annotated[str, Field(max_length=200)] = ""
+    note: Note = ""
 
 
 class Enrolment(BaseModel):

@@ -3,14 +3,16 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Forbidden, Unauthenticated
 
 from .accounts.exceptions import CsrfRejected
+from .audit.trail import AuditDep
 from .tenants import ratelimit
 from .tenants.service import require_admin
 from .tokens import service as tokens_service
@@ -21,7 +23,9 @@ CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+async def _session(request: Request, _: AuditDep) -> AsyncIterator[AsyncSession]:
+    # Depending on the audit trail makes it wrap the transaction: a failure is recorded
+    # after the request's own transaction has rolled back (SQLite has a single writer).
     async with request.app.state.sessions() as session, session.begin():
         yield session
 
@@ -79,6 +83,8 @@ def _registry(request: Request) -> ServiceClient:
     return client
 
 
+# Ids in paths: anything else cannot name an object, and is refused before any query.
+PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=OBJECT_ID)]
 IdentityDep = Annotated[Identity, Depends(_identity)]
 OperatorDep = Annotated[Identity, Depends(_operator)]
 TenantAdminDep = Annotated[Identity, Depends(_tenant_admin)]

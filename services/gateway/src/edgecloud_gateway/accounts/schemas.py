@@ -3,6 +3,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator
 
+from edgecloud_contracts.text import SINGLE_LINE, ObjectId
+
 from .passwords import MAX_LENGTH
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
@@ -16,7 +18,8 @@ Username = Annotated[
     ),
 ]
 TenantName = Annotated[str, Field(min_length=3, max_length=64, pattern=NAME_PATTERN)]
-Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
+# Any character a person can type; NUL cannot be typed and breaks hashing libraries.
+Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH, pattern=r"^[^\x00]*$")]
 
 
 class _Lowercased(BaseModel):
@@ -27,9 +30,9 @@ class _Lowercased(BaseModel):
 
 
 class LoginRequest(_Lowercased):
-    username: Annotated[str, Field(min_length=1, max_length=64)]
+    username: Annotated[str, Field(min_length=1, max_length=64, pattern=SINGLE_LINE)]
     password: Password
-    tenant: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    tenant: ObjectId | None = None
     """For users in several tenants: which one to sign in to (default: the first joined)."""
 
 
@@ -45,7 +48,9 @@ class RegisterRequest(_Lowercased):
     password: Password
     tenant: TenantName | None = None
     """Name of the new tenant (default: the username); with an invitation, its tenant."""
-    invitation: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    invitation: Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE)] | None = (
+        None
+    )
 
 
 class UserOut(BaseModel):

@@ -4,6 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from edgecloud_contracts.text import OBJECT_ID
+
 from ..deps import SessionDep, TenantAdminDep
 from . import service
 from .models import AuditEvent
@@ -33,8 +35,10 @@ async def list_audit(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: str | None = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    tenant: Annotated[str | None, Query(max_length=64, description="operators only")] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=OBJECT_ID)] = None,
+    tenant: Annotated[
+        str | None, Query(max_length=64, pattern=OBJECT_ID, description="operators only")
+    ] = None,
 ) -> AuditPage:
     """Who did what, newest first."""
     rows, next_cursor = await service.list_events(

@@ -3,11 +3,13 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.devices import DeviceDetail, DevicePage, EnrolmentRequest, MetricSeries
+from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.text import OBJECT_ID, ObjectId
 from edgecloud_servicekit.problems import NotFound
 
 from ..accounts import service as accounts_service
@@ -16,6 +18,10 @@ from ..audit.trail import AuditDep, record_success
 from ..deps import IdentityDep, OperatorDep, RegistryDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+# Checked here so that nothing but a well-formed key ever reaches an internal URL.
+DeviceKey = Annotated[str, Path(pattern=KEY_PATTERN, description="the device's URI-safe key")]
+TenantRef = Annotated[str, Path(min_length=1, max_length=64, pattern=OBJECT_ID)]
 
 
 @router.get("", response_model=DevicePage)
@@ -32,13 +38,13 @@ async def list_devices(
 
 
 @router.get("/{key}", response_model=DeviceDetail)
-async def get_device(key: str, identity: IdentityDep, registry: RegistryDep) -> Any:
+async def get_device(key: DeviceKey, identity: IdentityDep, registry: RegistryDep) -> Any:
     return (await registry.request("GET", f"/v1/devices/{key}", identity=identity)).json()
 
 
 @router.get("/{key}/metrics", response_model=MetricSeries)
 async def device_metrics(
-    key: str,
+    key: DeviceKey,
     identity: IdentityDep,
     registry: RegistryDep,
     since: datetime | None = None,
@@ -87,7 +93,7 @@ async def create_enrolment(
 
 
 class GrantRequest(BaseModel):
-    tenant: Annotated[str, Field(min_length=1, max_length=64, description="tenant name or id")]
+    tenant: Annotated[ObjectId, Field(description="tenant name or id")]
 
 
 class GrantOut(BaseModel):
@@ -102,7 +108,7 @@ class GrantList(BaseModel):
 
 @router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
 async def grant_device(
-    key: str,
+    key: DeviceKey,
     body: GrantRequest,
     operator: OperatorDep,
     registry: RegistryDep,
@@ -123,15 +129,15 @@ async def grant_device(
 
 
 @router.get("/{key}/grants", response_model=GrantList)
-async def list_grants(key: str, operator: OperatorDep, registry: RegistryDep) -> Any:
+async def list_grants(key: DeviceKey, operator: OperatorDep, registry: RegistryDep) -> Any:
     """The tenants allowed to use the device (operators only)."""
     return (await registry.request("GET", f"/v1/devices/{key}/grants", identity=operator)).json()
 
 
 @router.delete("/{key}/grants/{tenant}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_grant(
-    key: str,
-    tenant: str,
+    key: DeviceKey,
+    tenant: TenantRef,
     operator: OperatorDep,
     registry: RegistryDep,
     session: SessionDep,
@@ -147,7 +153,11 @@ async def revoke_grant(
 
 @router.post("/{key}/revoke", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_device(
-    key: str, operator: OperatorDep, registry: RegistryDep, session: SessionDep, trail: AuditDep
+    key: DeviceKey,
+    operator: OperatorDep,
+    registry: RegistryDep,
+    session: SessionDep,
+    trail: AuditDep,
 ) -> None:
     """Revoke the device's credential and disconnect it now (operators only)."""
     trail.begin("device.revoke", target=f"device:{key}", caller=operator)

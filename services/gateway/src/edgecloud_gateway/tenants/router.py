@@ -9,7 +9,7 @@ from edgecloud_servicekit.db import utcnow
 from ..accounts.models import Tenant
 from ..accounts.schemas import TenantOut, UserOut
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, OperatorDep, SessionDep, TenantAdminDep
+from ..deps import IdentityDep, OperatorDep, PathId, SessionDep, TenantAdminDep
 from . import service
 from .models import Invitation
 from .schemas import (
@@ -95,7 +95,7 @@ async def list_invitations(admin: TenantAdminDep, session: SessionDep) -> Invita
 
 @router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_invitation(
-    invitation_id: str, admin: TenantAdminDep, session: SessionDep, trail: AuditDep
+    invitation_id: PathId, admin: TenantAdminDep, session: SessionDep, trail: AuditDep
 ) -> None:
     trail.begin("invitation.revoke", target=f"invitation:{invitation_id}", caller=admin)
     await service.revoke_invitation(session=session, caller=admin, invitation_id=invitation_id)
@@ -131,7 +131,7 @@ async def list_members(admin: TenantAdminDep, session: SessionDep) -> MemberList
 
 @router.patch("/members/{user_id}", response_model=MemberOut)
 async def change_role(
-    user_id: str, body: RoleChange, admin: TenantAdminDep, session: SessionDep, trail: AuditDep
+    user_id: PathId, body: RoleChange, admin: TenantAdminDep, session: SessionDep, trail: AuditDep
 ) -> MemberOut:
     trail.begin("member.update", target=f"user:{user_id}", caller=admin)
     user, membership = await service.change_role(
@@ -148,7 +148,7 @@ async def change_role(
 
 @router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_member(
-    user_id: str, admin: TenantAdminDep, session: SessionDep, trail: AuditDep
+    user_id: PathId, admin: TenantAdminDep, session: SessionDep, trail: AuditDep
 ) -> None:
     """Remove a member from the tenant; their tokens for it stop working at once."""
     trail.begin("member.remove", target=f"user:{user_id}", caller=admin)
@@ -180,14 +180,18 @@ async def create_tenant(
 
 
 @router.get("/tenants/{tenant_id}", response_model=TenantDetail)
-async def get_tenant(tenant_id: str, identity: IdentityDep, session: SessionDep) -> TenantDetail:
+async def get_tenant(tenant_id: PathId, identity: IdentityDep, session: SessionDep) -> TenantDetail:
     """A tenant with its quotas: operators see any, others only their own."""
     return _tenant(await service.get_tenant(session=session, caller=identity, tenant_id=tenant_id))
 
 
 @router.patch("/tenants/{tenant_id}/quotas", response_model=TenantDetail)
 async def set_quotas(
-    tenant_id: str, body: QuotaChange, operator: OperatorDep, session: SessionDep, trail: AuditDep
+    tenant_id: PathId,
+    body: QuotaChange,
+    operator: OperatorDep,
+    session: SessionDep,
+    trail: AuditDep,
 ) -> TenantDetail:
     trail.begin("tenant.quotas", target=f"tenant:{tenant_id}", caller=operator)
     tenant = await service.set_quotas(

@@ -3,6 +3,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from edgecloud_contracts.text import SINGLE_LINE, Note, ObjectId
+
 from ..accounts.schemas import TenantName, TenantOut, UserOut
 
 Role = Literal["member", "tenant_admin", "operator"]
@@ -11,8 +13,8 @@ Role = Literal["member", "tenant_admin", "operator"]
 class InvitationRequest(BaseModel):
     role: Role = "member"
     ttl_hours: Annotated[int, Field(ge=1, le=30 * 24)] = 72
-    note: Annotated[str, Field(max_length=200)] = ""
-    tenant: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    note: Note = ""
+    tenant: ObjectId | None = None
     """Operators only: invite into another tenant (its name or id)."""
 
 
@@ -37,7 +39,7 @@ class InvitationList(BaseModel):
 
 
 class AcceptRequest(BaseModel):
-    token: Annotated[str, Field(min_length=1, max_length=200)]
+    token: Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE)]
 
 
 class AcceptResponse(BaseModel):

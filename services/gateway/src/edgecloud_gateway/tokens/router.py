@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, SessionDep
+from ..deps import IdentityDep, PathId, SessionDep
 from . import service
 from .models import AccessToken
 from .schemas import CreatedToken, TokenOut, TokenPage, TokenRequest
@@ -60,7 +60,7 @@ async def list_tokens(
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_token(
-    token_id: str, identity: IdentityDep, session: SessionDep, trail: AuditDep
+    token_id: PathId, identity: IdentityDep, session: SessionDep, trail: AuditDep
 ) -> None:
     """Revoke one of the caller's API tokens; it stops working at once."""
     trail.begin("token.revoke", target=f"token:{token_id}", caller=identity)

@@ -3,9 +3,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from edgecloud_contracts.text import Name
+
 
 class TokenRequest(BaseModel):
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Name
     expires_in_days: Annotated[int, Field(ge=1, le=365)] = 90
 
 

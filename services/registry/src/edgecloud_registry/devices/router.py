@@ -3,10 +3,12 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import BaseModel
 
 from edgecloud_contracts.devices import DeviceDetail, DevicePage, MetricSeries
+from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.text import OBJECT_ID, ObjectId
 
 from ..deps import CallerDep, OperatorDep, SessionDep
 from . import schemas, service
@@ -14,6 +16,7 @@ from . import schemas, service
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+DeviceKey = Annotated[str, Path(pattern=KEY_PATTERN)]
 
 
 @router.get("", response_model=DevicePage)
@@ -27,13 +30,13 @@ async def list_devices(
 
 
 @router.get("/{key}", response_model=DeviceDetail)
-async def get_device(key: str, session: SessionDep, caller: CallerDep) -> DeviceDetail:
+async def get_device(key: DeviceKey, session: SessionDep, caller: CallerDep) -> DeviceDetail:
     return schemas.to_detail(await service.get_device(session=session, caller=caller, key=key))
 
 
 @router.get("/{key}/metrics", response_model=MetricSeries)
 async def device_metrics(
-    key: str,
+    key: DeviceKey,
     session: SessionDep,
     caller: CallerDep,
     since: datetime | None = None,
@@ -54,7 +57,7 @@ async def device_metrics(
 
 
 class GrantRequest(BaseModel):
-    tenant: Annotated[str, Field(min_length=1, max_length=64)]
+    tenant: ObjectId
 
 
 class GrantOut(BaseModel):
@@ -69,7 +72,11 @@ class GrantList(BaseModel):
 
 @router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
 async def grant_device(
-    key: str, body: GrantRequest, session: SessionDep, operator: OperatorDep, response: Response
+    key: DeviceKey,
+    body: GrantRequest,
+    session: SessionDep,
+    operator: OperatorDep,
+    response: Response,
 ) -> GrantOut:
     created = await service.grant(session=session, caller=operator, key=key, tenant_id=body.tenant)
     if not created:
@@ -78,11 +85,16 @@ async def grant_device(
 
 
 @router.get("/{key}/grants", response_model=GrantList)
-async def list_grants(key: str, session: SessionDep, operator: OperatorDep) -> GrantList:
+async def list_grants(key: DeviceKey, session: SessionDep, operator: OperatorDep) -> GrantList:
     rows = await service.list_grants(session=session, caller=operator, key=key)
     return GrantList(items=[GrantOut(device=r.device_key, tenant=r.tenant_id) for r in rows])
 
 
 @router.delete("/{key}/grants/{tenant}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_grant(key: str, tenant: str, session: SessionDep, operator: OperatorDep) -> None:
+async def revoke_grant(
+    key: DeviceKey,
+    tenant: Annotated[str, Path(pattern=OBJECT_ID)],
+    session: SessionDep,
+    operator: OperatorDep,
+) -> None:
     await service.revoke_grant(session=session, caller=operator, key=key, tenant_id=tenant)

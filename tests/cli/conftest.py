@@ -1,0 +1,59 @@
+"""Command tests run with a private config directory and, when asked, a fake gateway."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner, Result
+
+from edgecloud_cli import app as app_module
+from edgecloud_cli import config
+from edgecloud_cli.client import Client
+from edgecloud_cli.config import Credentials
+from edgecloud_cli.target import DEFAULT_URL
+
+from .fake_gateway import EXPIRES_AT, USERNAME, FakeGateway
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """XDG_CONFIG_HOME in a temporary directory; none of the caller's edgecloud settings."""
+    home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    for name in ("EDGECLOUD_URL", "EDGECLOUD_TOKEN", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
+    """Every client the commands open answers from this fake."""
+    fake = FakeGateway()
+
+    def open_client(url: str, token: str | None = None) -> Client:
+        return Client(url, token=token, transport=httpx.MockTransport(fake))
+
+    monkeypatch.setattr(app_module, "open_client", open_client)
+    return fake
+
+
+@pytest.fixture
+def logged_in(gateway: FakeGateway) -> Credentials:
+    """A stored login for the default URL with a token the fake gateway accepts."""
+    stored = Credentials(DEFAULT_URL, USERNAME, gateway.issue(), EXPIRES_AT)
+    config.save(stored)
+    return stored
+
+
+@pytest.fixture
+def cli() -> Run:
+    """Run ``edgecloud ARGS...``; stdout and stderr stay apart in the result."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(app_module.app, list(args), input=input, env=env)
+
+    return run

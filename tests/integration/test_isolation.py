@@ -1,0 +1,123 @@
+"""Tenant isolation: every gateway route that takes an id, called by another tenant's admin.
+
+The matrix is checked against the gateway's own route list, so a new route with an id
+fails this test until it says how it is isolated.
+"""
+
+import secrets
+
+import httpx
+import pytest
+
+from tests.support.beats import heartbeat
+from tests.support.users import Account, invite, register
+from tests.support.wamp import device_session, probe_key
+
+pytestmark = pytest.mark.stack
+
+# (method, path) -> (status for another tenant's admin, JSON body or None).
+# 404: the object is invisible to them. 403: the route is for operators only, whatever the id.
+MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
+    ("GET", "/api/v1/devices/{key}"): (404, None),
+    ("GET", "/api/v1/devices/{key}/metrics"): (404, None),
+    ("GET", "/api/v1/devices/{key}/grants"): (403, None),
+    ("POST", "/api/v1/devices/{key}/grants"): (403, {"tenant": "{own_tenant}"}),
+    ("DELETE", "/api/v1/devices/{key}/grants/{tenant}"): (403, None),
+    ("POST", "/api/v1/devices/{key}/revoke"): (403, None),
+    ("DELETE", "/api/v1/tokens/{token_id}"): (404, None),
+    ("DELETE", "/api/v1/invitations/{invitation_id}"): (404, None),
+    ("PATCH", "/api/v1/members/{user_id}"): (404, {"role": "tenant_admin"}),
+    ("DELETE", "/api/v1/members/{user_id}"): (404, None),
+    ("GET", "/api/v1/tenants/{tenant_id}"): (404, None),
+    ("PATCH", "/api/v1/tenants/{tenant_id}/quotas"): (403, {"containers": 0}),
+}
+
+
+async def test_every_route_with_an_id_is_in_the_matrix(stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        spec = (await client.get("/openapi.json")).json()
+    with_ids = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if "{" in path
+        for method in operations
+    }
+    assert with_ids == set(MATRIX), "add the new route to MATRIX with its isolation rule"
+
+
+@pytest.fixture
+async def victim(stack, api, enrol):
+    """Tenant B with one of everything: a member, a token, an invitation, a device."""
+    admin = await register(stack)
+    member = await register(stack, invitation=await invite(stack, admin))
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        token = (
+            await client.post("/api/v1/tokens", json={"name": "b"}, headers=admin.headers)
+        ).json()
+        invitation = (
+            await client.post("/api/v1/invitations", json={}, headers=admin.headers)
+        ).json()
+    key = probe_key()
+    async with device_session(
+        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
+    ) as uplink:
+        await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
+    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": admin.tenant_id})
+    assert granted.status_code == 201
+    return {
+        "admin": admin,
+        "member": member,
+        "ids": {
+            "key": key,
+            "tenant": admin.tenant_id,
+            "token_id": token["id"],
+            "invitation_id": invitation["id"],
+            "user_id": member.user_id,
+            "tenant_id": admin.tenant_id,
+        },
+        "api_token": token["token"],
+    }
+
+
+async def snapshot(api: httpx.AsyncClient, victim: dict) -> dict:
+    admin: Account = victim["admin"]
+    headers = admin.headers
+    # Use the victim's API token first: using it records last_used_at, seen below.
+    api_token = await api.get(
+        "/api/v1/me", headers={"Authorization": f"Bearer {victim['api_token']}"}
+    )
+    return {
+        "api_token": api_token.status_code,
+        "members": (await api.get("/api/v1/members", headers=headers)).json(),
+        "invitations": (await api.get("/api/v1/invitations", headers=headers)).json(),
+        "tokens": (await api.get("/api/v1/tokens", headers=headers)).json(),
+        "tenant": (await api.get(f"/api/v1/tenants/{admin.tenant_id}", headers=headers)).json(),
+        "device": (
+            await api.get(f"/api/v1/devices/{victim['ids']['key']}", headers=headers)
+        ).status_code,
+    }
+
+
+async def test_another_tenants_ids_answer_404_and_change_nothing(stack, api, victim) -> None:
+    attacker = await register(stack)
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        before = await snapshot(client, victim)
+        for (method, template), (expected, body) in MATRIX.items():
+            path = template.format(**victim["ids"])
+            payload = None
+            if body is not None:
+                payload = {
+                    k: v.format(own_tenant=attacker.tenant_id) if isinstance(v, str) else v
+                    for k, v in body.items()
+                }
+            response = await client.request(method, path, json=payload, headers=attacker.headers)
+            assert response.status_code == expected, (
+                f"{method} {template}: {response.status_code} {response.text}"
+            )
+            assert response.headers["content-type"].startswith("application/problem+json")
+            # Nothing of the victim's leaks into the answer.
+            for value in victim["ids"].values():
+                if expected == 404:
+                    assert value not in response.json().get("title", "")
+        after = await snapshot(client, victim)
+    assert after == before

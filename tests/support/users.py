@@ -1,0 +1,75 @@
+"""Tenants and users made through the public API, as a person would."""
+
+import secrets
+from dataclasses import dataclass
+
+import httpx
+
+from .stack import Stack
+
+
+@dataclass
+class Account:
+    username: str
+    password: str
+    tenant_id: str
+    tenant_name: str
+    user_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+async def login(stack: Stack, username: str, password: str, tenant: str | None = None) -> str:
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        body = {"username": username, "password": password}
+        if tenant:
+            body["tenant"] = tenant
+        response = await client.post("/api/v1/auth/login", json=body)
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+
+async def register(
+    stack: Stack,
+    *,
+    username: str | None = None,
+    invitation: str | None = None,
+    tenant: str | None = None,
+) -> Account:
+    """Sign up (a new tenant unless ``invitation`` is given) and sign in."""
+    username = username or unique("user")
+    password = secrets.token_urlsafe(16)
+    body: dict[str, str] = {"username": username, "password": password}
+    if invitation:
+        body["invitation"] = invitation
+    if tenant:
+        body["tenant"] = tenant
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        response = await client.post("/api/v1/auth/register", json=body)
+        assert response.status_code == 201, response.text
+        created = response.json()
+    token = await login(stack, username, password)
+    return Account(
+        username=username,
+        password=password,
+        tenant_id=created["tenant"]["id"],
+        tenant_name=created["tenant"]["name"],
+        user_id=created["user"]["id"],
+        token=token,
+    )
+
+
+async def invite(stack: Stack, admin: Account, role: str = "member") -> str:
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        response = await client.post(
+            "/api/v1/invitations", json={"role": role}, headers=admin.headers
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
