@@ -6,7 +6,13 @@ from edgecloud_servicekit.identity import Identity, sign_identity, verify_identi
 from edgecloud_servicekit.problems import Unauthenticated
 
 SECRET = "x" * 48
-ALICE = Identity(user_id="u1", username="alice", tenant_id="t1", roles=frozenset({"member"}))
+ALICE = Identity(
+    user_id="u1",
+    username="alice",
+    tenant_id="t1",
+    roles=frozenset({"member"}),
+    quotas={"containers": 3, "storage_bytes": 1 << 30},
+)
 
 
 def test_round_trip() -> None:

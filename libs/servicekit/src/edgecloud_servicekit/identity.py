@@ -6,6 +6,7 @@ on every request and scopes its queries by the tenant in it: no service trusts a
 caller just because it reached the internal port.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -30,6 +31,9 @@ class Identity:
     username: str
     tenant_id: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    quotas: Mapping[str, int] = field(default_factory=dict)
+    """The tenant's quotas (``containers``, ``storage_bytes``), for the services that own
+    those resources to enforce."""
 
     @property
     def is_operator(self) -> bool:
@@ -52,6 +56,7 @@ def sign_identity(
         "name": identity.username,
         "tenant": identity.tenant_id,
         "roles": sorted(identity.roles),
+        "quotas": dict(identity.quotas),
         "iat": issued,
         "exp": issued + lifetime,
     }
@@ -77,6 +82,7 @@ def verify_identity(token: str, *, secret: str, audience: str) -> Identity:
         username=str(claims.get("name", "")),
         tenant_id=str(claims.get("tenant", "")),
         roles=frozenset(str(role) for role in claims.get("roles", [])),
+        quotas={str(k): int(v) for k, v in (claims.get("quotas") or {}).items()},
     )
 
 

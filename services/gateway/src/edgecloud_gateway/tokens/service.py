@@ -109,6 +109,10 @@ async def resolve_token(*, session: AsyncSession, token: str) -> Caller:
         username=user.username,
         tenant_id=access.tenant_id,
         roles=frozenset({membership.role}),
+        quotas={
+            "containers": tenant.quota_containers,
+            "storage_bytes": tenant.quota_storage_bytes,
+        },
     )
     return Caller(identity=identity, token_id=access.id, tenant=tenant)
 
