@@ -19,6 +19,7 @@ DEVICE_PREFIX = "edge.device."
 DEVICE_CALLABLE = frozenset(
     {
         "edge.registry.heartbeat",
+        "edge.orchestrator.report",
     }
 )
 

@@ -13,14 +13,18 @@ REALM: Final = "edgecloud"
 ROLE_SERVICE: Final = "service"
 ROLE_DEVICE: Final = "device"
 
-# Device -> cloud procedures (the router lets devices call exactly these).
+# Device -> cloud procedures (the router lets devices call exactly these:
+# infra/router/edgecloud_router_policy.py keeps the same list).
 HEARTBEAT: Final = "edge.registry.heartbeat"
+NODE_REPORT: Final = "edge.orchestrator.report"
 
 # Router -> registry: the dynamic authenticator for device credentials.
 AUTHENTICATE_DEVICE: Final = "edge.registry.authenticate_device"
 
 # Events.
 EVENT_DEVICE_STATUS: Final = "edge.event.device.status"
+EVENT_CONTAINER_STATUS: Final = "edge.event.container.status"
+EVENT_COMMAND: Final = "edge.event.command"
 
 # Router meta events the registry follows for liveness.
 META_SESSION_ON_JOIN: Final = "wamp.session.on_join"
@@ -33,3 +37,8 @@ DEVICE_PREFIX: Final = "edge.device."
 def device_procedure(key: str, operation: str) -> str:
     """URI of ``operation`` on the device ``key`` (registered by its agent)."""
     return f"{DEVICE_PREFIX}{key}.{operation}"
+
+
+def container_operation(action: str) -> str:
+    """The device operation for a container command, e.g. ``container.create``."""
+    return f"container.{action}"
