@@ -30,6 +30,12 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("DELETE", "/api/v1/members/{user_id}"): (404, None),
     ("GET", "/api/v1/tenants/{tenant_id}"): (404, None),
     ("PATCH", "/api/v1/tenants/{tenant_id}/quotas"): (403, {"containers": 0}),
+    ("GET", "/api/v1/containers/{container_id}"): (404, None),
+    ("DELETE", "/api/v1/containers/{container_id}"): (404, None),
+    ("POST", "/api/v1/containers/{container_id}/start"): (404, None),
+    ("POST", "/api/v1/containers/{container_id}/stop"): (404, None),
+    ("POST", "/api/v1/containers/{container_id}/restart"): (404, None),
+    ("GET", "/api/v1/commands/{command_id}"): (404, None),
 }
 
 
@@ -64,6 +70,14 @@ async def victim(stack, api, enrol):
         await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
     granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": admin.tenant_id})
     assert granted.status_code == 201
+    # The device is offline now: the container waits with its create command queued.
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        queued = await client.post(
+            "/api/v1/containers",
+            json={"device": key, "name": "web", "image": "edgecloud/busybox:latest"},
+            headers=admin.headers,
+        )
+    assert queued.status_code == 202, queued.text
     return {
         "admin": admin,
         "member": member,
@@ -74,6 +88,8 @@ async def victim(stack, api, enrol):
             "invitation_id": invitation["id"],
             "user_id": member.user_id,
             "tenant_id": admin.tenant_id,
+            "container_id": queued.json()["id"],
+            "command_id": queued.json()["command"],
         },
         "api_token": token["token"],
     }

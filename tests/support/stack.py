@@ -87,6 +87,9 @@ class Stack:
             "EDGECLOUD_ADMIN_USER": "admin",
             "EDGECLOUD_ADMIN_PASSWORD": self.admin_password,
             "GATEWAY_REGISTRY_URL": self.url("registry"),
+            "GATEWAY_ORCHESTRATOR_URL": self.url("orchestrator"),
+            "ORCHESTRATOR_REGISTRY_URL": self.url("registry"),
+            "ORCHESTRATOR_REDELIVERY_INTERVAL_S": "1",
             "GATEWAY_PUBLIC_ROUTER_URL": self.router_url,
             # Short liveness windows keep the tests quick.
             "REGISTRY_LIVENESS_SWEEP_INTERVAL_S": "0.2",

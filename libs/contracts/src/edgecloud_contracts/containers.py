@@ -10,9 +10,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .heartbeat import WireModel
+from .identity import KEY_PATTERN
 from .text import SINGLE_LINE
 
 # A container's own name: what the user picks; the Docker name is "<username>-<name>".
@@ -29,6 +30,13 @@ MIB = 1 << 20
 DEFAULT_MEMORY = 256 * MIB
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS = 256
+
+
+def _check_env_names(env: dict[str, str]) -> dict[str, str]:
+    for name in env:
+        if not ENV_NAME.match(name):
+            raise ValueError(f"not an environment variable name: {name!r}")
+    return env
 
 
 class Action(StrEnum):
@@ -60,21 +68,20 @@ class ContainerSpec(WireModel):
     container_id: Annotated[str, Field(min_length=1, max_length=64)]
     docker_name: Annotated[str, Field(min_length=1, max_length=128)]
     image: Annotated[str, Field(max_length=255, pattern=IMAGE_PATTERN)]
-    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None = None
-    env: Annotated[dict[str, Annotated[str, Field(max_length=4096, pattern=SINGLE_LINE)]], Field(max_length=128)] = {}
+    command: (
+        Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None
+    ) = None
+    env: Annotated[
+        dict[str, Annotated[str, Field(max_length=4096, pattern=SINGLE_LINE)]],
+        Field(max_length=128),
+    ] = {}
     limits: Limits = Limits()
     auto_remove: bool = False
     restart_policy: Literal["no", "on-failure", "unless-stopped"] = "unless-stopped"
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     owner: Annotated[str, Field(min_length=1, max_length=64)]
 
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"not an environment variable name: {name!r}")
-        return env
+    _env_names = field_validator("env")(classmethod(lambda cls, env: _check_env_names(env)))
 
 
 class Command(WireModel):
@@ -129,3 +136,93 @@ class NodeReport(WireModel):
     container: ContainerReport | None = None
     pull: PullProgress | None = None
     at: datetime
+
+
+# The orchestrator's REST API, as the gateway passes it on (../shared/API.md).
+
+NO_NUL = r"^[^\x00]*$"
+
+
+class Placement(WireModel):
+    """Pick a matching device instead of naming one."""
+
+    location: Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE)] | None = None
+    arch: (
+        Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")] | None
+    ) = None
+
+
+class CreateContainer(WireModel):
+    device: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
+    placement: Placement | None = None
+    name: Annotated[
+        str, Field(pattern=NAME_PATTERN, description="lowercase letters, digits, _ . -")
+    ]
+    image: Annotated[str, Field(max_length=255, pattern=IMAGE_PATTERN)]
+    command: (
+        Annotated[
+            list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]],
+            Field(min_length=1, max_length=256),
+        ]
+        | None
+    ) = None
+    env: Annotated[
+        dict[str, Annotated[str, Field(max_length=4096, pattern=SINGLE_LINE)]],
+        Field(max_length=128),
+    ] = {}
+    limits: Limits = Limits()
+    auto_remove: bool = False
+    restart_policy: Literal["no", "on-failure", "unless-stopped"] = "unless-stopped"
+    interfaces: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=32)] = []
+
+    _env_names = field_validator("env")(classmethod(lambda cls, env: _check_env_names(env)))
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "CreateContainer":
+        if (self.device is None) == (self.placement is None):
+            raise ValueError("give either device or placement")
+        if (
+            self.placement is not None
+            and self.placement.location is None
+            and self.placement.arch is None
+        ):
+            raise ValueError("placement needs a location or an arch")
+        return self
+
+
+class ContainerView(WireModel):
+    id: str
+    name: str
+    """``<username>-<name>``, as on the node."""
+    device: str
+    image: str
+    state: str
+    desired_state: str
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+    exit_code: int | None = None
+    error: str | None = None
+    limits: Limits
+    command: str | None = None
+    """The pending command when the node has not answered yet."""
+
+
+class ContainerPage(WireModel):
+    items: list[ContainerView]
+    next_cursor: str | None
+
+
+class CommandView(WireModel):
+    id: str
+    action: Action
+    state: CommandState
+    container: str
+    device: str
+    result: dict[str, object] | None
+    error: str | None
+    error_code: str | None
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    finished_at: datetime | None

@@ -144,7 +144,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             {".".join(str(p) for p in e["loc"][1:]) for e in errors if len(e["loc"]) > 1}
         )
         problem = Unprocessable(
-            f"invalid fields: {', '.join(fields)}" if fields else "invalid request",
+            f"invalid fields: {', '.join(fields)}"
+            if fields
+            else errors[0]["msg"]
+            if errors
+            else "invalid request",
             errors=errors,
             fields=fields,
         )

@@ -209,6 +209,10 @@ class WampLink:
         except TransportLost as err:
             raise WampUnavailable(f"transport lost during call to {uri}") from err
 
+    async def is_registered(self, uri: str) -> bool:
+        """Whether some session has registered ``uri`` now (e.g. a device is connected)."""
+        return await self.call("wamp.registration.match", uri, timeout=5) is not None
+
     async def publish(
         self, topic: str, *args: Any, acknowledge: bool = False, **kwargs: Any
     ) -> None:

@@ -17,16 +17,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from edgecloud_contracts import uris
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
 from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.db import transaction, utcnow
 from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.wamp import Subscription
 
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .accounts import throttle
 from .audit import router as audit_router
+from .containers import router as containers_router
 from .devices import router as devices_router
+from .events import router as events_router
+from .events.hub import EventHub
 from .settings import GatewaySettings
 from .tenants import ratelimit
 from .tenants import router as tenants_router
@@ -71,13 +76,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 service="registry", base_url=settings.registry_url, secret=settings.secret
             )
             stack.push_async_callback(registry.aclose)
-            wamp = await stack.enter_async_context(wamp_link(settings))
+            orchestrator = ServiceClient(
+                service="orchestrator", base_url=settings.orchestrator_url, secret=settings.secret
+            )
+            stack.push_async_callback(orchestrator.aclose)
+            hub = EventHub()
+            wamp = await stack.enter_async_context(
+                wamp_link(
+                    settings,
+                    subscriptions=[
+                        Subscription(uris.EVENT_DEVICE_STATUS, hub.on_device_status),
+                        Subscription(uris.EVENT_CONTAINER_STATUS, hub.on_container_status),
+                        Subscription(uris.EVENT_COMMAND, hub.on_command),
+                    ],
+                )
+            )
             expose(
                 app,
                 engine=engine,
                 sessions=sessions,
                 wamp=wamp,
                 registry=registry,
+                orchestrator=orchestrator,
+                events=hub,
                 background=background,
             )
             yield
@@ -91,6 +112,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             tenants_router.router,
             audit_router.router,
             devices_router.router,
+            containers_router.router,
+            events_router.router,
         ],
         description="The public edgecloud API. Errors are application/problem+json with a `code`.",
     )

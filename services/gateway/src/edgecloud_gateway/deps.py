@@ -83,9 +83,15 @@ def _registry(request: Request) -> ServiceClient:
     return client
 
 
+def _orchestrator(request: Request) -> ServiceClient:
+    client: ServiceClient = request.app.state.orchestrator
+    return client
+
+
 # Ids in paths: anything else cannot name an object, and is refused before any query.
 PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=OBJECT_ID)]
 IdentityDep = Annotated[Identity, Depends(_identity)]
 OperatorDep = Annotated[Identity, Depends(_operator)]
 TenantAdminDep = Annotated[Identity, Depends(_tenant_admin)]
 RegistryDep = Annotated[ServiceClient, Depends(_registry)]
+OrchestratorDep = Annotated[ServiceClient, Depends(_orchestrator)]

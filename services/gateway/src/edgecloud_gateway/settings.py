@@ -18,6 +18,7 @@ class GatewaySettings(ServiceSettings):
     default_port: ClassVar[int] = 8000
 
     registry_url: str = "http://127.0.0.1:8001"
+    orchestrator_url: str = "http://127.0.0.1:8002"
     public_url: str = ""
     """Where users reach the gateway; shown in enrolment instructions."""
     public_router_url: str = "ws://127.0.0.1:8080/ws"

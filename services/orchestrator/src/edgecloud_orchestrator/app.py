@@ -1,21 +1,73 @@
-"""The orchestrator: containers (desired spec, owner, node), the command outbox and deployments.
+"""The orchestrator: containers (desired spec, owner, node), the command outbox, and
+keeping the cloud's view of each container in step with its node."""
 
-Its tables and API arrive with the containers issue (#4).
-Until then it runs like every service: it opens its database and WAMP session in its
-lifespan and answers /healthz and /metrics.
-"""
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from edgecloud_servicekit.app import create_service_app, plain_lifespan
+from edgecloud_contracts import uris
+from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
+from edgecloud_servicekit.background import BackgroundTasks
+from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.wamp import Procedure, Subscription
 
+from .commands import router as commands_router
+from .commands.dispatch import Dispatcher
+from .containers import router as containers_router
+from .containers.rpc import NodeReports
+from .events import EventPublisher
 from .settings import OrchestratorSettings
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     settings = settings or OrchestratorSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine, sessions = open_database(stack, settings)
+            registry = ServiceClient(
+                service="registry", base_url=settings.registry_url, secret=settings.secret
+            )
+            stack.push_async_callback(registry.aclose)
+            events = EventPublisher()
+            dispatcher = Dispatcher(
+                sessions=sessions,
+                events=events,
+                command_timeout_s=settings.command_timeout_s,
+                create_timeout_s=settings.create_timeout_s,
+                sweep_interval_s=settings.redelivery_interval_s,
+            )
+            background = await stack.enter_async_context(BackgroundTasks())
+            background.start("command-delivery", dispatcher.run)
+            wamp = wamp_link(
+                settings,
+                procedures=[
+                    Procedure(
+                        uris.NODE_REPORT,
+                        NodeReports(sessions=sessions, events=events).report,
+                        with_details=True,
+                    ),
+                ],
+                subscriptions=[Subscription(uris.EVENT_DEVICE_STATUS, dispatcher.on_device_status)],
+            )
+            events.link = wamp
+            await stack.enter_async_context(wamp)
+            expose(
+                app,
+                engine=engine,
+                sessions=sessions,
+                wamp=wamp,
+                registry=registry,
+                dispatcher=dispatcher,
+                background=background,
+            )
+            yield
+
     return create_service_app(
         settings=settings,
-        lifespan=plain_lifespan(settings),
-        description="containers (desired spec, owner, node), the command outbox and deployments.",
+        lifespan=lifespan,
+        routers=[containers_router.router, commands_router.router],
+        description="Containers (desired spec, owner, node), the command outbox, deployments.",
     )

@@ -8,8 +8,8 @@ class OrchestratorBase(Base):
 
 
 def load_metadata() -> MetaData:
-    """All orchestrator tables.
+    """All orchestrator tables (imported here so alembic sees every model)."""
+    from .commands import models as _commands  # noqa: F401
+    from .containers import models as _containers  # noqa: F401
 
-    Its tables and API arrive with the containers issue (#4).
-    """
     return OrchestratorBase.metadata

@@ -9,3 +9,13 @@ class OrchestratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
     service_name: ClassVar[str] = "orchestrator"
     default_port: ClassVar[int] = 8002
+
+    registry_url: str = "http://127.0.0.1:8001"
+    command_timeout_s: float = 15.0
+    """How long a node has to answer a start, stop, restart, remove or inspect."""
+    create_timeout_s: float = 120.0
+    """A create may pull an image first."""
+    command_ttl_s: float = 3600.0
+    """A command not delivered within this time expires."""
+    redelivery_interval_s: float = 5.0
+    """How often undelivered commands of reachable nodes are tried again."""

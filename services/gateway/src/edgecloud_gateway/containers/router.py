@@ -1,0 +1,152 @@
+"""Public REST: containers and commands, answered by the orchestrator; every action audited."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from edgecloud_contracts.containers import (
+    CommandView,
+    ContainerPage,
+    ContainerView,
+    CreateContainer,
+)
+from edgecloud_contracts.identity import KEY_PATTERN
+
+from ..audit.trail import AuditDep, record_success
+from ..deps import IdentityDep, OrchestratorDep, PathId, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["containers"])
+
+
+def _passed_on(answer: Any) -> Response:
+    if answer.status_code == status.HTTP_204_NO_CONTENT:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(answer.json(), status_code=answer.status_code)
+
+
+@router.post(
+    "/containers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ContainerView,
+    responses={
+        202: {"model": ContainerView, "description": "queued: the device is offline or busy"}
+    },
+)
+async def create_container(
+    body: CreateContainer,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """Create and start a container on a device (or one chosen by ``placement``)."""
+    entry = trail.begin("container.create", target=f"container:{body.name}", caller=identity)
+    answer = await orchestrator.request(
+        "POST", "/v1/containers", identity=identity, json=body.model_dump(mode="json")
+    )
+    created = answer.json()
+    entry.target = f"container:{created['id']}"
+    trail.note(device=created["device"], image=body.image, queued=answer.status_code == 202)
+    record_success(session, trail)
+    return _passed_on(answer)
+
+
+@router.get("/containers", response_model=ContainerPage)
+async def list_containers(
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    device: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+) -> Any:
+    params = {"limit": limit, "cursor": cursor, "device": device}
+    return (
+        await orchestrator.request("GET", "/v1/containers", identity=identity, params=params)
+    ).json()
+
+
+@router.get("/containers/{container_id}", response_model=ContainerView)
+async def get_container(
+    container_id: PathId, identity: IdentityDep, orchestrator: OrchestratorDep, live: bool = False
+) -> Any:
+    """The container; ``live=true`` asks the device for its state first."""
+    params = {"live": "true" if live else None}
+    return (
+        await orchestrator.request(
+            "GET", f"/v1/containers/{container_id}", identity=identity, params=params
+        )
+    ).json()
+
+
+async def _act(
+    action: str, container_id: str, identity: Any, orchestrator: Any, session: Any, trail: Any
+) -> Response:
+    trail.begin(f"container.{action}", target=f"container:{container_id}", caller=identity)
+    answer = await orchestrator.request(
+        "POST", f"/v1/containers/{container_id}/{action}", identity=identity
+    )
+    trail.note(queued=answer.status_code == 202)
+    record_success(session, trail)
+    return _passed_on(answer)
+
+
+@router.post("/containers/{container_id}/start", response_model=ContainerView)
+async def start(
+    container_id: PathId,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """200 with the container, or 202 with a command id while the device is offline."""
+    return await _act("start", container_id, identity, orchestrator, session, trail)
+
+
+@router.post("/containers/{container_id}/stop", response_model=ContainerView)
+async def stop(
+    container_id: PathId,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    return await _act("stop", container_id, identity, orchestrator, session, trail)
+
+
+@router.post("/containers/{container_id}/restart", response_model=ContainerView)
+async def restart(
+    container_id: PathId,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    return await _act("restart", container_id, identity, orchestrator, session, trail)
+
+
+@router.delete("/containers/{container_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove(
+    container_id: PathId,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """204 once removed from the device, or 202 with a command id while it is offline."""
+    trail.begin("container.remove", target=f"container:{container_id}", caller=identity)
+    answer = await orchestrator.request(
+        "DELETE", f"/v1/containers/{container_id}", identity=identity
+    )
+    trail.note(queued=answer.status_code == 202)
+    record_success(session, trail)
+    return _passed_on(answer)
+
+
+@router.get("/commands/{command_id}", response_model=CommandView)
+async def get_command(
+    command_id: PathId, identity: IdentityDep, orchestrator: OrchestratorDep
+) -> Any:
+    return (
+        await orchestrator.request("GET", f"/v1/commands/{command_id}", identity=identity)
+    ).json()

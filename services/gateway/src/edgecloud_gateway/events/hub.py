@@ -1,0 +1,62 @@
+"""Live events for browsers and scripts: WAMP events fanned out to SSE connections.
+
+Each connection has a small queue; a client too slow to keep up loses its oldest events
+rather than holding memory (it can re-read state from the API).
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+
+
+@dataclass(eq=False)
+class Listener:
+    tenant_id: str
+    operator: bool
+    devices: set[str] = field(default_factory=set)
+    """Devices this tenant may see (refreshed by the connection)."""
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
+    )
+
+    def wants(self, kind: str, event: dict[str, Any]) -> bool:
+        if kind == "device.status":
+            return self.operator or event.get("key") in self.devices
+        return event.get("tenant") == self.tenant_id
+
+    def offer(self, kind: str, event: dict[str, Any]) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()  # drop the oldest
+        self.queue.put_nowait((kind, event))
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._listeners: set[Listener] = set()
+
+    def add(self, listener: Listener) -> None:
+        self._listeners.add(listener)
+
+    def remove(self, listener: Listener) -> None:
+        self._listeners.discard(listener)
+
+    def _fan_out(self, kind: str, event: Any) -> None:
+        if not isinstance(event, dict):
+            return
+        for listener in list(self._listeners):
+            if listener.wants(kind, event):
+                listener.offer(kind, event)
+
+    async def on_device_status(self, event: Any) -> None:
+        self._fan_out("device.status", event)
+
+    async def on_container_status(self, event: Any) -> None:
+        self._fan_out("container.status", event)
+
+    async def on_command(self, event: Any) -> None:
+        self._fan_out("command", event)

@@ -1,0 +1,73 @@
+"""Public REST: ``GET /api/v1/events``, the caller's live events as server-sent events."""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.problems import Problem
+
+from ..deps import IdentityDep, RegistryDep
+from .hub import EventHub, Listener
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+KEEPALIVE_S = 15.0
+DEVICES_REFRESH_S = 60.0
+
+
+async def _visible_devices(registry: ServiceClient, identity: Identity) -> set[str]:
+    keys: set[str] = set()
+    cursor: str | None = None
+    while True:
+        page = (
+            await registry.request(
+                "GET", "/v1/devices", identity=identity, params={"limit": 1000, "cursor": cursor}
+            )
+        ).json()
+        keys.update(d["key"] for d in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return keys
+
+
+@router.get("/events", response_class=StreamingResponse)
+async def events(
+    request: Request, identity: IdentityDep, registry: RegistryDep
+) -> StreamingResponse:
+    """Device status, container status and command events of the caller's tenant, live."""
+    hub: EventHub = request.app.state.events
+    listener = Listener(tenant_id=identity.tenant_id, operator=identity.is_operator)
+    if not identity.is_operator:
+        listener.devices = await _visible_devices(registry, identity)
+
+    async def stream() -> AsyncIterator[str]:
+        hub.add(listener)
+        refreshed = asyncio.get_running_loop().time()
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    kind, event = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield f"event: {kind}\ndata: {json.dumps(event)}\n\n"
+                now = asyncio.get_running_loop().time()
+                if not listener.operator and now - refreshed > DEVICES_REFRESH_S:
+                    refreshed = now
+                    # On failure keep the last known set; the registry may be restarting.
+                    with contextlib.suppress(Problem):
+                        listener.devices = await _visible_devices(registry, identity)
+        finally:
+            hub.remove(listener)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,189 @@
+"""Delivering commands to nodes: at least once, in order per node.
+
+A command is sent as a WAMP call to ``edge.device.<key>.container.<action>``. When the
+node is not connected it waits in the outbox; when the node comes back (its status
+event) or on the next sweep, the node's waiting commands are sent again, oldest first.
+A call that timed out is simply sent again later: the node remembers the commands it
+applied and answers a repeat with the first result, so nothing is applied twice.
+"""
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from edgecloud_contracts import uris
+from edgecloud_contracts.containers import Action, CommandResult, CommandState
+from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.wamp import WampCallError, WampTimeout, WampUnavailable
+
+from ..containers import service as containers_service
+from ..events import EventPublisher
+from . import service
+from .models import CommandRow
+
+logger = logging.getLogger(__name__)
+
+# The node is not connected (its procedures are not registered): wait for it.
+_NOT_CONNECTED = ("wamp.error.no_such_procedure", "wamp.error.no_such_registration")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        events: EventPublisher,
+        command_timeout_s: float,
+        create_timeout_s: float,
+        sweep_interval_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self._events = events
+        self._command_timeout = command_timeout_s
+        self._create_timeout = create_timeout_s
+        self._sweep_interval = sweep_interval_s
+        self._device_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._woken: asyncio.Queue[str] = asyncio.Queue()
+
+    def timeout_for(self, action: str) -> float:
+        return self._create_timeout if action == Action.CREATE else self._command_timeout
+
+    async def deliver(self, command_id: str) -> CommandRow:
+        """Send one command now (unless it is finished) and return it as it stands after."""
+        async with self._sessions() as session:
+            row = await session.scalar(service.select_by_id(command_id))
+        assert row is not None
+        async with self._device_locks[row.device_key]:
+            return await self._send(row)
+
+    async def _send(self, row: CommandRow) -> CommandRow:
+        link = self._events.link
+        procedure = uris.device_procedure(row.device_key, uris.container_operation(row.action))
+        try:
+            if link is None:
+                raise WampUnavailable("no WAMP link")
+            # A node that is not connected has not registered its procedures: the command
+            # stays queued, untouched, without a failed call per sweep.
+            if not await link.is_registered(procedure):
+                return row
+        except (WampUnavailable, WampTimeout, WampCallError):
+            return row
+        async with transaction(self._sessions) as session:
+            await service.mark_sent(session=session, command_id=row.id)
+        try:
+            answer = await link.call(procedure, row.payload, timeout=self.timeout_for(row.action))
+        except WampCallError as err:
+            if err.error in _NOT_CONNECTED:
+                return await self._requeue(row)
+            # The node refused the command itself (invalid for it): that is its answer.
+            result = CommandResult(
+                command_id=row.id,
+                ok=False,
+                error_code=err.error.rsplit(".", 1)[-1],
+                error=" ".join(str(a) for a in err.args_) or err.error,
+            )
+        except WampUnavailable:
+            return await self._requeue(row)
+        except WampTimeout:
+            logger.info(
+                "command %s to %s got no answer yet; it will be sent again", row.id, row.device_key
+            )
+            return await self._reload(row.id)
+        else:
+            try:
+                result = CommandResult.model_validate(answer)
+            except ValueError as err:
+                result = CommandResult(
+                    command_id=row.id, ok=False, error_code="bad_answer", error=str(err)[:400]
+                )
+        return await self.apply(row.id, result)
+
+    async def _requeue(self, row: CommandRow) -> CommandRow:
+        async with transaction(self._sessions) as session:
+            await service.back_to_queue(session=session, command_id=row.id)
+        return await self._reload(row.id)
+
+    async def _reload(self, command_id: str) -> CommandRow:
+        async with self._sessions() as session:
+            row = await session.scalar(service.select_by_id(command_id))
+        assert row is not None
+        return row
+
+    async def apply(self, command_id: str, result: CommandResult) -> CommandRow:
+        """Record a node's answer and what it means for the container; announce both."""
+        async with transaction(self._sessions) as session:
+            row = await service.finish(session=session, command_id=command_id, result=result)
+            container = None
+            if row is not None:
+                container = await containers_service.apply_result(
+                    session=session, command=row, result=result
+                )
+        if row is None:
+            return await self._reload(command_id)
+        await self._events.command(row)
+        if container is not None:
+            await self._events.container(container)
+        return row
+
+    def wake(self, device_key: str) -> None:
+        """A node came back: send what waits for it (soon, from the dispatcher's loop)."""
+        self._woken.put_nowait(device_key)
+
+    async def on_device_status(self, event: dict[str, Any]) -> None:
+        if event.get("status") in ("online", "degraded"):
+            self.wake(str(event.get("key")))
+
+    async def deliver_waiting(self, device_key: str) -> None:
+        """Send a node's waiting commands in order; stop at the first it cannot take now."""
+        async with self._device_locks[device_key]:
+            async with self._sessions() as session:
+                waiting = list(await service.pending_for(session=session, device_key=device_key))
+            now = utcnow()
+            for row in waiting:
+                in_flight = (
+                    row.state == CommandState.SENT.value
+                    and row.sent_at is not None
+                    and now - row.sent_at < timedelta(seconds=self.timeout_for(row.action) + 5)
+                )
+                if in_flight:
+                    return
+                after = await self._send(row)
+                if after.state in service.PENDING:
+                    return
+
+    async def run(self) -> None:
+        """Expire overdue commands, and send waiting ones when nodes come back."""
+        while True:
+            try:
+                device_key = await asyncio.wait_for(self._woken.get(), self._sweep_interval)
+                devices = [device_key]
+            except TimeoutError:
+                devices = await self._sweep()
+            for device in dict.fromkeys(devices):
+                try:
+                    await self.deliver_waiting(device)
+                except Exception as err:  # one node's trouble must not stop the others
+                    logger.warning("delivering commands to %s failed: %s", device, err)
+
+    async def _sweep(self) -> list[str]:
+        try:
+            async with transaction(self._sessions) as session:
+                expired = await service.expire_overdue(session=session, now=utcnow())
+                containers = [
+                    await containers_service.command_expired(session=session, command=row)
+                    for row in expired
+                ]
+            for row in expired:
+                await self._events.command(row)
+            for container in containers:
+                if container is not None:
+                    await self._events.container(container)
+            async with self._sessions() as session:
+                return await service.devices_with_pending(session=session)
+        except Exception as err:  # the database may be down; try again next round
+            logger.warning("command sweep failed: %s", err)
+            return []

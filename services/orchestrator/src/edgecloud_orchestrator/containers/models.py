@@ -1,0 +1,38 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from edgecloud_servicekit.db import UTCDateTime
+
+from ..database import OrchestratorBase
+
+
+class Container(OrchestratorBase):
+    """A tenant container: what was asked for (spec, desired state) and what the node
+    last said about it (state)."""
+
+    __tablename__ = "containers"
+    __table_args__ = (
+        Index("ix_containers_tenant_created", "tenant_id", "created_at"),
+        Index("ix_containers_device_name", "device_key", "docker_name"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    docker_name: Mapped[str] = mapped_column(String(128))
+    device_key: Mapped[str] = mapped_column(String(100), index=True)
+    image: Mapped[str] = mapped_column(String(255))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    desired_state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(32))
+    docker_id: Mapped[str | None] = mapped_column(String(64))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

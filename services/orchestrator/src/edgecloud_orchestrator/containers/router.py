@@ -1,0 +1,170 @@
+"""Internal REST: containers, on behalf of the gateway's caller."""
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from edgecloud_contracts import uris
+from edgecloud_contracts.containers import (
+    Action,
+    Command,
+    CommandResult,
+    CommandState,
+    ContainerPage,
+    ContainerView,
+    CreateContainer,
+)
+from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.text import OBJECT_ID
+from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.wamp import WampError
+
+from ..commands.dispatch import Dispatcher
+from ..commands.models import CommandRow
+from ..deps import CallerDep, DispatcherDep, RegistryDep, SessionsDep
+from . import placement, service
+from .exceptions import NodeRefused
+from .models import Container
+
+router = APIRouter(prefix="/v1/containers", tags=["containers"])
+ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
+
+
+def _ttl(request: Request) -> timedelta:
+    return timedelta(seconds=request.app.state.settings.command_ttl_s)
+
+
+async def _outcome(
+    sessions: SessionsDep, dispatcher: Dispatcher, command: CommandRow, *, success: int
+) -> Response:
+    """Send the command now and answer with its outcome: done, failed, or waiting (202)."""
+    done = await dispatcher.deliver(command.id)
+    async with sessions() as session:
+        container = await session.get(Container, command.container_id)
+    assert container is not None
+    if done.state == CommandState.SUCCEEDED:
+        if success == status.HTTP_204_NO_CONTENT:
+            return Response(status_code=success)
+        return JSONResponse(service.to_view(container).model_dump(mode="json"), status_code=success)
+    if done.state == CommandState.FAILED:
+        raise NodeRefused(
+            f"the device could not {done.action}: {done.error}",
+            code=done.error_code or "node_error",
+            container=container.id,
+            command=done.id,
+        )
+    view = service.to_view(container, command=done.id)
+    return JSONResponse(view.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ContainerView)
+async def create_container(
+    body: CreateContainer,
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    registry: RegistryDep,
+    dispatcher: DispatcherDep,
+) -> Response:
+    """201 once the device has created and started it; 202 with a command id when the
+    device is offline or still working."""
+    device = await placement.choose_device(registry=registry, caller=caller, request=body)
+    async with transaction(sessions) as session:
+        await service.check_new(
+            session=session, caller=caller, request=body, device_key=device["key"]
+        )
+        _, command = service.new_container(
+            session, caller=caller, request=body, device_key=device["key"], ttl=_ttl(request)
+        )
+    return await _outcome(sessions, dispatcher, command, success=status.HTTP_201_CREATED)
+
+
+@router.get("", response_model=ContainerPage)
+async def list_containers(
+    caller: CallerDep,
+    sessions: SessionsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    device: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+) -> ContainerPage:
+    async with sessions() as session:
+        rows, next_cursor = await service.list_for(
+            session=session, caller=caller, limit=limit, cursor=cursor, device=device
+        )
+    return ContainerPage(items=[service.to_view(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{container_id}", response_model=ContainerView)
+async def get_container(
+    container_id: ContainerId,
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    dispatcher: DispatcherDep,
+    live: bool = False,
+) -> ContainerView:
+    """The container; with ``live=true`` its state is asked from the device first."""
+    async with sessions() as session:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+    if not live:
+        return service.to_view(container)
+    inspect = Command(
+        id=str(uuid.uuid4()),
+        action=Action.INSPECT,
+        container_id=container.id,
+        docker_name=container.docker_name,
+    )
+    link = request.app.state.wamp
+    procedure = uris.device_procedure(
+        container.device_key, uris.container_operation(Action.INSPECT)
+    )
+    try:
+        answer = await link.call(
+            procedure, inspect.model_dump(mode="json"), timeout=dispatcher.timeout_for("inspect")
+        )
+    except WampError as err:
+        raise NodeRefused(f"the device did not answer: {err}", code="device_unreachable") from err
+    result = CommandResult.model_validate(answer)
+    async with transaction(sessions) as session:
+        if result.container is not None:
+            updated = await service.apply_report(
+                session=session, device_key=container.device_key, report=result.container
+            )
+            container = updated or container
+    return service.to_view(container)
+
+
+@router.post("/{container_id}/{action}", response_model=ContainerView)
+async def act(
+    container_id: ContainerId,
+    action: Literal["start", "stop", "restart"],
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    dispatcher: DispatcherDep,
+) -> Response:
+    async with transaction(sessions) as session:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+        command = service.act(
+            session, caller=caller, container=container, action=Action(action), ttl=_ttl(request)
+        )
+    return await _outcome(sessions, dispatcher, command, success=status.HTTP_200_OK)
+
+
+@router.delete("/{container_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove(
+    container_id: ContainerId,
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    dispatcher: DispatcherDep,
+) -> Response:
+    async with transaction(sessions) as session:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+        command = service.act(
+            session, caller=caller, container=container, action=Action.REMOVE, ttl=_ttl(request)
+        )
+    return await _outcome(sessions, dispatcher, command, success=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,271 @@
+"""Containers: checking a request, choosing the device, and keeping the cloud's view of
+each container in step with its node."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud_contracts.containers import (
+    Action,
+    CommandResult,
+    ContainerReport,
+    ContainerSpec,
+    ContainerView,
+    CreateContainer,
+    Limits,
+)
+from edgecloud_servicekit.db import utcnow
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+
+from ..commands import service as commands_service
+from ..commands.models import CommandRow
+from .exceptions import (
+    ContainerNotFound,
+    ContainerRemoved,
+    InterfaceNotDeclared,
+    NameTaken,
+    QuotaExceeded,
+)
+from .models import Container
+
+RUNNING, STOPPED, REMOVED = "running", "stopped", "removed"
+PENDING, FAILED = "pending", "failed"
+
+
+def docker_name(owner: str, name: str) -> str:
+    return f"{owner}-{name}"
+
+
+async def check_new(
+    *, session: AsyncSession, caller: Identity, request: CreateContainer, device_key: str
+) -> None:
+    """Everything that must hold before a create is stored or sent."""
+    for interface in request.interfaces:
+        raise InterfaceNotDeclared(interface)
+    quota = caller.quotas.get("containers")
+    if quota is not None:
+        used = await session.scalar(
+            select(func.count())
+            .select_from(Container)
+            .where(Container.tenant_id == caller.tenant_id, Container.removed_at.is_(None))
+        )
+        if (used or 0) >= quota:
+            raise QuotaExceeded(quota)
+    name = docker_name(caller.username, request.name)
+    clash = await session.scalar(
+        select(Container.id).where(
+            Container.device_key == device_key,
+            Container.docker_name == name,
+            Container.removed_at.is_(None),
+        )
+    )
+    if clash is not None:
+        raise NameTaken(name, device_key)
+
+
+def new_container(
+    session: AsyncSession,
+    *,
+    caller: Identity,
+    request: CreateContainer,
+    device_key: str,
+    ttl: timedelta,
+) -> tuple[Container, CommandRow]:
+    """The container (pending) and its create command (queued), in the caller's transaction."""
+    container_id = str(uuid.uuid4())
+    name = docker_name(caller.username, request.name)
+    spec = ContainerSpec(
+        container_id=container_id,
+        docker_name=name,
+        image=request.image,
+        command=request.command,
+        env=request.env,
+        limits=request.limits,
+        auto_remove=request.auto_remove,
+        restart_policy="no" if request.auto_remove else request.restart_policy,
+        tenant_id=caller.tenant_id,
+        owner=caller.username,
+    )
+    now = utcnow()
+    container = Container(
+        id=container_id,
+        tenant_id=caller.tenant_id,
+        owner_id=caller.user_id,
+        owner=caller.username,
+        name=request.name,
+        docker_name=name,
+        device_key=device_key,
+        image=request.image,
+        spec=spec.model_dump(mode="json"),
+        desired_state=RUNNING,
+        state=PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(container)
+    command = commands_service.enqueue(
+        session,
+        tenant_id=caller.tenant_id,
+        container_id=container_id,
+        device_key=device_key,
+        docker_name=name,
+        action=Action.CREATE,
+        ttl=ttl,
+        spec=spec.model_dump(mode="json"),
+    )
+    return container, command
+
+
+async def get(*, session: AsyncSession, caller: Identity, container_id: str) -> Container:
+    row = await session.get(Container, container_id)
+    if row is None or row.tenant_id != caller.tenant_id or row.removed_at is not None:
+        raise ContainerNotFound(container_id)
+    return row
+
+
+async def list_for(
+    *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None, device: str | None
+) -> tuple[list[Container], str | None]:
+    query = (
+        select(Container)
+        .where(Container.tenant_id == caller.tenant_id, Container.removed_at.is_(None))
+        .order_by(Container.created_at.desc(), Container.id.desc())
+        .limit(limit + 1)
+    )
+    if device:
+        query = query.where(Container.device_key == device)
+    if cursor:
+        after = await session.get(Container, decode_cursor(cursor))
+        if after is None:
+            return [], None
+        query = query.where(
+            (Container.created_at < after.created_at)
+            | ((Container.created_at == after.created_at) & (Container.id < after.id))
+        )
+    rows = list((await session.scalars(query)).all())
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def act(
+    session: AsyncSession, *, caller: Identity, container: Container, action: Action, ttl: timedelta
+) -> CommandRow:
+    """Queue start, stop, restart or remove; the desired state changes at once."""
+    if container.removed_at is not None or (
+        container.desired_state == REMOVED and action != Action.REMOVE
+    ):
+        raise ContainerRemoved(container.id)
+    if action in (Action.START, Action.RESTART):
+        container.desired_state = RUNNING
+    elif action == Action.STOP:
+        container.desired_state = STOPPED
+    elif action == Action.REMOVE:
+        container.desired_state = REMOVED
+    container.updated_at = utcnow()
+    return commands_service.enqueue(
+        session,
+        tenant_id=caller.tenant_id,
+        container_id=container.id,
+        device_key=container.device_key,
+        docker_name=container.docker_name,
+        action=action,
+        ttl=ttl,
+    )
+
+
+def _observe(container: Container, report: ContainerReport | None) -> None:
+    if report is None:
+        return
+    container.state = report.state
+    container.docker_id = report.docker_id
+    container.exit_code = report.exit_code
+
+
+async def apply_result(
+    *, session: AsyncSession, command: CommandRow, result: CommandResult
+) -> Container | None:
+    container = await session.get(Container, command.container_id)
+    if container is None:
+        return None
+    now = utcnow()
+    container.updated_at = now
+    if not result.ok:
+        container.error = f"{command.action}: {result.error or result.error_code}"[:500]
+        if command.action == Action.CREATE:
+            # Nothing exists on the node: free the name, keep the story in the command.
+            container.state, container.removed_at = FAILED, now
+        return container
+    container.error = None
+    if command.action == Action.REMOVE:
+        container.state, container.removed_at = REMOVED, now
+    else:
+        _observe(container, result.container)
+    return container
+
+
+async def command_expired(*, session: AsyncSession, command: CommandRow) -> Container | None:
+    container = await session.get(Container, command.container_id)
+    if container is None or container.removed_at is not None:
+        return None
+    container.error = f"{command.action}: not delivered in time"
+    container.updated_at = utcnow()
+    if command.action == Action.CREATE:
+        container.state, container.removed_at = FAILED, container.updated_at
+    return container
+
+
+async def apply_report(
+    *, session: AsyncSession, device_key: str, report: ContainerReport
+) -> Container | None:
+    """A node says a container changed; only that node's own containers are touched."""
+    if report.container_id is None:
+        return None
+    container = await session.get(Container, report.container_id)
+    if container is None or container.device_key != device_key or container.removed_at is not None:
+        return None
+    if report.state == REMOVED or report.state == "destroyed":
+        container.state, container.removed_at = REMOVED, utcnow()
+    else:
+        _observe(container, report)
+    container.updated_at = utcnow()
+    return container
+
+
+def to_view(row: Container, *, command: str | None = None) -> ContainerView:
+    return ContainerView(
+        id=row.id,
+        name=row.docker_name,
+        device=row.device_key,
+        image=row.image,
+        state=row.state,
+        desired_state=row.desired_state,
+        owner=row.owner,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        exit_code=row.exit_code,
+        error=row.error,
+        limits=Limits.model_validate(row.spec.get("limits", {})),
+        command=command,
+    )
+
+
+def device_matches(device: dict[str, Any], *, location: str | None, arch: str | None) -> bool:
+    if device.get("status") == "offline":
+        return False
+    if location is not None and str(device.get("location", "")).casefold() != location.casefold():
+        return False
+    return arch is None or device.get("arch") == arch
+
+
+def load(device: dict[str, Any]) -> tuple[float, float]:
+    """Least loaded first: CPU, then the share of memory in use."""
+    metrics = device.get("metrics") or {}
+    memory_total = device.get("memory_total") or 1
+    return (
+        float(metrics.get("cpu_percent") or 0),
+        float(metrics.get("memory_used") or 0) / memory_total,
+    )
