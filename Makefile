@@ -22,6 +22,7 @@ setup:
 	bash $(SETUP)/system.sh
 	bash $(SETUP)/dockerd.sh
 	bash $(SETUP)/images.sh
+	bash $(SETUP)/registry.sh
 	bash $(SETUP)/venvs.sh
 	bash $(SETUP)/assets.sh
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from edgecloud_cli import app as app_module
-from edgecloud_cli import config
+from edgecloud_cli import config, context
 from edgecloud_cli.client import Client
 from edgecloud_cli.config import Credentials
 from edgecloud_cli.target import DEFAULT_URL
@@ -36,7 +36,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
     def open_client(url: str, token: str | None = None) -> Client:
         return Client(url, token=token, transport=httpx.MockTransport(fake))
 
-    monkeypatch.setattr(app_module, "open_client", open_client)
+    monkeypatch.setattr(context, "open_client", open_client)
     return fake
 
 

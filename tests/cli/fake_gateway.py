@@ -1,7 +1,8 @@
 """An in-memory gateway that speaks the public API's contract, for ``httpx.MockTransport``.
 
 The real gateway is covered by tests/integration and by test_cli_against_stack.py; this one
-lets the command tests shape answers (pages, nulls, 429, odd errors) at will.
+lets the command tests shape answers (pages, nulls, 429, odd errors) at will. Its containers,
+commands and events are in fake_containers.py.
 """
 
 import itertools
@@ -13,26 +14,12 @@ from typing import Any
 
 import httpx
 
+from .fake_containers import ContainerRoutes
+from .problems import problem
+
 USERNAME = "admin"
 PASSWORD = "s3cret pass"
 EXPIRES_AT = "2030-01-02T03:04:05Z"
-
-
-def problem(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    body = {
-        "type": f"https://edgecloud.dev/problems/{code}",
-        "title": code.replace("_", " "),
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    return httpx.Response(
-        status,
-        content=json.dumps(body).encode(),
-        headers={"Content-Type": "application/problem+json", **(headers or {})},
-    )
 
 
 def device(key: str, **changes: Any) -> dict[str, Any]:
@@ -58,7 +45,7 @@ def device(key: str, **changes: Any) -> dict[str, Any]:
 
 
 @dataclass
-class FakeGateway:
+class FakeGateway(ContainerRoutes):
     devices: list[dict[str, Any]] = field(default_factory=list)
     page_size: int = 2
     live_tokens: set[str] = field(default_factory=set)
@@ -94,7 +81,7 @@ class FakeGateway:
                 if self.api_tokens.pop(token_id, None) is None:
                     return problem(404, "token_not_found", f"token {token_id} not found")
                 return httpx.Response(204)
-        return problem(404, "not_found", "Not Found")
+        return self.container_route(request) or problem(404, "not_found", "Not Found")
 
     def issue(self) -> str:
         token = f"ec_login_{next(self._numbers)}"
@@ -129,6 +116,12 @@ class FakeGateway:
         }
         self.api_tokens[row["id"]] = row
         return httpx.Response(201, json={**row, "token": f"ec_api_{number}"})
+
+    def known_devices(self) -> list[dict[str, Any]]:
+        return self.devices
+
+    def page_of(self, items: list[dict[str, Any]], request: httpx.Request) -> dict[str, Any]:
+        return self._page(items, request)
 
     def _page(self, items: list[dict[str, Any]], request: httpx.Request) -> dict[str, Any]:
         start = int(request.url.params.get("cursor", "0"))

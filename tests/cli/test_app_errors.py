@@ -5,12 +5,13 @@ import socket
 import httpx
 import pytest
 
-from edgecloud_cli import app as app_module
+from edgecloud_cli import context
 from edgecloud_cli.client import Client
 from edgecloud_cli.config import Credentials
 
 from .conftest import Run
-from .fake_gateway import FakeGateway, problem
+from .fake_gateway import FakeGateway
+from .problems import problem
 
 
 def test_a_rejected_token_suggests_logging_in(
@@ -86,7 +87,7 @@ def test_a_gateway_that_does_not_answer_times_out(
         raise httpx.ReadTimeout("timed out", request=request)
 
     monkeypatch.setattr(
-        app_module,
+        context,
         "open_client",
         lambda url, token=None: Client(url, token=token, transport=httpx.MockTransport(hang)),
     )

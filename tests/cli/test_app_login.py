@@ -11,7 +11,8 @@ from edgecloud_cli.config import Credentials
 from edgecloud_cli.target import DEFAULT_URL
 
 from .conftest import Run
-from .fake_gateway import PASSWORD, USERNAME, FakeGateway, problem
+from .fake_gateway import PASSWORD, USERNAME, FakeGateway
+from .problems import problem
 
 
 def stored_file(config_home: Path) -> Path:

@@ -1,8 +1,11 @@
 """The CLI against the real gateway: login, whoami, devices (with a real agent), API tokens,
-logout."""
+logout, and containers on a device that is offline."""
 
 import json
+import re
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -10,7 +13,10 @@ import pytest
 
 from edgecloud_cli import config
 from tests.support.agents import AgentFactory
+from tests.support.beats import heartbeat
 from tests.support.stack import Stack
+from tests.support.users import Account, register
+from tests.support.wamp import device_session, probe_key
 
 from .conftest import Run
 
@@ -109,3 +115,89 @@ def test_tokens_create_list_revoke(cli: Run, stack: Stack) -> None:
     refused = cli("--token", token, "whoami")
     assert refused.exit_code == 1
     assert "token_invalid" in refused.stderr
+
+
+async def offline_device(
+    stack: Stack, api: httpx.AsyncClient, enrol: Callable[[], Awaitable[str]]
+) -> tuple[Account, str]:
+    """A new tenant's account, and a device granted to it, known to the registry from one
+    heartbeat, then gone."""
+    account = await register(stack)
+    key = probe_key()
+    async with device_session(
+        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
+    ) as uplink:
+        await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
+    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": account.tenant_id})
+    assert granted.status_code == 201, granted.text
+    return account, key
+
+
+async def test_containers_on_an_offline_device_are_queued(
+    cli: Run, stack: Stack, api: httpx.AsyncClient, enrol: Callable[[], Awaitable[str]]
+) -> None:
+    account, key = await offline_device(stack, api, enrol)
+    env = {"EDGECLOUD_URL": stack.url("gateway"), "EDGECLOUD_TOKEN": account.token}
+    name = f"{account.username}-web"
+
+    # --progress: the event stream is followed (and stopped) against the real gateway too.
+    run = cli("run", "edgecloud/busybox:latest", "--name", "web", "--device", key,
+              "-e", "GREETING=hi", "--memory", "64m", "--progress", "--", "sleep", "60",
+              env=env)  # fmt: skip
+    assert run.exit_code == 0, run.output
+    container_id = run.stdout.strip()
+    queued = re.fullmatch(
+        rf"device {key} is offline: the create is queued as command (\S+); it runs when the "
+        rf"device is back \(edgecloud inspect {container_id}\)\n",
+        run.stderr,
+    )
+    assert queued, run.stderr
+    create_command = queued[1]
+
+    listed = cli("ps", "--json", env=env)
+    assert listed.exit_code == 0, listed.output
+    [item] = json.loads(listed.stdout)
+    assert (item["id"], item["name"], item["device"], item["state"]) == (
+        container_id, name, key, "pending"
+    )  # fmt: skip
+    assert item["limits"]["memory"] == 64 << 20
+    table = cli("ps", "--device", key, env=env)
+    assert table.exit_code == 0, table.output
+    assert f"{container_id[:12]}  {name}" in table.stdout
+    assert "pending" in table.stdout
+
+    inspected = cli("inspect", "web", env=env)
+    assert inspected.exit_code == 0, inspected.output
+    shown = json.loads(inspected.stdout)
+    assert (shown["id"], shown["state"], shown["desired_state"]) == (
+        container_id, "pending", "running"
+    )  # fmt: skip
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        command = await client.get(f"/api/v1/commands/{create_command}", headers=account.headers)
+    assert command.status_code == 200, command.text
+    assert (command.json()["action"], command.json()["state"]) == ("create", "queued")
+
+    removed = cli("rm", container_id[:8], env=env)
+    assert removed.exit_code == 0, removed.output
+    assert removed.stderr.startswith(f"device {key} is offline: the removal is queued as command ")
+    assert removed.stdout == f"{name}: pending (remove queued)\n"
+
+    after = cli("inspect", container_id, env=env)
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout)["desired_state"] == "removed"
+
+
+async def test_inspect_shows_the_command_a_container_waits_for(
+    cli: Run, stack: Stack, api: httpx.AsyncClient, enrol: Callable[[], Awaitable[str]]
+) -> None:
+    account, key = await offline_device(stack, api, enrol)
+    env = {"EDGECLOUD_URL": stack.url("gateway"), "EDGECLOUD_TOKEN": account.token}
+    run = cli("run", "edgecloud/busybox:latest", "--name", "web", "--device", key, env=env)
+    assert run.exit_code == 0, run.output
+
+    inspected = cli("inspect", "web", env=env)
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.stdout)["command"] is not None
+    assert re.fullmatch(
+        r"command \S+: create queued \(created .*, 0 attempts\)\n", inspected.stderr
+    )

@@ -5,7 +5,8 @@ import pytest
 
 from edgecloud_cli.client import NO_ANSWER, ApiError, Client
 
-from .fake_gateway import PASSWORD, USERNAME, FakeGateway, problem
+from .fake_gateway import PASSWORD, USERNAME, FakeGateway
+from .problems import problem
 
 
 def client_for(gateway: FakeGateway, token: str | None = None) -> Client:

@@ -1,10 +1,10 @@
-"""Formatting helpers: relative times, byte sizes, timestamps."""
+"""Formatting helpers: relative times, byte sizes, timestamps, pull progress."""
 
 from datetime import UTC, datetime
 
 import pytest
 
-from edgecloud_cli.output import ago, human_bytes, when
+from edgecloud_cli.output import ago, describe_pull, human_bytes, printable, when
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -46,3 +46,24 @@ def test_human_bytes(size: int | None, expected: str) -> None:
 def test_when_prints_utc() -> None:
     assert when("2025-06-01T14:05:09+02:00") == "2025-06-01 12:05 UTC"
     assert when(None) == "-"
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        ({"image": "a:1", "status": "Downloading", "current": 512, "total": 2048},
+         "pulling a:1: Downloading 512 B/2.0 KiB"),
+        ({"image": "a:1", "status": "Extracting", "current": 3 * 1024**2, "total": None},
+         "pulling a:1: Extracting 3.0 MiB"),
+        ({"image": "a:1", "status": "Pull complete", "current": None, "total": None},
+         "pulling a:1: Pull complete"),
+        ({"image": "a:1", "status": None}, "pulling a:1: pulling"),
+        ({"image": "a:1", "status": "evil\x1b]0;title\x07 \r"}, "pulling a:1: evil ]0;title   "),
+    ],
+)  # fmt: skip
+def test_describe_pull(progress: dict[str, object], expected: str) -> None:
+    assert describe_pull(progress) == expected
+
+
+def test_printable_keeps_text_and_drops_control_characters() -> None:
+    assert printable("déjà vu: 100%\n\x9b31m") == "déjà vu: 100%  31m"

@@ -56,6 +56,7 @@ class AgentFactory:
         state_dir: Path | None = None,
         location: str = "test bench",
         label: str = "node",
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     ) -> AgentHandle:
         if hostname is None or mac is None or state_dir is None:
             hostname, mac, state_dir = self.identity(label)
@@ -66,7 +67,9 @@ class AgentFactory:
             "AGENT_HOSTNAME": hostname,
             "AGENT_MAC": mac,
             "AGENT_LOCATION": location,
-            "AGENT_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S),
+            "AGENT_HEARTBEAT_INTERVAL_S": str(heartbeat_interval_s),
+            # This machine's engine runs with --bridge=none.
+            "AGENT_CONTAINER_NETWORK": "none",
             "AGENT_RECONNECT_INITIAL_S": "0.2",
             "AGENT_RECONNECT_MAX_S": "2",
         }

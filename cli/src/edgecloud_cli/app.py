@@ -1,59 +1,28 @@
-"""The ``edgecloud`` commands: each parses its options, calls the client, hands the answer to
-:mod:`.output`; :func:`_reported` turns the errors we expect into one line on stderr."""
+"""The ``edgecloud`` commands, all registered here: each parses its options, calls the client,
+hands the answer to :mod:`.output`; :func:`.context.reported` turns the errors we expect into
+one line on stderr. The container commands live in :mod:`.run` and :mod:`.containers`."""
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Annotated
 
 import typer
 
-from . import config, output
-from .client import ApiError, Client
-from .config import ConfigError, Credentials
-from .target import InvalidUrl, NotLoggedIn, Target
-
-
-@contextmanager
-def _reported(*, suggest_login: bool = True) -> Iterator[None]:
-    """Report the errors we expect as one line on stderr and exit 1, never as a traceback."""
-    try:
-        yield
-    except ApiError as err:
-        output.api_error(err, suggest_login=suggest_login)
-        raise typer.Exit(1) from None
-    except (ConfigError, NotLoggedIn, InvalidUrl) as err:
-        output.error(str(err))
-        raise typer.Exit(1) from None
-
+from . import config, containers, context, output, run
+from .client import ApiError
+from .config import Credentials
+from .context import reported
+from .target import NotLoggedIn, Target
 
 app = typer.Typer(
     name="edgecloud",
-    help="Manage your edgecloud devices and tokens from the command line.",
+    help="Manage your edgecloud devices, containers and tokens from the command line.",
     no_args_is_help=True,
     # Locals in a traceback could include the password or a token.
     pretty_exceptions_show_locals=False,
 )
 tokens_app = typer.Typer(help="Named, expiring API tokens for scripts.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
-
-
-def open_client(url: str, token: str | None = None) -> Client:
-    """The client every command uses; tests replace this to answer from a fake gateway."""
-    return Client(url, token=token)
-
-
-def _target(ctx: typer.Context) -> Target:
-    target = ctx.find_object(Target)
-    assert target is not None, "the app callback sets the target"
-    return target
-
-
-def _client(ctx: typer.Context) -> Client:
-    """A client for the gateway in use, signed in."""
-    target = _target(ctx)
-    return open_client(target.url(), target.token())
 
 
 @app.callback()
@@ -91,11 +60,11 @@ def login(
     ] = False,
 ) -> None:
     """Sign in and store the token (mode 0600) for the next commands."""
-    with _reported(suggest_login=False):
+    with reported(suggest_login=False):
         # The URL first: no point asking for a password when the stored login is unusable.
-        url = _target(ctx).url()
+        url = context.target(ctx).url()
         username, password = _ask_credentials(username, password_stdin=password_stdin)
-        with open_client(url) as client:
+        with context.open_client(url) as client:
             answer = client.login(username=username, password=password)
         expires_at = answer["expires_at"]
         config.save(Credentials(url, username, answer["access_token"], expires_at))
@@ -119,8 +88,8 @@ def _ask_credentials(username: str | None, *, password_stdin: bool) -> tuple[str
 @app.command()
 def logout(ctx: typer.Context) -> None:
     """Revoke the token on the server and forget it."""
-    target = _target(ctx)
-    with _reported():
+    target = context.target(ctx)
+    with reported():
         url = target.url()
         try:
             token = target.token()
@@ -128,7 +97,7 @@ def logout(ctx: typer.Context) -> None:
             output.notice(f"Not logged in to {url}")
             return
         try:
-            with open_client(url, token) as client:
+            with context.open_client(url, token) as client:
                 client.logout()
         except ApiError as err:
             # 401: the token is already expired or revoked; forgetting it is all that is left.
@@ -144,7 +113,7 @@ def logout(ctx: typer.Context) -> None:
 @app.command()
 def whoami(ctx: typer.Context) -> None:
     """Show the signed-in user, tenant and roles."""
-    with _reported(), _client(ctx) as client:
+    with reported(), context.client(ctx) as client:
         output.whoami(client.me())
 
 
@@ -154,7 +123,7 @@ def devices(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw list as JSON.")] = False,
 ) -> None:
     """List the devices you can use."""
-    with _reported(), _client(ctx) as client:
+    with reported(), context.client(ctx) as client:
         items = client.devices()
     if as_json:
         output.raw_json(items)
@@ -165,7 +134,7 @@ def devices(
 @tokens_app.command("list")
 def list_tokens(ctx: typer.Context) -> None:
     """List your live API tokens (never their values)."""
-    with _reported(), _client(ctx) as client:
+    with reported(), context.client(ctx) as client:
         output.tokens(client.tokens())
 
 
@@ -176,7 +145,7 @@ def create_token(
     days: Annotated[int, typer.Option("--days", min=1, max=365, help="Lifetime in days.")] = 90,
 ) -> None:
     """Create an API token; it is shown once."""
-    with _reported(), _client(ctx) as client:
+    with reported(), context.client(ctx) as client:
         output.created_token(client.create_token(name=name, expires_in_days=days))
 
 
@@ -186,6 +155,16 @@ def revoke_token(
     token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id.")],
 ) -> None:
     """Revoke an API token; it stops working at once."""
-    with _reported(), _client(ctx) as client:
+    with reported(), context.client(ctx) as client:
         client.revoke_token(token_id)
     output.info(f"Revoked token {token_id}")
+
+
+# Containers: top-level verbs, as in docker.
+app.command("run", rich_help_panel="Containers")(run.run)
+app.command("ps", rich_help_panel="Containers")(containers.ps)
+app.command("start", rich_help_panel="Containers")(containers.start)
+app.command("stop", rich_help_panel="Containers")(containers.stop)
+app.command("restart", rich_help_panel="Containers")(containers.restart)
+app.command("rm", rich_help_panel="Containers")(containers.rm)
+app.command("inspect", rich_help_panel="Containers")(containers.inspect)

@@ -1,92 +1,95 @@
 """A small synchronous client for the gateway's public REST API (``/api/v1``).
 
 Every failure surfaces as one error type, :class:`ApiError`: a problem+json answer keeps its
-status, code and detail; no answer at all (refused, timed out, bad URL) has status 0.
+status, code, detail and the rest of its body; no answer at all (refused, timed out, bad URL)
+has status 0.
 """
 
-from collections.abc import Iterator
+import contextlib
+import socket
+from collections.abc import Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import quote
 
 import httpx
 
 from . import __version__
+from .schemas import (
+    Command,
+    Container,
+    CreatedToken,
+    Device,
+    Login,
+    Me,
+    NewContainer,
+    Token,
+)
 
 TIMEOUT_S = 10.0
+CREATE_TIMEOUT_S = 150.0
+"""A create answers once the device has pulled the image and started the container, which the
+orchestrator waits up to 120 s for."""
+ACTION_TIMEOUT_S = 30.0
+"""Start, stop, restart and remove wait up to 15 s for the device."""
+EVENTS_READ_TIMEOUT_S = 60.0
+"""The event stream sends a keepalive every 15 s; silence for longer means it is dead."""
 NO_ANSWER = 0
 """The status of an :class:`ApiError` raised when the gateway did not answer."""
 
 
 class ApiError(Exception):
-    """The gateway answered with an error, or (``status == NO_ANSWER``) did not answer."""
+    """The gateway answered with an error, or (``status == NO_ANSWER``) did not answer.
 
-    def __init__(self, status: int, code: str, detail: str, retry_after: str | None = None):
+    ``body`` is the whole problem+json answer: validation errors list the ``fields`` (and
+    ``errors``), a device's refusal names the ``container`` and ``command``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        retry_after: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ):
         super().__init__(f"{detail} ({code})")
         self.status = status
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+        self.body: Mapping[str, Any] = body or {}
 
 
-class Login(TypedDict):
-    access_token: str
-    token_type: str
-    expires_at: str
-    csrf_token: NotRequired[str]
+class Outcome(NamedTuple):
+    """What a container request did: ``queued`` (202) when the device has not done it yet,
+    in which case ``container["command"]`` is the waiting command. ``container`` is None
+    once removed."""
+
+    container: Container | None
+    queued: bool
 
 
-class User(TypedDict):
-    id: str
-    username: str
-    created_at: str
+class EventStream:
+    """An open ``text/event-stream`` answer, read line by line."""
 
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
 
-class Tenant(TypedDict):
-    id: str
-    name: str
+    def lines(self) -> Iterator[str]:
+        try:
+            yield from self._response.iter_lines()
+        except httpx.HTTPError as err:
+            raise ApiError(NO_ANSWER, "stream_ended", f"the event stream ended: {err}") from err
 
-
-class Me(TypedDict):
-    user: User
-    tenant: Tenant
-    roles: list[str]
-
-
-class DeviceMetrics(TypedDict):
-    cpu_percent: float | None
-    memory_used: int | None
-    disk_free: int | None
-
-
-class Device(TypedDict):
-    key: str
-    id: str
-    name: str
-    mac: str
-    location: str | None
-    arch: str
-    os: str
-    kernel: str
-    cpu_count: int
-    memory_total: int
-    disk_total: int
-    status: str
-    link: str | None
-    last_seen: str | None
-    metrics: DeviceMetrics | None
-
-
-class Token(TypedDict):
-    id: str
-    name: str
-    created_at: str
-    expires_at: str
-    last_used_at: str | None
-
-
-class CreatedToken(Token):
-    token: str
+    def interrupt(self) -> None:
+        """End a read blocked in another thread: closing a socket does not wake a thread
+        blocked on it, shutting it down does."""
+        network = self._response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class Client:
@@ -101,6 +104,7 @@ class Client:
         timeout: float = TIMEOUT_S,
     ) -> None:
         self.base_url = base_url
+        self._timeout = timeout
         headers = {"User-Agent": f"edgecloud-cli/{__version__}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -155,13 +159,68 @@ class Client:
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke one of the caller's API tokens."""
-        self._request("DELETE", f"/api/v1/tokens/{quote(token_id, safe='')}")
+        self._request("DELETE", f"/api/v1/tokens/{_segment(token_id)}")
 
-    def _pages(self, path: str) -> Iterator[Any]:
+    def create_container(self, request: NewContainer) -> Outcome:
+        """Create and start a container; queued while the device is offline or busy."""
+        response = self._request(
+            "POST", "/api/v1/containers", json=request, timeout=CREATE_TIMEOUT_S
+        )
+        return Outcome(cast(Container, _body(response)), queued=response.status_code == 202)
+
+    def containers(self, *, device: str | None = None) -> list[Container]:
+        """The tenant's containers, newest first, all pages."""
+        params = {"device": device} if device else {}
+        return cast(list[Container], list(self._pages("/api/v1/containers", params)))
+
+    def container(self, container_id: str, *, live: bool = False) -> Container:
+        """One container; ``live`` asks its device for the state first."""
+        params = {"live": "true"} if live else None
+        path = f"/api/v1/containers/{_segment(container_id)}"
+        return cast(Container, self._json("GET", path, params=params, timeout=ACTION_TIMEOUT_S))
+
+    def act(self, container_id: str, action: str) -> Outcome:
+        """``start``, ``stop`` or ``restart`` a container."""
+        path = f"/api/v1/containers/{_segment(container_id)}/{action}"
+        response = self._request("POST", path, timeout=ACTION_TIMEOUT_S)
+        return Outcome(cast(Container, _body(response)), queued=response.status_code == 202)
+
+    def remove_container(self, container_id: str) -> Outcome:
+        """Remove a container: gone (no container in the outcome) or queued."""
+        path = f"/api/v1/containers/{_segment(container_id)}"
+        response = self._request("DELETE", path, timeout=ACTION_TIMEOUT_S)
+        if response.status_code == 204:
+            return Outcome(None, queued=False)
+        return Outcome(cast(Container, _body(response)), queued=response.status_code == 202)
+
+    def command(self, command_id: str) -> Command:
+        """A command sent (or waiting to be sent) to a device."""
+        return cast(Command, self._json("GET", f"/api/v1/commands/{_segment(command_id)}"))
+
+    @contextlib.contextmanager
+    def events(self) -> Iterator[EventStream]:
+        """The tenant's live events, open until the block ends."""
+        timeout = httpx.Timeout(self._timeout, read=EVENTS_READ_TIMEOUT_S)
+        request = self._http.build_request(
+            "GET", "/api/v1/events", headers={"Accept": "text/event-stream"}, timeout=timeout
+        )
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as err:
+            raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
+        try:
+            if response.is_error:
+                response.read()
+                raise _error_from(response)
+            yield EventStream(response)
+        finally:
+            response.close()
+
+    def _pages(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[Any]:
         cursor: str | None = None
         while True:
-            params = {"cursor": cursor} if cursor else None
-            page = self._json("GET", path, params=params)
+            query = {**(params or {}), **({"cursor": cursor} if cursor else {})}
+            page = self._json("GET", path, params=query or None)
             if not isinstance(page, dict) or not isinstance(page.get("items"), list):
                 raise ApiError(200, "invalid_response", f"{path} did not answer with a list")
             yield from page["items"]
@@ -170,28 +229,41 @@ class Client:
                 return
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError as err:
-            raise ApiError(
-                response.status_code, "invalid_response", f"{path} did not answer with JSON"
-            ) from err
+        return _body(self._request(method, path, **kwargs))
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        timeout = timeout or self._timeout
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, timeout=timeout, **kwargs)
         except httpx.ConnectTimeout as err:
             raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
         except httpx.TimeoutException as err:
             raise ApiError(
-                NO_ANSWER, "timeout", f"{self.base_url} did not answer within {TIMEOUT_S:g} s"
+                NO_ANSWER, "timeout", f"{self.base_url} did not answer within {timeout:g} s"
             ) from err
         except (httpx.TransportError, httpx.InvalidURL) as err:
             raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
         if response.is_error:
             raise _error_from(response)
         return response
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment, whatever it contains."""
+    return quote(value, safe="")
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as err:
+        raise ApiError(
+            response.status_code,
+            "invalid_response",
+            f"{response.request.url.path} did not answer with JSON",
+        ) from err
 
 
 def _error_from(response: httpx.Response) -> ApiError:
@@ -204,7 +276,7 @@ def _error_from(response: httpx.Response) -> ApiError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         detail = body.get("detail") or body.get("title") or response.reason_phrase
-        return ApiError(response.status_code, body["code"], str(detail), retry_after)
+        return ApiError(response.status_code, body["code"], str(detail), retry_after, body)
     return ApiError(
         response.status_code,
         f"http_{response.status_code}",

@@ -5,19 +5,35 @@ Tables are plain columns (no box) so they read well in a terminal and still work
 """
 
 import json
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .client import NO_ANSWER, ApiError, CreatedToken, Device, DeviceMetrics, Me, Token
+from .client import NO_ANSWER, ApiError
+from .schemas import Command, Container, CreatedToken, Device, DeviceMetrics, Me, Token
 
 STATUS_STYLES = {"online": "green", "degraded": "yellow", "offline": "red"}
+STATE_STYLES = {
+    "running": "green",
+    "pending": "yellow",
+    "restarting": "yellow",
+    "exited": "red",
+    "dead": "red",
+    "failed": "red",
+}
+SHORT_ID = 12
+# How a queued command reads in a sentence: "the removal is queued".
+ACTION_NOUNS = {"remove": "removal"}
 MISSING = "-"
+# Text a device wrote (pull status, errors) reaches the terminal: no escape sequences in it.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 NO_METRICS: DeviceMetrics = {"cpu_percent": None, "memory_used": None, "disk_free": None}
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 # Tables take the width their content needs, like kubectl's: a key cut to "pi-1_0200…" would be
@@ -49,12 +65,36 @@ def api_error(err: ApiError, *, suggest_login: bool = True) -> None:
     if err.status == NO_ANSWER:
         error(err.detail)
         return
-    error(f"{err.detail} ({err.code})")
+    error(f"{printable(err.detail)} ({err.code})")
+    _problem_details(err.body)
     if err.status == 401 and suggest_login:
         notice("hint: run `edgecloud login` to sign in")
     if err.status == 429 and err.retry_after:
         seconds = err.retry_after.strip()
         notice(f"retry after {seconds} s" if seconds.isdigit() else f"retry after {seconds}")
+
+
+def _problem_details(body: Mapping[str, Any]) -> None:
+    """What a problem says beyond its detail: each invalid field, the ids a device's
+    refusal left behind."""
+    errors = body.get("errors")
+    fields = body.get("fields")
+    if isinstance(errors, list) and errors:
+        for item in errors:
+            if not isinstance(item, dict):
+                continue
+            location = [str(part) for part in item.get("loc") or []]
+            # The first part says where the field was (body, query, path), not which it is.
+            if location and location[0] in ("body", "query", "path"):
+                location = location[1:]
+            message = printable(str(item.get("msg") or "invalid"))
+            notice(f"  {'.'.join(location) or 'request'}: {message}")
+    elif isinstance(fields, list):
+        for field in fields:
+            notice(f"  {field}: invalid")
+    ids = [f"{name} {body[name]}" for name in ("container", "command") if body.get(name)]
+    if ids:
+        notice(", ".join(ids))
 
 
 def raw_json(data: object) -> None:
@@ -107,6 +147,85 @@ def created_token(token: CreatedToken) -> None:
     notice(f"Created token {token['name']} (id {token['id']}, expires {when(token['expires_at'])})")
     info(token["token"])
     notice("warning: copy this token now; it will not be shown again")
+
+
+def containers(items: Iterable[Container], *, now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    table = _table("ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED")
+    for container in items:
+        table.add_row(
+            Text(container["id"][:SHORT_ID]),
+            Text(container["name"]),
+            Text(container["device"]),
+            Text(container["image"]),
+            Text(container["state"], style=STATE_STYLES.get(container["state"], "")),
+            Text(ago(container["created_at"], now=now)),
+        )
+    _console().print(table)
+
+
+def container_state(container: Container, *, queued: str | None = None) -> None:
+    """``admin-web: running``, or with the action still waiting for the device,
+    ``admin-web: running (stop queued)``."""
+    waiting = f" ({queued} queued)" if queued else ""
+    info(f"{container['name']}: {container['state']}{waiting}")
+
+
+def queued(container: Container, *, action: str, command_state: str | None) -> None:
+    """Why a request answered 202, and how to follow it: the device is offline (its command
+    waits in the queue) or has not finished yet (the command was sent)."""
+    device, command_id = container["device"], container["command"]
+    noun = ACTION_NOUNS.get(action, action)
+    follow = f"(edgecloud inspect {container['id']})"
+    if command_state == "sent":
+        notice(
+            f"device {device} has not finished yet: the {noun} was sent as command "
+            f"{command_id} and is still in progress {follow}"
+        )
+    elif command_state in (None, "queued"):
+        notice(
+            f"device {device} is offline: the {noun} is queued as command {command_id}; "
+            f"it runs when the device is back {follow}"
+        )
+    else:
+        notice(f"the {noun} (command {command_id} on {device}) has {command_state} {follow}")
+
+
+def pending_command(command: Command) -> None:
+    """The command a container waits for, beside its JSON."""
+    line = (
+        f"command {command['id']}: {command['action']} {command['state']} "
+        f"(created {when(command['created_at'])}, {command['attempts']} attempts)"
+    )
+    if command.get("error"):
+        line += f": {printable(command['error'] or '')} ({command.get('error_code') or 'error'})"
+    notice(line)
+
+
+def progress(line: str, *, live: bool) -> None:
+    """A progress line on stderr; ``live`` (on a terminal): over the previous one."""
+    if live:
+        # color=True: click would strip the "erase line" code as if it were a colour.
+        typer.echo(f"\r\x1b[K{line}", err=True, nl=False, color=True)
+    else:
+        notice(line)
+
+
+def describe_pull(progress: Mapping[str, Any]) -> str:
+    """``pulling busybox:latest: Downloading 1.0 MiB/2.0 MiB``."""
+    status = printable(str(progress.get("status") or "pulling"))
+    current, total = progress.get("current"), progress.get("total")
+    amount = ""
+    if isinstance(current, int) and isinstance(total, int) and total > 0:
+        amount = f" {human_bytes(current)}/{human_bytes(total)}"
+    elif isinstance(current, int):
+        amount = f" {human_bytes(current)}"
+    return f"pulling {progress.get('image')}: {status}{amount}"
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters, which a terminal could take as commands."""
+    return CONTROL_CHARACTERS.sub(" ", text)
 
 
 def ago(timestamp: str | None, *, now: datetime) -> str:

@@ -2,7 +2,12 @@
 
 identity      state/credentials.py    the node's key pair and enrolment state
 telemetry     telemetry/              device info, load, heartbeats
-runtime       runtime/docker.py       the node's Docker engine
+runtime       runtime/docker.py       the node's Docker engine (hardening: runtime/hardening.py)
+journal       state/journal.py        commands applied recently, and their results
+desired       state/desired.py        the containers the cloud wants on this node
+commands      deploy/commands.py      applying container commands once each
+procedures    deploy/rpc.py           edge.device.<key>.container.<action>, on every join
+reports       deploy/reports.py       container changes and pull progress to the cloud
 uplink        uplink/wamp.py          the WAMP session to the cloud
 """
 
@@ -10,11 +15,17 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
+from .deploy import rpc
+from .deploy.commands import CommandExecutor
+from .deploy.reports import ReportSender, forward_container_events
 from .runtime.docker import DockerRuntime
 from .settings import AgentSettings
 from .state import credentials
+from .state.desired import DesiredState
+from .state.journal import CommandJournal
 from .telemetry.heartbeat import HeartbeatReporter
 from .telemetry.system import SystemProbe
+from .uplink.errors import UplinkError
 from .uplink.wamp import Backoff, Login, Uplink
 
 logger = logging.getLogger(__name__)
@@ -41,12 +52,20 @@ class Agent:
             on_join=self._on_join,
         )
         self._stop = asyncio.Event()
+        self.executor: CommandExecutor | None = None
+        """Set while the agent runs: the container procedures are registered only then."""
 
     async def _on_join(self) -> None:
         self.uplink.enrolment_done()
         if not self.credential.enrolled:
             self.credential = credentials.mark_enrolled(self.settings.state_dir, self.credential)
             logger.info("enrolled as %s (%s)", self.probe.id, self.probe.key)
+        if self.executor is not None:
+            try:
+                await rpc.register(self.uplink, self.credential.device_key, self.executor)
+            except UplinkError as err:
+                # The session stays up (heartbeats still tell the cloud how the node is).
+                logger.error("cannot register the container procedures: %s", err)
 
     def stop(self) -> None:
         self._stop.set()
@@ -60,23 +79,54 @@ class Agent:
         )
         if not self.credential.enrolled and not self._presents_token:
             logger.warning("this node is not enrolled yet: start the agent with --enrol TOKEN")
+        settings = self.settings
         async with AsyncExitStack() as stack:
             runtime = await stack.enter_async_context(
-                DockerRuntime(url=self.settings.docker_url, timeout_s=self.settings.call_timeout_s)
+                DockerRuntime(
+                    url=settings.docker_url,
+                    timeout_s=settings.call_timeout_s,
+                    pull_timeout_s=settings.pull_timeout_s,
+                    policy=settings.container_policy,
+                )
             )
+            journal = CommandJournal(
+                settings.state_dir,
+                max_entries=settings.journal_max_entries,
+                max_age_s=settings.journal_max_age_s,
+            )
+            stack.callback(journal.close)
+            desired = DesiredState(settings.state_dir)
+            stack.callback(desired.close)
+            reports = ReportSender(uplink=self.uplink, timeout_s=settings.call_timeout_s)
+            self.executor = CommandExecutor(
+                runtime=runtime,
+                journal=journal,
+                desired=desired,
+                stop_timeout_s=settings.stop_timeout_s,
+                on_pull=reports.pull,
+            )
+            stack.callback(setattr, self, "executor", None)
             reporter = HeartbeatReporter(
                 uplink=self.uplink,
                 probe=self.probe,
                 runtime=runtime,
-                interval_s=self.settings.heartbeat_interval_s,
-                timeout_s=self.settings.call_timeout_s,
+                interval_s=settings.heartbeat_interval_s,
+                timeout_s=settings.call_timeout_s,
             )
             async with asyncio.TaskGroup() as tasks:
                 uplink_task = tasks.create_task(self.uplink.run(), name="uplink")
                 reporter_task = tasks.create_task(reporter.run(), name="heartbeat")
+                reports_task = tasks.create_task(reports.run(), name="node-reports")
+                events_task = tasks.create_task(
+                    forward_container_events(runtime, reports), name="container-events"
+                )
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-                # Finish the beat in flight, then leave: the cloud hears the leave last.
+                # Let commands in progress finish and their answers go out, then the beat
+                # in flight, then leave: the cloud hears the leave last.
+                await self.executor.wait_idle(settings.call_timeout_s)
+                events_task.cancel()
+                reports_task.cancel()
                 reporter.stop()
                 await reporter_task
                 await self.uplink.close()

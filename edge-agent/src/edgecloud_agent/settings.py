@@ -1,7 +1,11 @@
 from pathlib import Path
+from typing import Self
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .runtime.errors import PolicyRefused
+from .runtime.hardening import ContainerPolicy
 
 
 class AgentSettings(BaseSettings):
@@ -24,6 +28,15 @@ class AgentSettings(BaseSettings):
     call_timeout_s: float = 10.0
     docker_url: str | None = None
     """Docker Engine API address; the local socket when unset."""
+    container_network: str = "bridge"
+    """Docker network of tenant containers (``none`` where the engine has no bridge)."""
+    allow_host_network: bool = False
+    """Operator policy: may tenant containers use the host's network (``host`` above)?"""
+    stop_timeout_s: float = 10.0
+    """Grace between SIGTERM and SIGKILL when a container is stopped or restarted."""
+    pull_timeout_s: float = 600.0
+    journal_max_entries: int = 10_000
+    journal_max_age_s: float = 7 * 86400.0
     disk_path: Path = Path("/")
 
     reconnect_initial_s: float = 0.5
@@ -31,3 +44,18 @@ class AgentSettings(BaseSettings):
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 5.0
     log_level: str = "INFO"
+
+    @property
+    def container_policy(self) -> ContainerPolicy:
+        return ContainerPolicy(
+            network=self.container_network, allow_host_network=self.allow_host_network
+        )
+
+    @model_validator(mode="after")
+    def _network_policy(self) -> Self:
+        # Refused at start, not at the first create: the operator learns it at once.
+        try:
+            self.container_policy.check()
+        except PolicyRefused as err:
+            raise ValueError(f"container_network={self.container_network}: {err}") from err
+        return self

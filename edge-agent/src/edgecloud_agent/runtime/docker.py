@@ -1,28 +1,64 @@
 """The node's Docker Engine, through aiodocker (used only in this module).
 
 An engine that is down or missing is a normal state on an edge node: the agent keeps
-running, reports the runtime as unavailable, and reconnects when it is back.
+running, reports the runtime as unavailable, and reconnects when it is back. Every call
+has a deadline and every aiodocker error leaves this module as one of ours
+(:mod:`.errors`). Tenant containers are addressed by Docker name *and* our container-id
+label, so a stale or wrong command can never touch a container the cloud did not make.
 """
 
 import asyncio
+import json
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import aiodocker
+import aiohttp
 
+from edgecloud_contracts.containers import ContainerReport, ContainerSpec
 from edgecloud_contracts.heartbeat import ContainerState
+
+from . import reports
+from .errors import (
+    ContainerNotFound,
+    ImagePullFailed,
+    NameConflict,
+    RuntimeFailure,
+    RuntimeTimeout,
+    RuntimeUnavailable,
+)
+from .hardening import (
+    DOCKER_NAME,
+    LABEL_CONTAINER_ID,
+    LABEL_MANAGED,
+    ContainerPolicy,
+    create_body,
+)
+from .reports import PullCallback, PullTracker
+
+__all__ = ["DockerRuntime", "RuntimeUnavailable"]
 
 logger = logging.getLogger(__name__)
 
-
-class RuntimeUnavailable(Exception):
-    """The Docker engine cannot be reached."""
+_EVENTS = ["create", "start", "restart", "die", "pause", "unpause", "destroy"]
+_RESUBSCRIBE_MAX_S = 10.0
 
 
 class DockerRuntime:
-    def __init__(self, *, url: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        timeout_s: float = 10.0,
+        pull_timeout_s: float = 600.0,
+        policy: ContainerPolicy | None = None,
+    ) -> None:
         self._url = url
         self._timeout = timeout_s
+        self._pull_timeout = pull_timeout_s
+        self.policy = policy or ContainerPolicy()
         self._docker: aiodocker.Docker | None = None
         self._reachable = True
 
@@ -49,26 +85,229 @@ class DockerRuntime:
             logger.error("Docker engine unreachable: %s", error)
         self._reachable = reachable
 
-    async def list_containers(self) -> list[ContainerState]:
-        """Every container on the engine, running or not."""
+    @asynccontextmanager
+    async def _calling(self, what: str, timeout: float) -> AsyncIterator[None]:
+        """Run one Engine API exchange with a deadline; translate what goes wrong."""
         try:
-            raw: list[Any] = await asyncio.wait_for(
-                self._client().containers.list(all=True), self._timeout
-            )
-        except (TimeoutError, aiodocker.DockerError, OSError, ValueError) as err:
-            self._note(False, err)
-            await self._close()
-            raise RuntimeUnavailable(str(err)) from err
+            async with asyncio.timeout(timeout):
+                yield
+        except TimeoutError as err:
+            raise RuntimeTimeout(f"{what}: no answer from Docker after {timeout:g}s") from err
+        except aiodocker.DockerError as err:
+            if err.status == 900:  # aiodocker's code for "cannot connect"
+                await self._unreachable(err)
+                raise RuntimeUnavailable(f"{what}: {err.message}") from err
+            self._note(True)
+            raise RuntimeFailure(f"{what}: {err.message}", status=err.status) from err
+        except (OSError, ValueError, aiohttp.ClientError) as err:
+            await self._unreachable(err)
+            raise RuntimeUnavailable(f"{what}: {err}") from err
         self._note(True)
-        return [_summary(container._container) for container in raw]
 
+    async def _unreachable(self, err: Exception) -> None:
+        self._note(False, err)
+        # A fresh client next time: the engine may come back on a new socket.
+        await self._close()
 
-def _summary(data: dict[str, Any]) -> ContainerState:
-    names = data.get("Names") or [""]
-    return ContainerState(
-        id=str(data.get("Id", ""))[:64],
-        name=str(names[0]).lstrip("/")[:200],
-        image=str(data.get("Image", ""))[:400],
-        state=str(data.get("State", "unknown"))[:40],
-        status=str(data.get("Status", ""))[:200],
-    )
+    async def list_containers(self) -> list[ContainerState]:
+        """Every container on the engine, running or not.
+
+        Any failure is :class:`RuntimeUnavailable`: the heartbeat then says so.
+        """
+        try:
+            async with self._calling("list containers", self._timeout):
+                raw = await self._client().containers.list(all=True)
+        except RuntimeUnavailable:
+            raise
+        except RuntimeFailure as err:
+            raise RuntimeUnavailable(err.message) from err
+        return [reports.summary(container._container) for container in raw]
+
+    async def _inspect_raw(self, name_or_id: str) -> dict[str, Any] | None:
+        if not DOCKER_NAME.match(name_or_id):
+            return None
+        try:
+            async with self._calling(f"inspect {name_or_id}", self._timeout):
+                container = await self._client().containers.get(name_or_id)
+        except RuntimeFailure as err:
+            if err.status == 404:
+                return None
+            raise
+        return container._container
+
+    async def inspect(self, docker_name: str) -> ContainerReport | None:
+        """The container of that name (ours or not), or None."""
+        data = await self._inspect_raw(docker_name)
+        return reports.from_inspect(data) if data is not None else None
+
+    async def _owned(self, docker_name: str, container_id: str) -> dict[str, Any]:
+        """The container ``docker_name`` if it carries our label for ``container_id``."""
+        data = await self._inspect_raw(docker_name)
+        if data is None or reports.label(data, LABEL_CONTAINER_ID) != container_id:
+            raise ContainerNotFound(f"no container {docker_name} for {container_id} on this node")
+        return data
+
+    async def _image_present(self, image: str) -> bool:
+        try:
+            async with self._calling(f"inspect image {image}", self._timeout):
+                await self._client().images.inspect(image)
+        except RuntimeFailure as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def ensure_image(self, image: str, on_progress: PullCallback | None = None) -> None:
+        """Pull ``image`` unless the node has it, reporting progress through ``on_progress``."""
+        if await self._image_present(image):
+            return
+        tracker = PullTracker(image, on_progress)
+        try:
+            async with self._calling(f"pull {image}", self._pull_timeout):
+                async for line in self._client().images.pull(image, stream=True):
+                    tracker.feed(line)
+        except RuntimeFailure as err:
+            # The engine being away is its own error; anything else is this pull's.
+            if isinstance(err, RuntimeUnavailable) and not isinstance(err, RuntimeTimeout):
+                raise
+            tracker.finish("failed")
+            raise ImagePullFailed(err.message) from err
+        if not await self._image_present(image):
+            raise ImagePullFailed(f"pull {image}: the engine did not store the image")
+        tracker.finish("done")
+
+    async def create(self, spec: ContainerSpec) -> ContainerReport:
+        """Create (not start) a hardened container; converge on one we made before."""
+        body = create_body(spec, self.policy)
+        try:
+            async with self._calling(f"create {spec.docker_name}", self._timeout):
+                created = await self._client().containers.create(body, name=spec.docker_name)
+        except RuntimeFailure as err:
+            if err.status != 409:
+                raise
+            # The name is taken: by this very container (a create that got this far before
+            # a crash or a repeat) or by some other container, which we must not touch.
+            existing = await self._inspect_raw(spec.docker_name)
+            if (
+                existing is not None
+                and reports.label(existing, LABEL_CONTAINER_ID) == spec.container_id
+            ):
+                return reports.from_inspect(existing)
+            raise NameConflict(f"a container named {spec.docker_name} already exists") from err
+        return ContainerReport(
+            container_id=spec.container_id,
+            docker_id=created.id,
+            docker_name=spec.docker_name,
+            image=spec.image,
+            state="created",
+        )
+
+    async def _after(self, data: dict[str, Any]) -> ContainerReport:
+        """The container's state after an action; it may be gone already (auto-remove)."""
+        docker_id = str(data["Id"])
+        after = await self._inspect_raw(docker_id)
+        if after is not None:
+            return reports.from_inspect(after)
+        gone = reports.from_inspect(data)
+        return gone.model_copy(update={"state": reports.REMOVED})
+
+    async def start(self, docker_name: str, *, container_id: str) -> ContainerReport:
+        data = await self._owned(docker_name, container_id)
+        async with self._calling(f"start {docker_name}", self._timeout):
+            await self._client().containers.container(str(data["Id"])).start()
+        return await self._after(data)
+
+    async def stop(
+        self, docker_name: str, *, container_id: str, timeout_s: float
+    ) -> ContainerReport:
+        """Stop with SIGTERM, then SIGKILL after ``timeout_s``."""
+        data = await self._owned(docker_name, container_id)
+        grace = max(0, round(timeout_s))
+        async with self._calling(f"stop {docker_name}", grace + self._timeout):
+            await self._client().containers.container(str(data["Id"])).stop(t=grace)
+        return await self._after(data)
+
+    async def restart(
+        self, docker_name: str, *, container_id: str, timeout_s: float
+    ) -> ContainerReport:
+        data = await self._owned(docker_name, container_id)
+        grace = max(0, round(timeout_s))
+        async with self._calling(f"restart {docker_name}", grace + self._timeout):
+            await self._client().containers.container(str(data["Id"])).restart(t=grace)
+        return await self._after(data)
+
+    async def remove(self, docker_name: str, *, container_id: str) -> None:
+        """Remove (killing it if running); a container that is not there is not an error."""
+        try:
+            data = await self._owned(docker_name, container_id)
+        except ContainerNotFound:
+            return
+        try:
+            async with self._calling(f"remove {docker_name}", self._timeout):
+                await self._client().containers.container(str(data["Id"])).delete(force=True)
+        except RuntimeFailure as err:
+            # 404: gone meanwhile; 409: Docker is already removing it (auto-remove).
+            if err.status not in (404, 409):
+                raise
+
+    async def container_events(self) -> AsyncGenerator[ContainerReport, None]:
+        """State changes of our containers as they happen; runs until cancelled.
+
+        The stream ends when the daemon restarts: resubscribe, asking for the events
+        since the last one seen so that none in between are missed.
+        """
+        delay, since = 0.5, None
+        while True:
+            try:
+                async with aclosing(self._events(since)) as events:
+                    async for event in events:
+                        since = reports.after_ns(int(event.get("timeNano", 0)))
+                        report = await self._event_report(event)
+                        if report is not None:
+                            yield report
+                        delay = 0.5
+            except RuntimeFailure as err:
+                logger.debug("Docker events unavailable: %s", err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RESUBSCRIBE_MAX_S)
+
+    async def _event_report(self, event: dict[str, Any]) -> ContainerReport | None:
+        actor = event.get("Actor") or {}
+        docker_id = str(actor.get("ID", ""))
+        if event.get("Action") == "destroy":
+            return reports.removed(docker_id, actor.get("Attributes") or {})
+        try:
+            data = await self._inspect_raw(docker_id)
+        except RuntimeFailure as err:
+            logger.debug("cannot inspect %s after an event: %s", docker_id, err)
+            return None
+        # None: removed already; its destroy event follows.
+        return reports.from_inspect(data) if data is not None else None
+
+    async def _events(self, since: str | None) -> AsyncGenerator[dict[str, Any], None]:
+        """One subscription to the daemon's events for our containers."""
+        filters = {"type": ["container"], "label": [f"{LABEL_MANAGED}=true"], "event": _EVENTS}
+        params: dict[str, Any] = {"filters": json.dumps(filters)}  # must be a JSON string
+        if since is not None:
+            params["since"] = since
+        # A client of its own: a failing command call closes the shared one.
+        try:
+            docker = aiodocker.Docker(url=self._url)
+        except ValueError as err:  # no engine address at all
+            raise RuntimeUnavailable(f"events: {err}") from err
+        try:
+            # aiodocker's events channel is untyped; each item is one event's JSON object.
+            subscriber = docker.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
+            pump = asyncio.create_task(docker.events.run(**params), name="docker-events")
+            try:
+                while (event := await subscriber.get()) is not None:
+                    yield event
+                await asyncio.wait({pump}, timeout=self._timeout)
+                if pump.done() and not pump.cancelled() and pump.exception() is not None:
+                    raise RuntimeUnavailable(f"events: {pump.exception()}")
+            finally:
+                if not pump.done():
+                    pump.cancel()
+                    await asyncio.wait({pump})
+        finally:
+            await docker.close()

@@ -5,6 +5,8 @@ UplinkError
 ├── CallTimeout      the call got no answer in time
 ├── CallFailed       the cloud answered with a WAMP error URI
 └── LoginRefused     the router refused this node's credential (not retried)
+
+CommandRejected       raised by a procedure handler to answer its caller with an error URI
 """
 
 from typing import Any
@@ -37,4 +39,14 @@ class LoginRefused(UplinkError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"login refused: {reason}: {message}")
         self.reason = reason
+        self.message = message
+
+
+class CommandRejected(Exception):
+    """A handler registered through the uplink refuses a call: the caller gets ``uri``
+    (one of :mod:`edgecloud_contracts.errors`) with ``message`` as its argument."""
+
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(f"{uri}: {message}")
+        self.uri = uri
         self.message = message

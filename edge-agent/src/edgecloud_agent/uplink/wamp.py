@@ -21,11 +21,11 @@ from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.auth import create_authenticator
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.serializer import CBORSerializer
-from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions
+from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, RegisterOptions
 
 from edgecloud_contracts import uris
 
-from .errors import CallFailed, CallTimeout, LoginRefused, NotConnected
+from .errors import CallFailed, CallTimeout, CommandRejected, LoginRefused, NotConnected
 
 logger = logging.getLogger(__name__)
 
@@ -219,9 +219,21 @@ class Uplink:
             raise NotConnected(f"link lost during {uri}") from err
 
     async def register(self, uri: str, handler: Callable[..., Awaitable[Any]]) -> None:
+        """Register ``handler`` for this session; it may raise :class:`CommandRejected`."""
         session = self._require_session()
+
+        async def invoke(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await handler(*args, **kwargs)
+            except CommandRejected as err:
+                # The only exception autobahn passes to the caller intact.
+                raise ApplicationError(err.uri, err.message) from err
+
         try:
-            await session.register(handler, uri)
+            # "last": a device's procedures are only ever registered by the device itself,
+            # so the newest registration is this session; an older one of ours the router
+            # still keeps (a half-open link it has not noticed yet) must not block it.
+            await session.register(invoke, uri, options=RegisterOptions(invoke="last"))
         except ApplicationError as err:
             raise CallFailed(uri, err.error, list(err.args), dict(err.kwargs)) from err
 

@@ -25,6 +25,8 @@ IMAGE_PATTERN = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Docker's own container-name grammar (it ends up in Engine API paths on the node).
+DOCKER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 
 MIB = 1 << 20
 DEFAULT_MEMORY = 256 * MIB
@@ -66,7 +68,7 @@ class ContainerSpec(WireModel):
     """Everything a node needs to create one tenant container."""
 
     container_id: Annotated[str, Field(min_length=1, max_length=64)]
-    docker_name: Annotated[str, Field(min_length=1, max_length=128)]
+    docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     image: Annotated[str, Field(max_length=255, pattern=IMAGE_PATTERN)]
     command: (
         Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None
@@ -90,7 +92,7 @@ class Command(WireModel):
     id: Annotated[str, Field(min_length=1, max_length=64)]
     action: Action
     container_id: Annotated[str, Field(min_length=1, max_length=64)]
-    docker_name: Annotated[str, Field(min_length=1, max_length=128)]
+    docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     spec: ContainerSpec | None = None
     """Only for create."""
 
@@ -130,7 +132,7 @@ class PullProgress(WireModel):
 
 class NodeReport(WireModel):
     """What a node tells the orchestrator between heartbeats: a container changed, a pull
-    made progress. Sent through the node's durable outbox."""
+    made progress. Best effort for now: the heartbeat's full container list catches up."""
 
     kind: Literal["container", "pull"]
     container: ContainerReport | None = None

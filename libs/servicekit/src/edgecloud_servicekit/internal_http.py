@@ -13,10 +13,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 class ServiceClient:
     """An httpx client for one service that signs the caller's identity into each request."""
 
-    def __init__(self, *, service: str, base_url: str, secret: str) -> None:
+    def __init__(
+        self, *, service: str, base_url: str, secret: str, timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    ) -> None:
         self.service = service
         self._secret = secret
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=DEFAULT_TIMEOUT)
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
 
     async def aclose(self) -> None:
         await self._client.aclose()

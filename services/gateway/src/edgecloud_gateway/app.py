@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -76,8 +77,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 service="registry", base_url=settings.registry_url, secret=settings.secret
             )
             stack.push_async_callback(registry.aclose)
+            # The orchestrator waits up to its reply_wait_s (20 s) for a node's answer.
             orchestrator = ServiceClient(
-                service="orchestrator", base_url=settings.orchestrator_url, secret=settings.secret
+                service="orchestrator",
+                base_url=settings.orchestrator_url,
+                secret=settings.secret,
+                timeout=httpx.Timeout(35.0, connect=3.0),
             )
             stack.push_async_callback(orchestrator.aclose)
             hub = EventHub()

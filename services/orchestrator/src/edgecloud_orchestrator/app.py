@@ -39,6 +39,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 create_timeout_s=settings.create_timeout_s,
                 sweep_interval_s=settings.redelivery_interval_s,
             )
+            stack.push_async_callback(dispatcher.close)
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("command-delivery", dispatcher.run)
             wamp = wamp_link(

@@ -15,6 +15,8 @@ class OrchestratorSettings(ServiceSettings):
     """How long a node has to answer a start, stop, restart, remove or inspect."""
     create_timeout_s: float = 120.0
     """A create may pull an image first."""
+    reply_wait_s: float = 20.0
+    """How long an API request waits for the node before answering 202 (the command goes on)."""
     command_ttl_s: float = 3600.0
     """A command not delivered within this time expires."""
     redelivery_interval_s: float = 5.0

@@ -48,17 +48,35 @@ class Dispatcher:
         self._sweep_interval = sweep_interval_s
         self._device_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._woken: asyncio.Queue[str] = asyncio.Queue()
+        # Deliveries a request stopped waiting for; finished here, cancelled on shutdown.
+        self._in_flight: set[asyncio.Task[CommandRow]] = set()
 
     def timeout_for(self, action: str) -> float:
         return self._create_timeout if action == Action.CREATE else self._command_timeout
 
-    async def deliver(self, command_id: str) -> CommandRow:
-        """Send one command now (unless it is finished) and return it as it stands after."""
-        async with self._sessions() as session:
-            row = await session.scalar(service.select_by_id(command_id))
-        assert row is not None
+    async def deliver(self, command_id: str, *, wait_s: float) -> CommandRow:
+        """Send one command now and wait up to ``wait_s`` for the node's answer.
+
+        Past that the command is still delivered and its result recorded, but the caller
+        gets it as it stands (sent): a slow image pull must not hold an HTTP request.
+        """
+        row = await self._reload(command_id)
+        task = asyncio.create_task(self._deliver_in_order(row), name=f"deliver-{command_id}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        done, _ = await asyncio.wait({task}, timeout=wait_s)
+        if task in done:
+            return task.result()
+        return await self._reload(command_id)
+
+    async def _deliver_in_order(self, row: CommandRow) -> CommandRow:
         async with self._device_locks[row.device_key]:
             return await self._send(row)
+
+    async def close(self) -> None:
+        for task in self._in_flight:
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _send(self, row: CommandRow) -> CommandRow:
         link = self._events.link

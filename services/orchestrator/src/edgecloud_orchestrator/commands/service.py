@@ -143,6 +143,16 @@ async def pending_for(*, session: AsyncSession, device_key: str) -> Sequence[Com
     return rows.all()
 
 
+async def latest_pending(*, session: AsyncSession, container_id: str) -> str | None:
+    """The id of the newest command still waiting for the container's node, if any."""
+    return await session.scalar(
+        select(CommandRow.id)
+        .where(CommandRow.container_id == container_id, CommandRow.state.in_(PENDING))
+        .order_by(CommandRow.seq.desc())
+        .limit(1)
+    )
+
+
 async def devices_with_pending(*, session: AsyncSession) -> list[str]:
     rows = await session.scalars(
         select(CommandRow.device_key).where(CommandRow.state.in_(PENDING)).distinct()

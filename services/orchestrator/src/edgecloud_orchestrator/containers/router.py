@@ -22,6 +22,7 @@ from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.wamp import WampError
 
+from ..commands import service as commands_service
 from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
 from ..deps import CallerDep, DispatcherDep, RegistryDep, SessionsDep
@@ -38,10 +39,15 @@ def _ttl(request: Request) -> timedelta:
 
 
 async def _outcome(
-    sessions: SessionsDep, dispatcher: Dispatcher, command: CommandRow, *, success: int
+    request: Request,
+    sessions: SessionsDep,
+    dispatcher: Dispatcher,
+    command: CommandRow,
+    *,
+    success: int,
 ) -> Response:
     """Send the command now and answer with its outcome: done, failed, or waiting (202)."""
-    done = await dispatcher.deliver(command.id)
+    done = await dispatcher.deliver(command.id, wait_s=request.app.state.settings.reply_wait_s)
     async with sessions() as session:
         container = await session.get(Container, command.container_id)
     assert container is not None
@@ -79,7 +85,7 @@ async def create_container(
         _, command = service.new_container(
             session, caller=caller, request=body, device_key=device["key"], ttl=_ttl(request)
         )
-    return await _outcome(sessions, dispatcher, command, success=status.HTTP_201_CREATED)
+    return await _outcome(request, sessions, dispatcher, command, success=status.HTTP_201_CREATED)
 
 
 @router.get("", response_model=ContainerPage)
@@ -109,8 +115,9 @@ async def get_container(
     """The container; with ``live=true`` its state is asked from the device first."""
     async with sessions() as session:
         container = await service.get(session=session, caller=caller, container_id=container_id)
+        waiting = await commands_service.latest_pending(session=session, container_id=container.id)
     if not live:
-        return service.to_view(container)
+        return service.to_view(container, command=waiting)
     inspect = Command(
         id=str(uuid.uuid4()),
         action=Action.INSPECT,
@@ -151,7 +158,7 @@ async def act(
         command = service.act(
             session, caller=caller, container=container, action=Action(action), ttl=_ttl(request)
         )
-    return await _outcome(sessions, dispatcher, command, success=status.HTTP_200_OK)
+    return await _outcome(request, sessions, dispatcher, command, success=status.HTTP_200_OK)
 
 
 @router.delete("/{container_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -167,4 +174,6 @@ async def remove(
         command = service.act(
             session, caller=caller, container=container, action=Action.REMOVE, ttl=_ttl(request)
         )
-    return await _outcome(sessions, dispatcher, command, success=status.HTTP_204_NO_CONTENT)
+    return await _outcome(
+        request, sessions, dispatcher, command, success=status.HTTP_204_NO_CONTENT
+    )

@@ -1,0 +1,208 @@
+"""``edgecloud run``: create and start a container on a device, or on one the platform picks.
+
+The request returns once the device has pulled the image and started the container (201), or
+at once with the create queued when the device is offline (202). Meanwhile the image pull
+progress is read from the event stream and shown on stderr.
+"""
+
+import re
+import sys
+from contextlib import nullcontext
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from . import containers, context, output
+from .context import reported
+from .events import Event, Follower
+from .schemas import LimitsRequest, NewContainer, Placement
+
+SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmg]?)(?:i?b)?", re.IGNORECASE)
+UNIT_POWERS = {"": 0, "k": 1, "m": 2, "g": 3}
+
+
+class RestartPolicy(StrEnum):
+    NO = "no"
+    ON_FAILURE = "on-failure"
+    UNLESS_STOPPED = "unless-stopped"
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as a dict; the value may be empty or hold more ``=``."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals:
+            raise ValueError(f"{pair!r} is not NAME=VALUE")
+        if not name:
+            raise ValueError(f"{pair!r} has no name before the =")
+        env[name] = value
+    return env
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1048576``, ``512k``, ``256m``, ``1.5g`` (also ``256MiB``, ``256mb``);
+    the units are binary, as Docker's are."""
+    match = SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size like 256m, 1.5g or 1048576")
+    size = int(float(match["number"]) * 1024 ** UNIT_POWERS[match["unit"].lower()])
+    if size <= 0:
+        raise ValueError(f"{text!r} is not more than 0 bytes")
+    return size
+
+
+class PullProgress:
+    """Show the pull progress of one image from ``command`` events, a line per change; on a
+    terminal (``live``) each line replaces the one before."""
+
+    def __init__(self, image: str, *, live: bool) -> None:
+        self.image = image
+        self.live = live
+        self._last: str | None = None
+
+    def __call__(self, event: Event) -> None:
+        if event.kind != "command" or not isinstance(event.data, dict):
+            return
+        progress = event.data.get("progress")
+        if not isinstance(progress, dict) or progress.get("image") != self.image:
+            return
+        line = output.describe_pull(progress)
+        if line != self._last:
+            output.progress(line, live=self.live)
+            self._last = line
+
+    def finish(self) -> None:
+        """End a live line, so that what follows starts on a line of its own."""
+        if self.live and self._last is not None:
+            output.notice("")
+
+
+def run(
+    ctx: typer.Context,
+    image: Annotated[
+        str, typer.Argument(metavar="IMAGE", help="The image, e.g. edgecloud/busybox:latest.")
+    ],
+    name: Annotated[
+        str, typer.Option("--name", help="The container's name; it runs as <username>-NAME.")
+    ],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="COMMAND",
+            help="The command and its arguments, instead of the image's; put them after --.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", metavar="KEY", help="The device to run on.")
+    ] = None,
+    location: Annotated[
+        str | None,
+        typer.Option(help="Instead of --device: any reachable device at this location."),
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="Instead of --device: any device of this architecture.")
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", metavar="NAME=VALUE", help="An environment variable."),
+    ] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", help="Memory limit: bytes, or with k, m, g (256m)."),
+    ] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
+    pids: Annotated[int | None, typer.Option(help="Process limit.")] = None,
+    auto_remove: Annotated[
+        bool, typer.Option("--rm", help="Remove the container when it exits.")
+    ] = False,
+    restart: Annotated[
+        RestartPolicy | None,
+        typer.Option(help="Restart policy (default: unless-stopped).", show_default=False),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            "-d",
+            help="Do not follow the image pull. (Containers always run in the background.)",
+        ),
+    ] = False,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress", help="Show the image pull progress even when stderr is not a terminal."
+        ),
+    ] = False,
+) -> None:
+    """Create and start a container; queued when the device is offline."""
+    request = NewContainer(name=name, image=image)
+    if device:
+        if location or arch:
+            raise typer.BadParameter("give --device or --location/--arch, not both")
+        request["device"] = device
+    elif location or arch:
+        request["placement"] = _placement(location=location, arch=arch)
+    else:
+        raise typer.BadParameter(
+            "give --device KEY, or --location and/or --arch to let the platform choose"
+        )
+    if command:
+        request["command"] = command
+    if env:
+        try:
+            request["env"] = parse_env(env)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--env") from None
+    limits = _limits(memory=memory, cpus=cpus, pids=pids)
+    if limits:
+        request["limits"] = limits
+    if auto_remove:
+        request["auto_remove"] = True
+    if restart is not None:
+        request["restart_policy"] = restart.value
+    terminal = sys.stderr.isatty()
+    pull = PullProgress(image, live=terminal) if not detach and (progress or terminal) else None
+
+    with reported(), context.client(ctx) as client:
+        following = Follower(context.client(ctx), pull) if pull else nullcontext()
+        try:
+            with following:
+                outcome = client.create_container(request)
+        finally:
+            if pull:
+                pull.finish()
+        created = outcome.container
+        assert created is not None, "a create always answers with the container"
+        if outcome.queued:
+            state = containers.command_state(client, created["command"])
+            output.queued(created, action="create", command_state=state)
+        else:
+            output.notice(f"{created['name']}: {created['state']} on {created['device']}")
+    output.info(created["id"])
+
+
+def _placement(*, location: str | None, arch: str | None) -> Placement:
+    placement = Placement()
+    if location:
+        placement["location"] = location
+    if arch:
+        placement["arch"] = arch
+    return placement
+
+
+def _limits(*, memory: str | None, cpus: float | None, pids: int | None) -> LimitsRequest:
+    """Only the limits given; the platform's defaults for the others."""
+    limits = LimitsRequest()
+    if memory is not None:
+        try:
+            limits["memory"] = parse_size(memory)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--memory") from None
+    if cpus is not None:
+        limits["cpus"] = cpus
+    if pids is not None:
+        limits["pids"] = pids
+    return limits

@@ -1,0 +1,129 @@
+"""The shapes of the gateway's answers and requests, as the CLI reads and sends them
+(/work/shared/API.md); typed dicts, since the JSON is printed as is by ``--json``."""
+
+from typing import Any, NotRequired, TypedDict
+
+
+class Login(TypedDict):
+    access_token: str
+    token_type: str
+    expires_at: str
+    csrf_token: NotRequired[str]
+
+
+class User(TypedDict):
+    id: str
+    username: str
+    created_at: str
+
+
+class Tenant(TypedDict):
+    id: str
+    name: str
+
+
+class Me(TypedDict):
+    user: User
+    tenant: Tenant
+    roles: list[str]
+
+
+class DeviceMetrics(TypedDict):
+    cpu_percent: float | None
+    memory_used: int | None
+    disk_free: int | None
+
+
+class Device(TypedDict):
+    key: str
+    id: str
+    name: str
+    mac: str
+    location: str | None
+    arch: str
+    os: str
+    kernel: str
+    cpu_count: int
+    memory_total: int
+    disk_total: int
+    status: str
+    link: str | None
+    last_seen: str | None
+    metrics: DeviceMetrics | None
+
+
+class Token(TypedDict):
+    id: str
+    name: str
+    created_at: str
+    expires_at: str
+    last_used_at: str | None
+
+
+class CreatedToken(Token):
+    token: str
+
+
+class Limits(TypedDict):
+    memory: int
+    cpus: float
+    pids: int
+
+
+class Container(TypedDict):
+    id: str
+    name: str
+    """``<username>-<name>``."""
+    device: str
+    image: str
+    state: str
+    desired_state: str
+    owner: str
+    created_at: str
+    updated_at: str
+    exit_code: int | None
+    error: str | None
+    limits: Limits
+    command: str | None
+    """The id of the command still waiting for the device, else None."""
+
+
+class Command(TypedDict):
+    id: str
+    action: str
+    state: str
+    """queued, sent, succeeded, failed or expired."""
+    container: str
+    device: str
+    result: dict[str, Any] | None
+    error: str | None
+    error_code: str | None
+    attempts: int
+    created_at: str
+    sent_at: str | None
+    finished_at: str | None
+
+
+class Placement(TypedDict, total=False):
+    location: str
+    arch: str
+
+
+class LimitsRequest(TypedDict, total=False):
+    memory: int
+    cpus: float
+    pids: int
+
+
+class NewContainer(TypedDict):
+    """``POST /api/v1/containers``: exactly one of ``device`` and ``placement``."""
+
+    name: str
+    image: str
+    device: NotRequired[str]
+    placement: NotRequired[Placement]
+    command: NotRequired[list[str]]
+    env: NotRequired[dict[str, str]]
+    limits: NotRequired[LimitsRequest]
+    auto_remove: NotRequired[bool]
+    restart_policy: NotRequired[str]

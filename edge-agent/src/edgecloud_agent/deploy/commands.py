@@ -1,0 +1,226 @@
+"""Container commands from the cloud, applied once each.
+
+Commands arrive at least once. Each command id is applied by one task that outlives the
+call that brought it (a caller that times out does not cut a create in half); a repeat
+delivered meanwhile waits for that task, a repeat delivered later is answered from the
+journal. A create converges: the container it makes carries the cloud's container id
+as a label, so re-running a create that got as far as Docker finds that container
+instead of making a second one.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgecloud_contracts import errors
+from edgecloud_contracts.containers import (
+    Action,
+    Command,
+    CommandResult,
+    ContainerReport,
+    ContainerSpec,
+    PullProgress,
+)
+
+from ..runtime.docker import DockerRuntime
+from ..runtime.errors import NameConflict, RuntimeFailure, RuntimeUnavailable
+from ..runtime.hardening import DOCKER_NAME
+from ..runtime.reports import PullStatus
+from ..state.desired import DesiredState
+from ..state.journal import CommandJournal
+from ..uplink.errors import CommandRejected
+
+logger = logging.getLogger(__name__)
+
+PullListener = Callable[[PullProgress], None]
+_MAX_ERROR = 1000
+
+
+@dataclass(slots=True)
+class _Running:
+    command: Command
+    task: "asyncio.Task[CommandResult]"
+
+
+def check(command: Command) -> None:
+    """Refuse a command that is malformed for this node (nothing is done for it)."""
+    if not DOCKER_NAME.match(command.docker_name):
+        raise CommandRejected(errors.INVALID_ARGUMENT, "docker_name is not a valid name")
+    if command.action is Action.CREATE:
+        spec = command.spec
+        if spec is None:
+            raise CommandRejected(errors.INVALID_ARGUMENT, "a create needs a spec")
+        if (spec.container_id, spec.docker_name) != (command.container_id, command.docker_name):
+            raise CommandRejected(
+                errors.INVALID_ARGUMENT, "the spec names another container than the command"
+            )
+    elif command.spec is not None:
+        raise CommandRejected(errors.INVALID_ARGUMENT, f"a {command.action} takes no spec")
+
+
+class CommandExecutor:
+    def __init__(
+        self,
+        *,
+        runtime: DockerRuntime,
+        journal: CommandJournal,
+        desired: DesiredState,
+        stop_timeout_s: float = 10.0,
+        on_pull: PullListener | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._journal = journal
+        self._desired = desired
+        self._stop_timeout = stop_timeout_s
+        self._on_pull = on_pull
+        self._running: dict[str, _Running] = {}
+
+    async def execute(self, command: Command) -> CommandResult:
+        """Apply ``command`` once; a repeat gets the first result with ``replayed`` set.
+
+        Raises :class:`CommandRejected` for a command this node will not act on.
+        """
+        check(command)
+        if command.action is Action.INSPECT:
+            return await self._inspect(command)  # changes nothing: no need to remember it
+        entry = self._journal.get(command.id)
+        if entry is not None:
+            _same_command(command, entry.action, entry.container_id)
+            return entry.result.model_copy(update={"replayed": True})
+        running = self._running.get(command.id)
+        if running is not None:
+            _same_command(running.command, command.action, command.container_id)
+            # Shielded: a repeat whose caller gives up must not cancel the first delivery.
+            result = await asyncio.shield(running.task)
+            return result.model_copy(update={"replayed": True})
+        task = asyncio.create_task(self._apply_once(command), name=f"command {command.id}")
+        self._running[command.id] = _Running(command, task)
+        task.add_done_callback(lambda done: self._finished(command.id, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, command_id: str, task: "asyncio.Task[CommandResult]") -> None:
+        self._running.pop(command_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("command %s failed", command_id, exc_info=task.exception())
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Let commands in progress finish (up to ``timeout``) before the agent stops."""
+        tasks = [running.task for running in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def _apply_once(self, command: Command) -> CommandResult:
+        try:
+            container = await self._apply(command)
+        except RuntimeUnavailable as err:
+            # Not remembered: the engine was away or silent, so a repeat should try again
+            # (a create converges on what Docker may have done; the rest are idempotent).
+            return _failed(command, err)
+        except RuntimeFailure as err:
+            result = _failed(command, err)
+        else:
+            result = CommandResult(command_id=command.id, ok=True, container=container)
+        self._journal.record(command, result)
+        return result
+
+    async def _apply(self, command: Command) -> ContainerReport | None:
+        name, container_id = command.docker_name, command.container_id
+        match command.action:
+            case Action.CREATE:
+                assert command.spec is not None  # check() made sure
+                return await self._create(command.id, command.spec)
+            case Action.START:
+                report = await self._runtime.start(name, container_id=container_id)
+                self._desired.set_running(container_id, True)
+                return report
+            case Action.STOP:
+                report = await self._runtime.stop(
+                    name, container_id=container_id, timeout_s=self._stop_timeout
+                )
+                self._desired.set_running(container_id, False)
+                return report
+            case Action.RESTART:
+                report = await self._runtime.restart(
+                    name, container_id=container_id, timeout_s=self._stop_timeout
+                )
+                self._desired.set_running(container_id, True)
+                return report
+            case Action.REMOVE:
+                # The cloud no longer wants it, whatever Docker says next.
+                self._desired.remove(container_id)
+                await self._runtime.remove(name, container_id=container_id)
+                return None
+        raise CommandRejected(errors.INVALID_ARGUMENT, f"unknown action {command.action}")
+
+    async def _create(self, command_id: str, spec: ContainerSpec) -> ContainerReport:
+        """Pull if missing, create, start: all of it, or no container at all."""
+        self._runtime.policy.check()
+        self._desired.put(spec, running=True)
+        try:
+            report = await self._runtime.inspect(spec.docker_name)
+            if report is None:
+                await self._runtime.ensure_image(spec.image, self._pull_listener(command_id))
+                report = await self._runtime.create(spec)
+            elif report.container_id != spec.container_id:
+                raise NameConflict(f"a container named {spec.docker_name} already exists")
+            else:
+                logger.info("create %s: found %s from before", command_id, spec.docker_name)
+            if report.state == "created":
+                report = await self._runtime.start(spec.docker_name, container_id=spec.container_id)
+            return report
+        except RuntimeFailure:
+            self._desired.remove(spec.container_id)
+            await self._discard(spec)
+            raise
+
+    async def _discard(self, spec: ContainerSpec) -> None:
+        try:
+            await self._runtime.remove(spec.docker_name, container_id=spec.container_id)
+        except RuntimeFailure as err:
+            logger.warning("could not remove %s after a failed create: %s", spec.docker_name, err)
+
+    def _pull_listener(self, command_id: str) -> Callable[[PullStatus], None] | None:
+        listener = self._on_pull
+        if listener is None:
+            return None
+
+        def report(status: PullStatus) -> None:
+            listener(
+                PullProgress(
+                    command_id=command_id,
+                    image=status.image,
+                    status=status.status,
+                    current=status.current,
+                    total=status.total,
+                )
+            )
+
+        return report
+
+    async def _inspect(self, command: Command) -> CommandResult:
+        try:
+            report = await self._runtime.inspect(command.docker_name)
+        except RuntimeFailure as err:
+            return _failed(command, err)
+        if report is None or report.container_id != command.container_id:
+            return CommandResult(
+                command_id=command.id,
+                ok=False,
+                error_code="container_not_found",
+                error=f"no container {command.docker_name} for {command.container_id}",
+            )
+        return CommandResult(command_id=command.id, ok=True, container=report)
+
+
+def _same_command(command: Command, action: str, container_id: str) -> None:
+    if (command.action.value, command.container_id) != (action, container_id):
+        raise CommandRejected(
+            errors.INVALID_ARGUMENT, f"command id {command.id} was used for another command"
+        )
+
+
+def _failed(command: Command, err: RuntimeFailure) -> CommandResult:
+    return CommandResult(
+        command_id=command.id, ok=False, error_code=err.code, error=err.message[:_MAX_ERROR]
+    )

@@ -1,0 +1,87 @@
+"""Reports from the node to the orchestrator between heartbeats: container state changes
+(from Docker's events) and image pull progress, as ``NodeReport`` calls.
+
+Reports are sent in order by one task, so neither Docker events nor a pull ever wait on
+the network. While the node is not connected they are dropped: every heartbeat carries
+the full container list, from which the cloud catches up. (A durable outbox on the node,
+so that an outage delays reports instead of losing them, comes with a later issue.)
+"""
+
+import asyncio
+import logging
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Protocol
+
+from edgecloud_contracts import uris
+from edgecloud_contracts.containers import ContainerReport, NodeReport, PullProgress
+
+from ..runtime.docker import DockerRuntime
+from ..uplink.errors import UplinkError
+
+logger = logging.getLogger(__name__)
+
+
+class ReportUplink(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def call(self, uri: str, *args: object, timeout: float) -> object: ...
+
+
+class ReportSender:
+    def __init__(self, *, uplink: ReportUplink, timeout_s: float, max_queued: int = 1000) -> None:
+        self._uplink = uplink
+        self._timeout = timeout_s
+        self._queue: asyncio.Queue[NodeReport] = asyncio.Queue(max_queued)
+        self._healthy = True
+        self.sent = 0
+        self.dropped = 0
+
+    def container(self, report: ContainerReport) -> None:
+        self.submit(NodeReport(kind="container", container=report, at=datetime.now(UTC)))
+
+    def pull(self, progress: PullProgress) -> None:
+        self.submit(NodeReport(kind="pull", pull=progress, at=datetime.now(UTC)))
+
+    def submit(self, report: NodeReport) -> None:
+        """Queue ``report`` for sending; never blocks, drops it when it cannot be sent."""
+        if not self._uplink.connected:
+            self.dropped += 1
+            return
+        try:
+            self._queue.put_nowait(report)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self) -> None:
+        """Send queued reports one at a time, in order; runs until cancelled."""
+        while True:
+            report = await self._queue.get()
+            if not self._uplink.connected:
+                self.dropped += 1
+                continue
+            try:
+                await self._uplink.call(
+                    uris.NODE_REPORT, report.model_dump(mode="json"), timeout=self._timeout
+                )
+                self.sent += 1
+                self._log_health(None)
+            except UplinkError as err:
+                self.dropped += 1
+                self._log_health(err)
+
+    def _log_health(self, error: Exception | None) -> None:
+        if error is None and not self._healthy:
+            logger.info("node reports are accepted again")
+        elif error is not None and self._healthy:
+            logger.warning("node report failed (the heartbeat will catch up): %s", error)
+        self._healthy = error is None
+
+
+async def forward_container_events(runtime: DockerRuntime, sender: ReportSender) -> None:
+    """Report every state change of our containers; runs until cancelled."""
+    async with aclosing(runtime.container_events()) as events:
+        async for report in events:
+            logger.debug("container %s is %s", report.docker_name, report.state)
+            sender.container(report)

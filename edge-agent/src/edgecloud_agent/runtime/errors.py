@@ -1,0 +1,46 @@
+"""Errors of the container runtime, each with a stable ``code`` for command results.
+
+RuntimeFailure                   the engine refused or failed an operation (docker_error)
+├── RuntimeUnavailable           the engine cannot be reached (docker_unavailable)
+│   └── RuntimeTimeout           the engine did not answer in time (docker_timeout)
+├── ImagePullFailed              the image is missing and cannot be pulled (image_pull_failed)
+├── ContainerNotFound            no container of ours by that name (container_not_found)
+├── NameConflict                 the name is taken by another container (name_conflict)
+└── PolicyRefused                the node's policy forbids it (policy_refused)
+"""
+
+
+class RuntimeFailure(Exception):
+    code = "docker_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        """The engine's HTTP status, when it answered with one."""
+
+
+class RuntimeUnavailable(RuntimeFailure):
+    """The Docker engine cannot be reached."""
+
+    code = "docker_unavailable"
+
+
+class RuntimeTimeout(RuntimeUnavailable):
+    code = "docker_timeout"
+
+
+class ImagePullFailed(RuntimeFailure):
+    code = "image_pull_failed"
+
+
+class ContainerNotFound(RuntimeFailure):
+    code = "container_not_found"
+
+
+class NameConflict(RuntimeFailure):
+    code = "name_conflict"
+
+
+class PolicyRefused(RuntimeFailure):
+    code = "policy_refused"
