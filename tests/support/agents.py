@@ -70,6 +70,8 @@ class AgentFactory:
             "AGENT_HEARTBEAT_INTERVAL_S": str(heartbeat_interval_s),
             # This machine's engine runs with --bridge=none.
             "AGENT_CONTAINER_NETWORK": "none",
+            # `sleep` as PID 1 ignores SIGTERM: do not wait Docker's usual 10 s to kill it.
+            "AGENT_STOP_TIMEOUT_S": "1",
             "AGENT_RECONNECT_INITIAL_S": "0.2",
             "AGENT_RECONNECT_MAX_S": "2",
         }
