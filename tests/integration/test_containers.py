@@ -408,6 +408,48 @@ async def test_events_reach_the_owning_tenant_only(stack, client, node) -> None:
     assert "event: container.status" in mine
 
 
+async def test_drift_between_cloud_and_node_is_flagged(stack, client, node) -> None:
+    agent, user = node
+    created = (
+        await create(
+            client, user, device=agent.key, name="drift", image=IMAGE, command=["sleep", "600"]
+        )
+    ).json()
+    # Removed behind the platform's back: the cloud flags it instead of forgetting it.
+    docker("rm", "-f", created["name"])
+
+    async def missing() -> dict | None:
+        seen = (
+            await client.get(f"/api/v1/containers/{created['id']}", headers=user.headers)
+        ).json()
+        return seen if seen["state"] == "missing" else None
+
+    flagged = await eventually(missing, timeout=15)
+    assert "not found on the node" in flagged["error"]
+
+    # A container made by edgecloud that the cloud has no record of is an orphan.
+    orphan = f"orphan-{uuid.uuid4().hex[:8]}"
+    labels = [
+        "--label",
+        "edgecloud.managed=true",
+        "--label",
+        f"edgecloud.container_id={uuid.uuid4()}",
+    ]
+    made = docker(
+        "run", "-d", "--name", orphan, "--network", "none", *labels, IMAGE, "sleep", "600"
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+
+        async def counted() -> bool:
+            metrics = (await client.get(f"{stack.url('orchestrator')}/metrics")).text
+            return f'edgecloud_orphan_containers{{device="{agent.key}"}} 1.0' in metrics
+
+        await eventually(counted, timeout=15)
+    finally:
+        docker("rm", "-f", orphan)
+
+
 async def _ready(*streams: list[str]) -> bool:
     return all(any(line.startswith(": connected") for line in s) for s in streams)
 

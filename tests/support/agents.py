@@ -72,6 +72,7 @@ class AgentFactory:
             "AGENT_CONTAINER_NETWORK": "none",
             # `sleep` as PID 1 ignores SIGTERM: do not wait Docker's usual 10 s to kill it.
             "AGENT_STOP_TIMEOUT_S": "1",
+            "AGENT_INVENTORY_INTERVAL_S": "1",
             "AGENT_RECONNECT_INITIAL_S": "0.2",
             "AGENT_RECONNECT_MAX_S": "2",
         }

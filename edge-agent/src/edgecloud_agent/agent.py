@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 
 from .deploy import rpc
 from .deploy.commands import CommandExecutor
-from .deploy.reports import ReportSender, forward_container_events
+from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .runtime.docker import DockerRuntime
 from .settings import AgentSettings
 from .state import credentials
@@ -120,12 +120,19 @@ class Agent:
                 events_task = tasks.create_task(
                     forward_container_events(runtime, reports), name="container-events"
                 )
+                inventory_task = tasks.create_task(
+                    send_inventory(
+                        runtime, reports, self.uplink, every_s=settings.inventory_interval_s
+                    ),
+                    name="inventory",
+                )
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
                 # Let commands in progress finish and their answers go out, then the beat
                 # in flight, then leave: the cloud hears the leave last.
                 await self.executor.wait_idle(settings.call_timeout_s)
                 events_task.cancel()
+                inventory_task.cancel()
                 reports_task.cancel()
                 reporter.stop()
                 await reporter_task

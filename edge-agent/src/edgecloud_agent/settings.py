@@ -25,6 +25,8 @@ class AgentSettings(BaseSettings):
     location: str = ""
 
     heartbeat_interval_s: float = 5.0
+    inventory_interval_s: float = 60.0
+    """How often the node lists its containers for the cloud to reconcile (and on connect)."""
     call_timeout_s: float = 10.0
     docker_url: str | None = None
     """Docker Engine API address; the local socket when unset."""

@@ -17,6 +17,7 @@ from edgecloud_contracts import uris
 from edgecloud_contracts.containers import ContainerReport, NodeReport, PullProgress
 
 from ..runtime.docker import DockerRuntime
+from ..runtime.errors import RuntimeUnavailable
 from ..uplink.errors import UplinkError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class ReportSender:
 
     def container(self, report: ContainerReport) -> None:
         self.submit(NodeReport(kind="container", container=report, at=datetime.now(UTC)))
+
+    def inventory(self, containers: list[ContainerReport]) -> None:
+        self.submit(NodeReport(kind="inventory", inventory=containers, at=datetime.now(UTC)))
 
     def pull(self, progress: PullProgress) -> None:
         self.submit(NodeReport(kind="pull", pull=progress, at=datetime.now(UTC)))
@@ -85,3 +89,35 @@ async def forward_container_events(runtime: DockerRuntime, sender: ReportSender)
         async for report in events:
             logger.debug("container %s is %s", report.docker_name, report.state)
             sender.container(report)
+
+
+class SessionCounter(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def sessions_joined(self) -> int: ...
+
+
+async def send_inventory(
+    runtime: DockerRuntime, sender: ReportSender, uplink: SessionCounter, *, every_s: float
+) -> None:
+    """Tell the cloud every container this node runs: after each (re)connect, so that what
+    changed while offline catches up at once, and every ``every_s`` seconds."""
+    reported_session = 0
+    last = float("-inf")
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(0.2)
+        if not uplink.connected:
+            continue
+        if uplink.sessions_joined == reported_session and loop.time() - last < every_s:
+            continue
+        try:
+            containers = await runtime.managed_containers()
+        except RuntimeUnavailable as err:
+            logger.debug("no inventory: %s", err)
+            last = loop.time()
+            continue
+        sender.inventory(containers)
+        reported_session, last = uplink.sessions_joined, loop.time()

@@ -135,6 +135,19 @@ class DockerRuntime:
             raise
         return container._container
 
+    async def managed_containers(self) -> list[ContainerReport]:
+        """Every container this node runs for the cloud (labelled by us), as reports."""
+        async with self._calling("list managed containers", self._timeout):
+            listed: list[Any] = await self._client().containers.list(
+                all=True, filters=json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
+            )
+        found = []
+        for container in listed:
+            data = await self._inspect_raw(container.id)
+            if data is not None:
+                found.append(reports.from_inspect(data))
+        return found
+
     async def inspect(self, docker_name: str) -> ContainerReport | None:
         """The container of that name (ours or not), or None."""
         data = await self._inspect_raw(docker_name)

@@ -134,9 +134,12 @@ class NodeReport(WireModel):
     """What a node tells the orchestrator between heartbeats: a container changed, a pull
     made progress. Best effort for now: the heartbeat's full container list catches up."""
 
-    kind: Literal["container", "pull"]
+    kind: Literal["container", "pull", "inventory"]
     container: ContainerReport | None = None
     pull: PullProgress | None = None
+    inventory: Annotated[list[ContainerReport], Field(max_length=1000)] | None = None
+    """Every container the node manages, sent on each (re)connect and periodically, so
+    the cloud can reconcile its view with the node's."""
     at: datetime
 
 

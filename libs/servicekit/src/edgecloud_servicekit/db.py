@@ -84,6 +84,16 @@ async def transaction(
         yield session
 
 
+async def commit_without_waiting_for_disk(session: AsyncSession) -> None:
+    """Let this transaction's commit return before PostgreSQL has flushed it to disk.
+
+    Only for writes that may be lost in a server crash without harm: ones that are
+    repeated or recomputed anyway (a command's delivery marks, request counts).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 def upsert(
     session: AsyncSession,
     table: Table,

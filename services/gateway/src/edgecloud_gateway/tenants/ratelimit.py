@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from edgecloud_servicekit.db import transaction, upsert, utcnow
+from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, upsert, utcnow
 from edgecloud_servicekit.problems import TooManyRequests
 
 from .models import ApiUsageWindow
@@ -20,6 +20,8 @@ async def count_request(
     window = now.replace(second=0, microsecond=0)
     table = ApiUsageWindow.__table__
     async with transaction(sessions) as session:
+        # A count lost in a crash is harmless; waiting for the disk on every request is not.
+        await commit_without_waiting_for_disk(session)
         statement = upsert(
             session,
             table,  # type: ignore[arg-type]

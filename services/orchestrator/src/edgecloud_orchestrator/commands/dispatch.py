@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
 from edgecloud_contracts.containers import Action, CommandResult, CommandState
-from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, utcnow
 from edgecloud_servicekit.wamp import WampCallError, WampTimeout, WampUnavailable
 
 from ..containers import service as containers_service
@@ -91,6 +91,8 @@ class Dispatcher:
         except (WampUnavailable, WampTimeout, WampCallError):
             return row
         async with transaction(self._sessions) as session:
+            # Losing this mark in a crash only means the command is sent again.
+            await commit_without_waiting_for_disk(session)
             await service.mark_sent(session=session, command_id=row.id)
         try:
             answer = await link.call(procedure, row.payload, timeout=self.timeout_for(row.action))
@@ -134,6 +136,9 @@ class Dispatcher:
     async def apply(self, command_id: str, result: CommandResult) -> CommandRow:
         """Record a node's answer and what it means for the container; announce both."""
         async with transaction(self._sessions) as session:
+            # If this is lost in a crash the command stays "sent" and is sent again; the
+            # node answers a repeat with the same result, so nothing is applied twice.
+            await commit_without_waiting_for_disk(session)
             row = await service.finish(session=session, command_id=command_id, result=result)
             container = None
             if row is not None:

@@ -5,6 +5,7 @@ from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails
+from prometheus_client import Gauge
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +19,11 @@ from ..events import EventPublisher
 from . import service
 
 logger = logging.getLogger(__name__)
+ORPHANS = Gauge(
+    "edgecloud_orphan_containers",
+    "Containers a node runs for edgecloud that the cloud has no record of",
+    ["device"],
+)
 
 
 class NodeReports:
@@ -44,6 +50,21 @@ class NodeReports:
                     session=session, device_key=device_key, report=report.container
                 )
             if container is not None:
+                await self._events.container(container)
+        elif report.kind == "inventory" and report.inventory is not None:
+            async with transaction(self._sessions) as session:
+                changed, orphans = await service.reconcile(
+                    session=session, device_key=device_key, inventory=report.inventory
+                )
+            ORPHANS.labels(device_key).set(len(orphans))
+            for orphan in orphans:
+                logger.warning(
+                    "container %s on %s was made by edgecloud but is unknown to the cloud",
+                    orphan.docker_name,
+                    device_key,
+                    extra={"device": device_key},
+                )
+            for container in changed:
                 await self._events.container(container)
         elif report.kind == "pull" and report.pull is not None:
             async with self._sessions() as session:

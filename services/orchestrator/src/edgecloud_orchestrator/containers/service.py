@@ -218,21 +218,72 @@ async def command_expired(*, session: AsyncSession, command: CommandRow) -> Cont
     return container
 
 
+MISSING = "missing"
+
+
+def _gone(container: Container) -> None:
+    """The node no longer has the container. Expected after a remove or for a job that
+    removes itself; otherwise it is drift, flagged for the tenant to see."""
+    now = utcnow()
+    if container.desired_state == REMOVED or container.spec.get("auto_remove"):
+        container.state, container.removed_at = REMOVED, now
+    else:
+        container.state, container.error = (
+            MISSING,
+            "not found on the node (removed outside edgecloud?)",
+        )
+    container.updated_at = now
+
+
 async def apply_report(
     *, session: AsyncSession, device_key: str, report: ContainerReport
 ) -> Container | None:
-    """A node says a container changed; only that node's own containers are touched."""
+    """A node says a container changed; only that node's own containers are touched.
+    Returns the container if anything changed."""
     if report.container_id is None:
         return None
     container = await session.get(Container, report.container_id)
     if container is None or container.device_key != device_key or container.removed_at is not None:
         return None
-    if report.state == REMOVED or report.state == "destroyed":
-        container.state, container.removed_at = REMOVED, utcnow()
-    else:
-        _observe(container, report)
+    before = (container.state, container.exit_code, container.docker_id)
+    if report.state in (REMOVED, "destroyed"):
+        _gone(container)
+        return container
+    _observe(container, report)
+    if (container.state, container.exit_code, container.docker_id) == before:
+        return None
     container.updated_at = utcnow()
     return container
+
+
+async def reconcile(
+    *, session: AsyncSession, device_key: str, inventory: list[ContainerReport]
+) -> tuple[list[Container], list[ContainerReport]]:
+    """Compare the cloud's containers on a node with the node's own list.
+
+    Returns the containers whose state changed, and the node's containers the cloud does
+    not know (orphans: made by edgecloud, but not, or no longer, recorded here).
+    """
+    on_node = {r.container_id: r for r in inventory if r.container_id}
+    rows = (
+        await session.scalars(
+            select(Container).where(
+                Container.device_key == device_key, Container.removed_at.is_(None)
+            )
+        )
+    ).all()
+    changed = []
+    for container in rows:
+        report = on_node.pop(container.id, None)
+        before = (container.state, container.exit_code, container.removed_at)
+        if report is not None:
+            _observe(container, report)
+        elif container.state != PENDING:
+            _gone(container)
+        if (container.state, container.exit_code, container.removed_at) != before:
+            container.updated_at = utcnow()
+            changed.append(container)
+    return changed, list(on_node.values())
 
 
 def to_view(row: Container, *, command: str | None = None) -> ContainerView:
