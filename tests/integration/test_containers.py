@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import secrets
 import signal
 import subprocess
 import uuid
@@ -14,8 +15,9 @@ from edgecloud_contracts.containers import Action, Command, ContainerSpec
 from tests.conftest import eventually
 from tests.integration.test_gateway_api import assert_problem
 from tests.support.agents import AgentFactory, AgentHandle
+from tests.support.beats import heartbeat
 from tests.support.users import Account, register
-from tests.support.wamp import service_session
+from tests.support.wamp import device_session, probe_key, service_session
 
 pytestmark = pytest.mark.stack
 
@@ -406,6 +408,24 @@ async def test_events_reach_the_owning_tenant_only(stack, client, node) -> None:
         await asyncio.gather(*readers, return_exceptions=True)
     assert not any(created["id"] in line for line in theirs)
     assert "event: container.status" in mine
+
+
+async def test_image_built_for_another_architecture_is_refused(stack, client, api, enrol) -> None:
+    user = await register(stack)
+    key = probe_key()
+    async with device_session(
+        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
+    ) as uplink:
+        await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)  # an aarch64 node
+        await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": user.tenant_id})
+        refused = await create(client, user, device=key, name="wrong-arch", image=REGISTRY_IMAGE)
+        problem = assert_problem(refused, 422, "arch_mismatch")
+        assert problem["platforms"] == ["amd64"]
+        nowhere = await create(
+            client, user, placement={"arch": "aarch64"}, name="nowhere", image=REGISTRY_IMAGE
+        )
+        assert_problem(nowhere, 409, "no_matching_device")
+    assert (await client.get("/api/v1/containers", headers=user.headers)).json()["items"] == []
 
 
 async def test_drift_between_cloud_and_node_is_flagged(stack, client, node) -> None:

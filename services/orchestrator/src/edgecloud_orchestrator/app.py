@@ -4,6 +4,7 @@ keeping the cloud's view of each container in step with its node."""
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from edgecloud_contracts import uris
@@ -31,6 +32,8 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 service="registry", base_url=settings.registry_url, secret=settings.secret
             )
             stack.push_async_callback(registry.aclose)
+            image_registry = httpx.AsyncClient(timeout=httpx.Timeout(3.0))
+            stack.push_async_callback(image_registry.aclose)
             events = EventPublisher()
             dispatcher = Dispatcher(
                 sessions=sessions,
@@ -61,6 +64,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 sessions=sessions,
                 wamp=wamp,
                 registry=registry,
+                image_registry=image_registry,
                 dispatcher=dispatcher,
                 background=background,
             )

@@ -11,6 +11,9 @@ class OrchestratorSettings(ServiceSettings):
     default_port: ClassVar[int] = 8002
 
     registry_url: str = "http://127.0.0.1:8001"
+    trusted_image_registries: list[str] = ["127.0.0.1:5000"]
+    """Image registries the orchestrator reads manifests from (plain HTTP), to check that
+    an image's platforms fit the device before anything is sent."""
     command_timeout_s: float = 15.0
     """How long a node has to answer a start, stop, restart, remove or inspect."""
     create_timeout_s: float = 120.0

@@ -47,3 +47,13 @@ class NodeRefused(Unprocessable):
     """The node tried and failed (e.g. the image could not be pulled)."""
 
     default_code = "node_error"
+
+
+class ArchMismatch(Unprocessable):
+    default_code = "arch_mismatch"
+
+    def __init__(self, image: str, device: str, arch: str, platforms: set[str]) -> None:
+        super().__init__(
+            f"{image} is built for {', '.join(sorted(platforms))}; {device} is {arch}",
+            platforms=sorted(platforms),
+        )

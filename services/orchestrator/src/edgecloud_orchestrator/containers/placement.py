@@ -7,17 +7,24 @@ from edgecloud_contracts.containers import CreateContainer
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 
-from . import service
-from .exceptions import NoMatchingDevice
+from . import images, service
+from .exceptions import ArchMismatch, NoMatchingDevice
 
 
 async def choose_device(
-    *, registry: ServiceClient, caller: Identity, request: CreateContainer
+    *,
+    registry: ServiceClient,
+    caller: Identity,
+    request: CreateContainer,
+    image_platforms: set[str] | None,
 ) -> dict[str, Any]:
-    """The device, as the registry shows it to the caller (a 404 if not granted)."""
+    """The device, as the registry shows it to the caller (a 404 if not granted), whose
+    architecture fits the image when the image's platforms are known."""
     if request.device is not None:
         answer = await registry.request("GET", f"/v1/devices/{request.device}", identity=caller)
         device: dict[str, Any] = answer.json()
+        if image_platforms is not None and not images.fits(device["arch"], image_platforms):
+            raise ArchMismatch(request.image, device["key"], device["arch"], image_platforms)
         return device
     assert request.placement is not None
     candidates: list[dict[str, Any]] = []
@@ -34,6 +41,7 @@ async def choose_device(
             if service.device_matches(
                 d, location=request.placement.location, arch=request.placement.arch
             )
+            and images.fits(d["arch"], image_platforms)
         ]
         cursor = page["next_cursor"]
         if cursor is None:

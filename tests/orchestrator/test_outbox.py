@@ -1,0 +1,88 @@
+"""The command outbox in process, on a real (SQLite) schema."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from edgecloud_contracts.containers import Action, CommandResult
+from edgecloud_orchestrator.commands import service
+from edgecloud_orchestrator.containers.images import fits, parse
+from edgecloud_servicekit.db import transaction, utcnow
+from tests.support.databases import migrated_sqlite, session_factory
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return migrated_sqlite(tmp_path_factory.mktemp("orchestrator"), "edgecloud_orchestrator")
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with session_factory(database_url) as factory:
+        yield factory
+
+
+def queue(session: AsyncSession, device: str, ttl: timedelta, action: Action = Action.START) -> str:
+    row = service.enqueue(
+        session,
+        tenant_id="t",
+        container_id="c-1",
+        device_key=device,
+        docker_name="u-web",
+        action=action,
+        ttl=ttl,
+    )
+    return row.id
+
+
+async def test_commands_wait_in_order_and_expire(sessions) -> None:
+    async with transaction(sessions) as session:
+        first = queue(session, "node_a", timedelta(seconds=-1))
+        second = queue(session, "node_a", timedelta(hours=1))
+        queue(session, "node_b", timedelta(hours=1))
+    async with sessions() as session:
+        assert [r.id for r in await service.pending_for(session=session, device_key="node_a")] == [
+            first,
+            second,
+        ]
+    async with transaction(sessions) as session:
+        expired = await service.expire_overdue(session=session, now=utcnow())
+    assert [r.id for r in expired] == [first]
+    assert expired[0].state == "expired"
+    async with sessions() as session:
+        assert [r.id for r in await service.pending_for(session=session, device_key="node_a")] == [
+            second
+        ]
+
+
+async def test_a_late_repeat_of_an_answer_changes_nothing(sessions) -> None:
+    async with transaction(sessions) as session:
+        command_id = queue(session, "node_c", timedelta(hours=1))
+    async with transaction(sessions) as session:
+        await service.mark_sent(session=session, command_id=command_id)
+        done = await service.finish(
+            session=session,
+            command_id=command_id,
+            result=CommandResult(command_id=command_id, ok=True),
+        )
+    assert done is not None
+    assert (done.state, done.attempts) == ("succeeded", 1)
+    async with transaction(sessions) as session:
+        late = await service.finish(
+            session=session,
+            command_id=command_id,
+            result=CommandResult(command_id=command_id, ok=False, error="late"),
+        )
+    assert late is None
+
+
+def test_image_references_and_architectures() -> None:
+    assert parse("127.0.0.1:5000/edgecloud/busybox:1.0").registry == "127.0.0.1:5000"
+    assert parse("busybox").reference == "latest"
+    assert parse("example.com/a/b@sha256:" + "a" * 64).reference.startswith("sha256:")
+    assert fits("x86_64", {"amd64"})
+    assert fits("aarch64", {"amd64", "arm64"})
+    assert not fits("aarch64", {"amd64"})
+    assert fits("aarch64", None)
