@@ -36,6 +36,7 @@ from .events.hub import EventHub
 from .settings import GatewaySettings
 from .tenants import ratelimit
 from .tenants import router as tenants_router
+from .tenants.ratelimit import RateLimiter
 from .tokens import router as tokens_router
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     )
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("housekeeping", lambda: housekeeping(sessions))
+            rate_limiter = RateLimiter(sessions)
+            background.start("api-usage", rate_limiter.run)
             registry = ServiceClient(
                 service="registry", base_url=settings.registry_url, secret=settings.secret
             )
@@ -104,6 +107,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 registry=registry,
                 orchestrator=orchestrator,
                 events=hub,
+                rate_limiter=rate_limiter,
                 background=background,
             )
             yield

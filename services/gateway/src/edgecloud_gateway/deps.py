@@ -13,7 +13,7 @@ from edgecloud_servicekit.problems import Forbidden, Unauthenticated
 
 from .accounts.exceptions import CsrfRejected
 from .audit.trail import AuditDep
-from .tenants import ratelimit
+from .tenants.ratelimit import RateLimiter
 from .tenants.service import require_admin
 from .tokens import service as tokens_service
 
@@ -52,11 +52,8 @@ async def _caller(request: Request, session: SessionDep) -> tokens_service.Calle
             if request.headers.get(CSRF_HEADER) != expected:
                 raise CsrfRejected()
         caller = await tokens_service.resolve_token(session=session, token=cookie)
-    await ratelimit.count_request(
-        sessions=request.app.state.sessions,
-        tenant_id=caller.tenant.id,
-        limit=caller.tenant.quota_api_per_minute,
-    )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.count(tenant_id=caller.tenant.id, limit=caller.tenant.quota_api_per_minute)
     return caller
 
 

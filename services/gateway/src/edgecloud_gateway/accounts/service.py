@@ -220,7 +220,7 @@ async def _memberships(session: AsyncSession, user_id: str) -> list[tuple[Member
         .where(Membership.user_id == user_id)
         .order_by(Membership.created_at)
     )
-    return [(m, t) for m, t in rows.tuples()]
+    return [(m, t) for m, t in rows]
 
 
 async def describe(

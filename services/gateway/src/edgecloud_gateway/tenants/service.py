@@ -133,7 +133,7 @@ async def list_members(*, session: AsyncSession, caller: Identity) -> list[tuple
         .where(Membership.tenant_id == caller.tenant_id)
         .order_by(User.username)
     )
-    return [(u, m) for u, m in rows.tuples()]
+    return [(u, m) for u, m in rows]
 
 
 async def _member(session: AsyncSession, caller: Identity, user_id: str) -> Membership:
