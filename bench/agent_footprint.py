@@ -9,6 +9,7 @@ Usage: .venv/bin/python bench/agent_footprint.py [--window 60]
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 import tempfile
 import time
@@ -53,7 +54,7 @@ async def enrol_and_fill(stack: Stack, agents: AgentFactory, *, fill: bool, stat
         for n in range(CONTAINERS):
             body = {
                 "device": state["agent"].key,
-                "name": f"load-{n}",
+                "name": f"load-{n}-{secrets.token_hex(3)}",
                 "image": IMAGE,
                 "command": ["sleep", "3600"],
             }

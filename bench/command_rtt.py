@@ -13,6 +13,7 @@ Usage: .venv/bin/python bench/command_rtt.py [--requests 2000]
 import argparse
 import asyncio
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -60,7 +61,12 @@ async def time_commands(stack: Stack, agents: AgentFactory, requests: int) -> li
         await wait_online(client, headers, agent.key)
         created = await client.post(
             "/api/v1/containers",
-            json={"device": agent.key, "name": "rtt", "image": IMAGE, "command": ["sleep", "3600"]},
+            json={
+                "device": agent.key,
+                "name": f"rtt-{secrets.token_hex(3)}",
+                "image": IMAGE,
+                "command": ["sleep", "3600"],
+            },
             headers=headers,
         )
         if created.status_code != 201:

@@ -16,6 +16,7 @@ from edgecloud_servicekit.wamp import Procedure, Subscription
 from .commands import router as commands_router
 from .commands.dispatch import Dispatcher
 from .containers import router as containers_router
+from .containers.images import PlatformCache
 from .containers.rpc import NodeReports
 from .events import EventPublisher
 from .settings import OrchestratorSettings
@@ -64,7 +65,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 sessions=sessions,
                 wamp=wamp,
                 registry=registry,
-                image_registry=image_registry,
+                image_platforms=PlatformCache(
+                    image_registry, trusted=frozenset(settings.trusted_image_registries)
+                ),
                 dispatcher=dispatcher,
                 background=background,
             )

@@ -5,6 +5,7 @@ e.g. 127.0.0.1:5000); for any other image the platforms are unknown and the node
 """
 
 import logging
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -53,6 +54,29 @@ def parse(image: str) -> ImageReference:
         repository, _, tag = remainder.rpartition(":") if ":" in remainder else (remainder, "", "")
         reference = tag or "latest"
     return ImageReference(registry, repository, reference)
+
+
+class PlatformCache:
+    """Platforms per image reference for a minute: a tag rarely moves to another
+    architecture, and a create should not wait on two registry round trips each time."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, trusted: frozenset[str], ttl_s: float = 60
+    ) -> None:
+        self._client = client
+        self._trusted = trusted
+        self._ttl = ttl_s
+        self._known: dict[str, tuple[float, set[str] | None]] = {}
+
+    async def platforms(self, image: str) -> set[str] | None:
+        now = time.monotonic()
+        cached = self._known.get(image)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        found = await platforms(self._client, image, trusted=self._trusted)
+        if found is not None:
+            self._known[image] = (now, found)
+        return found
 
 
 async def platforms(

@@ -26,7 +26,7 @@ from ..commands import service as commands_service
 from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
 from ..deps import CallerDep, DispatcherDep, RegistryDep, SessionsDep
-from . import images, placement, service
+from . import placement, service
 from .exceptions import NodeRefused
 from .models import Container
 
@@ -77,12 +77,7 @@ async def create_container(
 ) -> Response:
     """201 once the device has created and started it; 202 with a command id when the
     device is offline or still working."""
-    settings = request.app.state.settings
-    image_platforms = await images.platforms(
-        request.app.state.image_registry,
-        body.image,
-        trusted=frozenset(settings.trusted_image_registries),
-    )
+    image_platforms = await request.app.state.image_platforms.platforms(body.image)
     device = await placement.choose_device(
         registry=registry, caller=caller, request=body, image_platforms=image_platforms
     )
