@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from autobahn.asyncio.wamp import Session
 from autobahn.asyncio.websocket import WampWebSocketClientFactory
-from autobahn.wamp.auth import create_authenticator
+from autobahn.wamp.cryptosign import CryptosignKey
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.serializer import CBORSerializer
 from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, RegisterOptions
@@ -50,6 +50,36 @@ class Login:
     device_key: str
     private_key: bytes
     enrolment_token: str | None
+
+
+class _NodeSession(Session):
+    """A session that logs in with the node's key (WAMP-cryptosign).
+
+    Done here rather than with autobahn's authenticator objects, whose module also loads
+    the TLS and SCRAM libraries: several MB of memory a node has no use for.
+    """
+
+    def __init__(self, config: ComponentConfig, login: "Login") -> None:
+        super().__init__(config)
+        self._login = login
+        self._key = CryptosignKey.from_bytes(login.private_key)
+
+    def onConnect(self) -> None:
+        extra: dict[str, str] = {"pubkey": str(self._key.public_key())}
+        if self._login.enrolment_token:
+            extra["enrolment_token"] = self._login.enrolment_token
+        self.join(
+            self.config.realm,
+            authmethods=["cryptosign"],
+            authid=self._login.device_key,
+            authrole=uris.ROLE_DEVICE,
+            authextra=extra,
+        )
+
+    def onChallenge(self, challenge: Any) -> Any:
+        if challenge.method != "cryptosign":
+            raise ValueError(f"unexpected authentication method {challenge.method}")
+        return self._key.sign_challenge(challenge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +150,7 @@ class Uplink:
         """One session's life. True if it got as far as joining the realm."""
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[tuple[str, str]] = loop.create_future()
-        session = Session(ComponentConfig(realm=self._realm))
-        extra = (
-            {"enrolment_token": self._login.enrolment_token} if self._login.enrolment_token else {}
-        )
-        session.add_authenticator(
-            create_authenticator(
-                "cryptosign",
-                authid=self._login.device_key,
-                authrole=uris.ROLE_DEVICE,
-                privkey=self._login.private_key.hex(),
-                authextra=extra,
-            )
-        )
+        session = _NodeSession(ComponentConfig(realm=self._realm), self._login)
         joined_once = False
 
         async def on_join(sess: Session, details: Any) -> None:
