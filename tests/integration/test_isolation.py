@@ -32,9 +32,7 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("PATCH", "/api/v1/tenants/{tenant_id}/quotas"): (403, {"containers": 0}),
     ("GET", "/api/v1/containers/{container_id}"): (404, None),
     ("DELETE", "/api/v1/containers/{container_id}"): (404, None),
-    ("POST", "/api/v1/containers/{container_id}/start"): (404, None),
-    ("POST", "/api/v1/containers/{container_id}/stop"): (404, None),
-    ("POST", "/api/v1/containers/{container_id}/restart"): (404, None),
+    ("POST", "/api/v1/containers/{container_id}/{action}"): (404, None),
     ("GET", "/api/v1/commands/{command_id}"): (404, None),
 }
 
@@ -90,6 +88,7 @@ async def victim(stack, api, enrol):
             "tenant_id": admin.tenant_id,
             "container_id": queued.json()["id"],
             "command_id": queued.json()["command"],
+            "action": "stop",
         },
         "api_token": token["token"],
     }

@@ -27,18 +27,12 @@ IMAGE_PATTERN = (
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Docker's own container-name grammar (it ends up in Engine API paths on the node).
 DOCKER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
+NO_NUL = r"^[^\x00]*$"
 
 MIB = 1 << 20
 DEFAULT_MEMORY = 256 * MIB
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS = 256
-
-
-def _check_env_names(env: dict[str, str]) -> dict[str, str]:
-    for name in env:
-        if not ENV_NAME.match(name):
-            raise ValueError(f"not an environment variable name: {name!r}")
-    return env
 
 
 class Action(StrEnum):
@@ -64,14 +58,16 @@ class Limits(WireModel):
     pids: Annotated[int, Field(ge=8, le=32768)] = DEFAULT_PIDS
 
 
-class ContainerSpec(WireModel):
-    """Everything a node needs to create one tenant container."""
+class ContainerConfig(WireModel):
+    """How a container runs: what a tenant asks for, and what its node is told."""
 
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
-    docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     image: Annotated[str, Field(max_length=255, pattern=IMAGE_PATTERN)]
     command: (
-        Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] | None
+        Annotated[
+            list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]],
+            Field(min_length=1, max_length=256),
+        ]
+        | None
     ) = None
     env: Annotated[
         dict[str, Annotated[str, Field(max_length=4096, pattern=SINGLE_LINE)]],
@@ -80,10 +76,23 @@ class ContainerSpec(WireModel):
     limits: Limits = Limits()
     auto_remove: bool = False
     restart_policy: Literal["no", "on-failure", "unless-stopped"] = "unless-stopped"
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"not an environment variable name: {name!r}")
+        return env
+
+
+class ContainerSpec(ContainerConfig):
+    """Everything a node needs to create one tenant container."""
+
+    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     owner: Annotated[str, Field(min_length=1, max_length=64)]
-
-    _env_names = field_validator("env")(classmethod(lambda cls, env: _check_env_names(env)))
 
 
 class Command(WireModel):
@@ -145,8 +154,6 @@ class NodeReport(WireModel):
 
 # The orchestrator's REST API, as the gateway passes it on (../shared/API.md).
 
-NO_NUL = r"^[^\x00]*$"
-
 
 class Placement(WireModel):
     """Pick a matching device instead of naming one."""
@@ -157,30 +164,13 @@ class Placement(WireModel):
     ) = None
 
 
-class CreateContainer(WireModel):
+class CreateContainer(ContainerConfig):
     device: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
     placement: Placement | None = None
     name: Annotated[
         str, Field(pattern=NAME_PATTERN, description="lowercase letters, digits, _ . -")
     ]
-    image: Annotated[str, Field(max_length=255, pattern=IMAGE_PATTERN)]
-    command: (
-        Annotated[
-            list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]],
-            Field(min_length=1, max_length=256),
-        ]
-        | None
-    ) = None
-    env: Annotated[
-        dict[str, Annotated[str, Field(max_length=4096, pattern=SINGLE_LINE)]],
-        Field(max_length=128),
-    ] = {}
-    limits: Limits = Limits()
-    auto_remove: bool = False
-    restart_policy: Literal["no", "on-failure", "unless-stopped"] = "unless-stopped"
     interfaces: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=32)] = []
-
-    _env_names = field_validator("env")(classmethod(lambda cls, env: _check_env_names(env)))
 
     @model_validator(mode="after")
     def _one_target(self) -> "CreateContainer":

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from .heartbeat import ContainerState, DeviceStatus, Link
-from .text import Note
+from .text import Note, ObjectId
 
 
 class DeviceMetricsNow(BaseModel):
@@ -75,3 +75,19 @@ class Enrolment(BaseModel):
     id: str
     token: str
     expires_at: datetime
+
+
+class GrantRequest(BaseModel):
+    tenant: Annotated[ObjectId, Field(description="tenant name or id")]
+
+
+class Grant(BaseModel):
+    """A tenant allowed to see and use a device."""
+
+    device: str
+    tenant: str
+
+
+class GrantList(BaseModel):
+    items: list[Grant]
+    next_cursor: str | None = None

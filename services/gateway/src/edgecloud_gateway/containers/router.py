@@ -1,6 +1,6 @@
 """Public REST: containers and commands, answered by the orchestrator; every action audited."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -79,9 +79,17 @@ async def get_container(
     ).json()
 
 
-async def _act(
-    action: str, container_id: str, identity: Any, orchestrator: Any, session: Any, trail: Any
+@router.post("/containers/{container_id}/{action}", response_model=ContainerView)
+async def act(
+    container_id: PathId,
+    action: Literal["start", "stop", "restart"],
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
 ) -> Response:
+    """Start, stop or restart: 200 with the container, or 202 with a command id while the
+    device is offline."""
     trail.begin(f"container.{action}", target=f"container:{container_id}", caller=identity)
     answer = await orchestrator.request(
         "POST", f"/v1/containers/{container_id}/{action}", identity=identity
@@ -89,40 +97,6 @@ async def _act(
     trail.note(queued=answer.status_code == 202)
     record_success(session, trail)
     return _passed_on(answer)
-
-
-@router.post("/containers/{container_id}/start", response_model=ContainerView)
-async def start(
-    container_id: PathId,
-    identity: IdentityDep,
-    orchestrator: OrchestratorDep,
-    session: SessionDep,
-    trail: AuditDep,
-) -> Response:
-    """200 with the container, or 202 with a command id while the device is offline."""
-    return await _act("start", container_id, identity, orchestrator, session, trail)
-
-
-@router.post("/containers/{container_id}/stop", response_model=ContainerView)
-async def stop(
-    container_id: PathId,
-    identity: IdentityDep,
-    orchestrator: OrchestratorDep,
-    session: SessionDep,
-    trail: AuditDep,
-) -> Response:
-    return await _act("stop", container_id, identity, orchestrator, session, trail)
-
-
-@router.post("/containers/{container_id}/restart", response_model=ContainerView)
-async def restart(
-    container_id: PathId,
-    identity: IdentityDep,
-    orchestrator: OrchestratorDep,
-    session: SessionDep,
-    trail: AuditDep,
-) -> Response:
-    return await _act("restart", container_id, identity, orchestrator, session, trail)
 
 
 @router.delete("/containers/{container_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -4,12 +4,20 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud_contracts.devices import DeviceDetail, DevicePage, EnrolmentRequest, MetricSeries
+from edgecloud_contracts.devices import (
+    DeviceDetail,
+    DevicePage,
+    EnrolmentRequest,
+    Grant,
+    GrantList,
+    GrantRequest,
+    MetricSeries,
+)
 from edgecloud_contracts.identity import KEY_PATTERN
-from edgecloud_contracts.text import OBJECT_ID, ObjectId
+from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.problems import NotFound
 
 from ..accounts import service as accounts_service
@@ -92,21 +100,7 @@ async def create_enrolment(
     )
 
 
-class GrantRequest(BaseModel):
-    tenant: Annotated[ObjectId, Field(description="tenant name or id")]
-
-
-class GrantOut(BaseModel):
-    device: str
-    tenant: str
-
-
-class GrantList(BaseModel):
-    items: list[GrantOut]
-    next_cursor: str | None = None
-
-
-@router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
+@router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=Grant)
 async def grant_device(
     key: DeviceKey,
     body: GrantRequest,
@@ -115,7 +109,7 @@ async def grant_device(
     session: SessionDep,
     response: Response,
     trail: AuditDep,
-) -> GrantOut:
+) -> Grant:
     """Let a tenant see and use the device (operators only)."""
     trail.begin("device.grant", target=f"device:{key}", caller=operator)
     tenant = await _tenant(session, body.tenant)
@@ -125,7 +119,7 @@ async def grant_device(
     trail.note(tenant=tenant.id)
     record_success(session, trail)
     response.status_code = answer.status_code
-    return GrantOut(device=key, tenant=tenant.id)
+    return Grant(device=key, tenant=tenant.id)
 
 
 @router.get("/{key}/grants", response_model=GrantList)

@@ -4,11 +4,17 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import BaseModel
 
-from edgecloud_contracts.devices import DeviceDetail, DevicePage, MetricSeries
+from edgecloud_contracts.devices import (
+    DeviceDetail,
+    DevicePage,
+    Grant,
+    GrantList,
+    GrantRequest,
+    MetricSeries,
+)
 from edgecloud_contracts.identity import KEY_PATTERN
-from edgecloud_contracts.text import OBJECT_ID, ObjectId
+from edgecloud_contracts.text import OBJECT_ID
 
 from ..deps import CallerDep, OperatorDep, SessionDep
 from . import schemas, service
@@ -56,38 +62,24 @@ async def device_metrics(
     return MetricSeries(device=key, items=points, next_cursor=next_cursor)
 
 
-class GrantRequest(BaseModel):
-    tenant: ObjectId
-
-
-class GrantOut(BaseModel):
-    device: str
-    tenant: str
-
-
-class GrantList(BaseModel):
-    items: list[GrantOut]
-    next_cursor: str | None = None
-
-
-@router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantOut)
+@router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=Grant)
 async def grant_device(
     key: DeviceKey,
     body: GrantRequest,
     session: SessionDep,
     operator: OperatorDep,
     response: Response,
-) -> GrantOut:
+) -> Grant:
     created = await service.grant(session=session, caller=operator, key=key, tenant_id=body.tenant)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return GrantOut(device=key, tenant=body.tenant)
+    return Grant(device=key, tenant=body.tenant)
 
 
 @router.get("/{key}/grants", response_model=GrantList)
 async def list_grants(key: DeviceKey, session: SessionDep, operator: OperatorDep) -> GrantList:
     rows = await service.list_grants(session=session, caller=operator, key=key)
-    return GrantList(items=[GrantOut(device=r.device_key, tenant=r.tenant_id) for r in rows])
+    return GrantList(items=[Grant(device=r.device_key, tenant=r.tenant_id) for r in rows])
 
 
 @router.delete("/{key}/grants/{tenant}", status_code=status.HTTP_204_NO_CONTENT)
