@@ -1,9 +1,8 @@
 """Public REST: containers and commands, answered by the orchestrator; every action audited."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from fastapi.responses import JSONResponse
 
 from edgecloud_contracts.containers import (
     CommandView,
@@ -12,17 +11,12 @@ from edgecloud_contracts.containers import (
     CreateContainer,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_servicekit.internal_http import passed_on
 
 from ..audit.trail import AuditDep, record_success
 from ..deps import IdentityDep, OrchestratorDep, PathId, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["containers"])
-
-
-def _passed_on(answer: Any) -> Response:
-    if answer.status_code == status.HTTP_204_NO_CONTENT:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return JSONResponse(answer.json(), status_code=answer.status_code)
 
 
 @router.post(
@@ -49,7 +43,7 @@ async def create_container(
     entry.target = f"container:{created['id']}"
     trail.note(device=created["device"], image=body.image, queued=answer.status_code == 202)
     record_success(session, trail)
-    return _passed_on(answer)
+    return passed_on(answer)
 
 
 @router.get("/containers", response_model=ContainerPage)
@@ -59,24 +53,24 @@ async def list_containers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     device: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
-) -> Any:
+) -> Response:
     params = {"limit": limit, "cursor": cursor, "device": device}
-    return (
+    return passed_on(
         await orchestrator.request("GET", "/v1/containers", identity=identity, params=params)
-    ).json()
+    )
 
 
 @router.get("/containers/{container_id}", response_model=ContainerView)
 async def get_container(
     container_id: PathId, identity: IdentityDep, orchestrator: OrchestratorDep, live: bool = False
-) -> Any:
+) -> Response:
     """The container; ``live=true`` asks the device for its state first."""
     params = {"live": "true" if live else None}
-    return (
+    return passed_on(
         await orchestrator.request(
             "GET", f"/v1/containers/{container_id}", identity=identity, params=params
         )
-    ).json()
+    )
 
 
 @router.post("/containers/{container_id}/{action}", response_model=ContainerView)
@@ -96,7 +90,7 @@ async def act(
     )
     trail.note(queued=answer.status_code == 202)
     record_success(session, trail)
-    return _passed_on(answer)
+    return passed_on(answer)
 
 
 @router.delete("/containers/{container_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -114,13 +108,13 @@ async def remove(
     )
     trail.note(queued=answer.status_code == 202)
     record_success(session, trail)
-    return _passed_on(answer)
+    return passed_on(answer)
 
 
 @router.get("/commands/{command_id}", response_model=CommandView)
 async def get_command(
     command_id: PathId, identity: IdentityDep, orchestrator: OrchestratorDep
-) -> Any:
-    return (
+) -> Response:
+    return passed_on(
         await orchestrator.request("GET", f"/v1/commands/{command_id}", identity=identity)
-    ).json()
+    )
