@@ -43,45 +43,61 @@ def hardened(name: str) -> dict[str, object]:
     return create_body(spec, ContainerPolicy(network="none", allow_host_network=False))
 
 
-async def direct(rounds: int) -> list[float]:
-    samples = []
+async def direct_once(docker: aiodocker.Docker) -> float:
+    name = f"bench-direct-{secrets.token_hex(4)}"
+    started = time.perf_counter()
+    container = await docker.containers.create(hardened(name), name=name)
+    await container.start()
+    elapsed = (time.perf_counter() - started) * 1000
+    await container.delete(force=True)
+    return elapsed
+
+
+async def platform_once(client: httpx.AsyncClient, headers: dict[str, str], key: str) -> float:
+    body = {
+        "device": key,
+        "name": f"bench-{secrets.token_hex(4)}",
+        "image": IMAGE,
+        "command": ["sleep", "3600"],
+    }
+    started = time.perf_counter()
+    created = await client.post("/api/v1/containers", json=body, headers=headers)
+    elapsed = (time.perf_counter() - started) * 1000
+    if created.status_code != 201:
+        raise RuntimeError(f"create failed: {created.status_code} {created.text}")
+    (
+        await client.delete(f"/api/v1/containers/{created.json()['id']}", headers=headers)
+    ).raise_for_status()
+    return elapsed
+
+
+async def measure(
+    stack: Stack, agents: AgentFactory, rounds: int
+) -> tuple[list[float], list[float]]:
+    """Both kinds in alternating order, round by round, so that the engine's drift (its
+    create time moves over a run) falls on both alike."""
+    platform: list[float] = []
+    direct: list[float] = []
     docker = aiodocker.Docker()
     try:
-        for _ in range(rounds):
-            name = f"bench-direct-{secrets.token_hex(4)}"
-            started = time.perf_counter()
-            container = await docker.containers.create(hardened(name), name=name)
-            await container.start()
-            samples.append((time.perf_counter() - started) * 1000)
-            await container.delete(force=True)
+        async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60) as client:
+            headers = await login(client, stack.admin_password)
+            enrolment = await client.post("/api/v1/devices/enrolments", json={}, headers=headers)
+            agent = agents.start(token=enrolment.json()["token"])
+            await wait_online(client, headers, agent.key)
+            for _ in range(3):  # warm up both paths
+                await platform_once(client, headers, agent.key)
+                await direct_once(docker)
+            for n in range(rounds):
+                if n % 2:
+                    direct.append(await direct_once(docker))
+                    platform.append(await platform_once(client, headers, agent.key))
+                else:
+                    platform.append(await platform_once(client, headers, agent.key))
+                    direct.append(await direct_once(docker))
     finally:
         await docker.close()
-    return samples
-
-
-async def platform(stack: Stack, agents: AgentFactory, rounds: int) -> list[float]:
-    samples = []
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60) as client:
-        headers = await login(client, stack.admin_password)
-        enrolment = await client.post("/api/v1/devices/enrolments", json={}, headers=headers)
-        agent = agents.start(token=enrolment.json()["token"])
-        await wait_online(client, headers, agent.key)
-        for n in range(rounds):
-            body = {
-                "device": agent.key,
-                "name": f"bench-{n}",
-                "image": IMAGE,
-                "command": ["sleep", "3600"],
-            }
-            started = time.perf_counter()
-            created = await client.post("/api/v1/containers", json=body, headers=headers)
-            samples.append((time.perf_counter() - started) * 1000)
-            if created.status_code != 201:
-                raise RuntimeError(f"create failed: {created.status_code} {created.text}")
-            (
-                await client.delete(f"/api/v1/containers/{created.json()['id']}", headers=headers)
-            ).raise_for_status()
-    return samples
+    return platform, direct
 
 
 def main() -> None:
@@ -97,8 +113,7 @@ def main() -> None:
     agents = AgentFactory(stack, workdir)
     try:
         stack.start()
-        through_platform = asyncio.run(platform(stack, agents, args.rounds))
-        straight = asyncio.run(direct(args.rounds))
+        through_platform, straight = asyncio.run(measure(stack, agents, args.rounds))
     finally:
         agents.stop_all()
         stack.stop()

@@ -24,7 +24,7 @@ from edgecloud_contracts.containers import (
 )
 
 from ..runtime.docker import DockerRuntime
-from ..runtime.errors import NameConflict, RuntimeFailure, RuntimeUnavailable
+from ..runtime.errors import RuntimeFailure, RuntimeUnavailable
 from ..runtime.hardening import DOCKER_NAME
 from ..runtime.reports import PullStatus
 from ..state.desired import DesiredState
@@ -158,16 +158,11 @@ class CommandExecutor:
         self._runtime.policy.check()
         self._desired.put(spec, running=True)
         try:
-            report = await self._runtime.inspect(spec.docker_name)
-            if report is None:
-                await self._runtime.ensure_image(spec.image, self._pull_listener(command_id))
-                report = await self._runtime.create(spec)
-            elif report.container_id != spec.container_id:
-                raise NameConflict(f"a container named {spec.docker_name} already exists")
-            else:
-                logger.info("create %s: found %s from before", command_id, spec.docker_name)
+            # A container of that name from before is found by create itself (a name clash):
+            # ours is taken over, anyone else's refused.
+            report = await self._runtime.create(spec, self._pull_listener(command_id))
             if report.state == "created":
-                report = await self._runtime.start(spec.docker_name, container_id=spec.container_id)
+                report = await self._runtime.start_created(report)
             return report
         except RuntimeFailure:
             self._desired.remove(spec.container_id)

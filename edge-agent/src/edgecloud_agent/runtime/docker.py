@@ -174,6 +174,10 @@ class DockerRuntime:
         """Pull ``image`` unless the node has it, reporting progress through ``on_progress``."""
         if await self._image_present(image):
             return
+        await self.pull(image, on_progress)
+
+    async def pull(self, image: str, on_progress: PullCallback | None = None) -> None:
+        """Pull ``image`` from its registry, reporting progress through ``on_progress``."""
         tracker = PullTracker(image, on_progress)
         try:
             async with self._calling(f"pull {image}", self._pull_timeout):
@@ -189,9 +193,23 @@ class DockerRuntime:
             raise ImagePullFailed(f"pull {image}: the engine did not store the image")
         tracker.finish("done")
 
-    async def create(self, spec: ContainerSpec) -> ContainerReport:
-        """Create (not start) a hardened container; converge on one we made before."""
+    async def create(
+        self, spec: ContainerSpec, on_progress: PullCallback | None = None
+    ) -> ContainerReport:
+        """Create (not start) a hardened container, pulling its image first if the node
+        lacks it; converge on one we made before."""
         body = create_body(spec, self.policy)
+        try:
+            return await self._create_once(spec, body)
+        except RuntimeFailure as err:
+            if err.status != 404:
+                raise
+        # The engine has no such image (as with `docker run`, asking first would cost every
+        # create a round trip): pull it, then create once more.
+        await self.pull(spec.image, on_progress)
+        return await self._create_once(spec, body)
+
+    async def _create_once(self, spec: ContainerSpec, body: dict[str, Any]) -> ContainerReport:
         try:
             async with self._calling(f"create {spec.docker_name}", self._timeout):
                 created = await self._client().containers.create(body, name=spec.docker_name)
@@ -214,6 +232,15 @@ class DockerRuntime:
             image=spec.image,
             state="created",
         )
+
+    async def start_created(self, report: ContainerReport) -> ContainerReport:
+        """Start a container this node has just created (it is ours: no need to look it up)."""
+        async with self._calling(f"start {report.docker_name}", self._timeout):
+            await self._client().containers.container(report.docker_id).start()
+        after = await self._inspect_raw(report.docker_id)
+        if after is None:  # an auto-removed job may be gone already
+            return report.model_copy(update={"state": reports.REMOVED})
+        return reports.from_inspect(after)
 
     async def _after(self, data: dict[str, Any]) -> ContainerReport:
         """The container's state after an action; it may be gone already (auto-remove)."""
