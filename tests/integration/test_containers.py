@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from tests.conftest import eventually
 from tests.integration.test_gateway_api import assert_problem
 from tests.support.agents import AgentFactory, AgentHandle
 from tests.support.beats import heartbeat
+from tests.support.processes import wait_port
 from tests.support.users import Account, register
 from tests.support.wamp import device_session, probe_key, service_session
 
@@ -426,6 +428,43 @@ async def test_image_built_for_another_architecture_is_refused(stack, client, ap
         )
         assert_problem(nowhere, 409, "no_matching_device")
     assert (await client.get("/api/v1/containers", headers=user.headers)).json()["items"] == []
+
+
+async def test_containers_keep_running_while_the_cloud_is_unreachable(
+    stack, client, api, node
+) -> None:
+    agent, user = node
+    created = (
+        await create(
+            client, user, device=agent.key, name="autonomous", image=IMAGE, command=["sleep", "600"]
+        )
+    ).json()
+    assert stack.router is not None
+    stack.router.stop()
+    try:
+        # With no cloud at all, a crashed container is brought back by its restart policy.
+        # (`docker kill` would count as a deliberate stop: kill its process from the host.)
+        pid = inspect(created["name"])["State"]["Pid"]
+        os.kill(pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            seen = inspect(created["name"])
+            return seen is not None and seen["State"]["Running"] and seen["RestartCount"] >= 1
+
+        await eventually(restarted, timeout=20)
+    finally:
+        stack.start_router()
+        wait_port(stack.router_port, stack.router, timeout=60)
+    await eventually(lambda: online(api, agent.key), timeout=30)
+
+    async def caught_up() -> bool:
+        seen = (
+            await client.get(f"/api/v1/containers/{created['id']}", headers=user.headers)
+        ).json()
+        return seen["state"] == "running" and seen["error"] is None
+
+    await eventually(caught_up, timeout=20)
+    assert containers_named(created["name"]) == [created["name"]]
 
 
 async def test_drift_between_cloud_and_node_is_flagged(stack, client, node) -> None:
