@@ -17,7 +17,6 @@ from tests.conftest import eventually
 from tests.integration.test_gateway_api import assert_problem
 from tests.support.agents import AgentFactory, AgentHandle
 from tests.support.beats import heartbeat
-from tests.support.processes import wait_port
 from tests.support.users import Account, register
 from tests.support.wamp import device_session, probe_key, service_session
 
@@ -439,22 +438,22 @@ async def test_containers_keep_running_while_the_cloud_is_unreachable(
             client, user, device=agent.key, name="autonomous", image=IMAGE, command=["sleep", "600"]
         )
     ).json()
-    assert stack.router is not None
-    stack.router.stop()
-    try:
-        # With no cloud at all, a crashed container is brought back by its restart policy.
-        # (`docker kill` would count as a deliberate stop: kill its process from the host.)
-        pid = inspect(created["name"])["State"]["Pid"]
-        os.kill(pid, signal.SIGKILL)
+
+    # With no cloud at all, a crashed container is brought back by its restart policy.
+    # (`docker kill` would count as a deliberate stop: kill its process from the host.)
+    async def crash_and_recover() -> None:
+        os.kill(inspect(created["name"])["State"]["Pid"], signal.SIGKILL)
 
         async def restarted() -> bool:
             seen = inspect(created["name"])
             return seen is not None and seen["State"]["Running"] and seen["RestartCount"] >= 1
 
         await eventually(restarted, timeout=20)
-    finally:
-        stack.start_router()
-        wait_port(stack.router_port, stack.router, timeout=60)
+
+    # The restart blocks (it waits for processes), so it runs beside this test's loop.
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda: stack.restart_router(while_down=lambda: asyncio.run(crash_and_recover()))
+    )
     await eventually(lambda: online(api, agent.key), timeout=30)
 
     async def caught_up() -> bool:

@@ -8,7 +8,6 @@ import pytest
 from edgecloud_servicekit.wamp import Subscription, WampLink
 from tests.conftest import eventually
 from tests.support.agents import AgentFactory
-from tests.support.processes import wait_port
 from tests.support.wamp import device_session, probe_key
 
 pytestmark = pytest.mark.stack
@@ -64,11 +63,7 @@ async def test_everything_rejoins_after_a_router_restart(
         return response.status_code == 200 and response.json()["status"] == wanted
 
     await eventually(lambda: status("online"), timeout=15)
-    assert stack.router is not None
-    stack.router.stop()
-    await asyncio.sleep(1)
-    stack.start_router()
-    wait_port(stack.router_port, stack.router, timeout=60)
+    await asyncio.get_running_loop().run_in_executor(None, lambda: stack.restart_router(down_for=1))
 
     beats_at_restart = (await api.get(f"/api/v1/devices/{agent.key}")).json()["heartbeats"]
 

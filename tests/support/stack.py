@@ -4,7 +4,9 @@ their own (EDGECLOUD_ENV=test: no development defaults)."""
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,6 +145,22 @@ class Stack:
             self.workdir / "logs" / "router.log",
         ).start()
         wait_port(self.router_port, self.router, timeout=60)
+
+    def restart_router(
+        self, *, down_for: float = 0.0, while_down: "Callable[[], object] | None" = None
+    ) -> None:
+        """Stop the router, optionally act while it is down, start it again, and wait until
+        every service has rejoined (its /healthz reports the WAMP session up)."""
+        assert self.router is not None
+        self.router.stop()
+        try:
+            if while_down is not None:
+                while_down()
+            time.sleep(down_for)
+        finally:
+            self.start_router()
+            for service, process in self.services.items():
+                wait_healthy(self.url(service), process)
 
     def stop(self) -> None:
         for process in self.services.values():
