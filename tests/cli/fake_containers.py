@@ -8,6 +8,7 @@ no matching device, a name already taken.
 import json
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -78,7 +79,7 @@ def validation_problem(errors: list[dict[str, Any]]) -> httpx.Response:
 
 
 @dataclass
-class ContainerRoutes:
+class ContainerRoutes(ABC):
     containers: list[dict[str, Any]] = field(default_factory=list)
     """Newest first, as the API lists them."""
     commands: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -232,12 +233,12 @@ class ContainerRoutes:
     def _status_of(self, key: str) -> str:
         return next((d["status"] for d in self.known_devices() if d["key"] == key), "online")
 
-    # Provided by FakeGateway.
-    def known_devices(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    # What the gateway these routes are mixed into provides.
+    @abstractmethod
+    def known_devices(self) -> list[dict[str, Any]]: ...
 
-    def page_of(self, items: list[dict[str, Any]], request: httpx.Request) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def page_of(self, items: list[dict[str, Any]], request: httpx.Request) -> dict[str, Any]: ...
 
 
 def _not_found(container_id: str) -> httpx.Response:

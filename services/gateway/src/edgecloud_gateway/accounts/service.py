@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_servicekit.db import transaction, utcnow
 from edgecloud_servicekit.identity import MEMBER, OPERATOR, TENANT_ADMIN, Identity
+from edgecloud_servicekit.secret_tokens import hash_token
 
 from ..audit.service import Entry
 from ..tenants.models import Invitation
@@ -137,7 +138,7 @@ async def redeem_invitation(*, session: AsyncSession, token: str) -> tuple[Invit
     used = await session.execute(
         update(Invitation)
         .where(
-            Invitation.token_hash == tokens_service.hash_token(token),
+            Invitation.token_hash == hash_token(token),
             Invitation.used_at.is_(None),
             Invitation.revoked_at.is_(None),
             Invitation.expires_at > now,

@@ -9,8 +9,9 @@ import asyncio
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, upsert, utcnow
@@ -58,14 +59,14 @@ class RateLimiter:
         """Add this replica's counts to the shared ones and read back everyone's."""
         window, counts = self._window, dict(self._unflushed)
         self._unflushed.clear()
-        table = ApiUsageWindow.__table__
+        table = cast(Table, ApiUsageWindow.__table__)
         async with transaction(self._sessions) as session:
             # A count lost in a crash is harmless; it is not worth waiting for the disk.
             await commit_without_waiting_for_disk(session)
             if counts:
                 statement = upsert(
                     session,
-                    table,  # type: ignore[arg-type]
+                    table,
                     index_elements=["tenant_id", "window_start"],
                     update={"requests": lambda excluded: table.c.requests + excluded.requests},
                 )

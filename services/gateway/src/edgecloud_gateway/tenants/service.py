@@ -1,6 +1,5 @@
 """Tenants, their members, invitations and quotas."""
 
-import secrets
 import uuid
 from datetime import timedelta
 
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import OPERATOR, TENANT_ADMIN, Identity
 from edgecloud_servicekit.problems import Forbidden
+from edgecloud_servicekit.secret_tokens import hash_token, new_token
 
 from ..accounts.exceptions import InvitationInvalid, TenantTaken
 from ..accounts.models import Membership, Tenant, User
@@ -67,11 +67,11 @@ async def invite(
     require_admin(caller)
     if role == OPERATOR and not (caller.is_operator and tenant.id == caller.tenant_id):
         raise RoleNotAllowed(role)
-    token = INVITATION_PREFIX + secrets.token_urlsafe(32)
+    token = new_token(INVITATION_PREFIX)
     now = utcnow()
     invitation = Invitation(
         id=str(uuid.uuid4()),
-        token_hash=tokens_service.hash_token(token),
+        token_hash=hash_token(token),
         tenant_id=tenant.id,
         role=role,
         note=note,

@@ -3,7 +3,6 @@ stored, and every request looks its token up, so expiry and revocation apply at 
 
 import hashlib
 import hmac
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+from edgecloud_servicekit.secret_tokens import hash_token, new_token
 
 from ..accounts.models import Membership, Tenant, User
 from .exceptions import TokenExpired, TokenInvalid, TokenNotFound
@@ -42,10 +42,6 @@ class Caller:
     tenant: Tenant
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def csrf_token_for(token: str, *, secret: str) -> str:
     """The CSRF token bound to one session token (double submit, signed)."""
     return hmac.new(secret.encode(), f"csrf:{token}".encode(), hashlib.sha256).hexdigest()[:40]
@@ -60,7 +56,7 @@ async def issue_token(
     lifetime: timedelta,
     name: str = "",
 ) -> IssuedToken:
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token(TOKEN_PREFIX)
     now = utcnow()
     row = AccessToken(
         id=str(uuid.uuid4()),

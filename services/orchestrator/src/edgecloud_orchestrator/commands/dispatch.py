@@ -9,6 +9,7 @@ applied and answers a repeat with the first result, so nothing is applied twice.
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
-from edgecloud_contracts.containers import Action, CommandResult, CommandState
+from edgecloud_contracts.containers import Action, Command, CommandResult, CommandState
 from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, utcnow
 from edgecloud_servicekit.wamp import WampCallError, WampTimeout, WampUnavailable
 
@@ -151,6 +152,26 @@ class Dispatcher:
         if container is not None:
             await self._events.container(container)
         return row
+
+    async def inspect(
+        self, *, device_key: str, container_id: str, docker_name: str
+    ) -> CommandResult:
+        """Ask the node about a container now. Not stored: it changes nothing, and a node
+        that cannot answer raises :class:`WampError` to the caller."""
+        command = Command(
+            id=str(uuid.uuid4()),
+            action=Action.INSPECT,
+            container_id=container_id,
+            docker_name=docker_name,
+        )
+        link = self._events.link
+        if link is None:
+            raise WampUnavailable("no WAMP link")
+        procedure = uris.device_procedure(device_key, uris.container_operation(Action.INSPECT))
+        answer = await link.call(
+            procedure, command.model_dump(mode="json"), timeout=self.timeout_for(Action.INSPECT)
+        )
+        return CommandResult.model_validate(answer)
 
     def wake(self, device_key: str) -> None:
         """A node came back: send what waits for it (soon, from the dispatcher's loop)."""

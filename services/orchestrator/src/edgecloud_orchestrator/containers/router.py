@@ -1,17 +1,13 @@
 """Internal REST: containers, on behalf of the gateway's caller."""
 
-import uuid
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from edgecloud_contracts import uris
 from edgecloud_contracts.containers import (
     Action,
-    Command,
-    CommandResult,
     CommandState,
     ContainerPage,
     ContainerView,
@@ -121,30 +117,21 @@ async def get_container(
         waiting = await commands_service.latest_pending(session=session, container_id=container.id)
     if not live:
         return service.to_view(container, command=waiting)
-    inspect = Command(
-        id=str(uuid.uuid4()),
-        action=Action.INSPECT,
-        container_id=container.id,
-        docker_name=container.docker_name,
-    )
-    link = request.app.state.wamp
-    procedure = uris.device_procedure(
-        container.device_key, uris.container_operation(Action.INSPECT)
-    )
     try:
-        answer = await link.call(
-            procedure, inspect.model_dump(mode="json"), timeout=dispatcher.timeout_for("inspect")
+        result = await dispatcher.inspect(
+            device_key=container.device_key,
+            container_id=container.id,
+            docker_name=container.docker_name,
         )
     except WampError as err:
         raise NodeRefused(f"the device did not answer: {err}", code="device_unreachable") from err
-    result = CommandResult.model_validate(answer)
-    async with transaction(sessions) as session:
-        if result.container is not None:
+    if result.container is not None:
+        async with transaction(sessions) as session:
             updated = await service.apply_report(
                 session=session, device_key=container.device_key, report=result.container
             )
-            container = updated or container
-    return service.to_view(container)
+        container = updated or container
+    return service.to_view(container, command=waiting)
 
 
 @router.post("/{container_id}/{action}", response_model=ContainerView)

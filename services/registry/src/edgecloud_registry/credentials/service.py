@@ -6,7 +6,6 @@ public key and the operator's one-time enrolment token. The router asks
 the token and records the public key, atomically. Later logins need only the key.
 """
 
-import hashlib
 import re
 import secrets
 import uuid
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_servicekit.db import utcnow
+from edgecloud_servicekit.secret_tokens import hash_token, new_token
 
 from .exceptions import CredentialRevoked, EnrolmentInvalid, KeyMismatch, UnknownDevice
 from .models import DeviceCredential, EnrolmentToken
@@ -26,10 +26,6 @@ from .models import DeviceCredential, EnrolmentToken
 _KEY = re.compile(KEY_PATTERN)
 _PUBLIC_KEY = re.compile(r"^[0-9a-f]{64}$")
 TOKEN_PREFIX = "ece_"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +46,7 @@ async def create_enrolment(
     *, session: AsyncSession, created_by: str, ttl: timedelta, note: str = ""
 ) -> IssuedEnrolment:
     """Issue a one-time enrolment token; only its hash is stored."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token(TOKEN_PREFIX)
     now = utcnow()
     row = EnrolmentToken(
         id=str(uuid.uuid4()),
