@@ -150,11 +150,14 @@ async def test_create_converges_on_its_own_container(
     assert containers_named(spec.docker_name) == [first.docker_id]
 
 
-async def test_pull_if_missing(runtime: DockerRuntime, registry: str) -> None:
+async def test_create_pulls_only_a_missing_image(
+    runtime: DockerRuntime, registry: str, names: Callable[[], str]
+) -> None:
     docker("image", "rm", "-f", registry)
     assert docker("image", "inspect", registry).returncode != 0
     progress: list[PullStatus] = []
-    await runtime.ensure_image(registry, progress.append)
+    created = await runtime.create(make_spec(names(), image=registry), progress.append)
+    assert created.state == "created"
     assert docker("image", "inspect", registry).returncode == 0
     assert len(progress) >= 2
     assert progress[0].status.startswith("Pulling")
@@ -162,7 +165,8 @@ async def test_pull_if_missing(runtime: DockerRuntime, registry: str) -> None:
     assert all(update.image == registry for update in progress)
 
     progress.clear()
-    await runtime.ensure_image(registry, progress.append)  # present: no pull, no progress
+    # Present now: no pull, no progress.
+    await runtime.create(make_spec(names(), image=registry), progress.append)
     assert progress == []
 
 
@@ -212,7 +216,7 @@ def fresh_image(registry: str, tmp_path: Path) -> Iterator[str]:
 
 async def test_pull_progress_counts_bytes(runtime: DockerRuntime, fresh_image: str) -> None:
     progress: list[PullStatus] = []
-    await runtime.ensure_image(fresh_image, progress.append)
+    await runtime.pull(fresh_image, progress.append)
     sized = [update for update in progress if update.total]
     assert sized, progress
     assert all(u.current is not None and u.total and u.current <= u.total for u in sized)
@@ -220,12 +224,16 @@ async def test_pull_progress_counts_bytes(runtime: DockerRuntime, fresh_image: s
     assert progress[-1].status == "done"
 
 
-async def test_pull_of_an_image_that_does_not_exist(runtime: DockerRuntime, registry: str) -> None:
+async def test_pull_of_an_image_that_does_not_exist(
+    runtime: DockerRuntime, registry: str, names: Callable[[], str]
+) -> None:
     with pytest.raises(ImagePullFailed) as failed:
-        await runtime.ensure_image("127.0.0.1:5000/edgecloud/no-such-image:1.0")
+        await runtime.pull("127.0.0.1:5000/edgecloud/no-such-image:1.0")
     assert failed.value.code == "image_pull_failed"
+    name = names()
     with pytest.raises(ImagePullFailed):
-        await runtime.ensure_image("127.0.0.1:5000/edgecloud/busybox:no-such-tag")
+        await runtime.create(make_spec(name, image="127.0.0.1:5000/edgecloud/busybox:no-such-tag"))
+    assert containers_named(name) == []
 
 
 class RecordingUplink:

@@ -170,12 +170,6 @@ class DockerRuntime:
             raise
         return True
 
-    async def ensure_image(self, image: str, on_progress: PullCallback | None = None) -> None:
-        """Pull ``image`` unless the node has it, reporting progress through ``on_progress``."""
-        if await self._image_present(image):
-            return
-        await self.pull(image, on_progress)
-
     async def pull(self, image: str, on_progress: PullCallback | None = None) -> None:
         """Pull ``image`` from its registry, reporting progress through ``on_progress``."""
         tracker = PullTracker(image, on_progress)
