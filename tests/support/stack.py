@@ -52,6 +52,23 @@ def drop_pg_database(name: str) -> None:
     )
 
 
+def drop_pg_connections(name: str) -> int:
+    """End every server connection to one database, as a PostgreSQL restart would."""
+    done = subprocess.run(
+        [
+            "psql",
+            PG_ADMIN,
+            "-tAc",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            f" WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout.strip() or 0)
+
+
 @dataclass
 class Stack:
     backend: str

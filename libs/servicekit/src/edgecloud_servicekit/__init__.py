@@ -10,7 +10,7 @@ Modules, each wrapping one concern:
     problems       problem+json errors and their handlers
     pagination     opaque list cursors
     observability  /healthz and /metrics
-    internal_http  httpx clients that call other services
+    internal_http  clients that call other services (aiohttp)
     background     long-running tasks owned by a lifespan
     app            the building blocks of every create_app
     serve          running one service process (migrations, then uvicorn)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -63,7 +64,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout. A connection the server dropped
+    # fails its request instead (answered 503, see problems.database_is_down), and
+    # SQLAlchemy then discards every pooled connection, so the next request reconnects.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -71,8 +75,16 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 async def ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+    """Whether the database answers now. A pooled connection the server dropped earlier
+    says nothing about that: its failure empties the pool, and a fresh one is asked."""
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return
+        except DBAPIError as err:
+            if attempt == 2 or not err.connection_invalidated:
+                raise
 
 
 @asynccontextmanager

@@ -86,7 +86,7 @@ def verify_identity(token: str, *, secret: str, audience: str) -> Identity:
     )
 
 
-def caller_identity(request: Request) -> Identity:
+async def caller_identity(request: Request) -> Identity:
     """FastAPI dependency of internal routes: the verified identity, or 401."""
     token = request.headers.get(IDENTITY_HEADER)
     if not token:

@@ -1,28 +1,59 @@
-"""Calling another service's internal REST API on behalf of a caller."""
+"""Calling another service's internal REST API on behalf of a caller.
 
+aiohttp rather than httpx here: this hop sits on every proxied request, and aiohttp's
+client costs a third of the CPU per request (measured on the command round trip).
+"""
+
+import json as jsonlib
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from starlette.responses import Response
 
 from .identity import IDENTITY_HEADER, Identity, sign_identity
 from .problems import RemoteProblem, Unavailable
 
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+DEFAULT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+# Below uvicorn's keep-alive (5 s): the client drops an idle connection before the server
+# can close it under a request being sent.
+KEEPALIVE_S = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAnswer:
+    """Another service's successful answer, read whole."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
 
 
 class ServiceClient:
-    """An httpx client for one service that signs the caller's identity into each request."""
+    """A client for one service that signs the caller's identity into each request."""
 
     def __init__(
-        self, *, service: str, base_url: str, secret: str, timeout: httpx.Timeout = DEFAULT_TIMEOUT
+        self,
+        *,
+        service: str,
+        base_url: str,
+        secret: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.service = service
         self._secret = secret
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._session = aiohttp.ClientSession(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=aiohttp.ClientTimeout(total=timeout_s, connect=CONNECT_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S, limit=200),
+            json_serialize=jsonlib.dumps,
+        )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
     async def request(
         self,
@@ -32,35 +63,40 @@ class ServiceClient:
         identity: Identity,
         json: Any = None,
         params: dict[str, Any] | None = None,
-    ) -> httpx.Response:
+    ) -> ServiceAnswer:
         """Send the request; a problem answer is raised as :class:`RemoteProblem`."""
         token = sign_identity(identity, secret=self._secret, audience=self.service)
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         try:
-            response = await self._client.request(
+            async with self._session.request(
                 method,
-                path,
+                path.lstrip("/"),
                 json=json,
-                params={k: v for k, v in (params or {}).items() if v is not None},
+                params=query,
                 headers={IDENTITY_HEADER: token},
-            )
-        except httpx.TimeoutException as err:
+            ) as response:
+                status, content = response.status, await response.read()
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError as err:
             raise Unavailable(
                 f"{self.service} did not answer in time", code="upstream_timeout"
             ) from err
-        except httpx.TransportError as err:
+        except aiohttp.ClientError as err:
             raise Unavailable(
                 f"{self.service} is unreachable", code="upstream_unavailable"
             ) from err
-        if response.status_code >= 400:
+        if status >= 400:
             try:
-                body = response.json()
+                body = jsonlib.loads(content)
             except ValueError:
-                body = {"detail": response.text[:500], "code": "upstream_error"}
-            raise RemoteProblem(response.status_code, body)
-        return response
+                body = {"detail": content[:500].decode(errors="replace"), "code": "upstream_error"}
+            # When to retry is the caller's business too (429, 503).
+            headers = {"Retry-After": retry_after} if retry_after else None
+            raise RemoteProblem(status, body, headers)
+        return ServiceAnswer(status_code=status, content=content)
 
 
-def passed_on(answer: httpx.Response) -> Response:
+def passed_on(answer: ServiceAnswer) -> Response:
     """Another service's answer, unchanged: its JSON was made from our own contract models,
     so parsing and serialising it again would only cost time."""
     if answer.status_code == 204:

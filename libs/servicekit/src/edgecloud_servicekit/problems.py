@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -94,8 +95,14 @@ class Unavailable(Problem):
 class RemoteProblem(Problem):
     """A problem another service answered with, passed on to our caller unchanged."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(str(body.get("detail", "")), code=str(body.get("code", "upstream_error")))
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            str(body.get("detail", "")),
+            code=str(body.get("code", "upstream_error")),
+            headers=headers,
+        )
         self.status = status
         self.title = str(body.get("title", "Error"))
         self.extra = {
@@ -120,6 +127,14 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
+
+
+def database_is_down(exc: BaseException) -> bool:
+    """Whether a database error means the server went away (restart, failover, network),
+    rather than a bug in the statement."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | ConnectionError)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -166,6 +181,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         }
         return problem_response(exc.status_code, body, dict(exc.headers or {}))
 
+    async def on_database_error(_: Request, exc: Exception) -> JSONResponse:
+        if not database_is_down(exc):
+            raise exc
+        # The pool has dropped its broken connections; the next request reconnects.
+        problem = Unavailable("the database is unavailable; retry", code="database_unavailable")
+        return problem_response(problem.status, problem.body(), {"Retry-After": "1"})
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(ConnectionError, on_database_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -11,7 +11,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -85,7 +84,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 service="orchestrator",
                 base_url=settings.orchestrator_url,
                 secret=settings.secret,
-                timeout=httpx.Timeout(35.0, connect=3.0),
+                timeout_s=35.0,
             )
             stack.push_async_callback(orchestrator.aclose)
             hub = EventHub()

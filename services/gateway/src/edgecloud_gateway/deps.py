@@ -53,34 +53,36 @@ async def _caller(request: Request, session: SessionDep) -> tokens_service.Calle
                 raise CsrfRejected()
         caller = await tokens_service.resolve_token(session=session, token=cookie)
     limiter: RateLimiter = request.app.state.rate_limiter
-    limiter.count(tenant_id=caller.tenant.id, limit=caller.tenant.quota_api_per_minute)
+    limiter.count(tenant_id=caller.identity.tenant_id, limit=caller.api_per_minute)
     return caller
 
 
 CallerDep = Annotated[tokens_service.Caller, Depends(_caller)]
 
 
-def _identity(caller: CallerDep) -> Identity:
+# Dependencies are coroutines even when they do not await: FastAPI runs plain functions in
+# its thread pool, a hop that costs more than the function.
+async def _identity(caller: CallerDep) -> Identity:
     return caller.identity
 
 
-def _operator(caller: CallerDep) -> Identity:
+async def _operator(caller: CallerDep) -> Identity:
     if not caller.identity.is_operator:
         raise Forbidden("only operators may do this", code="operator_only")
     return caller.identity
 
 
-def _tenant_admin(caller: CallerDep) -> Identity:
+async def _tenant_admin(caller: CallerDep) -> Identity:
     require_admin(caller.identity)
     return caller.identity
 
 
-def _registry(request: Request) -> ServiceClient:
+async def _registry(request: Request) -> ServiceClient:
     client: ServiceClient = request.app.state.registry
     return client
 
 
-def _orchestrator(request: Request) -> ServiceClient:
+async def _orchestrator(request: Request) -> ServiceClient:
     client: ServiceClient = request.app.state.orchestrator
     return client
 

@@ -69,6 +69,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                     image_registry, trusted=frozenset(settings.trusted_image_registries)
                 ),
                 dispatcher=dispatcher,
+                events=events,
                 background=background,
             )
             yield

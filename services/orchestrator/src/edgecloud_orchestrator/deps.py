@@ -9,25 +9,32 @@ from edgecloud_servicekit.identity import CallerDep
 from edgecloud_servicekit.internal_http import ServiceClient
 
 from .commands.dispatch import Dispatcher
+from .events import EventPublisher
 
 
-def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return factory
 
 
-def _registry(request: Request) -> ServiceClient:
+async def _registry(request: Request) -> ServiceClient:
     client: ServiceClient = request.app.state.registry
     return client
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+async def _dispatcher(request: Request) -> Dispatcher:
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
+
+
+async def _events(request: Request) -> EventPublisher:
+    events: EventPublisher = request.app.state.events
+    return events
 
 
 # Writes commit in explicit transactions: a command must be stored before it is sent.
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 RegistryDep = Annotated[ServiceClient, Depends(_registry)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
-__all__ = ["CallerDep", "DispatcherDep", "RegistryDep", "SessionsDep"]
+EventsDep = Annotated[EventPublisher, Depends(_events)]
+__all__ = ["CallerDep", "DispatcherDep", "EventsDep", "RegistryDep", "SessionsDep"]

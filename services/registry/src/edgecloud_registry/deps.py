@@ -16,13 +16,13 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _operator(caller: CallerDep) -> Identity:
+async def _operator(caller: CallerDep) -> Identity:
     if not caller.is_operator:
         raise Forbidden("only operators may do this", code="operator_only")
     return caller
 
 
-def _wamp(request: Request) -> WampLink:
+async def _wamp(request: Request) -> WampLink:
     link: WampLink = request.app.state.wamp
     return link
 

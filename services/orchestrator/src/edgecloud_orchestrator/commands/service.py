@@ -8,8 +8,9 @@ state change of a command is a row update here.
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ScalarSelect, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.containers import (
@@ -143,13 +144,15 @@ async def pending_for(*, session: AsyncSession, device_key: str) -> Sequence[Com
     return rows.all()
 
 
-async def latest_pending(*, session: AsyncSession, container_id: str) -> str | None:
-    """The id of the newest command still waiting for the container's node, if any."""
-    return await session.scalar(
+def latest_pending(container_id: Any) -> ScalarSelect[str]:
+    """The id of the newest command still waiting for the container's node, if any, as a
+    subquery (``container_id`` may be a column, so it is read with the container)."""
+    return (
         select(CommandRow.id)
         .where(CommandRow.container_id == container_id, CommandRow.state.in_(PENDING))
         .order_by(CommandRow.seq.desc())
         .limit(1)
+        .scalar_subquery()
     )
 
 

@@ -18,10 +18,9 @@ from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.wamp import WampError
 
-from ..commands import service as commands_service
 from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
-from ..deps import CallerDep, DispatcherDep, RegistryDep, SessionsDep
+from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep
 from . import placement, service
 from .exceptions import NodeRefused
 from .models import Container
@@ -109,12 +108,14 @@ async def get_container(
     caller: CallerDep,
     sessions: SessionsDep,
     dispatcher: DispatcherDep,
+    events: EventsDep,
     live: bool = False,
 ) -> ContainerView:
     """The container; with ``live=true`` its state is asked from the device first."""
     async with sessions() as session:
-        container = await service.get(session=session, caller=caller, container_id=container_id)
-        waiting = await commands_service.latest_pending(session=session, container_id=container.id)
+        container, waiting = await service.get_with_waiting(
+            session=session, caller=caller, container_id=container_id
+        )
     if not live:
         return service.to_view(container, command=waiting)
     try:
@@ -125,12 +126,16 @@ async def get_container(
         )
     except WampError as err:
         raise NodeRefused(f"the device did not answer: {err}", code="device_unreachable") from err
-    if result.container is not None:
+    report = result.container
+    # Most answers only confirm what is stored: write (and tell subscribers) only on news.
+    if report is not None and service.report_changes(container, report):
         async with transaction(sessions) as session:
             updated = await service.apply_report(
-                session=session, device_key=container.device_key, report=result.container
+                session=session, device_key=container.device_key, report=report
             )
-        container = updated or container
+        if updated is not None:
+            container = updated
+            await events.container(updated)
     return service.to_view(container, command=waiting)
 
 

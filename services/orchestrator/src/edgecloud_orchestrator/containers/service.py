@@ -5,7 +5,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.containers import (
@@ -127,6 +127,25 @@ async def get(*, session: AsyncSession, caller: Identity, container_id: str) -> 
     return row
 
 
+# Built once: the read behind every container GET.
+_WITH_WAITING = select(Container, commands_service.latest_pending(Container.id)).where(
+    Container.id == bindparam("container_id"),
+    Container.tenant_id == bindparam("tenant_id"),
+    Container.removed_at.is_(None),
+)
+
+
+async def get_with_waiting(
+    *, session: AsyncSession, caller: Identity, container_id: str
+) -> tuple[Container, str | None]:
+    """The container and its newest waiting command, in one query."""
+    params = {"container_id": container_id, "tenant_id": caller.tenant_id}
+    row = (await session.execute(_WITH_WAITING, params)).first()
+    if row is None:
+        raise ContainerNotFound(container_id)
+    return row[0], row[1]
+
+
 async def list_for(
     *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None, device: str | None
 ) -> tuple[list[Container], str | None]:
@@ -235,6 +254,17 @@ def _gone(container: Container) -> None:
     container.updated_at = now
 
 
+def report_changes(container: Container, report: ContainerReport) -> bool:
+    """Whether a node's report would change what the cloud knows of the container."""
+    if report.state in (REMOVED, "destroyed"):
+        return container.removed_at is None
+    return (container.state, container.exit_code, container.docker_id) != (
+        report.state,
+        report.exit_code,
+        report.docker_id,
+    )
+
+
 async def apply_report(
     *, session: AsyncSession, device_key: str, report: ContainerReport
 ) -> Container | None:
@@ -245,13 +275,12 @@ async def apply_report(
     container = await session.get(Container, report.container_id)
     if container is None or container.device_key != device_key or container.removed_at is not None:
         return None
-    before = (container.state, container.exit_code, container.docker_id)
+    if not report_changes(container, report):
+        return None
     if report.state in (REMOVED, "destroyed"):
         _gone(container)
         return container
     _observe(container, report)
-    if (container.state, container.exit_code, container.docker_id) == before:
-        return None
     container.updated_at = utcnow()
     return container
 
