@@ -34,6 +34,14 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("DELETE", "/api/v1/containers/{container_id}"): (404, None),
     ("POST", "/api/v1/containers/{container_id}/{action}"): (404, None),
     ("GET", "/api/v1/commands/{command_id}"): (404, None),
+    ("GET", "/api/v1/artifacts/{artifact_id}"): (404, None),
+    ("PATCH", "/api/v1/artifacts/{artifact_id}"): (404, None),
+    ("GET", "/api/v1/artifacts/{artifact_id}/content"): (404, None),
+    ("DELETE", "/api/v1/artifacts/{artifact_id}"): (404, None),
+    # Nodes' transfers take a grant, not a user: without one nothing is reached.
+    ("GET", "/api/v1/transfers/{artifact_id}"): (422, None),
+    ("GET", "/api/v1/transfers/{artifact_id}/status"): (422, None),
+    ("PATCH", "/api/v1/transfers/{artifact_id}"): (422, None),
 }
 
 
@@ -76,6 +84,11 @@ async def victim(stack, api, enrol):
             headers=admin.headers,
         )
     assert queued.status_code == 202, queued.text
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        artifact = await client.post(
+            "/api/v1/artifacts", files={"file": ("run.sh", b"echo hi\n")}, headers=admin.headers
+        )
+    assert artifact.status_code == 201, artifact.text
     return {
         "admin": admin,
         "member": member,
@@ -88,6 +101,7 @@ async def victim(stack, api, enrol):
             "tenant_id": admin.tenant_id,
             "container_id": queued.json()["id"],
             "command_id": queued.json()["command"],
+            "artifact_id": artifact.json()["id"],
             "action": "stop",
         },
         "api_token": token["token"],
@@ -110,6 +124,12 @@ async def snapshot(api: httpx.AsyncClient, victim: dict) -> dict:
         "device": (
             await api.get(f"/api/v1/devices/{victim['ids']['key']}", headers=headers)
         ).status_code,
+        "artifacts": (await api.get("/api/v1/artifacts", headers=headers)).json(),
+        "artifact_content": (
+            await api.get(
+                f"/api/v1/artifacts/{victim['ids']['artifact_id']}/content", headers=headers
+            )
+        ).content,
     }
 
 

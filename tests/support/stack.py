@@ -107,6 +107,8 @@ class Stack:
             "EDGECLOUD_ADMIN_PASSWORD": self.admin_password,
             "GATEWAY_REGISTRY_URL": self.url("registry"),
             "GATEWAY_ORCHESTRATOR_URL": self.url("orchestrator"),
+            "GATEWAY_STORAGE_URL": self.url("storage"),
+            "ORCHESTRATOR_STORAGE_URL": self.url("storage"),
             "ORCHESTRATOR_REGISTRY_URL": self.url("registry"),
             "ORCHESTRATOR_REDELIVERY_INTERVAL_S": "1",
             "GATEWAY_PUBLIC_ROUTER_URL": self.router_url,

@@ -9,13 +9,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from starlette.responses import Response
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from .identity import IDENTITY_HEADER, Identity, sign_identity
 from .problems import RemoteProblem, Unavailable
 
 DEFAULT_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 3.0
+STREAM_CHUNK = 1 << 20
+# Streams (uploads, downloads, logs) may take long; only a stall ends them.
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=120)
+FORWARDED_REQUEST_HEADERS = ("content-type", "content-length", "content-range", "range", "if-range")
+FORWARDED_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-disposition",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+    "upload-offset",
+    "x-content-sha256",
+    "cache-control",
+)
 # Below uvicorn's keep-alive (5 s): the client drops an idle connection before the server
 # can close it under a request being sent.
 KEEPALIVE_S = 4.0
@@ -55,6 +73,79 @@ class ServiceClient:
     async def aclose(self) -> None:
         await self._session.close()
 
+    def _unavailable(self, err: Exception) -> Unavailable:
+        if isinstance(err, TimeoutError):
+            return Unavailable(f"{self.service} did not answer in time", code="upstream_timeout")
+        return Unavailable(f"{self.service} is unreachable", code="upstream_unavailable")
+
+    def _signed(self, identity: Identity | None) -> dict[str, str]:
+        if identity is None:
+            return {}
+        return {
+            IDENTITY_HEADER: sign_identity(identity, secret=self._secret, audience=self.service)
+        }
+
+    async def _send_on(
+        self,
+        request: Request,
+        path: str,
+        identity: Identity | None,
+        params: dict[str, str] | None,
+    ) -> aiohttp.ClientResponse:
+        headers = {
+            name: value
+            for name in FORWARDED_REQUEST_HEADERS
+            if (value := request.headers.get(name)) is not None
+        }
+        headers.update(self._signed(identity))
+        has_body = request.method in ("POST", "PUT", "PATCH")
+        try:
+            response = await self._session.request(
+                request.method,
+                path.lstrip("/"),
+                params=params or {},
+                data=request.stream() if has_body else None,
+                headers=headers,
+                timeout=STREAM_TIMEOUT,
+            )
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise self._unavailable(err) from err
+        if response.status >= 400:
+            async with response:
+                content = await response.read()
+                raise _problem(response.status, content, response.headers.get("Retry-After"))
+        return response
+
+    async def forward(
+        self,
+        request: Request,
+        path: str,
+        *,
+        identity: Identity | None,
+        params: dict[str, str] | None = None,
+    ) -> Response:
+        """Pass ``request`` on to ``path`` and the answer back, both streamed: bodies of
+        any size go through in chunks, never whole in memory."""
+        response = await self._send_on(request, path, identity, params)
+        passed = {
+            name: value
+            for name in FORWARDED_RESPONSE_HEADERS
+            if (value := response.headers.get(name)) is not None
+        }
+        return StreamingResponse(
+            response.content.iter_chunked(STREAM_CHUNK),
+            status_code=response.status,
+            headers=passed,
+            background=BackgroundTask(response.release),
+        )
+
+    async def relay(
+        self, request: Request, path: str, *, identity: Identity | None
+    ) -> ServiceAnswer:
+        """Pass ``request``'s body on in chunks; read the (small) answer whole."""
+        async with await self._send_on(request, path, identity, None) as response:
+            return ServiceAnswer(status_code=response.status, content=await response.read())
+
     async def request(
         self,
         method: str,
@@ -65,7 +156,6 @@ class ServiceClient:
         params: dict[str, Any] | None = None,
     ) -> ServiceAnswer:
         """Send the request; a problem answer is raised as :class:`RemoteProblem`."""
-        token = sign_identity(identity, secret=self._secret, audience=self.service)
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         try:
             async with self._session.request(
@@ -73,27 +163,26 @@ class ServiceClient:
                 path.lstrip("/"),
                 json=json,
                 params=query,
-                headers={IDENTITY_HEADER: token},
+                headers=self._signed(identity),
             ) as response:
                 status, content = response.status, await response.read()
                 retry_after = response.headers.get("Retry-After")
-        except TimeoutError as err:
-            raise Unavailable(
-                f"{self.service} did not answer in time", code="upstream_timeout"
-            ) from err
-        except aiohttp.ClientError as err:
-            raise Unavailable(
-                f"{self.service} is unreachable", code="upstream_unavailable"
-            ) from err
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise self._unavailable(err) from err
         if status >= 400:
-            try:
-                body = jsonlib.loads(content)
-            except ValueError:
-                body = {"detail": content[:500].decode(errors="replace"), "code": "upstream_error"}
-            # When to retry is the caller's business too (429, 503).
-            headers = {"Retry-After": retry_after} if retry_after else None
-            raise RemoteProblem(status, body, headers)
+            raise _problem(status, content, retry_after)
         return ServiceAnswer(status_code=status, content=content)
+
+
+def _problem(status: int, content: bytes, retry_after: str | None) -> RemoteProblem:
+    try:
+        body = jsonlib.loads(content)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"detail": content[:500].decode(errors="replace"), "code": "upstream_error"}
+    # When to retry is the caller's business too (429, 503).
+    return RemoteProblem(status, body, {"Retry-After": retry_after} if retry_after else None)
 
 
 def passed_on(answer: ServiceAnswer) -> Response:

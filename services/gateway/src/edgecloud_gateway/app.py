@@ -27,6 +27,7 @@ from edgecloud_servicekit.wamp import Subscription
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .accounts import throttle
+from .artifacts import router as artifacts_router
 from .audit import router as audit_router
 from .containers import router as containers_router
 from .devices import router as devices_router
@@ -87,6 +88,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 timeout_s=35.0,
             )
             stack.push_async_callback(orchestrator.aclose)
+            storage = ServiceClient(
+                service="storage", base_url=settings.storage_url, secret=settings.secret
+            )
+            stack.push_async_callback(storage.aclose)
             hub = EventHub()
             wamp = await stack.enter_async_context(
                 wamp_link(
@@ -105,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 wamp=wamp,
                 registry=registry,
                 orchestrator=orchestrator,
+                storage=storage,
                 events=hub,
                 rate_limiter=rate_limiter,
                 background=background,
@@ -121,6 +127,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             audit_router.router,
             devices_router.router,
             containers_router.router,
+            artifacts_router.router,
             events_router.router,
         ],
         description="The public edgecloud API. Errors are application/problem+json with a `code`.",

@@ -1,21 +1,72 @@
-"""The storage: artifacts: application archives, command scripts, logs and result files.
+"""The storage: artifacts (application archives, command scripts, image archives, logs,
+result files), uploaded in resumable pieces, kept once per content, read back in ranges."""
 
-Its tables and API arrive with the applications issue (#5).
-Until then it runs like every service: it opens its database and WAMP session in its
-lifespan and answers /healthz and /metrics.
-"""
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
-from edgecloud_servicekit.app import create_service_app, plain_lifespan
+from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
+from edgecloud_servicekit.background import BackgroundTasks
 
+from .artifacts import router as artifacts_router
+from .artifacts.backends import BlobStore, FilesystemStore
+from .artifacts.service import Artifacts
 from .settings import StorageSettings
+
+logger = logging.getLogger(__name__)
+
+
+def blob_store(settings: StorageSettings) -> BlobStore:
+    return FilesystemStore(settings.artifacts_dir)
 
 
 def create_app(settings: StorageSettings | None = None) -> FastAPI:
     settings = settings or StorageSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine, sessions = open_database(stack, settings)
+            artifacts = Artifacts(
+                sessions=sessions,
+                store=blob_store(settings),
+                max_artifact_bytes=settings.max_artifact_bytes,
+            )
+            wamp = await stack.enter_async_context(wamp_link(settings))
+            background = await stack.enter_async_context(BackgroundTasks())
+            background.start(
+                "expire-uploads",
+                lambda: expire_forever(artifacts, timedelta(hours=settings.upload_ttl_h)),
+            )
+            expose(
+                app,
+                engine=engine,
+                sessions=sessions,
+                wamp=wamp,
+                artifacts=artifacts,
+                background=background,
+            )
+            yield
+
     return create_service_app(
         settings=settings,
-        lifespan=plain_lifespan(settings),
-        description="artifacts: application archives, command scripts, logs and result files.",
+        lifespan=lifespan,
+        routers=[artifacts_router.router],
+        description="Artifacts: application archives, command scripts, image archives, logs"
+        " and result files; resumable uploads, ranged downloads, transfers for nodes.",
     )
+
+
+async def expire_forever(artifacts: Artifacts, older_than: timedelta) -> None:
+    while True:
+        try:
+            expired = await artifacts.expire_uploads(older_than=older_than)
+            if expired:
+                logger.info("discarded %d uploads left incomplete", expired)
+        except Exception as err:  # the database may be away; try again next round
+            logger.warning("expiring uploads failed: %s", err)
+        await asyncio.sleep(600)

@@ -8,8 +8,7 @@ class StorageBase(Base):
 
 
 def load_metadata() -> MetaData:
-    """All storage tables.
+    """All storage tables (imported here so alembic sees every model)."""
+    from .artifacts import models as _artifacts  # noqa: F401
 
-    Its tables and API arrive with the applications issue (#5).
-    """
     return StorageBase.metadata

@@ -62,7 +62,9 @@ class Dispatcher:
         gets it as it stands (sent): a slow image pull must not hold an HTTP request.
         """
         row = await self._reload(command_id)
-        task = asyncio.create_task(self._deliver_in_order(row), name=f"deliver-{command_id}")
+        task = asyncio.create_task(
+            self._deliver_in_order(row, look_first=False), name=f"deliver-{command_id}"
+        )
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
         done, _ = await asyncio.wait({task}, timeout=wait_s)
@@ -70,24 +72,26 @@ class Dispatcher:
             return task.result()
         return await self._reload(command_id)
 
-    async def _deliver_in_order(self, row: CommandRow) -> CommandRow:
+    async def _deliver_in_order(self, row: CommandRow, *, look_first: bool) -> CommandRow:
         async with self._device_locks[row.device_key]:
-            return await self._send(row)
+            return await self._send(row, look_first=look_first)
 
     async def close(self) -> None:
         for task in self._in_flight:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
 
-    async def _send(self, row: CommandRow) -> CommandRow:
+    async def _send(self, row: CommandRow, *, look_first: bool = True) -> CommandRow:
+        """Send one command. ``look_first`` asks the router whether the node is connected
+        before marking anything: the sweep does, so a node that is away costs no failed
+        call and no writes per sweep; a user's request does not (the node is usually
+        there, and a call to an absent node just puts the command back in the queue)."""
         link = self._events.link
         procedure = uris.device_procedure(row.device_key, uris.container_operation(row.action))
         try:
             if link is None:
                 raise WampUnavailable("no WAMP link")
-            # A node that is not connected has not registered its procedures: the command
-            # stays queued, untouched, without a failed call per sweep.
-            if not await link.is_registered(procedure):
+            if look_first and not await link.is_registered(procedure):
                 return row
         except (WampUnavailable, WampTimeout, WampCallError):
             return row

@@ -16,7 +16,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Nothing to create yet: later revisions add the storage's tables."""
+    """Nothing to create: 0002 adds the storage's tables."""
 
 
 def downgrade() -> None:

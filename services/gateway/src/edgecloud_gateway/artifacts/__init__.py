@@ -1,0 +1,1 @@
+"""Public REST: artifacts (answered by the storage) and transfers for nodes."""

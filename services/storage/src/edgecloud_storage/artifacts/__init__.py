@@ -1,0 +1,1 @@
+"""Artifacts: metadata here, bytes in a :class:`~.backends.BlobStore`."""

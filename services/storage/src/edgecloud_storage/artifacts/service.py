@@ -1,0 +1,413 @@
+"""Artifacts: announce, upload in resumable pieces, verify, de-duplicate, read, delete.
+
+An upload's progress (``received``) is recorded only after its bytes are on disk, so a
+resumed upload never skips a byte; the bytes themselves go to the :class:`BlobStore`.
+"""
+
+import asyncio
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import ClientDisconnect
+
+from edgecloud_contracts.artifacts import (
+    ArtifactKind,
+    ArtifactState,
+    ArtifactView,
+    CreateArtifact,
+)
+from edgecloud_servicekit.db import transaction, upsert, utcnow
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+
+from .backends import BlobStore, TooMuchData
+from .exceptions import (
+    AlreadyComplete,
+    ArtifactNotFound,
+    BadContentRange,
+    ChecksumMismatch,
+    OffsetMismatch,
+    PayloadTooLarge,
+    QuotaExceeded,
+)
+from .models import Artifact, Blob, TenantQuota
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# An uploader that breaks off mid-body: what arrived is kept, the upload resumes after it.
+_BROKEN_UPLOAD = (ClientDisconnect, ConnectionError)
+_CONTENT_RANGE = re.compile(r"^bytes (?:(\d{1,15})-(\d{1,15})|\*)/(\d{1,15})$")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRange:
+    start: int
+    end: int
+    """Exclusive; equal to start for a range with no bytes (``bytes */size``)."""
+    total: int
+
+
+def parse_content_range(header: str | None, *, body_length: int | None) -> ContentRange:
+    """``bytes a-b/size`` (inclusive b), or ``bytes */size`` to learn or set the size."""
+    match = _CONTENT_RANGE.match(header or "")
+    if match is None:
+        raise BadContentRange("send Content-Range: bytes <first>-<last>/<size>")
+    first, last, total = match.groups()
+    if first is None:
+        start = end = 0
+    else:
+        start, end = int(first), int(last) + 1
+        if end <= start or end > int(total):
+            raise BadContentRange(f"the range {header} is not inside the artifact")
+        if body_length is not None and body_length != end - start:
+            raise BadContentRange("Content-Length differs from the Content-Range")
+    return ContentRange(start=start, end=end, total=int(total))
+
+
+def to_view(row: Artifact, *, public_prefix: str = "/api/v1/artifacts") -> ArtifactView:
+    complete = row.state == ArtifactState.COMPLETE
+    return ArtifactView(
+        id=row.id,
+        name=row.name,
+        kind=ArtifactKind(row.kind),
+        state=ArtifactState(row.state),
+        size=row.size,
+        received=row.received,
+        sha256=row.sha256,
+        owner=row.owner,
+        container=row.container_id,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        upload_url=None if complete else f"{public_prefix}/{row.id}",
+        content_url=f"{public_prefix}/{row.id}/content" if complete else None,
+    )
+
+
+class Artifacts:
+    """The artifact operations, with the state they share: the blob store, the lock per
+    upload, and the running hash of uploads that arrive in order at this replica."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        store: BlobStore,
+        max_artifact_bytes: int,
+    ) -> None:
+        self._sessions = sessions
+        self.store = store
+        self.max_artifact_bytes = max_artifact_bytes
+        self._locks: dict[str, asyncio.Lock] = {}
+        # artifact id -> (bytes hashed, hash so far). Saves reading the whole upload back
+        # on completion; lost on restart or on another replica, then the file is re-read.
+        self._hashing: dict[str, tuple[int, hashlib._Hash]] = {}
+        self._known_quotas: dict[str, int] = {}
+
+    # Quotas
+
+    async def remember_quota(self, identity: Identity) -> None:
+        """Keep the tenant's quota from a user's identity, for uploads coming from nodes."""
+        quota = identity.quotas.get("storage_bytes")
+        if quota is None or self._known_quotas.get(identity.tenant_id) == quota:
+            return
+        table = cast(Table, TenantQuota.__table__)
+        async with transaction(self._sessions) as session:
+            statement = upsert(
+                session,
+                table,
+                index_elements=["tenant_id"],
+                update={"storage_bytes": quota, "updated_at": utcnow()},
+            )
+            await session.execute(
+                statement,
+                {"tenant_id": identity.tenant_id, "storage_bytes": quota, "updated_at": utcnow()},
+            )
+        self._known_quotas[identity.tenant_id] = quota
+
+    async def usage(self, session: AsyncSession, tenant_id: str) -> int:
+        """Bytes the tenant's artifacts take or have announced."""
+        used = await session.scalar(
+            select(
+                func.coalesce(func.sum(func.coalesce(Artifact.size, Artifact.received)), 0)
+            ).where(Artifact.tenant_id == tenant_id)
+        )
+        return int(used or 0)
+
+    async def quota(self, session: AsyncSession, tenant_id: str) -> int | None:
+        return await session.scalar(
+            select(TenantQuota.storage_bytes).where(TenantQuota.tenant_id == tenant_id)
+        )
+
+    async def _check_room(self, session: AsyncSession, tenant_id: str, needed: int) -> None:
+        if needed > self.max_artifact_bytes:
+            raise PayloadTooLarge(
+                f"artifacts are limited to {self.max_artifact_bytes} bytes",
+                code="artifact_too_large",
+                limit=self.max_artifact_bytes,
+            )
+        quota = await self.quota(session, tenant_id)
+        if quota is None:
+            return
+        used = await self.usage(session, tenant_id)
+        if used + needed > quota:
+            raise QuotaExceeded(needed=needed, used=used, quota=quota)
+
+    # Creating and reading
+
+    async def create(
+        self,
+        *,
+        tenant_id: str,
+        owner: str,
+        name: str,
+        kind: ArtifactKind,
+        size: int | None,
+        sha256: str | None,
+        container_id: str | None = None,
+        device_key: str | None = None,
+    ) -> Artifact:
+        """Announce an artifact; its bytes follow. The quota is checked now for an
+        announced size, otherwise when the first bytes tell the size."""
+        now = utcnow()
+        row = Artifact(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            owner=owner,
+            name=name,
+            kind=kind.value,
+            state=ArtifactState.UPLOADING.value,
+            size=size,
+            sha256=sha256,
+            received=0,
+            container_id=container_id,
+            device_key=device_key,
+            created_at=now,
+        )
+        async with transaction(self._sessions) as session:
+            if size is not None:
+                await self._check_room(session, tenant_id, size)
+            session.add(row)
+        if size == 0:
+            # Nothing will follow: an empty artifact is complete at once.
+            await self.store.write_part(row.id, 0, _nothing(), limit=0)
+            return await self._complete(row.id)
+        return row
+
+    async def create_from_request(self, identity: Identity, body: CreateArtifact) -> Artifact:
+        await self.remember_quota(identity)
+        return await self.create(
+            tenant_id=identity.tenant_id,
+            owner=identity.username,
+            name=body.name,
+            kind=body.kind,
+            size=body.size,
+            sha256=body.sha256,
+        )
+
+    async def get(self, session: AsyncSession, *, tenant_id: str, artifact_id: str) -> Artifact:
+        row = await session.get(Artifact, artifact_id)
+        if row is None or row.tenant_id != tenant_id:
+            raise ArtifactNotFound(artifact_id)
+        return row
+
+    async def list_for(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: str,
+        limit: int,
+        cursor: str | None,
+        kind: ArtifactKind | None,
+        container_id: str | None,
+    ) -> tuple[list[Artifact], str | None]:
+        query = (
+            select(Artifact)
+            .where(Artifact.tenant_id == tenant_id)
+            .order_by(Artifact.created_at.desc(), Artifact.id.desc())
+            .limit(limit + 1)
+        )
+        if kind is not None:
+            query = query.where(Artifact.kind == kind.value)
+        if container_id is not None:
+            query = query.where(Artifact.container_id == container_id)
+        if cursor:
+            after = await session.get(Artifact, decode_cursor(cursor))
+            if after is None or after.tenant_id != tenant_id:
+                return [], None
+            query = query.where(
+                (Artifact.created_at < after.created_at)
+                | ((Artifact.created_at == after.created_at) & (Artifact.id < after.id))
+            )
+        rows = list((await session.scalars(query)).all())
+        next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        return rows[:limit], next_cursor
+
+    # Uploading
+
+    async def append(
+        self,
+        *,
+        tenant_id: str,
+        artifact_id: str,
+        content_range: ContentRange,
+        chunks: AsyncIterator[bytes],
+    ) -> Artifact:
+        """Store one piece of an upload. Returns the artifact: complete once its last
+        byte is in and its SHA-256 checked."""
+        lock = self._locks.setdefault(artifact_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._append_locked(tenant_id, artifact_id, content_range, chunks)
+        finally:
+            if not lock.locked() and self._locks.get(artifact_id) is lock:
+                del self._locks[artifact_id]
+
+    async def _append_locked(
+        self,
+        tenant_id: str,
+        artifact_id: str,
+        content_range: ContentRange,
+        chunks: AsyncIterator[bytes],
+    ) -> Artifact:
+        async with transaction(self._sessions) as session:
+            row = await self.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
+            if row.state == ArtifactState.COMPLETE:
+                raise AlreadyComplete(artifact_id)
+            if row.size is None:
+                await self._check_room(session, tenant_id, content_range.total)
+                row.size = content_range.total
+            elif content_range.total != row.size:
+                raise BadContentRange(
+                    f"the artifact has {row.size} bytes, not {content_range.total}"
+                )
+            received = row.received
+        if content_range.end == content_range.start:  # "bytes */size": where are we?
+            return row
+        if content_range.start != received:
+            raise OffsetMismatch(expected=received, given=content_range.start)
+        expected = content_range.end - content_range.start
+        try:
+            written = await self.store.write_part(
+                artifact_id,
+                received,
+                self._hashed(artifact_id, received, chunks),
+                limit=expected,
+            )
+        except TooMuchData as err:
+            self._hashing.pop(artifact_id, None)
+            raise BadContentRange(
+                f"more bytes than the Content-Range announced ({expected})"
+            ) from err
+        async with transaction(self._sessions) as session:
+            await session.execute(
+                update(Artifact)
+                .where(Artifact.id == artifact_id, Artifact.received == received)
+                .values(received=received + written)
+            )
+        if received + written == row.size:
+            return await self._complete(artifact_id)
+        row.received = received + written
+        return row
+
+    async def _hashed(
+        self, artifact_id: str, offset: int, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """Pass chunks through, hashing them when they continue the hash kept here; stop
+        quietly where the uploader broke off (what arrived is kept)."""
+        hashed, digest = self._hashing.get(artifact_id, (0, hashlib.sha256()))
+        if hashed != offset:
+            self._hashing.pop(artifact_id, None)
+            digest = None  # type: ignore[assignment]
+        position = offset
+        try:
+            async for chunk in chunks:
+                if digest is not None:
+                    digest.update(chunk)
+                position += len(chunk)
+                yield chunk
+        except _BROKEN_UPLOAD:
+            pass
+        finally:
+            if digest is not None:
+                self._hashing[artifact_id] = (position, digest)
+
+    async def _complete(self, artifact_id: str) -> Artifact:
+        hashed = self._hashing.pop(artifact_id, None)
+        async with self._sessions() as session:
+            row = await session.get(Artifact, artifact_id)
+        assert row is not None
+        assert row.size is not None
+        if hashed is not None and hashed[0] == row.size:
+            actual = hashed[1].hexdigest()
+        else:
+            actual = await self.store.part_sha256(artifact_id)
+        if row.sha256 is not None and actual != row.sha256:
+            await self.store.drop_part(artifact_id)
+            async with transaction(self._sessions) as session:
+                await session.execute(
+                    update(Artifact).where(Artifact.id == artifact_id).values(received=0)
+                )
+            raise ChecksumMismatch(declared=row.sha256, actual=actual)
+        await self.store.promote(artifact_id, actual)
+        now = utcnow()
+        async with transaction(self._sessions) as session:
+            blob = await session.get(Blob, actual)
+            if blob is None:
+                session.add(Blob(sha256=actual, size=row.size, refs=1, created_at=now))
+            else:
+                blob.refs += 1
+            stored = await session.get(Artifact, artifact_id)
+            assert stored is not None
+            stored.state = ArtifactState.COMPLETE.value
+            stored.sha256 = actual
+            stored.received = row.size
+            stored.completed_at = now
+        return stored
+
+    # Removing
+
+    async def delete(self, *, tenant_id: str, artifact_id: str) -> None:
+        async with transaction(self._sessions) as session:
+            row = await self.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
+            await self._forget(session, row)
+
+    async def _forget(self, session: AsyncSession, row: Artifact) -> None:
+        await session.delete(row)
+        if row.state != ArtifactState.COMPLETE:
+            await self.store.drop_part(row.id)
+            return
+        assert row.sha256 is not None
+        blob = await session.get(Blob, row.sha256)
+        if blob is None:
+            return
+        blob.refs -= 1
+        if blob.refs <= 0:
+            await session.delete(blob)
+            await self.store.drop_blob(blob.sha256)
+
+    async def expire_uploads(self, *, older_than: timedelta) -> int:
+        """Discard uploads left incomplete for too long (their bytes count to the quota)."""
+        cutoff = utcnow() - older_than
+        async with transaction(self._sessions) as session:
+            stale = (
+                await session.scalars(
+                    select(Artifact).where(
+                        Artifact.state == ArtifactState.UPLOADING.value,
+                        Artifact.created_at < cutoff,
+                    )
+                )
+            ).all()
+            for row in stale:
+                await self._forget(session, row)
+        return len(stale)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
