@@ -64,6 +64,7 @@ def main() -> None:
         if not enrolled():
             env["AGENT_ENROLMENT_TOKEN"] = enrolment_token(client)
     env.setdefault("AGENT_LOCATION", "dev machine")
+    env.setdefault("AGENT_API_URL", GATEWAY)
     # infra/setup/dockerd.sh runs the engine with --bridge=none (no default bridge here).
     env.setdefault("AGENT_CONTAINER_NETWORK", "none")
     os.execve(sys.executable, [sys.executable, "-m", "edgecloud_agent"], env)

@@ -20,6 +20,7 @@ DEVICE_CALLABLE = frozenset(
     {
         "edge.registry.heartbeat",
         "edge.orchestrator.report",
+        "edge.orchestrator.log_slot",
     }
 )
 

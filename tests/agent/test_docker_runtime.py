@@ -54,10 +54,12 @@ async def test_created_container_is_hardened(
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64
     assert not host["Binds"]
-    assert not host.get("Mounts")
     assert not host["Devices"]
     assert not host["VolumesFrom"]
-    assert data["Mounts"] == []  # nothing of the host, so never the Docker socket
+    # Its own volume at /app, and nothing of the host (so never the Docker socket).
+    assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in data["Mounts"]] == [
+        ("volume", f"edgecloud-app-{spec.container_id}", "/app", True)
+    ]
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}
     assert host["NetworkMode"] == NETWORK
     assert host["PidMode"] == ""

@@ -25,7 +25,16 @@ def test_every_container_is_hardened() -> None:
     assert host["ReadonlyRootfs"] is True
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}
     assert not host["Binds"]
-    assert not host["Mounts"]
+    # Its own application volume, and nothing of the host.
+    assert host["Mounts"] == [
+        {
+            "Type": "volume",
+            "Source": f"edgecloud-app-{spec.container_id}",
+            "Target": "/app",
+            "ReadOnly": False,
+            "VolumeOptions": {"Labels": body["Labels"]},
+        }
+    ]
     assert not host["Devices"]
     assert host["NetworkMode"] == "none"
     assert host["PidMode"] == ""
@@ -49,8 +58,11 @@ def test_restart_policy_and_auto_remove() -> None:
     kept = create_body(make_spec("t-x", restart_policy="on-failure"), policy)["HostConfig"]
     assert kept["RestartPolicy"]["Name"] == "on-failure"
     assert kept["AutoRemove"] is False
-    job = create_body(make_spec("t-x", auto_remove=True), policy)["HostConfig"]
-    assert job["AutoRemove"] is True
+    job_body = create_body(make_spec("t-x", auto_remove=True), policy)
+    job = job_body["HostConfig"]
+    # The agent removes a finished job itself, once its logs are shipped.
+    assert job["AutoRemove"] is False
+    assert job_body["Labels"]["edgecloud.auto_remove"] == "true"
     # Docker refuses a restart policy together with auto-remove.
     assert job["RestartPolicy"]["Name"] == "no"
 

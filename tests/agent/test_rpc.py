@@ -60,7 +60,8 @@ async def test_one_procedure_per_action(executor: CommandExecutor) -> None:
     session = RecordingSession()
     await rpc.register(joined_uplink(session), KEY, executor)
     assert sorted(session.registered) == sorted(
-        f"edge.device.{KEY}.container.{action}" for action in Action
+        [f"edge.device.{KEY}.container.{action}" for action in Action]
+        + [f"edge.device.{KEY}.container.logs"]
     )
     assert "edge.device.node_0200000000aa.container.create" in session.registered
     # A stale session of this same node must not keep the new one from registering.

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from edgecloud_cli import app as app_module
-from edgecloud_cli import config, context
+from edgecloud_cli import config, context, deploy, download, retries
 from edgecloud_cli.client import Client
 from edgecloud_cli.config import Credentials
 from edgecloud_cli.target import DEFAULT_URL
@@ -57,3 +57,15 @@ def cli() -> Run:
         return runner.invoke(app_module.app, list(args), input=input, env=env)
 
     return run
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """No waiting between polls or before retries, and three retries at most; the retries'
+    pauses are recorded."""
+    slept: list[float] = []
+    monkeypatch.setattr(retries, "sleep", slept.append)
+    monkeypatch.setattr(retries, "RETRY_DELAYS_S", (0.5, 1.0, 2.0))
+    monkeypatch.setattr(deploy, "POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(download, "POLL_INTERVAL_S", 0.0)
+    return slept

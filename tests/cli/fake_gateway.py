@@ -2,7 +2,8 @@
 
 The real gateway is covered by tests/integration and by test_cli_against_stack.py; this one
 lets the command tests shape answers (pages, nulls, 429, odd errors) at will. Its containers,
-commands and events are in fake_containers.py.
+commands and events are in fake_containers.py; artifacts, deployments, logs and copies out of
+containers in fake_artifacts.py.
 """
 
 import itertools
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from .fake_artifacts import ArtifactRoutes
 from .fake_containers import ContainerRoutes
 from .problems import problem
 
@@ -45,7 +47,7 @@ def device(key: str, **changes: Any) -> dict[str, Any]:
 
 
 @dataclass
-class FakeGateway(ContainerRoutes):
+class FakeGateway(ContainerRoutes, ArtifactRoutes):
     devices: list[dict[str, Any]] = field(default_factory=list)
     page_size: int = 2
     live_tokens: set[str] = field(default_factory=set)
@@ -81,7 +83,11 @@ class FakeGateway(ContainerRoutes):
                 if self.api_tokens.pop(token_id, None) is None:
                     return problem(404, "token_not_found", f"token {token_id} not found")
                 return httpx.Response(204)
-        return self.container_route(request) or problem(404, "not_found", "Not Found")
+        return (
+            self.container_route(request)
+            or self.artifact_route(request)
+            or problem(404, "not_found", "Not Found")
+        )
 
     def issue(self) -> str:
         token = f"ec_login_{next(self._numbers)}"
@@ -119,6 +125,15 @@ class FakeGateway(ContainerRoutes):
 
     def known_devices(self) -> list[dict[str, Any]]:
         return self.devices
+
+    def known_container(self, container_id: str) -> dict[str, Any] | None:
+        return next((c for c in self.containers if c["id"] == container_id), None)
+
+    def record_command(self, command: dict[str, Any]) -> None:
+        self.commands[command["id"]] = command
+
+    def fail_command(self, command_id: str, code: str, error: str) -> None:
+        self.commands[command_id].update(state="failed", error_code=code, error=error)
 
     def page_of(self, items: list[dict[str, Any]], request: httpx.Request) -> dict[str, Any]:
         return self._page(items, request)

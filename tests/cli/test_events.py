@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from edgecloud_cli.client import Client
-from edgecloud_cli.events import Event, Follower, parse
+from edgecloud_cli.events import Event, Follower, messages, parse
 
 
 def test_parse_reads_events_and_skips_the_rest() -> None:
@@ -36,6 +36,33 @@ def test_parse_reads_events_and_skips_the_rest() -> None:
     assert list(parse(lines)) == [
         Event("command", {"id": "c1", "state": "sent"}),
         Event("message", {"plain": True}),
+    ]
+
+
+def test_messages_keep_text_data_and_named_events_without_data() -> None:
+    lines = [
+        ": connected",
+        "",
+        "event: log",
+        "data: plain text, not JSON",
+        "",
+        "event: log",
+        "data: first",
+        "data:second",
+        "",
+        "event: log",
+        "data: ",
+        "",
+        ": ping",
+        "",
+        "event: end",
+        "",
+    ]
+    assert list(messages(lines)) == [
+        Event("log", "plain text, not JSON"),
+        Event("log", "first\nsecond"),
+        Event("log", ""),
+        Event("end", ""),
     ]
 
 

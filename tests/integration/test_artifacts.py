@@ -34,6 +34,25 @@ async def send(client: httpx.AsyncClient, artifact_id: str, data: bytes, start: 
     )
 
 
+async def half_a_patch(
+    stack, tenant: Account, artifact_id: str, data: bytes
+) -> asyncio.StreamWriter:
+    """A PATCH announcing all of ``data`` whose body stops halfway (by hand: no client
+    library sends less than it announced)."""
+    address = urlsplit(stack.url("gateway"))
+    _, writer = await asyncio.open_connection(address.hostname, address.port)
+    head = (
+        f"PATCH /api/v1/artifacts/{artifact_id} HTTP/1.1\r\n"
+        f"Host: {address.netloc}\r\n"
+        f"Authorization: Bearer {tenant.token}\r\n"
+        f"Content-Range: bytes 0-{len(data) - 1}/{len(data)}\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    writer.write(head.encode() + data[: len(data) // 2])
+    await writer.drain()
+    return writer
+
+
 @pytest.fixture
 async def tenant(stack) -> Account:
     return await register(stack)
@@ -123,20 +142,9 @@ async def test_an_upload_cut_in_the_middle_resumes_from_the_last_byte_stored(
     data = os.urandom(4 * 1024 * 1024)
     artifact = (await announce(as_tenant, data)).json()
     # Send the headers and half of the body by hand, then drop the connection.
-    address = urlsplit(stack.url("gateway"))
-    reader, writer = await asyncio.open_connection(address.hostname, address.port)
-    head = (
-        f"PATCH /api/v1/artifacts/{artifact['id']} HTTP/1.1\r\n"
-        f"Host: {address.netloc}\r\n"
-        f"Authorization: Bearer {tenant.token}\r\n"
-        f"Content-Range: bytes 0-{len(data) - 1}/{len(data)}\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    )
-    writer.write(head.encode() + data[: len(data) // 2])
-    await writer.drain()
+    writer = await half_a_patch(stack, tenant, artifact["id"], data)
     await asyncio.sleep(0.3)
     writer.transport.abort()
-    del reader
 
     async def stored() -> int:
         received = (await as_tenant.get(f"/api/v1/artifacts/{artifact['id']}")).json()["received"]
@@ -148,6 +156,32 @@ async def test_an_upload_cut_in_the_middle_resumes_from_the_last_byte_stored(
     assert finished.status_code == 200, finished.text
     assert finished.json()["sha256"] == sha(data)
     assert (await as_tenant.get(finished.json()["content_url"])).content == data
+
+
+async def test_a_stalled_upload_holds_nothing_and_resumes(stack, tenant, as_tenant) -> None:
+    """A client that stops sending without closing (a half-open link): asking where the
+    upload stands answers at once, and once the storage gives up on the stalled body the
+    upload goes on from what arrived."""
+    data = os.urandom(2 * 1024 * 1024)
+    artifact = (await announce(as_tenant, data)).json()
+    writer = await half_a_patch(stack, tenant, artifact["id"], data)
+    try:
+        path = f"/api/v1/artifacts/{artifact['id']}"
+        probe = await asyncio.wait_for(
+            as_tenant.patch(path, headers={"Content-Range": f"bytes */{len(data)}"}), 5
+        )
+        assert probe.status_code == 204
+
+        async def stored() -> int:
+            return int((await as_tenant.get(path)).json()["received"])
+
+        received = await eventually(stored, timeout=15, interval=0.2)
+        assert 0 < received <= len(data) // 2
+        finished = await send(as_tenant, artifact["id"], data, received, len(data))
+        assert finished.status_code == 200, finished.text
+        assert finished.json()["sha256"] == sha(data)
+    finally:
+        writer.transport.abort()
 
 
 async def test_a_wrong_sha256_fails_the_upload_and_keeps_nothing(as_tenant) -> None:

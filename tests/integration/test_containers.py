@@ -5,7 +5,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import uuid
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 from edgecloud_contracts import uris
 from edgecloud_contracts.containers import Action, Command, ContainerSpec
 from tests.conftest import eventually
+from tests.integration.conftest import docker, online
 from tests.integration.test_gateway_api import assert_problem
 from tests.support.agents import AgentFactory, AgentHandle
 from tests.support.beats import heartbeat
@@ -26,10 +26,6 @@ IMAGE = "edgecloud/busybox:latest"
 REGISTRY_IMAGE = "127.0.0.1:5000/edgecloud/busybox:1.0"
 
 
-def docker(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
-
-
 def inspect(name: str) -> dict | None:
     done = docker("inspect", name)
     return json.loads(done.stdout)[0] if done.returncode == 0 else None
@@ -37,26 +33,6 @@ def inspect(name: str) -> dict | None:
 
 def containers_named(name: str) -> list[str]:
     return [n for n in docker("ps", "-a", "--format", "{{.Names}}").stdout.split() if n == name]
-
-
-async def online(api: httpx.AsyncClient, key: str) -> bool:
-    answer = await api.get(f"/api/v1/devices/{key}")
-    return answer.status_code == 200 and answer.json()["status"] == "online"
-
-
-@pytest.fixture
-async def node(stack, api, agents: AgentFactory, enrol):
-    """A running agent granted to a fresh tenant, whose user is returned with it."""
-    agent = agents.start(token=await enrol())
-    await eventually(lambda: online(api, agent.key), timeout=20)
-    user = await register(stack)
-    granted = await api.post(f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id})
-    assert granted.status_code == 201
-    yield agent, user
-    for line in docker(
-        "ps", "-aq", "--filter", f"label=edgecloud.tenant={user.tenant_id}"
-    ).stdout.split():
-        docker("rm", "-f", line)
 
 
 async def create(client: httpx.AsyncClient, user: Account, **body) -> httpx.Response:
@@ -92,7 +68,8 @@ async def test_created_container_runs_hardened_with_its_exact_name(client, node)
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64
     assert not host.get("Binds")
-    assert not seen.get("Mounts")
+    # Only its own application volume: nothing of the host.
+    assert [(m["Type"], m["Destination"]) for m in seen["Mounts"]] == [("volume", "/app")]
     assert host["NetworkMode"] != "host"
     labels = seen["Config"]["Labels"]
     assert labels["edgecloud.container_id"] == container["id"]

@@ -34,6 +34,14 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("DELETE", "/api/v1/containers/{container_id}"): (404, None),
     ("POST", "/api/v1/containers/{container_id}/{action}"): (404, None),
     ("GET", "/api/v1/commands/{command_id}"): (404, None),
+    ("POST", "/api/v1/containers/{container_id}/deploy"): (
+        404,
+        {"artifact": "{artifact_id}", "script": "{artifact_id}"},
+    ),
+    ("GET", "/api/v1/containers/{container_id}/deployments"): (404, None),
+    ("POST", "/api/v1/containers/{container_id}/files"): (404, {"path": "/app"}),
+    ("GET", "/api/v1/containers/{container_id}/logs"): (404, None),
+    ("GET", "/api/v1/deployments/{deployment_id}"): (404, None),
     ("GET", "/api/v1/artifacts/{artifact_id}"): (404, None),
     ("PATCH", "/api/v1/artifacts/{artifact_id}"): (404, None),
     ("GET", "/api/v1/artifacts/{artifact_id}/content"): (404, None),
@@ -89,6 +97,13 @@ async def victim(stack, api, enrol):
             "/api/v1/artifacts", files={"file": ("run.sh", b"echo hi\n")}, headers=admin.headers
         )
     assert artifact.status_code == 201, artifact.text
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
+        deployed = await client.post(
+            f"/api/v1/containers/{queued.json()['id']}/deploy",
+            json={"artifact": artifact.json()["id"], "script": artifact.json()["id"]},
+            headers=admin.headers,
+        )
+    assert deployed.status_code == 202, deployed.text
     return {
         "admin": admin,
         "member": member,
@@ -102,6 +117,7 @@ async def victim(stack, api, enrol):
             "container_id": queued.json()["id"],
             "command_id": queued.json()["command"],
             "artifact_id": artifact.json()["id"],
+            "deployment_id": deployed.json()["deployment"],
             "action": "stop",
         },
         "api_token": token["token"],
@@ -142,7 +158,9 @@ async def test_another_tenants_ids_answer_404_and_change_nothing(stack, api, vic
             payload = None
             if body is not None:
                 payload = {
-                    k: v.format(own_tenant=attacker.tenant_id) if isinstance(v, str) else v
+                    k: v.format(own_tenant=attacker.tenant_id, **victim["ids"])
+                    if isinstance(v, str)
+                    else v
                     for k, v in body.items()
                 }
             response = await client.request(method, path, json=payload, headers=attacker.headers)

@@ -63,6 +63,7 @@ class AgentFactory:
         env = {
             **self._stack.env(),
             "AGENT_ROUTER_URL": self._stack.router_url,
+            "AGENT_API_URL": self._stack.url("gateway"),
             "AGENT_STATE_DIR": str(state_dir),
             "AGENT_HOSTNAME": hostname,
             "AGENT_MAC": mac,

@@ -111,6 +111,8 @@ class Stack:
             "ORCHESTRATOR_STORAGE_URL": self.url("storage"),
             "ORCHESTRATOR_REGISTRY_URL": self.url("registry"),
             "ORCHESTRATOR_REDELIVERY_INTERVAL_S": "1",
+            # The stalled-upload test waits this long for the storage to give up.
+            "STORAGE_UPLOAD_IDLE_TIMEOUT_S": "2",
             "GATEWAY_PUBLIC_ROUTER_URL": self.router_url,
             # Short liveness windows keep the tests quick.
             "REGISTRY_LIVENESS_SWEEP_INTERVAL_S": "0.2",

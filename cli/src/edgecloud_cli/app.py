@@ -1,6 +1,7 @@
 """The ``edgecloud`` commands, all registered here: each parses its options, calls the client,
 hands the answer to :mod:`.output`; :func:`.context.reported` turns the errors we expect into
-one line on stderr. The container commands live in :mod:`.run` and :mod:`.containers`."""
+one line on stderr. The container commands live in :mod:`.run`, :mod:`.containers`,
+:mod:`.logs`, :mod:`.files` and :mod:`.deploy`; uploads in :mod:`.upload`."""
 
 import sys
 from dataclasses import replace
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from . import config, containers, context, output, run
+from . import config, containers, context, deploy, files, logs, output, run, upload
 from .client import ApiError
 from .config import Credentials
 from .context import reported
@@ -168,3 +169,8 @@ app.command("stop", rich_help_panel="Containers")(containers.stop)
 app.command("restart", rich_help_panel="Containers")(containers.restart)
 app.command("rm", rich_help_panel="Containers")(containers.rm)
 app.command("inspect", rich_help_panel="Containers")(containers.inspect)
+app.command("logs", rich_help_panel="Containers")(logs.logs)
+app.command("cp", rich_help_panel="Containers")(files.cp)
+app.command("deploy", rich_help_panel="Containers")(deploy.deploy)
+
+app.command("upload", rich_help_panel="Artifacts")(upload.upload)

@@ -7,7 +7,7 @@ has status 0.
 
 import contextlib
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, NamedTuple, cast
 from urllib.parse import quote
@@ -16,12 +16,17 @@ import httpx
 
 from . import __version__
 from .schemas import (
+    Artifact,
     Command,
     Container,
+    CopyOut,
     CreatedToken,
+    Deployed,
+    Deployment,
     Device,
     Login,
     Me,
+    NewArtifact,
     NewContainer,
     Token,
 )
@@ -34,6 +39,9 @@ ACTION_TIMEOUT_S = 30.0
 """Start, stop, restart and remove wait up to 15 s for the device."""
 EVENTS_READ_TIMEOUT_S = 60.0
 """The event stream sends a keepalive every 15 s; silence for longer means it is dead."""
+UPLOAD_TIMEOUT_S = 120.0
+"""The answer to an artifact's last piece comes once the storage has checked its SHA-256."""
+DOWNLOAD_READ_TIMEOUT_S = 60.0
 NO_ANSWER = 0
 """The status of an :class:`ApiError` raised when the gateway did not answer."""
 
@@ -70,17 +78,43 @@ class Outcome(NamedTuple):
     queued: bool
 
 
-class EventStream:
-    """An open ``text/event-stream`` answer, read line by line."""
+class Uploaded(NamedTuple):
+    """Where an upload stands: the bytes stored so far, and the artifact once complete."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    offset: int
+    artifact: Artifact | None
+
+
+class Stream:
+    """An open streamed answer (events, logs, an artifact's bytes), read as it arrives; a
+    broken connection surfaces as an :class:`ApiError` with no status."""
+
+    def __init__(self, response: httpx.Response, what: str) -> None:
         self._response = response
+        self._what = what
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._response.headers
 
     def lines(self) -> Iterator[str]:
-        try:
+        with self._broken():
             yield from self._response.iter_lines()
+
+    def chunks(self) -> Iterator[bytes]:
+        with self._broken():
+            yield from self._response.iter_bytes()
+
+    @contextlib.contextmanager
+    def _broken(self) -> Iterator[None]:
+        try:
+            yield
         except httpx.HTTPError as err:
-            raise ApiError(NO_ANSWER, "stream_ended", f"the event stream ended: {err}") from err
+            raise ApiError(NO_ANSWER, "stream_ended", f"the {self._what} ended: {err}") from err
 
     def interrupt(self) -> None:
         """End a read blocked in another thread: closing a socket does not wake a thread
@@ -198,11 +232,97 @@ class Client:
         return cast(Command, self._json("GET", f"/api/v1/commands/{_segment(command_id)}"))
 
     @contextlib.contextmanager
-    def events(self) -> Iterator[EventStream]:
+    def events(self) -> Iterator[Stream]:
         """The tenant's live events, open until the block ends."""
         timeout = httpx.Timeout(self._timeout, read=EVENTS_READ_TIMEOUT_S)
+        headers = {"Accept": "text/event-stream"}
+        with self._stream("GET", "/api/v1/events", "event stream", headers, timeout) as stream:
+            yield stream
+
+    # Artifacts, deployments, logs and files
+
+    def create_artifact(self, request: NewArtifact) -> Artifact:
+        """Announce an upload; its bytes follow with :meth:`upload_piece`."""
+        return cast(Artifact, self._json("POST", "/api/v1/artifacts", json=request))
+
+    def artifact(self, artifact_id: str) -> Artifact:
+        return cast(Artifact, self._json("GET", f"/api/v1/artifacts/{_segment(artifact_id)}"))
+
+    def upload_piece(
+        self, upload_url: str, body: Iterable[bytes], *, start: int, length: int, total: int
+    ) -> Uploaded:
+        """Bytes ``start`` to ``start + length`` of an upload of ``total`` bytes, streamed
+        from ``body``; a 409 ``offset_mismatch`` carries the offset to go on from."""
+        headers = {
+            "Content-Range": f"bytes {start}-{start + length - 1}/{total}",
+            # Given, so that httpx sends the pieces as they come instead of chunked.
+            "Content-Length": str(length),
+            "Content-Type": "application/octet-stream",
+        }
+        url = self._same_origin(upload_url)
+        response = self._request(
+            "PATCH", url, content=body, headers=headers, timeout=UPLOAD_TIMEOUT_S
+        )
+        return _uploaded(response)
+
+    def upload_offset(self, upload_url: str, *, total: int) -> Uploaded:
+        """Where an interrupted upload goes on (``Content-Range: bytes */total``)."""
+        headers = {"Content-Range": f"bytes */{total}"}
+        url = self._same_origin(upload_url)
+        return _uploaded(self._request("PATCH", url, content=b"", headers=headers))
+
+    @contextlib.contextmanager
+    def download(self, artifact_id: str, *, start: int = 0) -> Iterator[Stream]:
+        """An artifact's bytes from ``start`` on (206; 200 when the range was ignored)."""
+        headers = {"Accept": "*/*", **({"Range": f"bytes={start}-"} if start else {})}
+        timeout = httpx.Timeout(self._timeout, read=DOWNLOAD_READ_TIMEOUT_S)
+        path = f"/api/v1/artifacts/{_segment(artifact_id)}/content"
+        with self._stream("GET", path, "download", headers, timeout) as stream:
+            yield stream
+
+    def deploy(self, container_id: str, *, artifact: str, script: str) -> Deployed:
+        """Bring an application archive into a container and run its script there."""
+        path = f"/api/v1/containers/{_segment(container_id)}/deploy"
+        payload = {"artifact": artifact, "script": script}
+        return cast(Deployed, self._json("POST", path, json=payload, timeout=ACTION_TIMEOUT_S))
+
+    def deployment(self, deployment_id: str) -> Deployment:
+        path = f"/api/v1/deployments/{_segment(deployment_id)}"
+        return cast(Deployment, self._json("GET", path))
+
+    @contextlib.contextmanager
+    def logs(self, container_id: str, *, tail: int, follow: bool = False) -> Iterator[Stream]:
+        """A container's output: ``text/plain``, or followed, ``text/event-stream`` with
+        no read timeout (a quiet container may say nothing for hours)."""
+        params = {"tail": str(tail), **({"follow": "true"} if follow else {})}
+        accept = "text/event-stream" if follow else "text/plain"
+        read = None if follow else ACTION_TIMEOUT_S
+        timeout = httpx.Timeout(self._timeout, read=read)
+        path = f"/api/v1/containers/{_segment(container_id)}/logs"
+        with self._stream(
+            "GET", path, "log stream", {"Accept": accept}, timeout, params=params
+        ) as stream:
+            yield stream
+
+    def copy_from(self, container_id: str, path: str) -> CopyOut:
+        """Ask the device to make a file or directory of the container an artifact."""
+        url = f"/api/v1/containers/{_segment(container_id)}/files"
+        answer = self._json("POST", url, json={"path": path}, timeout=ACTION_TIMEOUT_S)
+        return cast(CopyOut, answer)
+
+    @contextlib.contextmanager
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        headers: Mapping[str, str],
+        timeout: httpx.Timeout,
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> Iterator[Stream]:
         request = self._http.build_request(
-            "GET", "/api/v1/events", headers={"Accept": "text/event-stream"}, timeout=timeout
+            method, path, headers=headers, params=params, timeout=timeout
         )
         try:
             response = self._http.send(request, stream=True)
@@ -212,9 +332,20 @@ class Client:
             if response.is_error:
                 response.read()
                 raise _error_from(response)
-            yield EventStream(response)
+            yield Stream(response, what)
         finally:
             response.close()
+
+    def _same_origin(self, url: str) -> str:
+        """A URL the gateway gave, refused when absolute and elsewhere: the bearer token
+        goes with every request."""
+        given = httpx.URL(url)
+        if given.is_relative_url:
+            return url
+        base = httpx.URL(self.base_url)
+        if (given.scheme, given.host, given.port) != (base.scheme, base.host, base.port):
+            raise ApiError(200, "invalid_response", f"the gateway pointed elsewhere: {url}")
+        return url
 
     def _pages(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[Any]:
         cursor: str | None = None
@@ -253,6 +384,19 @@ class Client:
 def _segment(value: str) -> str:
     """An id as one path segment, whatever it contains."""
     return quote(value, safe="")
+
+
+def _uploaded(response: httpx.Response) -> Uploaded:
+    """200: complete, with the artifact; 204: ``Upload-Offset`` says how far it got."""
+    if response.status_code == 200:
+        artifact = cast(Artifact, _body(response))
+        return Uploaded(artifact["received"], artifact)
+    offset = response.headers.get("Upload-Offset", "")
+    if not offset.isdigit():
+        raise ApiError(
+            response.status_code, "invalid_response", "the upload answer has no Upload-Offset"
+        )
+    return Uploaded(int(offset), None)
 
 
 def _body(response: httpx.Response) -> Any:

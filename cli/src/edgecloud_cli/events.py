@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .client import Client, EventStream
+from .client import Client, Stream
 
 logger = logging.getLogger(__name__)
 
@@ -29,24 +29,34 @@ class Event:
 
 
 def parse(lines: Iterable[str]) -> Iterator[Event]:
-    """Events from the lines of a stream: ``event:`` and ``data:`` lines up to a blank line;
-    comments (``:`` keepalives) skipped, as is an event whose data is not JSON."""
-    kind, data = "message", list[str]()
+    """Events from the lines of a stream whose data is JSON; an event without data or whose
+    data is not JSON is skipped."""
+    for event in messages(lines):
+        if not event.data:
+            continue
+        try:
+            yield Event(event.kind, json.loads(event.data))
+        except ValueError:
+            logger.debug("skipped an event whose data is not JSON: %s", event.kind)
+
+
+def messages(lines: Iterable[str]) -> Iterator[Event]:
+    """Events from the lines of a stream, their data as text: ``event:`` and ``data:`` lines
+    up to a blank line, several ``data:`` lines joined by newlines; comments (``:``
+    keepalives) skipped. An event named but without data (``event: end``) is kept."""
+    kind, named, data = "message", False, list[str]()
     for line in lines:
         if not line:
-            if data:
-                try:
-                    yield Event(kind, json.loads("\n".join(data)))
-                except ValueError:
-                    logger.debug("skipped an event whose data is not JSON: %s", kind)
-            kind, data = "message", list[str]()
+            if data or named:
+                yield Event(kind, "\n".join(data))
+            kind, named, data = "message", False, list[str]()
             continue
         if line.startswith(":"):
             continue
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if field == "event":
-            kind = value
+            kind, named = value, True
         elif field == "data":
             data.append(value)
 
@@ -60,7 +70,7 @@ class Follower:
         self._handle = handle
         self._connected = threading.Event()
         self._stopped = threading.Event()
-        self._stream: EventStream | None = None
+        self._stream: Stream | None = None
         # A daemon, so that a stream we could not interrupt never keeps the CLI from exiting.
         self._thread = threading.Thread(target=self._follow, name="edgecloud-events", daemon=True)
 

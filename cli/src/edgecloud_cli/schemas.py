@@ -127,3 +127,76 @@ class NewContainer(TypedDict):
     limits: NotRequired[LimitsRequest]
     auto_remove: NotRequired[bool]
     restart_policy: NotRequired[str]
+
+
+class NewArtifact(TypedDict):
+    """``POST /api/v1/artifacts``: announce an upload; its bytes follow in pieces."""
+
+    name: str
+    size: int
+    sha256: str
+    kind: str
+
+
+class Artifact(TypedDict):
+    id: str
+    name: str
+    kind: str
+    """application, script, image, log, result or file."""
+    state: str
+    """uploading or complete."""
+    size: int | None
+    """None until a device that did not announce it sends its first bytes."""
+    received: int
+    sha256: str | None
+    owner: str
+    container: str | None
+    created_at: str
+    completed_at: str | None
+    upload_url: str | None
+    """Where to ``PATCH`` the bytes while uploading."""
+    content_url: str | None
+
+
+class Deployed(TypedDict):
+    """The answer to ``POST /api/v1/containers/{id}/deploy`` (202)."""
+
+    deployment: str
+    command: str
+    state: str
+
+
+class DeploymentStep(TypedDict):
+    name: str
+    """download, verify, extract, copy, run."""
+    started_at: str
+    duration_ms: float | None
+    """None while the step goes on."""
+    detail: str | None
+
+
+class Deployment(TypedDict):
+    id: str
+    container: str
+    device: str
+    artifact: str
+    script: str
+    state: str
+    """queued, downloading, extracting, copying, running, succeeded or failed."""
+    steps: list[DeploymentStep]
+    received: int | None
+    total: int | None
+    exit_code: int | None
+    error_code: str | None
+    error: str | None
+    command: str | None
+    created_at: str
+    finished_at: str | None
+
+
+class CopyOut(TypedDict):
+    """The answer to ``POST /api/v1/containers/{id}/files`` (202): the artifact the device
+    fills, and the command that asks it to."""
+
+    artifact: str
+    command: str

@@ -6,8 +6,11 @@ runtime       runtime/docker.py       the node's Docker engine (hardening: runti
 journal       state/journal.py        commands applied recently, and their results
 desired       state/desired.py        the containers the cloud wants on this node
 commands      deploy/commands.py      applying container commands once each
+deployments   deploy/applications.py  application archive + script into a container, run
+transfers     deploy/transfers.py     artifacts down (resumable) and up (resumable) over HTTP
+jobs          deploy/jobs.py          a finished job's logs shipped, then the job removed
 procedures    deploy/rpc.py           edge.device.<key>.container.<action>, on every join
-reports       deploy/reports.py       container changes and pull progress to the cloud
+reports       deploy/reports.py       container changes, pull and deployment progress
 uplink        uplink/wamp.py          the WAMP session to the cloud
 """
 
@@ -16,8 +19,11 @@ import logging
 from contextlib import AsyncExitStack
 
 from .deploy import rpc
+from .deploy.applications import Deployments
 from .deploy.commands import CommandExecutor
+from .deploy.jobs import Jobs
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
+from .deploy.transfers import CloudFiles
 from .runtime.docker import DockerRuntime
 from .settings import AgentSettings
 from .state import credentials
@@ -98,14 +104,38 @@ class Agent:
             desired = DesiredState(settings.state_dir)
             stack.callback(desired.close)
             reports = ReportSender(uplink=self.uplink, timeout_s=settings.call_timeout_s)
+            files = CloudFiles(settings.api_url)
+            stack.push_async_callback(files.close)
+            outgoing = settings.state_dir / "outgoing"
+            deployments = Deployments(
+                runtime=runtime,
+                files=files,
+                report=reports.deployment,
+                state_dir=settings.state_dir,
+            )
+            stack.push_async_callback(deployments.close)
+            jobs = Jobs(
+                runtime=runtime,
+                desired=desired,
+                uplink=self.uplink,
+                files=files,
+                outgoing_dir=outgoing,
+                on_removed=reports.container,
+                timeout_s=settings.call_timeout_s,
+            )
+            stack.push_async_callback(jobs.close)
             self.executor = CommandExecutor(
                 runtime=runtime,
                 journal=journal,
                 desired=desired,
                 stop_timeout_s=settings.stop_timeout_s,
                 on_pull=reports.pull,
+                deployments=deployments,
+                files=files,
+                outgoing_dir=outgoing,
             )
             stack.callback(setattr, self, "executor", None)
+            deployments.resume_unfinished()
             reporter = HeartbeatReporter(
                 uplink=self.uplink,
                 probe=self.probe,
@@ -118,11 +148,16 @@ class Agent:
                 reporter_task = tasks.create_task(reporter.run(), name="heartbeat")
                 reports_task = tasks.create_task(reports.run(), name="node-reports")
                 events_task = tasks.create_task(
-                    forward_container_events(runtime, reports), name="container-events"
+                    forward_container_events(runtime, reports, jobs.observe),
+                    name="container-events",
                 )
                 inventory_task = tasks.create_task(
                     send_inventory(
-                        runtime, reports, self.uplink, every_s=settings.inventory_interval_s
+                        runtime,
+                        reports,
+                        self.uplink,
+                        every_s=settings.inventory_interval_s,
+                        observe=jobs.observe,
                     ),
                     name="inventory",
                 )

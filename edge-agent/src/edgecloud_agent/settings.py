@@ -12,6 +12,8 @@ class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore")
 
     router_url: str = "ws://127.0.0.1:8080/ws"
+    api_url: str = "http://127.0.0.1:8000"
+    """The platform's public API (the gateway): artifacts come and go through it."""
     realm: str = "edgecloud"
     state_dir: Path = Path("/var/lib/edgecloud-agent")
     enrolment_token: SecretStr | None = None

@@ -12,6 +12,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from edgecloud_contracts import errors
 from edgecloud_contracts.containers import (
@@ -24,16 +26,19 @@ from edgecloud_contracts.containers import (
 )
 
 from ..runtime.docker import DockerRuntime
-from ..runtime.errors import RuntimeFailure, RuntimeUnavailable
+from ..runtime.errors import ContainerNotFound, RuntimeFailure, RuntimeUnavailable
 from ..runtime.hardening import DOCKER_NAME
 from ..runtime.reports import PullStatus
 from ..state.desired import DesiredState
 from ..state.journal import CommandJournal
 from ..uplink.errors import CommandRejected
+from .applications import Deployments
+from .transfers import CloudFiles, UploadFailed
 
 logger = logging.getLogger(__name__)
 
 PullListener = Callable[[PullProgress], None]
+_T = TypeVar("_T")
 _MAX_ERROR = 1000
 
 
@@ -57,6 +62,19 @@ def check(command: Command) -> None:
             )
     elif command.spec is not None:
         raise CommandRejected(errors.INVALID_ARGUMENT, f"a {command.action} takes no spec")
+    orders = {Action.DEPLOY: command.deployment, Action.FILES: command.files}
+    for action, order in orders.items():
+        if (command.action is action) != (order is not None):
+            raise CommandRejected(
+                errors.INVALID_ARGUMENT, f"a {action} order comes with a {action} command only"
+            )
+    if command.deployment is not None and (
+        command.deployment.container_id,
+        command.deployment.docker_name,
+    ) != (command.container_id, command.docker_name):
+        raise CommandRejected(
+            errors.INVALID_ARGUMENT, "the deployment names another container than the command"
+        )
 
 
 class CommandExecutor:
@@ -68,13 +86,23 @@ class CommandExecutor:
         desired: DesiredState,
         stop_timeout_s: float = 10.0,
         on_pull: PullListener | None = None,
+        deployments: Deployments | None = None,
+        files: CloudFiles | None = None,
+        outgoing_dir: Path | None = None,
     ) -> None:
         self._runtime = runtime
         self._journal = journal
         self._desired = desired
         self._stop_timeout = stop_timeout_s
         self._on_pull = on_pull
+        self._deployments = deployments
+        self._files = files
+        self._outgoing = outgoing_dir
         self._running: dict[str, _Running] = {}
+
+    @property
+    def runtime(self) -> DockerRuntime:
+        return self._runtime
 
     async def execute(self, command: Command) -> CommandResult:
         """Apply ``command`` once; a repeat gets the first result with ``replayed`` set.
@@ -151,6 +179,18 @@ class CommandExecutor:
                 self._desired.remove(container_id)
                 await self._runtime.remove(name, container_id=container_id)
                 return None
+            case Action.DEPLOY:
+                assert command.deployment is not None  # check() made sure
+                # The container must be ours; the work itself goes on after this answer.
+                found = await self._runtime.inspect(name)
+                if found is None or found.container_id != container_id:
+                    raise ContainerNotFound(f"no container {name} for {container_id}")
+                self._need(self._deployments).accept(command.deployment)
+                return found
+            case Action.FILES:
+                assert command.files is not None
+                await self._copy_out(command)
+                return None
         raise CommandRejected(errors.INVALID_ARGUMENT, f"unknown action {command.action}")
 
     async def _create(self, command_id: str, spec: ContainerSpec) -> ContainerReport:
@@ -168,6 +208,33 @@ class CommandExecutor:
             self._desired.remove(spec.container_id)
             await self._discard(spec)
             raise
+
+    async def _copy_out(self, command: Command) -> None:
+        """Copy a path out of the container and upload its tar, streamed through a file."""
+        assert command.files is not None
+        files = self._need(self._files)
+        outgoing = self._need(self._outgoing)
+        outgoing.mkdir(parents=True, exist_ok=True)
+        tar = outgoing / f"{command.id}.tar"
+        try:
+            await self._runtime.copy_out(
+                command.docker_name,
+                container_id=command.container_id,
+                path=command.files.path,
+                destination=tar,
+            )
+            try:
+                await files.upload(command.files.url, tar)
+            except UploadFailed as err:
+                raise RuntimeFailure(f"upload: {err}") from err
+        finally:
+            tar.unlink(missing_ok=True)
+
+    @staticmethod
+    def _need(part: _T | None) -> _T:
+        if part is None:
+            raise CommandRejected(errors.UNAVAILABLE, "this agent was started without it")
+        return part
 
     async def _discard(self, spec: ContainerSpec) -> None:
         try:

@@ -9,11 +9,13 @@ so that an outage delays reports instead of losing them, comes with a later issu
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Protocol
 
 from edgecloud_contracts import uris
+from edgecloud_contracts.artifacts import DeploymentReport
 from edgecloud_contracts.containers import ContainerReport, NodeReport, PullProgress
 
 from ..runtime.docker import DockerRuntime
@@ -47,6 +49,9 @@ class ReportSender:
 
     def pull(self, progress: PullProgress) -> None:
         self.submit(NodeReport(kind="pull", pull=progress, at=datetime.now(UTC)))
+
+    def deployment(self, report: DeploymentReport) -> None:
+        self.submit(NodeReport(kind="deployment", deployment=report, at=datetime.now(UTC)))
 
     def submit(self, report: NodeReport) -> None:
         """Queue ``report`` for sending; never blocks, drops it when it cannot be sent."""
@@ -83,12 +88,20 @@ class ReportSender:
         self._healthy = error is None
 
 
-async def forward_container_events(runtime: DockerRuntime, sender: ReportSender) -> None:
-    """Report every state change of our containers; runs until cancelled."""
+Observer = Callable[[ContainerReport], None]
+
+
+async def forward_container_events(
+    runtime: DockerRuntime, sender: ReportSender, observe: Observer | None = None
+) -> None:
+    """Report every state change of our containers (and show it to ``observe``); runs
+    until cancelled."""
     async with aclosing(runtime.container_events()) as events:
         async for report in events:
             logger.debug("container %s is %s", report.docker_name, report.state)
             sender.container(report)
+            if observe is not None:
+                observe(report)
 
 
 class SessionCounter(Protocol):
@@ -100,7 +113,12 @@ class SessionCounter(Protocol):
 
 
 async def send_inventory(
-    runtime: DockerRuntime, sender: ReportSender, uplink: SessionCounter, *, every_s: float
+    runtime: DockerRuntime,
+    sender: ReportSender,
+    uplink: SessionCounter,
+    *,
+    every_s: float,
+    observe: Observer | None = None,
 ) -> None:
     """Tell the cloud every container this node runs: after each (re)connect, so that what
     changed while offline catches up at once, and every ``every_s`` seconds."""
@@ -121,3 +139,6 @@ async def send_inventory(
             continue
         sender.inventory(containers)
         reported_session, last = uplink.sessions_joined, loop.time()
+        if observe is not None:  # e.g. a job that ended while the agent was down
+            for container in containers:
+                observe(container)

@@ -13,8 +13,10 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from edgecloud_contracts import errors, uris
-from edgecloud_contracts.containers import Action, Command
+from edgecloud_contracts.containers import Action, Command, LogsAnswer, LogsRequest
 
+from ..runtime.docker import DockerRuntime
+from ..runtime.errors import ContainerNotFound, RuntimeFailure
 from ..uplink.errors import CommandRejected
 from .commands import CommandExecutor
 
@@ -63,8 +65,51 @@ def parse(action: Action, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Comm
     return command
 
 
+# A log answer is one WAMP message: keep it well under the router's payload limit.
+MAX_LOG_ANSWER_BYTES = 1 << 20
+
+
+def logs_handler(runtime: DockerRuntime) -> Handler:
+    """``container.logs``: a read, answered from Docker now (never journaled)."""
+
+    async def logs(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if len(args) != 1 or kwargs:
+            raise CommandRejected(errors.INVALID_ARGUMENT, "expected one argument: the request")
+        try:
+            request = LogsRequest.model_validate(args[0])
+        except ValidationError as err:
+            raise CommandRejected(
+                errors.INVALID_ARGUMENT, f"not a valid logs request: {err}"[:1000]
+            ) from err
+        try:
+            lines, running = await runtime.logs(
+                request.docker_name,
+                container_id=request.container_id,
+                tail=request.tail,
+                since=request.since,
+            )
+        except ContainerNotFound as err:
+            raise CommandRejected(errors.NOT_FOUND, err.message) from err
+        except RuntimeFailure as err:
+            raise CommandRejected(errors.UNAVAILABLE, err.message) from err
+        # Newest lines first in line for the budget; an answer keeps the latest ones.
+        kept, budget = [], MAX_LOG_ANSWER_BYTES
+        for line in reversed(lines):
+            budget -= len(line.text) + 64
+            if budget < 0:
+                break
+            kept.append(line)
+        kept.reverse()
+        return LogsAnswer(lines=kept, running=running).model_dump(mode="json")
+
+    return logs
+
+
 async def register(uplink: Registrar, device_key: str, executor: CommandExecutor) -> None:
     """Register the container procedures on the current session (after every join)."""
     for uri, handle in container_procedures(device_key, executor).items():
         await uplink.register(uri, handle)
+    await uplink.register(
+        uris.device_procedure(device_key, uris.CONTAINER_LOGS), logs_handler(executor.runtime)
+    )
     logger.debug("registered the container procedures of %s", device_key)

@@ -12,19 +12,23 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiodocker
 import aiohttp
 
-from edgecloud_contracts.containers import ContainerReport, ContainerSpec
+from edgecloud_contracts.containers import ContainerReport, ContainerSpec, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
 
 from . import reports
 from .errors import (
     ContainerNotFound,
+    ImageLoadFailed,
     ImagePullFailed,
     NameConflict,
+    PathNotFound,
     RuntimeFailure,
     RuntimeTimeout,
     RuntimeUnavailable,
@@ -34,6 +38,7 @@ from .hardening import (
     LABEL_CONTAINER_ID,
     LABEL_MANAGED,
     ContainerPolicy,
+    app_volume,
     create_body,
 )
 from .reports import PullCallback, PullTracker
@@ -58,6 +63,8 @@ class DockerRuntime:
         self._url = url
         self._timeout = timeout_s
         self._pull_timeout = pull_timeout_s
+        # Copies in and out move application-sized data: as long as a pull may take.
+        self._transfer_timeout = pull_timeout_s
         self.policy = policy or ContainerPolicy()
         self._docker: aiodocker.Docker | None = None
         self._reachable = True
@@ -280,9 +287,165 @@ class DockerRuntime:
             async with self._calling(f"remove {docker_name}", self._timeout):
                 await self._client().containers.container(str(data["Id"])).delete(force=True)
         except RuntimeFailure as err:
-            # 404: gone meanwhile; 409: Docker is already removing it (auto-remove).
+            # 404: gone meanwhile; 409: Docker is already removing it.
             if err.status not in (404, 409):
                 raise
+        await self._remove_volume(app_volume(container_id))
+
+    async def _remove_volume(self, name: str) -> None:
+        try:
+            async with (
+                self._calling(f"remove volume {name}", self._timeout),
+                self._client()._query(f"volumes/{name}", "DELETE"),
+            ):
+                pass
+        except RuntimeFailure as err:
+            if err.status != 404:
+                logger.warning("could not remove volume %s: %s", name, err.message)
+
+    # Bytes in and out of containers: streamed, never whole in memory (aiodocker's own
+    # get_archive and log helpers read everything first).
+
+    async def put_archive(
+        self, docker_name: str, *, container_id: str, path: str, tar: AsyncIterator[bytes]
+    ) -> None:
+        """Unpack the tar stream ``tar`` at ``path`` in the container (a volume path: the
+        root filesystem is read-only)."""
+        data = await self._owned(docker_name, container_id)
+        async with (
+            self._calling(f"copy into {docker_name}", self._transfer_timeout),
+            self._client()._query(
+                f"containers/{data['Id']}/archive",
+                "PUT",
+                params={"path": path},
+                data=tar,
+                headers={"Content-Type": "application/x-tar"},
+                timeout=None,
+            ) as response,
+        ):
+            await response.read()
+
+    async def copy_out(
+        self, docker_name: str, *, container_id: str, path: str, destination: Path
+    ) -> int:
+        """Write the tar of ``path`` in the container to ``destination``; its size."""
+        data = await self._owned(docker_name, container_id)
+        written = 0
+        try:
+            async with (
+                self._calling(f"copy out of {docker_name}", self._transfer_timeout),
+                self._client()._query(
+                    f"containers/{data['Id']}/archive",
+                    "GET",
+                    params={"path": path},
+                    timeout=None,
+                ) as response,
+            ):
+                with destination.open("wb") as out:
+                    async for chunk in response.content.iter_chunked(1 << 20):
+                        out.write(chunk)
+                        written += len(chunk)
+        except RuntimeFailure as err:
+            if err.status == 404:
+                raise PathNotFound(f"{path} does not exist in {docker_name}") from err
+            raise
+        return written
+
+    async def exec_detached(
+        self, docker_name: str, *, container_id: str, argv: list[str], workdir: str
+    ) -> str:
+        """Start ``argv`` inside the container (as its own user, with its hardening) and
+        return the exec id; it runs on without the agent."""
+        data = await self._owned(docker_name, container_id)
+        async with self._calling(f"exec in {docker_name}", self._timeout):
+            created = await self._client()._query_json(
+                f"containers/{data['Id']}/exec",
+                "POST",
+                data={
+                    "Cmd": argv,
+                    "WorkingDir": workdir,
+                    "AttachStdout": False,
+                    "AttachStderr": False,
+                    "Privileged": False,
+                },
+            )
+            exec_id = str(created["Id"])
+            await self._client()._query_json(
+                f"exec/{exec_id}/start", "POST", data={"Detach": True, "Tty": False}
+            )
+        return exec_id
+
+    async def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exit code of a finished exec; None while it runs."""
+        async with self._calling(f"inspect exec {exec_id}", self._timeout):
+            found = await self._client()._query_json(f"exec/{exec_id}/json")
+        if found.get("Running"):
+            return None
+        code = found.get("ExitCode")
+        return int(code) if code is not None else -1
+
+    async def logs(
+        self, docker_name: str, *, container_id: str, tail: int, since: datetime | None
+    ) -> tuple[list[LogLine], bool]:
+        """The container's last ``tail`` lines (or those after ``since``), and whether it
+        is still running."""
+        data = await self._owned(docker_name, container_id)
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "tail": str(tail)}
+        if since is not None:
+            params["since"] = f"{since.timestamp():.9f}"
+        async with (
+            self._calling(f"logs of {docker_name}", self._timeout),
+            self._client()._query(f"containers/{data['Id']}/logs", params=params) as response,
+        ):
+            raw = await response.read()
+        running = bool(data.get("State", {}).get("Running"))
+        return list(reports.log_lines(raw)), running
+
+    async def write_logs(self, docker_id: str, destination: Path) -> int:
+        """All of a container's output, as text lines, to ``destination``; its size."""
+        params = {"stdout": 1, "stderr": 1, "timestamps": 0}
+        written = 0
+        async with (
+            self._calling(f"logs of {docker_id}", self._transfer_timeout),
+            self._client()._query(
+                f"containers/{docker_id}/logs", params=params, timeout=None
+            ) as response,
+        ):
+            frames = reports.FrameReader()
+            with destination.open("wb") as out:
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    for _, payload in frames.feed(chunk):
+                        out.write(payload)
+                        written += len(payload)
+        return written
+
+    async def load_image(self, archive: Path) -> None:
+        """Load a ``docker save`` archive into the engine."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with archive.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    yield chunk
+
+        try:
+            async with (
+                self._calling(f"load {archive.name}", self._transfer_timeout),
+                self._client()._query(
+                    "images/load",
+                    "POST",
+                    data=chunks(),
+                    headers={"Content-Type": "application/x-tar"},
+                    params={"quiet": "1"},
+                    timeout=None,
+                ) as response,
+            ):
+                answer = await response.read()
+        except RuntimeFailure as err:
+            raise ImageLoadFailed(err.message) from err
+        # The engine answers 200 and puts a refusal in the body's JSON lines.
+        for line in answer.splitlines():
+            if b'"error"' in line or b'"errorDetail"' in line:
+                raise ImageLoadFailed(f"load {archive.name}: {line.decode(errors='replace')[:300]}")
 
     async def container_events(self) -> AsyncGenerator[ContainerReport, None]:
         """State changes of our containers as they happen; runs until cancelled.

@@ -4,6 +4,8 @@ RuntimeFailure                   the engine refused or failed an operation (dock
 ├── RuntimeUnavailable           the engine cannot be reached (docker_unavailable)
 │   └── RuntimeTimeout           the engine did not answer in time (docker_timeout)
 ├── ImagePullFailed              the image is missing and cannot be pulled (image_pull_failed)
+├── ImageLoadFailed              an image archive could not be loaded (image_load_failed)
+├── PathNotFound                 no such path inside the container (path_not_found)
 ├── ContainerNotFound            no container of ours by that name (container_not_found)
 ├── NameConflict                 the name is taken by another container (name_conflict)
 └── PolicyRefused                the node's policy forbids it (policy_refused)
@@ -32,6 +34,14 @@ class RuntimeTimeout(RuntimeUnavailable):
 
 class ImagePullFailed(RuntimeFailure):
     code = "image_pull_failed"
+
+
+class ImageLoadFailed(RuntimeFailure):
+    code = "image_load_failed"
+
+
+class PathNotFound(RuntimeFailure):
+    code = "path_not_found"
 
 
 class ContainerNotFound(RuntimeFailure):

@@ -3,7 +3,9 @@
 Whatever the spec says, a tenant container gets no privileges, no capabilities, no way to
 gain new ones, hard memory/CPU/PID limits, a read-only root with a small no-exec /tmp,
 nothing of the host mounted (so never the Docker socket), and the network the node's
-operator chose. Every path that creates a container goes through :func:`create_body`.
+operator chose. Its one writable place that lasts is its own application volume at
+``/app`` (a Docker volume, not a host path), where deployments put the application.
+Every path that creates a container goes through :func:`create_body`.
 """
 
 import re
@@ -21,6 +23,10 @@ LABEL_MANAGED = "edgecloud.managed"
 LABEL_CONTAINER_ID = "edgecloud.container_id"
 LABEL_TENANT = "edgecloud.tenant"
 LABEL_OWNER = "edgecloud.owner"
+LABEL_AUTO_REMOVE = "edgecloud.auto_remove"
+"""Job-style: the agent removes it when it ends (after shipping its logs), not Docker."""
+
+APP_DIR = "/app"
 
 TMPFS_OPTIONS = "rw,noexec,nosuid,size=64m"
 LOG_MAX_SIZE = "10m"
@@ -46,12 +52,20 @@ class ContainerPolicy:
 
 
 def labels(spec: ContainerSpec) -> dict[str, str]:
-    return {
+    found = {
         LABEL_MANAGED: "true",
         LABEL_CONTAINER_ID: spec.container_id,
         LABEL_TENANT: spec.tenant_id,
         LABEL_OWNER: spec.owner,
     }
+    if spec.auto_remove:
+        found[LABEL_AUTO_REMOVE] = "true"
+    return found
+
+
+def app_volume(container_id: str) -> str:
+    """The name of a container's application volume (made by Docker on create)."""
+    return f"edgecloud-app-{container_id}"
 
 
 def create_body(spec: ContainerSpec, policy: ContainerPolicy) -> dict[str, Any]:
@@ -76,7 +90,15 @@ def create_body(spec: ContainerSpec, policy: ContainerPolicy) -> dict[str, Any]:
             "ReadonlyRootfs": True,
             "Tmpfs": {"/tmp": TMPFS_OPTIONS},
             "Binds": None,
-            "Mounts": None,
+            "Mounts": [
+                {
+                    "Type": "volume",
+                    "Source": app_volume(spec.container_id),
+                    "Target": APP_DIR,
+                    "ReadOnly": False,
+                    "VolumeOptions": {"Labels": labels(spec)},
+                }
+            ],
             "Devices": None,
             "VolumesFrom": None,
             "NetworkMode": policy.network,
@@ -88,7 +110,9 @@ def create_body(spec: ContainerSpec, policy: ContainerPolicy) -> dict[str, Any]:
             "CgroupnsMode": "private",
             "PublishAllPorts": False,
             "RestartPolicy": {"Name": restart, "MaximumRetryCount": 0},
-            "AutoRemove": spec.auto_remove,
+            # Never Docker's auto-remove: it would take the logs with it. The agent removes
+            # a finished job itself once its logs are shipped.
+            "AutoRemove": False,
             "LogConfig": {
                 "Type": "json-file",
                 "Config": {"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILE},

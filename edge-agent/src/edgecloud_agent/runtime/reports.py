@@ -1,12 +1,12 @@
 """Docker's JSON (inspect results, events, pull progress) turned into our wire models."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from edgecloud_contracts.containers import ContainerReport
+from edgecloud_contracts.containers import ContainerReport, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
 
 from .hardening import LABEL_CONTAINER_ID
@@ -142,3 +142,38 @@ class PullTracker:
             self._report(PullStatus(self._image, status[:200], current, total))
         else:
             self._report(PullStatus(self._image, status[:200]))
+
+
+# Container output: Docker multiplexes stdout and stderr into frames of an 8-byte header
+# (stream, 0, 0, 0, big-endian length) and the payload, when the container has no TTY.
+_STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
+
+
+class FrameReader:
+    """Splits a multiplexed log stream into (stream, payload), across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[Literal["stdout", "stderr"], bytes]]:
+        self._buffer += chunk
+        while len(self._buffer) >= 8:
+            size = int.from_bytes(self._buffer[4:8], "big")
+            if len(self._buffer) < 8 + size:
+                return
+            stream = _STREAMS.get(self._buffer[0], "stdout")
+            payload = bytes(self._buffer[8 : 8 + size])
+            del self._buffer[: 8 + size]
+            yield stream, payload
+
+
+def log_lines(raw: bytes) -> Iterator[LogLine]:
+    """Lines of a ``timestamps=1`` log answer, each with its time and stream."""
+    frames = FrameReader()
+    for stream, payload in frames.feed(raw):
+        for line in payload.decode(errors="replace").splitlines():
+            stamp, _, text = line.partition(" ")
+            at = _timestamp(stamp)
+            if at is None:  # not a timestamped line (should not happen): keep it whole
+                at, text = datetime.now(UTC), line
+            yield LogLine(at=at, stream=stream, text=text)

@@ -29,6 +29,9 @@ _CHUNK: Final = 1024 * 1024
 # archives need well under 4 KiB; the cap bounds what tarfile reads into memory for one header
 # chain and keeps its recursion over chained pax headers shallow.
 _HEADER_BUDGET: Final = 64 * 1024
+# Bytes allowed after the end-of-archive marker: record padding, even with a large blocking
+# factor. Reading them lets gzip check its trailer.
+_TRAILER_BUDGET: Final = 1024 * 1024
 # Below this expanded size the ratio is not enforced: a tiny .tar.gz is mostly fixed overhead
 # (a 10 KiB end-of-archive record compresses to a few bytes) and expanding 1 MiB costs nothing.
 _RATIO_GRACE: Final = 1024 * 1024
@@ -105,6 +108,10 @@ class _BadHeader(Exception):
     """A header that is not a valid tar header (raised instead of tarfile's HeaderError)."""
 
 
+# The zero block that ends an archive; undocumented, so missing from typeshed.
+_END_OF_ARCHIVE: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
+
+
 class _StrictTarInfo(tarfile.TarInfo):
     """TarInfo whose parsing reports bad headers instead of ending the archive there.
 
@@ -123,10 +130,6 @@ class _StrictTarInfo(tarfile.TarInfo):
             raise _BadHeader(str(exc)) from exc
 
 
-# The zero block that ends an archive; undocumented, so missing from typeshed.
-_END_OF_ARCHIVE: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
-
-
 class _Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
@@ -136,8 +139,7 @@ class _Expansion:
 
     Every byte is counted here (headers, pax records, padding and data), so the compression
     ratio covers things member sizes do not show, and ``budget`` (moved on after each member)
-    stops any member's headers, or the bytes after the last member, from growing past
-    ``_HEADER_BUDGET``.
+    stops any member's headers, or the bytes after the last member, from growing unchecked.
     """
 
     def __init__(self, source: _Readable, ceiling: float) -> None:
@@ -146,11 +148,11 @@ class _Expansion:
         self.count = 0
         self.budget = 0
         self.over_budget = "headers too large"
-        self.allow_from(0)
+        self.allow_from(0, _HEADER_BUDGET)
 
-    def allow_from(self, offset: int) -> None:
-        """Allow one header budget past ``offset``, plus what tarfile reads ahead."""
-        self.budget = offset + _HEADER_BUDGET + tarfile.RECORDSIZE
+    def allow_from(self, offset: int, extra: int) -> None:
+        """Allow ``extra`` bytes past ``offset``, plus what tarfile reads ahead."""
+        self.budget = offset + extra + tarfile.RECORDSIZE
 
     def read(self, size: int = -1, /) -> bytes:
         data = self._source.read(size if size >= 0 else _CHUNK)
@@ -233,12 +235,12 @@ class _Entry:
 class _Rules:
     """Per-member checks plus the running totals they depend on."""
 
-    def __init__(self, limits: ArchiveLimits, disk_bytes: int) -> None:
+    def __init__(self, limits: ArchiveLimits, ratio_cap: float) -> None:
         self._limits = limits
         self._member_cap = (
             limits.max_total_bytes if limits.max_member_bytes is None else limits.max_member_bytes
         )
-        self._ratio_cap = limits.max_ratio * disk_bytes + _RATIO_GRACE
+        self._ratio_cap = ratio_cap
         self.members = 0
         self.files = 0
         self.directories = 0
@@ -364,8 +366,11 @@ def _scan(path: Path, limits: ArchiveLimits, sink: _Sink) -> ArchiveSummary:
         if compressed:
             source = gzip.GzipFile(fileobj=raw, mode="rb")
             stack.callback(source.close)
-        stream = _Expansion(source, limits.max_ratio * disk_bytes + _RATIO_GRACE)
-        rules = _Rules(limits, disk_bytes)
+        # The ratio is enforced twice: on declared sizes as each header arrives (before a
+        # bomb's data is inflated) and on the bytes actually inflated (headers included).
+        ratio_cap = limits.max_ratio * disk_bytes + _RATIO_GRACE
+        stream = _Expansion(source, ratio_cap)
+        rules = _Rules(limits, ratio_cap)
         with _reading(None, first=True):  # tarfile reads the first header while opening
             tar = stack.enter_context(
                 tarfile.open(
@@ -379,9 +384,10 @@ def _scan(path: Path, limits: ArchiveLimits, sink: _Sink) -> ArchiveSummary:
         while (member := _next(tar)) is not None:
             # Stream mode keeps every TarInfo it returns; nothing here needs them again.
             tar.members.clear()  # type: ignore[attr-defined]  # not in typeshed
-            stream.allow_from(tar.offset)
+            stream.allow_from(tar.offset, _HEADER_BUDGET)
             shown = _shown(member)
-            if _pax_bytes(tar.pax_headers) > _HEADER_BUDGET:  # global pax headers accumulate
+            # Global pax headers add up over the whole archive, so bound what they keep.
+            if tar.pax_headers and _pax_bytes(tar.pax_headers) > _HEADER_BUDGET:
                 raise ArchiveUnsafe("headers too large", shown)
             if not compressed and tar.offset > disk_bytes:
                 raise ArchiveUnsafe("truncated or corrupt", shown)  # data would end past EOF
@@ -393,8 +399,8 @@ def _scan(path: Path, limits: ArchiveLimits, sink: _Sink) -> ArchiveSummary:
             else:
                 sink.file(entry.parts, entry.executable, _chunks(tar, member, shown))
         # Read on to the end so gzip verifies its CRC and length; past the end-of-archive
-        # marker only record padding is expected, so allow no more than a header budget.
-        stream.allow_from(tar.offset)
+        # marker only record padding is expected.
+        stream.allow_from(tar.offset, _TRAILER_BUDGET)
         stream.over_budget = "trailing data"
         with _reading(None):
             while stream.read(_CHUNK):
@@ -429,9 +435,14 @@ class _Writer:
             self._cached = None
 
     def _inside(self, parts: tuple[str, ...]) -> None:
-        # Redundant with the descriptor walk, by design: a second, independent guard.
+        """Check that ``parts`` resolves inside the destination, following links on disk.
+
+        Redundant with the descriptor walk, by design: a second, independent guard. It runs
+        for every directory opened; a file is a single checked name created with
+        O_EXCL|O_NOFOLLOW in an already checked directory, so it cannot lead anywhere else.
+        """
         real = os.path.realpath(os.path.join(self._root_real, *parts))
-        if os.path.commonpath((real, self._root_real)) != self._root_real:
+        if not real.startswith(self._root_real + os.sep):
             raise ArchiveUnsafe("outside destination", "/".join(parts))
 
     def _directory_fd(self, parts: tuple[str, ...]) -> int:
@@ -440,6 +451,7 @@ class _Writer:
             return self._root_fd
         if self._cached is not None and self._cached[0] == parts:
             return self._cached[1]
+        self._inside(parts)
         fd = self._root_fd
         try:
             for name in parts:
@@ -458,18 +470,20 @@ class _Writer:
         return fd
 
     def directory(self, parts: tuple[str, ...]) -> None:
-        self._inside(parts)
         self._directory_fd(parts)
 
     def file(self, parts: tuple[str, ...], executable: bool, chunks: Iterator[bytes]) -> None:
-        self._inside(parts)
         parent = self._directory_fd(parts[:-1])
         # Only the exec bit survives from the member's mode; no owner, no special bits.
         mode = 0o755 if executable else 0o644
         fd = os.open(parts[-1], _NEW_FILE_FLAGS, mode, dir_fd=parent)
-        with open(fd, "wb") as out:
+        try:
             for chunk in chunks:
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
 
 def extract_archive(

@@ -10,11 +10,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from .artifacts import DeploymentOrder, DeploymentReport, TransferRef
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
-from .text import SINGLE_LINE
+from .text import SINGLE_LINE, ObjectId
 
 # A container's own name: what the user picks; the Docker name is "<username>-<name>".
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -42,6 +43,10 @@ class Action(StrEnum):
     RESTART = "restart"
     REMOVE = "remove"
     INSPECT = "inspect"
+    DEPLOY = "deploy"
+    """Bring an application (archive and script) into the container and run the script."""
+    FILES = "files"
+    """Copy a file or directory out of the container into storage."""
 
 
 class CommandState(StrEnum):
@@ -93,6 +98,8 @@ class ContainerSpec(ContainerConfig):
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     owner: Annotated[str, Field(min_length=1, max_length=64)]
+    image_archive: TransferRef | None = None
+    """Load the image from this ``docker save`` archive instead of pulling it."""
 
 
 class Command(WireModel):
@@ -104,6 +111,49 @@ class Command(WireModel):
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     spec: ContainerSpec | None = None
     """Only for create."""
+    deployment: DeploymentOrder | None = None
+    """Only for deploy."""
+    files: "FilesOrder | None" = None
+    """Only for files."""
+
+
+def _no_parent_steps(path: str) -> str:
+    if ".." in path.split("/"):
+        raise ValueError("a container path may not contain ..")
+    return path
+
+
+# Inside the container: absolute, no control characters, no "..". Docker resolves it in the
+# container's own filesystem, never on the node.
+ContainerPath = Annotated[
+    str,
+    Field(
+        pattern=r"^/[^\x00-\x1f\x7f]{0,1023}$",
+        description="an absolute path inside the container, file or directory",
+    ),
+    AfterValidator(_no_parent_steps),
+]
+
+
+class FilesOrder(WireModel):
+    """Copy ``path`` out of the container and upload it (a tar) as this artifact."""
+
+    path: ContainerPath
+    artifact_id: str
+    url: str
+    """Relative to the platform's public API address, carrying a short-lived upload grant."""
+
+
+class CopyFiles(WireModel):
+    """``POST /containers/{id}/files``."""
+
+    path: ContainerPath
+
+
+class FilesAccepted(WireModel):
+    artifact: str
+    """Complete once the node has sent the files (a tar); then download its content."""
+    command: str
 
 
 class ContainerReport(WireModel):
@@ -143,9 +193,10 @@ class NodeReport(WireModel):
     """What a node tells the orchestrator between heartbeats: a container changed, a pull
     made progress. Best effort for now: the heartbeat's full container list catches up."""
 
-    kind: Literal["container", "pull", "inventory"]
+    kind: Literal["container", "pull", "inventory", "deployment"]
     container: ContainerReport | None = None
     pull: PullProgress | None = None
+    deployment: DeploymentReport | None = None
     inventory: Annotated[list[ContainerReport], Field(max_length=1000)] | None = None
     """Every container the node manages, sent on each (re)connect and periodically, so
     the cloud can reconcile its view with the node's."""
@@ -153,6 +204,27 @@ class NodeReport(WireModel):
 
 
 # The orchestrator's REST API, as the gateway passes it on (../shared/API.md).
+
+
+class LogLine(WireModel):
+    at: datetime
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+class LogsRequest(WireModel):
+    """``container.logs``: the last ``tail`` lines, or the lines after ``since``."""
+
+    container_id: str
+    docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
+    tail: Annotated[int, Field(ge=0, le=10000)] = 100
+    since: datetime | None = None
+
+
+class LogsAnswer(WireModel):
+    lines: list[LogLine]
+    running: bool
+    """False once the container has stopped: a follower has seen everything."""
 
 
 class Placement(WireModel):
@@ -171,6 +243,9 @@ class CreateContainer(ContainerConfig):
         str, Field(pattern=NAME_PATTERN, description="lowercase letters, digits, _ . -")
     ]
     interfaces: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=32)] = []
+    image_artifact: ObjectId | None = None
+    """An uploaded image archive (``docker save``, kind ``image``) holding ``image``: the
+    node loads it instead of pulling, so nodes without registry access run custom images."""
 
     @model_validator(mode="after")
     def _one_target(self) -> "CreateContainer":

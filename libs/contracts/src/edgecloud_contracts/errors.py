@@ -6,6 +6,7 @@ INVALID_ARGUMENT: Final = "edge.error.invalid_argument"
 PAYLOAD_TOO_LARGE: Final = "edge.error.payload_too_large"
 NOT_AUTHORIZED: Final = "edge.error.not_authorized"
 UNAVAILABLE: Final = "edge.error.unavailable"
+NOT_FOUND: Final = "edge.error.not_found"
 
 # Authentication refusals returned by the registry's authenticator.
 AUTH_UNKNOWN_DEVICE: Final = "edge.error.auth.unknown_device"

@@ -17,6 +17,8 @@ ROLE_DEVICE: Final = "device"
 # infra/router/edgecloud_router_policy.py keeps the same list).
 HEARTBEAT: Final = "edge.registry.heartbeat"
 NODE_REPORT: Final = "edge.orchestrator.report"
+LOG_SLOT: Final = "edge.orchestrator.log_slot"
+"""A node about to remove a finished job-style container asks where to upload its logs."""
 
 # Router -> registry: the dynamic authenticator for device credentials.
 AUTHENTICATE_DEVICE: Final = "edge.registry.authenticate_device"
@@ -25,6 +27,7 @@ AUTHENTICATE_DEVICE: Final = "edge.registry.authenticate_device"
 EVENT_DEVICE_STATUS: Final = "edge.event.device.status"
 EVENT_CONTAINER_STATUS: Final = "edge.event.container.status"
 EVENT_COMMAND: Final = "edge.event.command"
+EVENT_DEPLOYMENT: Final = "edge.event.deployment"
 
 # Router meta events the registry follows for liveness.
 META_SESSION_ON_JOIN: Final = "wamp.session.on_join"
@@ -37,6 +40,10 @@ DEVICE_PREFIX: Final = "edge.device."
 def device_procedure(key: str, operation: str) -> str:
     """URI of ``operation`` on the device ``key`` (registered by its agent)."""
     return f"{DEVICE_PREFIX}{key}.{operation}"
+
+
+CONTAINER_LOGS: Final = "container.logs"
+"""A read, like inspect: asked directly, never queued."""
 
 
 def container_operation(action: str) -> str:

@@ -38,11 +38,20 @@ def run_env(context: Any, *, target_metadata: MetaData) -> None:
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
     version_table = config.attributes["version_table"]
+
+    def own_objects(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
+        # Services may share one database: another service's tables (and version table)
+        # are not this one's to drop.
+        return not (type_ == "table" and reflected and compare_to is None)
+
     options = {
         "target_metadata": target_metadata,
         "version_table": version_table,
         "render_as_batch": is_sqlite(url),
         "compare_type": True,
+        "include_object": own_objects,
     }
     if context.is_offline_mode():
         context.configure(url=url, literal_binds=True, **options)

@@ -100,6 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                         Subscription(uris.EVENT_DEVICE_STATUS, hub.on_device_status),
                         Subscription(uris.EVENT_CONTAINER_STATUS, hub.on_container_status),
                         Subscription(uris.EVENT_COMMAND, hub.on_command),
+                        Subscription(uris.EVENT_DEPLOYMENT, hub.on_deployment),
                     ],
                 )
             )

@@ -15,9 +15,12 @@ from edgecloud_servicekit.wamp import Procedure, Subscription
 
 from .commands import router as commands_router
 from .commands.dispatch import Dispatcher
+from .containers import outputs as outputs_router
 from .containers import router as containers_router
 from .containers.images import PlatformCache
 from .containers.rpc import NodeReports
+from .deployments import router as deployments_router
+from .deployments.cleanup import AfterFailure
 from .events import EventPublisher
 from .settings import OrchestratorSettings
 
@@ -33,6 +36,10 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 service="registry", base_url=settings.registry_url, secret=settings.secret
             )
             stack.push_async_callback(registry.aclose)
+            storage = ServiceClient(
+                service="storage", base_url=settings.storage_url, secret=settings.secret
+            )
+            stack.push_async_callback(storage.aclose)
             image_registry = httpx.AsyncClient(timeout=httpx.Timeout(3.0))
             stack.push_async_callback(image_registry.aclose)
             events = EventPublisher()
@@ -42,18 +49,25 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 command_timeout_s=settings.command_timeout_s,
                 create_timeout_s=settings.create_timeout_s,
                 sweep_interval_s=settings.redelivery_interval_s,
+                secret=settings.secret,
+                grant_ttl_s=settings.grant_ttl_s,
+                on_failure=AfterFailure(sessions=sessions, events=events, storage=storage),
             )
             stack.push_async_callback(dispatcher.close)
+            reports = NodeReports(
+                sessions=sessions,
+                events=events,
+                storage=storage,
+                secret=settings.secret,
+                grant_ttl_s=settings.grant_ttl_s,
+            )
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("command-delivery", dispatcher.run)
             wamp = wamp_link(
                 settings,
                 procedures=[
-                    Procedure(
-                        uris.NODE_REPORT,
-                        NodeReports(sessions=sessions, events=events).report,
-                        with_details=True,
-                    ),
+                    Procedure(uris.NODE_REPORT, reports.report, with_details=True),
+                    Procedure(uris.LOG_SLOT, reports.log_slot, with_details=True),
                 ],
                 subscriptions=[Subscription(uris.EVENT_DEVICE_STATUS, dispatcher.on_device_status)],
             )
@@ -65,6 +79,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 sessions=sessions,
                 wamp=wamp,
                 registry=registry,
+                storage=storage,
                 image_platforms=PlatformCache(
                     image_registry, trusted=frozenset(settings.trusted_image_registries)
                 ),
@@ -77,6 +92,12 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     return create_service_app(
         settings=settings,
         lifespan=lifespan,
-        routers=[containers_router.router, commands_router.router],
+        # Before the containers router: its /{id}/{action} would take /deploy and /files.
+        routers=[
+            deployments_router.router,
+            outputs_router.router,
+            containers_router.router,
+            commands_router.router,
+        ],
         description="Containers (desired spec, owner, node), the command outbox, deployments.",
     )

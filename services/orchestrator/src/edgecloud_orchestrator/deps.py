@@ -27,6 +27,11 @@ async def _dispatcher(request: Request) -> Dispatcher:
     return dispatcher
 
 
+async def _storage(request: Request) -> ServiceClient:
+    client: ServiceClient = request.app.state.storage
+    return client
+
+
 async def _events(request: Request) -> EventPublisher:
     events: EventPublisher = request.app.state.events
     return events
@@ -37,4 +42,5 @@ SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 RegistryDep = Annotated[ServiceClient, Depends(_registry)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 EventsDep = Annotated[EventPublisher, Depends(_events)]
-__all__ = ["CallerDep", "DispatcherDep", "EventsDep", "RegistryDep", "SessionsDep"]
+StorageDep = Annotated[ServiceClient, Depends(_storage)]
+__all__ = ["CallerDep", "DispatcherDep", "EventsDep", "RegistryDep", "SessionsDep", "StorageDep"]

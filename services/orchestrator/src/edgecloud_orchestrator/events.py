@@ -44,6 +44,9 @@ class EventPublisher:
             },
         )
 
+    async def deployment(self, event: dict[str, Any]) -> None:
+        await self._publish(uris.EVENT_DEPLOYMENT, event)
+
     async def command(self, row: CommandRow, **extra: Any) -> None:
         await self._publish(
             uris.EVENT_COMMAND,

@@ -11,6 +11,7 @@ class OrchestratorSettings(ServiceSettings):
     default_port: ClassVar[int] = 8002
 
     registry_url: str = "http://127.0.0.1:8001"
+    storage_url: str = "http://127.0.0.1:8003"
     trusted_image_registries: list[str] = ["127.0.0.1:5000"]
     """Image registries the orchestrator reads manifests from (plain HTTP), to check that
     an image's platforms fit the device before anything is sent."""
@@ -24,3 +25,7 @@ class OrchestratorSettings(ServiceSettings):
     """A command not delivered within this time expires."""
     redelivery_interval_s: float = 5.0
     """How often undelivered commands of reachable nodes are tried again."""
+    grant_ttl_s: float = 3600.0
+    """How long a node may use the transfer URLs in a command it was sent."""
+    logs_poll_interval_s: float = 1.0
+    """How often a followed log asks the node for new lines."""

@@ -35,6 +35,7 @@ def create_app(settings: StorageSettings | None = None) -> FastAPI:
                 sessions=sessions,
                 store=blob_store(settings),
                 max_artifact_bytes=settings.max_artifact_bytes,
+                idle_timeout_s=settings.upload_idle_timeout_s,
             )
             wamp = await stack.enter_async_context(wamp_link(settings))
             background = await stack.enter_async_context(BackgroundTasks())

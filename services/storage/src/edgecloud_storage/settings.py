@@ -17,6 +17,8 @@ class StorageSettings(ServiceSettings):
     """The largest artifact accepted; larger uploads are refused before any byte is read."""
     max_multipart_bytes: int = 32 << 20
     """One-request (multipart/form-data) uploads are for small files."""
+    upload_idle_timeout_s: float = 60.0
+    """An upload whose bytes stop coming this long is cut there (it resumes later)."""
     upload_ttl_h: float = 24.0
     """An upload left incomplete this long is discarded (and its bytes freed)."""
 

@@ -2,13 +2,16 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
+from edgecloud_contracts.artifacts import Deploy, DeploymentView
 from edgecloud_contracts.containers import (
     CommandView,
     ContainerPage,
     ContainerView,
+    CopyFiles,
     CreateContainer,
+    FilesAccepted,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_servicekit.internal_http import passed_on
@@ -70,6 +73,109 @@ async def get_container(
         await orchestrator.request(
             "GET", f"/v1/containers/{container_id}", identity=identity, params=params
         )
+    )
+
+
+@router.post(
+    "/containers/{container_id}/deploy",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={202: {"description": "{deployment, command, state}; steps follow in events"}},
+)
+async def deploy(
+    container_id: PathId,
+    body: Deploy,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """Bring an uploaded application archive and its script into the container and run
+    the script; follow it with ``GET /deployments/{id}`` or the event stream."""
+    trail.begin("container.deploy", target=f"container:{container_id}", caller=identity)
+    answer = await orchestrator.request(
+        "POST",
+        f"/v1/containers/{container_id}/deploy",
+        identity=identity,
+        json=body.model_dump(mode="json"),
+    )
+    trail.note(deployment=answer.json()["deployment"], artifact=body.artifact, script=body.script)
+    record_success(session, trail)
+    return passed_on(answer)
+
+
+@router.get("/deployments/{deployment_id}", response_model=DeploymentView)
+async def get_deployment(
+    deployment_id: PathId, identity: IdentityDep, orchestrator: OrchestratorDep
+) -> Response:
+    return passed_on(
+        await orchestrator.request("GET", f"/v1/deployments/{deployment_id}", identity=identity)
+    )
+
+
+@router.get("/containers/{container_id}/deployments", response_model=list[DeploymentView])
+async def list_deployments(
+    container_id: PathId,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    return passed_on(
+        await orchestrator.request(
+            "GET",
+            f"/v1/containers/{container_id}/deployments",
+            identity=identity,
+            params={"limit": limit},
+        )
+    )
+
+
+@router.post(
+    "/containers/{container_id}/files",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=FilesAccepted,
+)
+async def copy_files(
+    container_id: PathId,
+    body: CopyFiles,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """Copy a file or directory from inside the container into a new artifact (a tar);
+    download it once the artifact is complete."""
+    trail.begin("container.files", target=f"container:{container_id}", caller=identity)
+    answer = await orchestrator.request(
+        "POST",
+        f"/v1/containers/{container_id}/files",
+        identity=identity,
+        json=body.model_dump(mode="json"),
+    )
+    trail.note(path=body.path, artifact=answer.json()["artifact"])
+    record_success(session, trail)
+    return passed_on(answer)
+
+
+@router.get(
+    "/containers/{container_id}/logs",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}, "text/event-stream": {}}}},
+)
+async def logs(
+    container_id: PathId,
+    request: Request,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    tail: Annotated[int, Query(ge=0, le=10000)] = 100,
+    follow: bool = False,
+) -> Response:
+    """The last ``tail`` lines as text; ``follow=true`` streams new lines as server-sent
+    events (``event: log``, one line each) until the container stops (``event: end``)."""
+    return await orchestrator.forward(
+        request,
+        f"/v1/containers/{container_id}/logs",
+        identity=identity,
+        params={"tail": str(tail), "follow": "true" if follow else "false"},
     )
 
 

@@ -60,3 +60,6 @@ class EventHub:
 
     async def on_command(self, event: Any) -> None:
         self._fan_out("command", event)
+
+    async def on_deployment(self, event: Any) -> None:
+        self._fan_out("deployment", event)

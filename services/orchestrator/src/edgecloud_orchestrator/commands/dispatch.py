@@ -11,19 +11,29 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
-from edgecloud_contracts.containers import Action, Command, CommandResult, CommandState
+from edgecloud_contracts.containers import (
+    Action,
+    Command,
+    CommandResult,
+    CommandState,
+    LogsAnswer,
+    LogsRequest,
+)
 from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, utcnow
 from edgecloud_servicekit.wamp import WampCallError, WampTimeout, WampUnavailable
 
 from ..containers import service as containers_service
+from ..containers.models import Container
 from ..events import EventPublisher
 from . import service
+from .grants import with_fresh_grants
 from .models import CommandRow
 
 logger = logging.getLogger(__name__)
@@ -41,11 +51,18 @@ class Dispatcher:
         command_timeout_s: float,
         create_timeout_s: float,
         sweep_interval_s: float,
+        secret: str,
+        grant_ttl_s: float = 3600.0,
+        on_failure: Callable[[CommandRow], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._events = events
         self._command_timeout = command_timeout_s
         self._create_timeout = create_timeout_s
+        self._secret = secret
+        self._grant_ttl_s = grant_ttl_s
+        # Cleans up after a command that failed or expired (a deployment, an upload slot).
+        self._on_failure = on_failure
         self._sweep_interval = sweep_interval_s
         self._device_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._woken: asyncio.Queue[str] = asyncio.Queue()
@@ -53,7 +70,10 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[CommandRow]] = set()
 
     def timeout_for(self, action: str) -> float:
-        return self._create_timeout if action == Action.CREATE else self._command_timeout
+        # A create may pull or load an image; files are copied and uploaded in the call.
+        if action in (Action.CREATE, Action.FILES):
+            return self._create_timeout
+        return self._command_timeout
 
     async def deliver(self, command_id: str, *, wait_s: float) -> CommandRow:
         """Send one command now and wait up to ``wait_s`` for the node's answer.
@@ -100,10 +120,18 @@ class Dispatcher:
             await commit_without_waiting_for_disk(session)
             await service.mark_sent(session=session, command_id=row.id)
         try:
-            answer = await link.call(procedure, row.payload, timeout=self.timeout_for(row.action))
+            payload = with_fresh_grants(
+                row.payload,
+                tenant_id=row.tenant_id,
+                device_key=row.device_key,
+                secret=self._secret,
+                ttl_s=self._grant_ttl_s,
+            )
+            answer = await link.call(procedure, payload, timeout=self.timeout_for(row.action))
         except WampCallError as err:
             if err.error in _NOT_CONNECTED:
-                return await self._requeue(row)
+                # The router had no such node: nothing was delivered, so no attempt counts.
+                return await self._requeue(row, delivered=False)
             # The node refused the command itself (invalid for it): that is its answer.
             result = CommandResult(
                 command_id=row.id,
@@ -127,9 +155,9 @@ class Dispatcher:
                 )
         return await self.apply(row.id, result)
 
-    async def _requeue(self, row: CommandRow) -> CommandRow:
+    async def _requeue(self, row: CommandRow, *, delivered: bool = True) -> CommandRow:
         async with transaction(self._sessions) as session:
-            await service.back_to_queue(session=session, command_id=row.id)
+            await service.back_to_queue(session=session, command_id=row.id, delivered=delivered)
         return await self._reload(row.id)
 
     async def _reload(self, command_id: str) -> CommandRow:
@@ -155,7 +183,17 @@ class Dispatcher:
         await self._events.command(row)
         if container is not None:
             await self._events.container(container)
+        if not result.ok:
+            await self._failed(row)
         return row
+
+    async def _failed(self, row: CommandRow) -> None:
+        if self._on_failure is None:
+            return
+        try:
+            await self._on_failure(row)
+        except Exception as err:  # cleanup is retried by nobody: say so loudly
+            logger.error("cleaning up after failed command %s: %s", row.id, err)
 
     async def inspect(
         self, *, device_key: str, container_id: str, docker_name: str
@@ -176,6 +214,25 @@ class Dispatcher:
             procedure, command.model_dump(mode="json"), timeout=self.timeout_for(Action.INSPECT)
         )
         return CommandResult.model_validate(answer)
+
+    async def logs(
+        self, container: Container, *, tail: int, since: datetime | None = None
+    ) -> LogsAnswer:
+        """Ask the node for a container's log lines now (never queued)."""
+        link = self._events.link
+        if link is None:
+            raise WampUnavailable("no WAMP link")
+        request = LogsRequest(
+            container_id=container.id,
+            docker_name=container.docker_name,
+            tail=tail,
+            since=since,
+        )
+        procedure = uris.device_procedure(container.device_key, uris.CONTAINER_LOGS)
+        answer = await link.call(
+            procedure, request.model_dump(mode="json"), timeout=self._command_timeout
+        )
+        return LogsAnswer.model_validate(answer)
 
     def wake(self, device_key: str) -> None:
         """A node came back: send what waits for it (soon, from the dispatcher's loop)."""
@@ -227,6 +284,7 @@ class Dispatcher:
                 ]
             for row in expired:
                 await self._events.command(row)
+                await self._failed(row)
             for container in containers:
                 if container is not None:
                     await self._events.container(container)

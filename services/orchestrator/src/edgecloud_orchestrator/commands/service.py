@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ScalarSelect, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from edgecloud_contracts.artifacts import DeploymentOrder
 from edgecloud_contracts.containers import (
     Action,
     Command,
@@ -20,6 +21,7 @@ from edgecloud_contracts.containers import (
     CommandState,
     CommandView,
     ContainerSpec,
+    FilesOrder,
 )
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
@@ -47,14 +49,19 @@ def enqueue(
     action: Action,
     ttl: timedelta,
     spec: dict[str, object] | None = None,
+    deployment: DeploymentOrder | None = None,
+    files: FilesOrder | None = None,
+    command_id: str | None = None,
 ) -> CommandRow:
-    command_id = str(uuid.uuid4())
+    command_id = command_id or str(uuid.uuid4())
     command = Command(
         id=command_id,
         action=action,
         container_id=container_id,
         docker_name=docker_name,
         spec=ContainerSpec.model_validate(spec) if spec else None,
+        deployment=deployment,
+        files=files,
     )
     now = utcnow()
     row = CommandRow(
@@ -92,12 +99,16 @@ async def mark_sent(*, session: AsyncSession, command_id: str) -> None:
     )
 
 
-async def back_to_queue(*, session: AsyncSession, command_id: str) -> None:
-    """The node was not reachable: the command waits for it."""
+async def back_to_queue(*, session: AsyncSession, command_id: str, delivered: bool) -> None:
+    """The node was not reachable: the command waits for it. ``delivered=False`` when the
+    router knew no such node, so the send was no attempt at all."""
+    values: dict[str, Any] = {"state": CommandState.QUEUED.value}
+    if not delivered:
+        values["attempts"] = CommandRow.attempts - 1
     await session.execute(
         update(CommandRow)
         .where(CommandRow.id == command_id, CommandRow.state == CommandState.SENT.value)
-        .values(state=CommandState.QUEUED.value)
+        .values(**values)
     )
 
 

@@ -36,3 +36,5 @@ class Container(OrchestratorBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    log_artifact_id: Mapped[str | None] = mapped_column(String(64))
+    """A finished job's logs, shipped to the storage before its node removed it."""

@@ -1,4 +1,5 @@
-"""WAMP adapter: what nodes report between heartbeats (container changes, pull progress)."""
+"""WAMP adapter: what nodes report between heartbeats (container changes, pull progress,
+deployment steps), and where they upload a finished job's logs."""
 
 import logging
 from typing import Any
@@ -11,12 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import errors, uris
+from edgecloud_contracts.artifacts import ArtifactKind
 from edgecloud_contracts.containers import NodeReport
 from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.internal_http import ServiceClient
 
+from ..commands.grants import transfer_url
 from ..commands.models import CommandRow
+from ..deployments import service as deployments_service
+from ..deployments.cleanup import acting_for
 from ..events import EventPublisher
 from . import service
+from .models import Container
 
 logger = logging.getLogger(__name__)
 ORPHANS = Gauge(
@@ -28,10 +35,19 @@ ORPHANS = Gauge(
 
 class NodeReports:
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], events: EventPublisher
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        events: EventPublisher,
+        storage: ServiceClient,
+        secret: str,
+        grant_ttl_s: float,
     ) -> None:
         self._sessions = sessions
         self._events = events
+        self._storage = storage
+        self._secret = secret
+        self._grant_ttl_s = grant_ttl_s
 
     async def report(self, payload: Any = None, *, details: CallDetails) -> None:
         """``edge.orchestrator.report(report)``: a node's own news, and only about itself."""
@@ -75,3 +91,54 @@ class NodeReports:
                 )
             if command is not None:
                 await self._events.command(command, progress=report.pull.model_dump(mode="json"))
+        elif report.kind == "deployment" and report.deployment is not None:
+            async with transaction(self._sessions) as session:
+                deployment = await deployments_service.apply_report(
+                    session=session, device_key=device_key, report=report.deployment
+                )
+            if deployment is not None:
+                await self._events.deployment(deployments_service.event(deployment))
+
+    async def log_slot(self, container_id: Any = None, *, details: CallDetails) -> dict[str, str]:
+        """``edge.orchestrator.log_slot(container_id)``: where a node uploads the logs of a
+        finished job-style container of its own before removing it."""
+        device_key = details.caller_authid
+        if details.caller_authrole != uris.ROLE_DEVICE or not device_key:
+            raise ApplicationError(errors.NOT_AUTHORIZED, "only devices upload logs")
+        if not isinstance(container_id, str) or not 0 < len(container_id) <= 64:
+            raise ApplicationError(errors.INVALID_ARGUMENT, "expected a container id")
+        async with self._sessions() as session:
+            container = await session.get(Container, container_id)
+        # Someone else's container, or one that does not exist, looks the same.
+        if container is None or container.device_key != device_key:
+            raise ApplicationError(errors.NOT_FOUND, f"no container {container_id} here")
+        if container.log_artifact_id is None:
+            artifact = (
+                await self._storage.request(
+                    "POST",
+                    "/v1/artifacts/expected",
+                    identity=acting_for(container.tenant_id, container.owner),
+                    json={
+                        "name": f"{container.docker_name}.log",
+                        "kind": ArtifactKind.LOG.value,
+                        "container_id": container.id,
+                        "device_key": device_key,
+                    },
+                )
+            ).json()
+            async with transaction(self._sessions) as session:
+                stored = await session.get(Container, container_id)
+                assert stored is not None
+                stored.log_artifact_id = artifact["id"]
+            container.log_artifact_id = artifact["id"]
+        return {
+            "artifact_id": container.log_artifact_id,
+            "url": transfer_url(
+                container.log_artifact_id,
+                tenant_id=container.tenant_id,
+                device_key=device_key,
+                direction="upload",
+                secret=self._secret,
+                ttl_s=self._grant_ttl_s,
+            ),
+        }

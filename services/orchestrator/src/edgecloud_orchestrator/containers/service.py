@@ -127,6 +127,16 @@ async def get(*, session: AsyncSession, caller: Identity, container_id: str) -> 
     return row
 
 
+async def get_including_removed(
+    *, session: AsyncSession, caller: Identity, container_id: str
+) -> Container:
+    """Also a removed container (its logs may outlive it)."""
+    row = await session.get(Container, container_id)
+    if row is None or row.tenant_id != caller.tenant_id:
+        raise ContainerNotFound(container_id)
+    return row
+
+
 # Built once: the read behind every container GET.
 _WITH_WAITING = select(Container, commands_service.latest_pending(Container.id)).where(
     Container.id == bindparam("container_id"),

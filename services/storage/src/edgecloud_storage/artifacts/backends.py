@@ -6,6 +6,7 @@ event loop: a 1 MiB write there takes well under a millisecond, less than handin
 a thread would cost.
 """
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -42,6 +43,14 @@ class BlobStore(Protocol):
     def local_path(self, sha256: str) -> Path | None:
         """The blob as a local file, when the store has one (served with sendfile)."""
         ...
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class TooMuchData(Exception):
@@ -86,11 +95,8 @@ class FilesystemStore:
         return written
 
     async def part_sha256(self, artifact_id: str) -> str:
-        digest = hashlib.sha256()
-        with self._part(artifact_id).open("rb") as part:
-            while chunk := part.read(READ_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        # Reading a whole upload back is slow work: off the event loop.
+        return await asyncio.to_thread(_sha256_of, self._part(artifact_id))
 
     async def promote(self, artifact_id: str, sha256: str) -> bool:
         blob = self._blob(sha256)

@@ -69,3 +69,14 @@ class AlreadyComplete(Conflict):
 
 class RangeNotSatisfiable(Problem):
     status, default_code, title = 416, "range_not_satisfiable", "Range not satisfiable"
+
+
+class UploadBusy(Conflict):
+    default_code = "upload_in_progress"
+
+    def __init__(self, artifact_id: str) -> None:
+        super().__init__(
+            f"another piece of artifact {artifact_id} is being stored; ask where the upload"
+            " stands (Content-Range: bytes */size) and go on from there",
+            headers={"Retry-After": "1"},
+        )

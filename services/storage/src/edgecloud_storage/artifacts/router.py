@@ -2,6 +2,7 @@
 that carry a grant instead of an identity."""
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from starlette.datastructures import UploadFile
 from edgecloud_contracts.artifacts import (
     ARTIFACT_NAME_PATTERN,
     CREATE_ARTIFACT_OPENAPI,
+    SHA256_PATTERN,
     ArtifactKind,
     ArtifactName,
     ArtifactPage,
@@ -236,11 +238,15 @@ async def _append(
         request.headers.get("content-range"),
         body_length=int(length) if length and length.isdigit() else None,
     )
+    declared = request.headers.get("x-content-sha256", "").lower() or None
+    if declared is not None and not re.fullmatch(SHA256_PATTERN, declared):
+        raise BadRequest("X-Content-SHA256 is not a SHA-256 in hex", code="bad_sha256")
     row = await artifacts.append(
         tenant_id=tenant_id,
         artifact_id=artifact_id,
         content_range=content_range,
         chunks=request.stream(),
+        declared_sha256=declared,
     )
     if row.state == ArtifactState.COMPLETE:
         return JSONResponse(to_view(row).model_dump(mode="json"))

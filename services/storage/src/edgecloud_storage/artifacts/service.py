@@ -6,6 +6,7 @@ resumed upload never skips a byte; the bytes themselves go to the :class:`BlobSt
 
 import asyncio
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -36,9 +37,11 @@ from .exceptions import (
     OffsetMismatch,
     PayloadTooLarge,
     QuotaExceeded,
+    UploadBusy,
 )
 from .models import Artifact, Blob, TenantQuota
 
+logger = logging.getLogger(__name__)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # An uploader that breaks off mid-body: what arrived is kept, the upload resumes after it.
 _BROKEN_UPLOAD = (ClientDisconnect, ConnectionError)
@@ -99,10 +102,14 @@ class Artifacts:
         sessions: async_sessionmaker[AsyncSession],
         store: BlobStore,
         max_artifact_bytes: int,
+        idle_timeout_s: float = 60.0,
+        lock_wait_s: float = 10.0,
     ) -> None:
         self._sessions = sessions
         self.store = store
         self.max_artifact_bytes = max_artifact_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.lock_wait_s = lock_wait_s
         self._locks: dict[str, asyncio.Lock] = {}
         # artifact id -> (bytes hashed, hash so far). Saves reading the whole upload back
         # on completion; lost on restart or on another replica, then the file is re-read.
@@ -257,13 +264,27 @@ class Artifacts:
         artifact_id: str,
         content_range: ContentRange,
         chunks: AsyncIterator[bytes],
+        declared_sha256: str | None = None,
     ) -> Artifact:
         """Store one piece of an upload. Returns the artifact: complete once its last
-        byte is in and its SHA-256 checked."""
+        byte is in and its SHA-256 checked (the one announced, or one sent with the
+        pieces by an uploader that could not announce it)."""
+        if content_range.end == content_range.start:  # "where are we?": no need to wait
+            return await self._append_locked(
+                tenant_id, artifact_id, content_range, chunks, declared_sha256
+            )
         lock = self._locks.setdefault(artifact_id, asyncio.Lock())
         try:
-            async with lock:
-                return await self._append_locked(tenant_id, artifact_id, content_range, chunks)
+            try:
+                await asyncio.wait_for(lock.acquire(), self.lock_wait_s)
+            except TimeoutError as err:
+                raise UploadBusy(artifact_id) from err
+            try:
+                return await self._append_locked(
+                    tenant_id, artifact_id, content_range, chunks, declared_sha256
+                )
+            finally:
+                lock.release()
         finally:
             if not lock.locked() and self._locks.get(artifact_id) is lock:
                 del self._locks[artifact_id]
@@ -274,11 +295,14 @@ class Artifacts:
         artifact_id: str,
         content_range: ContentRange,
         chunks: AsyncIterator[bytes],
+        declared_sha256: str | None,
     ) -> Artifact:
         async with transaction(self._sessions) as session:
             row = await self.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
             if row.state == ArtifactState.COMPLETE:
                 raise AlreadyComplete(artifact_id)
+            if row.sha256 is None and declared_sha256 is not None:
+                row.sha256 = declared_sha256
             if row.size is None:
                 await self._check_room(session, tenant_id, content_range.total)
                 row.size = content_range.total
@@ -325,8 +349,18 @@ class Artifacts:
             self._hashing.pop(artifact_id, None)
             digest = None  # type: ignore[assignment]
         position = offset
+        stream = aiter(chunks)
         try:
-            async for chunk in chunks:
+            while True:
+                try:
+                    # An uploader that stops sending without closing (a half-open link)
+                    # must not hold the upload forever: what arrived is kept.
+                    chunk = await asyncio.wait_for(anext(stream), self.idle_timeout_s)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    logger.info("upload of %s stalled at byte %d", artifact_id, position)
+                    break
                 if digest is not None:
                     digest.update(chunk)
                 position += len(chunk)

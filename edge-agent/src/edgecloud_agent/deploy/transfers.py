@@ -1,0 +1,158 @@
+"""Moving artifacts between the node and the cloud's storage over HTTP, with the transfer
+URLs (carrying short-lived grants) the orchestrator hands out.
+
+Downloads are :mod:`.download`; uploads are here: the file goes up in pieces with
+``Content-Range``, and after a broken link the node asks the storage how far it got and
+goes on from there.
+"""
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from .download import DownloadFailed, DownloadProgress, download
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_CHUNK = 8 << 20
+READ_CHUNK = 1 << 20
+
+__all__ = ["CloudFiles", "DownloadFailed", "DownloadProgress", "UploadFailed"]
+
+ProgressCallback = Callable[[DownloadProgress], Awaitable[None] | None]
+
+
+class UploadFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as source:
+        while chunk := source.read(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def status_url(url: str) -> str:
+    """``/api/v1/transfers/{id}?grant=...`` -> ``/api/v1/transfers/{id}/status?grant=...``"""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/status"))
+
+
+class CloudFiles:
+    """The node's HTTP client for transfers (one connection pool, made on first use)."""
+
+    def __init__(self, api_url: str, *, attempts: int = 8, read_timeout_s: float = 30.0) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._attempts = attempts
+        self._read_timeout = read_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self._read_timeout)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def absolute(self, url: str) -> str:
+        if not self._api_url:
+            raise DownloadFailed("download_failed", "the agent has no api_url (AGENT_API_URL)")
+        return f"{self._api_url}{url}" if url.startswith("/") else url
+
+    async def download(
+        self,
+        url: str,
+        destination: Path,
+        *,
+        sha256: str,
+        size: int,
+        progress: ProgressCallback | None = None,
+    ) -> Path:
+        return await download(
+            self._http(),
+            self.absolute(url),
+            destination,
+            sha256=sha256,
+            size=size,
+            attempts=self._attempts,
+            progress=progress,
+            read_timeout_s=self._read_timeout,
+        )
+
+    async def upload(self, url: str, source: Path) -> None:
+        """Send ``source`` to the artifact behind ``url``, resuming after broken links."""
+        size, sha256 = await asyncio.to_thread(_size_and_sha256, source)
+        offset, failures = 0, 0
+        while True:
+            try:
+                if await self._send_from(url, source, offset, size, sha256):
+                    return
+                failures = 0
+            except (aiohttp.ClientError, TimeoutError) as err:
+                failures += 1
+                if failures >= self._attempts:
+                    raise UploadFailed("upload_failed", f"the upload kept failing: {err}") from err
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
+            offset = await self._where(url)
+
+    async def _send_from(self, url: str, source: Path, offset: int, size: int, sha: str) -> bool:
+        """Send from ``offset`` to the end, one piece per request; True once complete."""
+        while offset < size or size == 0:
+            end = min(size, offset + UPLOAD_CHUNK)
+            headers = {
+                "Content-Range": f"bytes {offset}-{end - 1}/{size}" if size else f"bytes */{size}",
+                "Content-Type": "application/octet-stream",
+                # The storage checks the whole upload against it on completion.
+                "X-Content-SHA256": sha,
+            }
+            async with self._http().patch(
+                self.absolute(url), data=_read(source, offset, end), headers=headers
+            ) as answer:
+                body = await answer.read()
+                if answer.status == 200:
+                    return True
+                if answer.status == 204:
+                    offset = int(answer.headers.get("Upload-Offset", end))
+                    continue
+                if answer.status == 409 or answer.status >= 500:
+                    return False  # ask where the storage is, and go on from there
+                code = "url_expired" if answer.status in (401, 403) else "upload_refused"
+                raise UploadFailed(code, f"{answer.status}: {body[:300].decode(errors='replace')}")
+        return True
+
+    async def _where(self, url: str) -> int:
+        async with self._http().get(self.absolute(status_url(url))) as answer:
+            if answer.status != 200:
+                raise aiohttp.ClientResponseError(
+                    answer.request_info, (), status=answer.status, message="status unavailable"
+                )
+            received: int = (await answer.json())["received"]
+            return received
+
+
+async def _read(source: Path, start: int, end: int) -> AsyncIterator[bytes]:
+    with source.open("rb") as file:
+        file.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = file.read(min(READ_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk

@@ -1,0 +1,199 @@
+"""Internal REST: what comes out of a container, its logs and its files.
+
+Logs are asked from the node like inspect (never queued); a followed log asks again for
+the lines after the last one seen. A finished job-style container's logs were shipped to
+the storage before the node removed it, and are read from there.
+"""
+
+import asyncio
+import collections
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from edgecloud_contracts.artifacts import ArtifactKind
+from edgecloud_contracts.containers import (
+    Action,
+    CopyFiles,
+    FilesAccepted,
+    FilesOrder,
+    LogsAnswer,
+)
+from edgecloud_contracts.text import OBJECT_ID
+from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.problems import Conflict, Unavailable
+from edgecloud_servicekit.wamp import WampError
+
+from ..commands import service as commands_service
+from ..commands.dispatch import Dispatcher
+from ..deps import CallerDep, DispatcherDep, SessionsDep, StorageDep
+from . import service
+from .models import Container
+
+router = APIRouter(prefix="/v1/containers", tags=["containers"])
+ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
+KEEPALIVE_S = 15.0
+
+
+@router.post(
+    "/{container_id}/files", status_code=status.HTTP_202_ACCEPTED, response_model=FilesAccepted
+)
+async def copy_files(
+    container_id: ContainerId,
+    body: CopyFiles,
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    storage: StorageDep,
+    dispatcher: DispatcherDep,
+) -> JSONResponse:
+    """Copy a file or directory out of the container into a new artifact (a tar). The
+    artifact completes once the node has sent it; the command tells if it could not."""
+    settings = request.app.state.settings
+    async with sessions() as session:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+    artifact = (
+        await storage.request(
+            "POST",
+            "/v1/artifacts/expected",
+            identity=caller,
+            json={
+                "name": archive_name(body.path),
+                "kind": ArtifactKind.RESULT.value,
+                "container_id": container.id,
+                "device_key": container.device_key,
+            },
+        )
+    ).json()
+    async with transaction(sessions) as session:
+        command = commands_service.enqueue(
+            session,
+            tenant_id=caller.tenant_id,
+            container_id=container.id,
+            device_key=container.device_key,
+            docker_name=container.docker_name,
+            action=Action.FILES,
+            ttl=timedelta(seconds=settings.command_ttl_s),
+            files=FilesOrder(path=body.path, artifact_id=artifact["id"], url=""),
+        )
+    await dispatcher.deliver(command.id, wait_s=0)
+    accepted = FilesAccepted(artifact=artifact["id"], command=command.id)
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+def archive_name(path: str) -> str:
+    """A file name for the tar of ``path``: its last part, made safe."""
+    last = PurePosixPath(path).name or "root"
+    safe = re.sub(r"[^A-Za-z0-9_.+,=@()-]", "_", last).lstrip("._-+,=@()") or "files"
+    return f"{safe[:190]}.tar"
+
+
+@router.get(
+    "/{container_id}/logs",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}, "text/event-stream": {}}}},
+)
+async def logs(
+    container_id: ContainerId,
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    storage: StorageDep,
+    dispatcher: DispatcherDep,
+    tail: Annotated[int, Query(ge=0, le=10000)] = 100,
+    follow: bool = False,
+) -> Response:
+    """The last ``tail`` lines (text/plain); ``follow=true`` streams them and every new
+    line as server-sent events (``event: log``), ending with ``event: end``."""
+    async with sessions() as session:
+        container = await service.get_including_removed(
+            session=session, caller=caller, container_id=container_id
+        )
+    if container.removed_at is not None:
+        return await _stored_logs(storage, caller, container, tail=tail, follow=follow)
+    try:
+        first = await dispatcher.logs(container, tail=tail)
+    except WampError as err:
+        if container.log_artifact_id:
+            return await _stored_logs(storage, caller, container, tail=tail, follow=follow)
+        raise Unavailable(f"the device did not answer: {err}", code="device_unreachable") from err
+    if not follow:
+        return PlainTextResponse("".join(f"{line.text}\n" for line in first.lines))
+    interval = request.app.state.settings.logs_poll_interval_s
+    return StreamingResponse(
+        _follow(dispatcher, container, first, interval),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _event(kind: str, data: str = "") -> str:
+    return f"event: {kind}\ndata: {data}\n\n"
+
+
+async def _follow(
+    dispatcher: Dispatcher, container: Container, first: LogsAnswer, interval: float
+) -> AsyncIterator[str]:
+    answer = first
+    last_at: datetime | None = None
+    seen_at_last: set[str] = set()
+    quiet_s = 0.0
+    while True:
+        fresh = [
+            line
+            for line in answer.lines
+            if last_at is None
+            or line.at > last_at
+            or (line.at == last_at and line.text not in seen_at_last)
+        ]
+        for line in fresh:
+            yield _event("log", line.text)
+            if line.at != last_at:
+                last_at, seen_at_last = line.at, set()
+            seen_at_last.add(line.text)
+        if not answer.running and not fresh:
+            yield _event("end", "the container stopped")
+            return
+        if fresh:
+            quiet_s = 0.0
+        elif quiet_s >= KEEPALIVE_S:
+            yield ": ping\n\n"
+            quiet_s = 0.0
+        await asyncio.sleep(interval)
+        quiet_s += interval
+        try:
+            answer = await dispatcher.logs(container, tail=10000, since=last_at)
+        except WampError as err:
+            yield _event("error", f"the device did not answer: {err}")
+            return
+
+
+async def _stored_logs(
+    storage: ServiceClient, caller: Identity, container: Container, *, tail: int, follow: bool
+) -> Response:
+    """A removed job's logs, as its node shipped them before removing it."""
+    if not container.log_artifact_id:
+        raise Conflict(
+            "the container's logs are not available: it is gone and kept no logs",
+            code="logs_unavailable",
+        )
+    content = await storage.request(
+        "GET", f"/v1/artifacts/{container.log_artifact_id}/content", identity=caller
+    )
+    lines = collections.deque(content.content.decode(errors="replace").splitlines(), maxlen=tail)
+    if not follow:
+        return PlainTextResponse("".join(f"{line}\n" for line in lines))
+
+    async def replay() -> AsyncIterator[str]:
+        for line in lines:
+            yield _event("log", line)
+        yield _event("end", "the container has finished")
+
+    return StreamingResponse(replay(), media_type="text/event-stream")

@@ -1,0 +1,1 @@
+"""Deployments: an application archive and its script brought into a container."""

@@ -1,0 +1,34 @@
+"""Fixtures of the integration tests that need a running node."""
+
+import subprocess
+
+import httpx
+import pytest
+
+from tests.conftest import eventually
+from tests.support.agents import AgentFactory
+from tests.support.users import register
+
+
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+
+
+async def online(api: httpx.AsyncClient, key: str) -> bool:
+    answer = await api.get(f"/api/v1/devices/{key}")
+    return answer.status_code == 200 and answer.json()["status"] == "online"
+
+
+@pytest.fixture
+async def node(stack, api, agents: AgentFactory, enrol):
+    """A running agent granted to a fresh tenant, whose user is returned with it."""
+    agent = agents.start(token=await enrol())
+    await eventually(lambda: online(api, agent.key), timeout=20)
+    user = await register(stack)
+    granted = await api.post(f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id})
+    assert granted.status_code == 201
+    yield agent, user
+    for line in docker(
+        "ps", "-aq", "--filter", f"label=edgecloud.tenant={user.tenant_id}"
+    ).stdout.split():
+        docker("rm", "-f", line)
