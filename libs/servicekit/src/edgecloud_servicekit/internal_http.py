@@ -5,6 +5,7 @@ client costs a third of the CPU per request (measured on the command round trip)
 """
 
 import json as jsonlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,7 @@ class ServiceClient:
                 request.method,
                 path.lstrip("/"),
                 params=params or {},
-                data=request.stream() if has_body else None,
+                data=_coalesced(request.stream()) if has_body else None,
                 headers=headers,
                 timeout=STREAM_TIMEOUT,
             )
@@ -172,6 +173,19 @@ class ServiceClient:
         if status >= 400:
             raise _problem(status, content, retry_after)
         return ServiceAnswer(status_code=status, content=content)
+
+
+async def _coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body in pieces of about STREAM_CHUNK: the server hands it over in small reads,
+    and every piece passed on costs a write here and a read, a hash and a write there."""
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        if len(pending) >= STREAM_CHUNK:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
 
 
 def _problem(status: int, content: bytes, retry_after: str | None) -> RemoteProblem:

@@ -316,18 +316,23 @@ class Artifacts:
         if content_range.start != received:
             raise OffsetMismatch(expected=received, given=content_range.start)
         expected = content_range.end - content_range.start
+        # The hash kept here goes on only if this piece continues it.
+        hashed, digest = self._hashing.pop(artifact_id, (0, hashlib.sha256()))
+        keep_hashing = hashed == received
         try:
             written = await self.store.write_part(
                 artifact_id,
                 received,
-                self._hashed(artifact_id, received, chunks),
+                self._received(artifact_id, chunks),
                 limit=expected,
+                digest=digest if keep_hashing else None,
             )
         except TooMuchData as err:
-            self._hashing.pop(artifact_id, None)
             raise BadContentRange(
                 f"more bytes than the Content-Range announced ({expected})"
             ) from err
+        if keep_hashing:
+            self._hashing[artifact_id] = (received + written, digest)
         async with transaction(self._sessions) as session:
             await session.execute(
                 update(Artifact)
@@ -339,37 +344,29 @@ class Artifacts:
         row.received = received + written
         return row
 
-    async def _hashed(
-        self, artifact_id: str, offset: int, chunks: AsyncIterator[bytes]
+    async def _received(
+        self, artifact_id: str, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
-        """Pass chunks through, hashing them when they continue the hash kept here; stop
-        quietly where the uploader broke off (what arrived is kept)."""
-        hashed, digest = self._hashing.get(artifact_id, (0, hashlib.sha256()))
-        if hashed != offset:
-            self._hashing.pop(artifact_id, None)
-            digest = None  # type: ignore[assignment]
-        position = offset
+        """Pass chunks through; stop quietly where the uploader broke off or stalled (what
+        arrived is kept, and the upload resumes after it)."""
         stream = aiter(chunks)
+        position = 0
         try:
             while True:
                 try:
                     # An uploader that stops sending without closing (a half-open link)
-                    # must not hold the upload forever: what arrived is kept.
-                    chunk = await asyncio.wait_for(anext(stream), self.idle_timeout_s)
+                    # must not hold the upload forever. (asyncio.timeout: no task per chunk.)
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        chunk = await anext(stream)
                 except StopAsyncIteration:
-                    break
+                    return
                 except TimeoutError:
-                    logger.info("upload of %s stalled at byte %d", artifact_id, position)
-                    break
-                if digest is not None:
-                    digest.update(chunk)
+                    logger.info("upload of %s stalled after %d bytes", artifact_id, position)
+                    return
                 position += len(chunk)
                 yield chunk
         except _BROKEN_UPLOAD:
-            pass
-        finally:
-            if digest is not None:
-                self._hashing[artifact_id] = (position, digest)
+            return
 
     async def _complete(self, artifact_id: str) -> Artifact:
         hashed = self._hashing.pop(artifact_id, None)
