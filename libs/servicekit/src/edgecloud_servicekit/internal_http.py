@@ -177,9 +177,16 @@ class ServiceClient:
 
 async def _coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The body in pieces of about STREAM_CHUNK: the server hands it over in small reads,
-    and every piece passed on costs a write here and a read, a hash and a write there."""
+    and every piece passed on costs a write here and a read, a hash and a write there.
+    The first piece goes at once: the request (and its headers) must reach the service
+    even if the client then sends nothing, so it can refuse it early."""
     pending = bytearray()
+    first = True
     async for chunk in chunks:
+        if first:
+            first = False
+            yield chunk
+            continue
         pending += chunk
         if len(pending) >= STREAM_CHUNK:
             yield bytes(pending)
