@@ -3,6 +3,7 @@ read the output, fetch the files it made; job logs that outlive the job; tenants
 
 import asyncio
 import io
+import os
 import tarfile
 
 import httpx
@@ -307,3 +308,58 @@ async def test_bad_paths_are_refused(client, node, path) -> None:
     )
     assert answer.status_code == 422
     assert answer.json()["fields"] == ["path"]
+
+
+@pytest.fixture
+def image_archive(tmp_path):
+    """A ``docker save`` archive of an image no registry has (and the engine forgets)."""
+    name = f"tenantimg/app-{os.urandom(3).hex()}:1"
+    assert docker("tag", IMAGE, name).returncode == 0
+    path = tmp_path / "image.tar"
+    saved = docker("save", "-o", str(path), name)
+    assert saved.returncode == 0, saved.stderr
+    assert docker("rmi", name).returncode == 0
+    yield name, path.read_bytes()
+    docker("rmi", "-f", name)
+
+
+async def test_an_uploaded_image_archive_runs_without_a_registry(
+    client, node, image_archive
+) -> None:
+    agent, user = node
+    name, data = image_archive
+    artifact = await upload(client, user, "image.tar", data, "image")
+    created = await create(
+        client,
+        user,
+        device=agent.key,
+        name="custom",
+        image=name,
+        image_artifact=artifact,
+        command=["sleep", "3600"],
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["state"] == "running"
+    assert docker("image", "inspect", name).returncode == 0
+
+
+async def test_an_archive_without_the_image_fails_the_create(client, node, image_archive) -> None:
+    agent, user = node
+    _, data = image_archive
+    artifact = await upload(client, user, "image.tar", data, "image")
+    created = await create(
+        client,
+        user,
+        device=agent.key,
+        name="wrongimage",
+        image="tenantimg/not-in-there:1",
+        image_artifact=artifact,
+    )
+    assert created.status_code == 422, created.text
+    assert created.json()["code"] == "image_load_failed"
+    script = await upload(client, user, "run.sh", SCRIPT, "script")
+    wrong_kind = await create(
+        client, user, device=agent.key, name="x", image=IMAGE, image_artifact=script
+    )
+    assert wrong_kind.status_code == 422
+    assert wrong_kind.json()["code"] == "wrong_artifact_kind"

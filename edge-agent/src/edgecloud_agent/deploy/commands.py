@@ -26,14 +26,19 @@ from edgecloud_contracts.containers import (
 )
 
 from ..runtime.docker import DockerRuntime
-from ..runtime.errors import ContainerNotFound, RuntimeFailure, RuntimeUnavailable
+from ..runtime.errors import (
+    ContainerNotFound,
+    ImageLoadFailed,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
 from ..runtime.hardening import DOCKER_NAME
 from ..runtime.reports import PullStatus
 from ..state.desired import DesiredState
 from ..state.journal import CommandJournal
 from ..uplink.errors import CommandRejected
 from .applications import Deployments
-from .transfers import CloudFiles, UploadFailed
+from .transfers import CloudFiles, DownloadFailed, DownloadProgress, UploadFailed
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +203,8 @@ class CommandExecutor:
         self._runtime.policy.check()
         self._desired.put(spec, running=True)
         try:
+            if spec.image_archive is not None:
+                await self._load_image(command_id, spec)
             # A container of that name from before is found by create itself (a name clash):
             # ours is taken over, anyone else's refused.
             report = await self._runtime.create(spec, self._pull_listener(command_id))
@@ -208,6 +215,44 @@ class CommandExecutor:
             self._desired.remove(spec.container_id)
             await self._discard(spec)
             raise
+
+    async def _load_image(self, command_id: str, spec: ContainerSpec) -> None:
+        """Load the tenant's image archive (``docker save``) when the engine lacks the
+        image: nodes without registry access still run custom images."""
+        archive = spec.image_archive
+        assert archive is not None
+        if await self._runtime.image_present(spec.image):
+            return
+        files = self._need(self._files)
+        incoming = self._need(self._outgoing).parent / "images"
+        incoming.mkdir(parents=True, exist_ok=True)
+        progress = self._pull_listener(command_id)
+
+        def downloading(done: DownloadProgress) -> None:
+            if progress is not None:
+                progress(PullStatus(spec.image, "downloading archive", done.received, done.total))
+
+        target = incoming / f"{archive.sha256}.tar"
+        try:
+            await files.download(
+                archive.url,
+                target,
+                sha256=archive.sha256,
+                size=archive.size,
+                progress=downloading,
+            )
+        except DownloadFailed as err:
+            raise ImageLoadFailed(f"image archive: {err}") from err
+        try:
+            if progress is not None:
+                progress(PullStatus(spec.image, "loading", None, None))
+            await self._runtime.load_image(target)
+        finally:
+            target.unlink(missing_ok=True)
+        if not await self._runtime.image_present(spec.image):
+            raise ImageLoadFailed(f"the archive {archive.name} does not hold {spec.image}")
+        if progress is not None:
+            progress(PullStatus(spec.image, "done", None, None))
 
     async def _copy_out(self, command: Command) -> None:
         """Copy a path out of the container and upload its tar, streamed through a file."""

@@ -167,7 +167,7 @@ class DockerRuntime:
             raise ContainerNotFound(f"no container {docker_name} for {container_id} on this node")
         return data
 
-    async def _image_present(self, image: str) -> bool:
+    async def image_present(self, image: str) -> bool:
         try:
             async with self._calling(f"inspect image {image}", self._timeout):
                 await self._client().images.inspect(image)
@@ -190,7 +190,7 @@ class DockerRuntime:
                 raise
             tracker.finish("failed")
             raise ImagePullFailed(err.message) from err
-        if not await self._image_present(image):
+        if not await self.image_present(image):
             raise ImagePullFailed(f"pull {image}: the engine did not store the image")
         tracker.finish("done")
 

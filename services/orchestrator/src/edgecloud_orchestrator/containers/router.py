@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from edgecloud_contracts.artifacts import ArtifactKind
 from edgecloud_contracts.containers import (
     Action,
     CommandState,
@@ -20,13 +21,15 @@ from edgecloud_servicekit.wamp import WampError
 
 from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
-from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep
+from ..deployments.router import complete_artifact, transfer_ref
+from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep, StorageDep
 from . import placement, service
 from .exceptions import NodeRefused
 from .models import Container
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
 ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
+_IMAGE_KINDS = {ArtifactKind.IMAGE.value, ArtifactKind.FILE.value}
 
 
 def _ttl(request: Request) -> timedelta:
@@ -68,11 +71,21 @@ async def create_container(
     caller: CallerDep,
     sessions: SessionsDep,
     registry: RegistryDep,
+    storage: StorageDep,
     dispatcher: DispatcherDep,
 ) -> Response:
     """201 once the device has created and started it; 202 with a command id when the
     device is offline or still working."""
-    image_platforms = await request.app.state.image_platforms.platforms(body.image)
+    image_archive = None
+    if body.image_artifact is not None:
+        # The node loads the image from the tenant's archive: no registry to ask.
+        archive = await complete_artifact(
+            storage, caller, body.image_artifact, kinds=_IMAGE_KINDS, role="image archive"
+        )
+        image_archive = transfer_ref(archive)
+        image_platforms = None
+    else:
+        image_platforms = await request.app.state.image_platforms.platforms(body.image)
     device = await placement.choose_device(
         registry=registry, caller=caller, request=body, image_platforms=image_platforms
     )
@@ -81,7 +94,12 @@ async def create_container(
             session=session, caller=caller, request=body, device_key=device["key"]
         )
         _, command = service.new_container(
-            session, caller=caller, request=body, device_key=device["key"], ttl=_ttl(request)
+            session,
+            caller=caller,
+            request=body,
+            device_key=device["key"],
+            ttl=_ttl(request),
+            image_archive=image_archive,
         )
     return await _outcome(request, sessions, dispatcher, command, success=status.HTTP_201_CREATED)
 

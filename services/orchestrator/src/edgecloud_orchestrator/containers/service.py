@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from edgecloud_contracts.artifacts import TransferRef
 from edgecloud_contracts.containers import (
     Action,
     CommandResult,
@@ -74,6 +75,7 @@ def new_container(
     request: CreateContainer,
     device_key: str,
     ttl: timedelta,
+    image_archive: TransferRef | None = None,
 ) -> tuple[Container, CommandRow]:
     """The container (pending) and its create command (queued), in the caller's transaction."""
     container_id = str(uuid.uuid4())
@@ -89,6 +91,7 @@ def new_container(
         restart_policy="no" if request.auto_remove else request.restart_policy,
         tenant_id=caller.tenant_id,
         owner=caller.username,
+        image_archive=image_archive,
     )
     now = utcnow()
     container = Container(
