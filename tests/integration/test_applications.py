@@ -3,9 +3,11 @@ read the output, fetch the files it made; job logs that outlive the job; tenants
 
 import asyncio
 import io
+import json
 import os
 import tarfile
 
+import aiomqtt
 import httpx
 import pytest
 
@@ -363,3 +365,46 @@ async def test_an_archive_without_the_image_fails_the_create(client, node, image
     )
     assert wrong_kind.status_code == 422
     assert wrong_kind.json()["code"] == "wrong_artifact_kind"
+
+
+async def test_data_points_from_the_output_and_the_broker_become_series(client, node) -> None:
+    agent, user = node
+    printer = (
+        'for i in 1 2 3; do echo "EDGECLOUD_DATA {\\"temp\\": 2$i.5, \\"ok\\": true}"; '
+        'sleep 0.3; done; echo "EDGECLOUD_DATA not json"; sleep 3600'
+    )
+    container = await running_container(
+        client, user, "sensor", device=agent.key, command=["sh", "-c", printer]
+    )
+
+    async def series(name: str, count: int) -> list | None:
+        answer = await client.get(
+            f"/api/v1/containers/{container['id']}/data",
+            params={"name": name},
+            headers=user.headers,
+        )
+        assert answer.status_code == 200, answer.text
+        points = answer.json()["series"].get(name, [])
+        return points if len(points) >= count else None
+
+    printed = await eventually(lambda: series("temp", 3), timeout=20, interval=0.3)
+    assert [value for _, value in printed] == [21.5, 22.5, 23.5]
+    # The application's broker topic: here the test publishes as the application would
+    # (tenant containers in the test bench have no network).
+    async with aiomqtt.Client("127.0.0.1", port=1883) as mqtt:
+        await mqtt.publish(
+            f"edgecloud/data/{container['name']}", json.dumps({"humidity": 40}), qos=1
+        )
+        await mqtt.publish("edgecloud/data/someone-else", json.dumps({"humidity": 99}), qos=1)
+    published = await eventually(lambda: series("humidity", 1), timeout=20, interval=0.3)
+    assert [value for _, value in published] == [40.0]
+    everything = (
+        await client.get(f"/api/v1/containers/{container['id']}/data", headers=user.headers)
+    ).json()
+    assert set(everything["series"]) == {"temp", "humidity"}  # "ok" was no number
+    bad = await client.get(
+        f"/api/v1/containers/{container['id']}/data",
+        params={"since": "yesterday"},
+        headers=user.headers,
+    )
+    assert bad.status_code == 422

@@ -41,6 +41,7 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("GET", "/api/v1/containers/{container_id}/deployments"): (404, None),
     ("POST", "/api/v1/containers/{container_id}/files"): (404, {"path": "/app"}),
     ("GET", "/api/v1/containers/{container_id}/logs"): (404, None),
+    ("GET", "/api/v1/containers/{container_id}/data"): (404, None),
     ("GET", "/api/v1/deployments/{deployment_id}"): (404, None),
     ("GET", "/api/v1/artifacts/{artifact_id}"): (404, None),
     ("PATCH", "/api/v1/artifacts/{artifact_id}"): (404, None),

@@ -1,7 +1,7 @@
 """The agent, with every module it runs listed in one place.
 
 identity      state/credentials.py    the node's key pair and enrolment state
-telemetry     telemetry/              device info, load, heartbeats
+telemetry     telemetry/              device info, load, heartbeats, collected data points
 runtime       runtime/docker.py       the node's Docker engine (hardening: runtime/hardening.py)
 journal       state/journal.py        commands applied recently, and their results
 desired       state/desired.py        the containers the cloud wants on this node
@@ -18,6 +18,8 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
+from edgecloud_contracts.containers import ContainerReport
+
 from .deploy import rpc
 from .deploy.applications import Deployments
 from .deploy.commands import CommandExecutor
@@ -29,6 +31,7 @@ from .settings import AgentSettings
 from .state import credentials
 from .state.desired import DesiredState
 from .state.journal import CommandJournal
+from .telemetry.datapoints import DataCollector
 from .telemetry.heartbeat import HeartbeatReporter
 from .telemetry.system import SystemProbe
 from .uplink.errors import UplinkError
@@ -124,6 +127,15 @@ class Agent:
                 timeout_s=settings.call_timeout_s,
             )
             stack.push_async_callback(jobs.close)
+            collector = DataCollector(
+                runtime=runtime, desired=desired, send=reports.data, mqtt_url=settings.mqtt_url
+            )
+            stack.push_async_callback(collector.close)
+
+            def observe(report: ContainerReport) -> None:
+                jobs.observe(report)
+                collector.observe(report)
+
             self.executor = CommandExecutor(
                 runtime=runtime,
                 journal=journal,
@@ -148,7 +160,7 @@ class Agent:
                 reporter_task = tasks.create_task(reporter.run(), name="heartbeat")
                 reports_task = tasks.create_task(reports.run(), name="node-reports")
                 events_task = tasks.create_task(
-                    forward_container_events(runtime, reports, jobs.observe),
+                    forward_container_events(runtime, reports, observe),
                     name="container-events",
                 )
                 inventory_task = tasks.create_task(
@@ -157,10 +169,11 @@ class Agent:
                         reports,
                         self.uplink,
                         every_s=settings.inventory_interval_s,
-                        observe=jobs.observe,
+                        observe=observe,
                     ),
                     name="inventory",
                 )
+                data_task = tasks.create_task(collector.run(), name="data-points")
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
                 # Let commands in progress finish and their answers go out, then the beat
@@ -168,6 +181,7 @@ class Agent:
                 await self.executor.wait_idle(settings.call_timeout_s)
                 events_task.cancel()
                 inventory_task.cancel()
+                data_task.cancel()
                 reports_task.cancel()
                 reporter.stop()
                 await reporter_task

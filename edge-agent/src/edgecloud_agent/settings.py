@@ -14,6 +14,8 @@ class AgentSettings(BaseSettings):
     router_url: str = "ws://127.0.0.1:8080/ws"
     api_url: str = "http://127.0.0.1:8000"
     """The platform's public API (the gateway): artifacts come and go through it."""
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    """The node's own broker, where applications publish data points (empty: none)."""
     realm: str = "edgecloud"
     state_dir: Path = Path("/var/lib/edgecloud-agent")
     enrolment_token: SecretStr | None = None

@@ -16,7 +16,12 @@ from typing import Protocol
 
 from edgecloud_contracts import uris
 from edgecloud_contracts.artifacts import DeploymentReport
-from edgecloud_contracts.containers import ContainerReport, NodeReport, PullProgress
+from edgecloud_contracts.containers import (
+    ContainerReport,
+    DataBatch,
+    NodeReport,
+    PullProgress,
+)
 
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import RuntimeUnavailable
@@ -49,6 +54,9 @@ class ReportSender:
 
     def pull(self, progress: PullProgress) -> None:
         self.submit(NodeReport(kind="pull", pull=progress, at=datetime.now(UTC)))
+
+    def data(self, batches: list[DataBatch]) -> None:
+        self.submit(NodeReport(kind="data", data=batches, at=datetime.now(UTC)))
 
     def deployment(self, report: DeploymentReport) -> None:
         self.submit(NodeReport(kind="deployment", deployment=report, at=datetime.now(UTC)))

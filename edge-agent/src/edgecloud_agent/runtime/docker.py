@@ -401,6 +401,38 @@ class DockerRuntime:
         running = bool(data.get("State", {}).get("Running"))
         return list(reports.log_lines(raw)), running
 
+    async def follow_logs(
+        self, docker_id: str, *, since: datetime
+    ) -> AsyncGenerator[LogLine, None]:
+        """The container's output lines from ``since`` on, as they come, until it stops
+        (then the stream ends). A client of its own: this connection stays open."""
+        params: dict[str, Any] = {
+            "stdout": 1,
+            "stderr": 1,
+            "timestamps": 1,
+            "follow": 1,
+            "since": f"{since.timestamp():.9f}",
+        }
+        try:
+            docker = aiodocker.Docker(url=self._url)
+        except ValueError as err:
+            raise RuntimeUnavailable(f"logs: {err}") from err
+        try:
+            async with docker._query(
+                f"containers/{docker_id}/logs", params=params, timeout=None
+            ) as response:
+                frames = reports.FrameReader()
+                async for chunk in response.content.iter_any():
+                    for stream, payload in frames.feed(chunk):
+                        for line in reports.log_lines_of(stream, payload):
+                            yield line
+        except aiodocker.DockerError as err:
+            raise RuntimeFailure(f"logs of {docker_id}: {err.message}", status=err.status) from err
+        except (OSError, aiohttp.ClientError) as err:
+            raise RuntimeUnavailable(f"logs of {docker_id}: {err}") from err
+        finally:
+            await docker.close()
+
     async def write_logs(self, docker_id: str, destination: Path) -> int:
         """All of a container's output, as text lines, to ``destination``; its size."""
         params = {"stdout": 1, "stderr": 1, "timestamps": 0}

@@ -171,9 +171,13 @@ def log_lines(raw: bytes) -> Iterator[LogLine]:
     """Lines of a ``timestamps=1`` log answer, each with its time and stream."""
     frames = FrameReader()
     for stream, payload in frames.feed(raw):
-        for line in payload.decode(errors="replace").splitlines():
-            stamp, _, text = line.partition(" ")
-            at = _timestamp(stamp)
-            if at is None:  # not a timestamped line (should not happen): keep it whole
-                at, text = datetime.now(UTC), line
-            yield LogLine(at=at, stream=stream, text=text)
+        yield from log_lines_of(stream, payload)
+
+
+def log_lines_of(stream: Literal["stdout", "stderr"], payload: bytes) -> Iterator[LogLine]:
+    for line in payload.decode(errors="replace").splitlines():
+        stamp, _, text = line.partition(" ")
+        at = _timestamp(stamp)
+        if at is None:  # not a timestamped line (should not happen): keep it whole
+            at, text = datetime.now(UTC), line
+        yield LogLine(at=at, stream=stream, text=text)

@@ -189,14 +189,41 @@ class PullProgress(WireModel):
     total: int | None = None
 
 
+# Collected data: numbers an application publishes, on its output after this prefix (a JSON
+# object of name -> number) or as that same JSON on its topic of the node's broker.
+DATA_PREFIX = "EDGECLOUD_DATA "
+DATA_TOPIC = "edgecloud/data/{docker_name}"
+DATA_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class DataPoint(WireModel):
+    at: datetime
+    name: Annotated[str, Field(pattern=DATA_NAME_PATTERN)]
+    value: Annotated[float, Field(allow_inf_nan=False)]
+
+
+class DataBatch(WireModel):
+    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    points: Annotated[list[DataPoint], Field(min_length=1, max_length=2000)]
+
+
+class DataSeries(WireModel):
+    """``GET /containers/{id}/data``: each name's points, oldest first."""
+
+    series: dict[str, list[tuple[datetime, float]]]
+    truncated: bool = False
+    """True when more points matched than one answer carries (ask for a shorter range)."""
+
+
 class NodeReport(WireModel):
     """What a node tells the orchestrator between heartbeats: a container changed, a pull
     made progress. Best effort for now: the heartbeat's full container list catches up."""
 
-    kind: Literal["container", "pull", "inventory", "deployment"]
+    kind: Literal["container", "pull", "inventory", "deployment", "data"]
     container: ContainerReport | None = None
     pull: PullProgress | None = None
     deployment: DeploymentReport | None = None
+    data: Annotated[list[DataBatch], Field(max_length=100)] | None = None
     inventory: Annotated[list[ContainerReport], Field(max_length=1000)] | None = None
     """Every container the node manages, sent on each (re)connect and periodically, so
     the cloud can reconcile its view with the node's."""

@@ -3,6 +3,7 @@ keeping the cloud's view of each container in step with its node."""
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -19,6 +20,8 @@ from .containers import outputs as outputs_router
 from .containers import router as containers_router
 from .containers.images import PlatformCache
 from .containers.rpc import NodeReports
+from .data import router as data_router
+from .data import service as data_service
 from .deployments import router as deployments_router
 from .deployments.cleanup import AfterFailure
 from .events import EventPublisher
@@ -63,6 +66,12 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             )
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("command-delivery", dispatcher.run)
+            background.start(
+                "data-retention",
+                lambda: data_service.prune_forever(
+                    sessions, keep=timedelta(days=settings.data_retention_days)
+                ),
+            )
             wamp = wamp_link(
                 settings,
                 procedures=[
@@ -96,6 +105,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         routers=[
             deployments_router.router,
             outputs_router.router,
+            data_router.router,
             containers_router.router,
             commands_router.router,
         ],

@@ -29,3 +29,5 @@ class OrchestratorSettings(ServiceSettings):
     """How long a node may use the transfer URLs in a command it was sent."""
     logs_poll_interval_s: float = 1.0
     """How often a followed log asks the node for new lines."""
+    data_retention_days: float = 30.0
+    """How long collected data points are kept."""

@@ -1,16 +1,19 @@
 """Public REST: containers and commands, answered by the orchestrator; every action audited."""
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from edgecloud_contracts.artifacts import Deploy, DeploymentView
 from edgecloud_contracts.containers import (
+    DATA_NAME_PATTERN,
     CommandView,
     ContainerPage,
     ContainerView,
     CopyFiles,
     CreateContainer,
+    DataSeries,
     FilesAccepted,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
@@ -176,6 +179,29 @@ async def logs(
         f"/v1/containers/{container_id}/logs",
         identity=identity,
         params={"tail": str(tail), "follow": "true" if follow else "false"},
+    )
+
+
+@router.get("/containers/{container_id}/data", response_model=DataSeries)
+async def data(
+    container_id: PathId,
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    name: Annotated[str | None, Query(pattern=DATA_NAME_PATTERN)] = None,
+) -> Response:
+    """The data points the container's application published (JSON lines on its output
+    after ``EDGECLOUD_DATA ``, or on its topic of the node's broker), per name."""
+    params = {
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "name": name,
+    }
+    return passed_on(
+        await orchestrator.request(
+            "GET", f"/v1/containers/{container_id}/data", identity=identity, params=params
+        )
     )
 
 

@@ -19,6 +19,7 @@ from edgecloud_servicekit.internal_http import ServiceClient
 
 from ..commands.grants import transfer_url
 from ..commands.models import CommandRow
+from ..data import service as data_service
 from ..deployments import service as deployments_service
 from ..deployments.cleanup import acting_for
 from ..events import EventPublisher
@@ -91,6 +92,11 @@ class NodeReports:
                 )
             if command is not None:
                 await self._events.command(command, progress=report.pull.model_dump(mode="json"))
+        elif report.kind == "data" and report.data:
+            async with transaction(self._sessions) as session:
+                await data_service.store(
+                    session=session, device_key=device_key, batches=report.data
+                )
         elif report.kind == "deployment" and report.deployment is not None:
             async with transaction(self._sessions) as session:
                 deployment = await deployments_service.apply_report(

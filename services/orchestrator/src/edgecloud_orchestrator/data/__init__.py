@@ -1,0 +1,1 @@
+"""Collected data: the numbers applications publish, as a time series per container."""
