@@ -366,3 +366,93 @@ async def test_transfers_need_a_current_grant_for_that_artifact(stack, tenant, a
         foreign = await node.get(path, params={"grant": grant(artifact["id"], tenant_id="t-x")})
         assert foreign.status_code == 404
         assert (await node.get(path)).status_code == 422
+
+
+class CuttingProxy:
+    """A TCP proxy to the gateway that breaks the first answer after ``cut_after`` bytes,
+    as a lossy link would; later connections pass whole."""
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "CuttingProxy":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter):
+        self.connections += 1
+        limit = self.cut_after if self.connections == 1 else None
+        upstream_in, upstream_out = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(source, sink, limit: int | None) -> None:
+            passed = 0
+            try:
+                while chunk := await source.read(65536):
+                    if limit is not None and passed + len(chunk) > limit:
+                        sink.write(chunk[: limit - passed])
+                        await sink.drain()
+                        sink.transport.abort()
+                        return
+                    passed += len(chunk)
+                    sink.write(chunk)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(
+            pipe(client_in, upstream_out, None),
+            pipe(upstream_in, client_out, limit),
+            return_exceptions=True,
+        )
+
+
+async def test_the_agent_download_resumes_after_the_link_breaks(stack, tenant, as_tenant) -> None:
+    import aiohttp
+
+    from edgecloud_agent.deploy.download import DownloadProgress, download
+
+    data = os.urandom(3 * 1024 * 1024)
+    artifact = (await announce(as_tenant, data)).json()
+    assert (await send(as_tenant, artifact["id"], data, 0, len(data))).status_code == 200
+    grant = sign_transfer(
+        TransferGrant(artifact["id"], tenant.tenant_id, "node_1", "download"),
+        secret=stack.internal_secret,
+    )
+    resumed_from: list[int] = []
+
+    def progress(done: DownloadProgress) -> None:
+        if done.resumed_from and done.resumed_from not in resumed_from:
+            resumed_from.append(done.resumed_from)
+
+    port = urlsplit(stack.url("gateway")).port
+    assert port is not None
+    async with CuttingProxy(port, cut_after=1024 * 1024) as proxy, aiohttp.ClientSession() as http:
+        target = stack.workdir / f"download-{artifact['id']}"
+        await download(
+            http,
+            f"{proxy.url}/api/v1/transfers/{artifact['id']}?grant={grant}",
+            target,
+            sha256=sha(data),
+            size=len(data),
+            progress=progress,
+            backoff_s=0.05,
+            chunk_bytes=64 * 1024,  # pieces land on disk as they come, before the cut
+        )
+        assert proxy.connections >= 2  # the broken one, then the resumed one
+    assert await asyncio.to_thread(target.read_bytes) == data
+    assert resumed_from
+    assert 0 < resumed_from[0] < 1024 * 1024  # went on from what had arrived
