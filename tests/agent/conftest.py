@@ -87,7 +87,10 @@ def names() -> Iterator[Callable[[], str]]:
 
     yield make
     for name in made:
+        volumes = docker("inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", name).stdout
         docker("rm", "-f", name)
+        for volume in volumes.split():  # named application volumes outlive their container
+            docker("volume", "rm", "-f", volume)
 
 
 @pytest.fixture

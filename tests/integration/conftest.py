@@ -28,7 +28,9 @@ async def node(stack, api, agents: AgentFactory, enrol):
     granted = await api.post(f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id})
     assert granted.status_code == 201
     yield agent, user
-    for line in docker(
-        "ps", "-aq", "--filter", f"label=edgecloud.tenant={user.tenant_id}"
-    ).stdout.split():
+    tenant = f"label=edgecloud.tenant={user.tenant_id}"
+    for line in docker("ps", "-aq", "--filter", tenant).stdout.split():
         docker("rm", "-f", line)
+    # Application volumes are named: removing a container leaves them behind.
+    for line in docker("volume", "ls", "-q", "--filter", tenant).stdout.split():
+        docker("volume", "rm", "-f", line)
