@@ -114,6 +114,7 @@ class Agent:
                 runtime=runtime,
                 files=files,
                 report=reports.deployment,
+                deliver=reports.deliver_deployment,
                 state_dir=settings.state_dir,
             )
             stack.push_async_callback(deployments.close)

@@ -5,7 +5,8 @@ volume, run the script inside the container, and report every step.
 The deploy command only hands the order over (it is answered at once); the work runs in
 its own task and is reported as it goes. Its state is written to disk at each step, so
 an agent restarted midway goes on: downloads resume from their partial files, and a
-script already started is waited for (it runs in the container, not in the agent).
+script already started is waited for (it runs in the container, not in the agent). The
+end of a deployment is kept on disk until the cloud has it.
 """
 
 import asyncio
@@ -13,9 +14,10 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from edgecloud_contracts.archives import (
     ArchiveLimits,
@@ -58,12 +60,14 @@ class Deployments:
         runtime: DockerRuntime,
         files: CloudFiles,
         report: Callable[[DeploymentReport], None],
+        deliver: Callable[[DeploymentReport], Awaitable[None]],
         state_dir: Path,
         limits: ArchiveLimits | None = None,
     ) -> None:
         self._runtime = runtime
         self._files = files
         self._report = report
+        self._deliver = deliver
         self._root = state_dir / "deployments"
         self._limits = limits or ArchiveLimits()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -109,30 +113,44 @@ class Deployments:
     async def _run(self, order: DeploymentOrder) -> None:
         work = self._work(order.deployment_id)
         progress = _load_progress(work)
+        final = progress.get("final")
+        if final is None:
+            report = await self._carry_out(order, work, progress)
+            # Written before it is sent: an agent restarted now sends it again, never
+            # runs the deployment twice.
+            _write_json(work / "progress.json", {**progress, "final": report.model_dump_json()})
+        else:
+            report = DeploymentReport.model_validate_json(final)
+        # The end of a deployment must reach the cloud, however long the link is down.
+        await self._deliver(report)
+        shutil.rmtree(work, ignore_errors=True)
+
+    async def _carry_out(
+        self, order: DeploymentOrder, work: Path, progress: dict[str, str]
+    ) -> DeploymentReport:
         try:
             exec_id = progress.get("exec_id")
             if exec_id is None:
                 exec_id = await self._prepare_and_start(order, work)
+                progress = _load_progress(work)
             exit_code = await self._wait_for_exit(exec_id)
         except DeploymentFailed as err:
-            self._send(order, DeploymentState.FAILED, error_code=err.code, error=str(err))
+            return self._final(order, DeploymentState.FAILED, error_code=err.code, error=str(err))
         except asyncio.CancelledError:
             raise  # the agent is stopping: the state on disk lets the next run go on
         except Exception as err:  # never leave a deployment hanging without a word
             logger.exception("deployment %s failed", order.deployment_id)
-            self._send(order, DeploymentState.FAILED, error_code="agent_error", error=str(err))
-        else:
-            state = DeploymentState.SUCCEEDED if exit_code == 0 else DeploymentState.FAILED
-            step = _run_step(_load_progress(work), exit_code)
-            self._send(
-                order,
-                state,
-                step=step,
-                exit_code=exit_code,
-                error_code=None if exit_code == 0 else "script_failed",
-                error=None if exit_code == 0 else f"the script exited with {exit_code}",
+            return self._final(
+                order, DeploymentState.FAILED, error_code="agent_error", error=str(err)
             )
-        shutil.rmtree(work, ignore_errors=True)
+        return self._final(
+            order,
+            DeploymentState.SUCCEEDED if exit_code == 0 else DeploymentState.FAILED,
+            step=_run_step(progress, exit_code),
+            exit_code=exit_code,
+            error_code=None if exit_code == 0 else "script_failed",
+            error=None if exit_code == 0 else f"the script exited with {exit_code}",
+        )
 
     async def _prepare_and_start(self, order: DeploymentOrder, work: Path) -> str:
         total = order.archive.size + order.script.size
@@ -229,8 +247,12 @@ class Deployments:
     def _step(self, order: DeploymentOrder, state: DeploymentState, name: str) -> "_Step":
         return _Step(self, order, state, name)
 
-    def _send(
-        self,
+    def _send(self, order: DeploymentOrder, state: DeploymentState, **fields: Any) -> None:
+        """Progress: best effort (a lost step is followed by a later one)."""
+        self._report(self._final(order, state, **fields))
+
+    @staticmethod
+    def _final(
         order: DeploymentOrder,
         state: DeploymentState,
         *,
@@ -240,18 +262,16 @@ class Deployments:
         exit_code: int | None = None,
         error_code: str | None = None,
         error: str | None = None,
-    ) -> None:
-        self._report(
-            DeploymentReport(
-                deployment_id=order.deployment_id,
-                state=state,
-                step=step,
-                received=received,
-                total=total,
-                exit_code=exit_code,
-                error_code=error_code,
-                error=error[:2000] if error else None,
-            )
+    ) -> DeploymentReport:
+        return DeploymentReport(
+            deployment_id=order.deployment_id,
+            state=state,
+            step=step,
+            received=received,
+            total=total,
+            exit_code=exit_code,
+            error_code=error_code,
+            error=error[:2000] if error else None,
         )
 
 

@@ -41,7 +41,10 @@ class ReportSender:
     def __init__(self, *, uplink: ReportUplink, timeout_s: float, max_queued: int = 1000) -> None:
         self._uplink = uplink
         self._timeout = timeout_s
-        self._queue: asyncio.Queue[NodeReport] = asyncio.Queue(max_queued)
+        # (report, None) is best effort; (report, future) must arrive, and says when it did.
+        self._queue: asyncio.Queue[tuple[NodeReport, asyncio.Future[None] | None]] = asyncio.Queue(
+            max_queued
+        )
         self._healthy = True
         self.sent = 0
         self.dropped = 0
@@ -61,32 +64,56 @@ class ReportSender:
     def deployment(self, report: DeploymentReport) -> None:
         self.submit(NodeReport(kind="deployment", deployment=report, at=datetime.now(UTC)))
 
+    async def deliver_deployment(self, report: DeploymentReport) -> None:
+        """Send until the cloud has it, in order after the progress before it, waiting out
+        any outage (the end of a deployment)."""
+        await self.deliver(NodeReport(kind="deployment", deployment=report, at=datetime.now(UTC)))
+
+    async def deliver(self, report: NodeReport) -> None:
+        """Queue ``report`` to be sent whatever happens to the link; return once sent."""
+        sent = asyncio.get_running_loop().create_future()
+        await self._queue.put((report, sent))
+        await sent
+
     def submit(self, report: NodeReport) -> None:
         """Queue ``report`` for sending; never blocks, drops it when it cannot be sent."""
         if not self._uplink.connected:
             self.dropped += 1
             return
         try:
-            self._queue.put_nowait(report)
+            self._queue.put_nowait((report, None))
         except asyncio.QueueFull:
             self.dropped += 1
 
     async def run(self) -> None:
         """Send queued reports one at a time, in order; runs until cancelled."""
         while True:
-            report = await self._queue.get()
-            if not self._uplink.connected:
-                self.dropped += 1
+            report, sent = await self._queue.get()
+            if sent is None:
+                await self._send_once(report)
                 continue
-            try:
-                await self._uplink.call(
-                    uris.NODE_REPORT, report.model_dump(mode="json"), timeout=self._timeout
-                )
-                self.sent += 1
-                self._log_health(None)
-            except UplinkError as err:
-                self.dropped += 1
-                self._log_health(err)
+            delay = 0.5
+            while not await self._send_once(report, count_drop=False):
+                await asyncio.sleep(delay)  # a report that must arrive waits for the link
+                delay = min(delay * 2, 30.0)
+            if not sent.done():
+                sent.set_result(None)
+
+    async def _send_once(self, report: NodeReport, *, count_drop: bool = True) -> bool:
+        if not self._uplink.connected:
+            self.dropped += count_drop
+            return False
+        try:
+            await self._uplink.call(
+                uris.NODE_REPORT, report.model_dump(mode="json"), timeout=self._timeout
+            )
+        except UplinkError as err:
+            self.dropped += count_drop
+            self._log_health(err)
+            return False
+        self.sent += 1
+        self._log_health(None)
+        return True
 
     def _log_health(self, error: Exception | None) -> None:
         if error is None and not self._healthy:
