@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -134,12 +133,7 @@ class ServiceClient:
             for name in FORWARDED_RESPONSE_HEADERS
             if (value := response.headers.get(name)) is not None
         }
-        return StreamingResponse(
-            response.content.iter_chunked(STREAM_CHUNK),
-            status_code=response.status,
-            headers=passed,
-            background=BackgroundTask(response.release),
-        )
+        return StreamingResponse(_relayed(response), status_code=response.status, headers=passed)
 
     async def relay(
         self, request: Request, path: str, *, identity: Identity | None
@@ -174,6 +168,16 @@ class ServiceClient:
         if status >= 400:
             raise _problem(status, content, retry_after)
         return ServiceAnswer(status_code=status, content=content)
+
+
+async def _relayed(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The service's answer, piece by piece; its connection goes back to the pool however
+    the relay ends (also when our client goes away midway, e.g. a followed log)."""
+    try:
+        async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+            yield chunk
+    finally:
+        response.release()
 
 
 async def _coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
