@@ -20,7 +20,26 @@ from .settings import StorageSettings
 logger = logging.getLogger(__name__)
 
 
-def blob_store(settings: StorageSettings) -> BlobStore:
+async def blob_store(stack: AsyncExitStack, settings: StorageSettings) -> BlobStore:
+    if settings.backend == "s3":
+        # Imported here: a filesystem deployment never loads botocore.
+        from aiobotocore.session import get_session
+
+        from .artifacts.s3 import S3Store
+
+        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+        client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=settings.s3_endpoint_url,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key,
+                aws_secret_access_key=secret,
+            )
+        )
+        store = S3Store(client, settings.s3_bucket)
+        await store.ensure_bucket()
+        return store
     return FilesystemStore(settings.artifacts_dir)
 
 
@@ -33,7 +52,7 @@ def create_app(settings: StorageSettings | None = None) -> FastAPI:
             engine, sessions = open_database(stack, settings)
             artifacts = Artifacts(
                 sessions=sessions,
-                store=blob_store(settings),
+                store=await blob_store(stack, settings),
                 max_artifact_bytes=settings.max_artifact_bytes,
                 idle_timeout_s=settings.upload_idle_timeout_s,
             )

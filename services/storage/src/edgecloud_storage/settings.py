@@ -1,6 +1,7 @@
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import ServiceSettings
@@ -11,6 +12,14 @@ class StorageSettings(ServiceSettings):
     service_name: ClassVar[str] = "storage"
     default_port: ClassVar[int] = 8003
 
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    """Where blobs live: local files, or an S3-compatible object store (for replicas on
+    several machines)."""
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "edgecloud-artifacts"
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
     data_dir: Path | None = None
     """Where the filesystem backend keeps blobs and partial uploads (default: var_dir/artifacts)."""
     max_artifact_bytes: int = 4 << 30
