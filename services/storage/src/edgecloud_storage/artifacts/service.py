@@ -114,17 +114,20 @@ class Artifacts:
         # artifact id -> (bytes hashed, hash so far). Saves reading the whole upload back
         # on completion; lost on restart or on another replica, then the file is re-read.
         self._hashing: dict[str, tuple[int, hashlib._Hash]] = {}
-        self._known_quotas: dict[str, int] = {}
 
     # Quotas
 
     async def remember_quota(self, identity: Identity) -> None:
-        """Keep the tenant's quota from a user's identity, for uploads coming from nodes."""
+        """Keep the tenant's quota from a user's identity, for uploads coming from nodes
+        (written only when it changed: one read per call, and no cache that another
+        replica's write could make stale)."""
         quota = identity.quotas.get("storage_bytes")
-        if quota is None or self._known_quotas.get(identity.tenant_id) == quota:
+        if quota is None:
             return
-        table = cast(Table, TenantQuota.__table__)
         async with transaction(self._sessions) as session:
+            if await self.quota(session, identity.tenant_id) == quota:
+                return
+            table = cast(Table, TenantQuota.__table__)
             statement = upsert(
                 session,
                 table,
@@ -135,7 +138,6 @@ class Artifacts:
                 statement,
                 {"tenant_id": identity.tenant_id, "storage_bytes": quota, "updated_at": utcnow()},
             )
-        self._known_quotas[identity.tenant_id] = quota
 
     async def usage(self, session: AsyncSession, tenant_id: str) -> int:
         """Bytes the tenant's artifacts take or have announced."""
