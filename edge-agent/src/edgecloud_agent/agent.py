@@ -174,7 +174,9 @@ class Agent:
                     ),
                     name="inventory",
                 )
-                data_task = tasks.create_task(collector.run(), name="data-points")
+                data_task = tasks.create_task(
+                    collector.run(ready=self.uplink.wait_connected), name="data-points"
+                )
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
                 # Let commands in progress finish and their answers go out, then the beat

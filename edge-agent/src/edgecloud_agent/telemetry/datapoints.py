@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -92,12 +92,14 @@ class DataCollector:
         self._pending[container_id].extend(points)
         self._pending_count += len(points)
 
-    async def run(self) -> None:
-        """Send what was collected, about once a second; listen to the broker. Runs until
-        cancelled."""
+    async def run(self, ready: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Send what was collected, about once a second; listen to the broker once
+        ``ready`` returns (the node has joined the cloud: a node that is refused never
+        opens a broker connection it would then have to wait out when it exits). Runs
+        until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             if self._mqtt_url:
-                tasks.create_task(self._listen(), name="data-mqtt")
+                tasks.create_task(self._listen(ready), name="data-mqtt")
             while True:
                 await asyncio.sleep(self._flush_every)
                 self.flush()
@@ -134,7 +136,9 @@ class DataCollector:
         except RuntimeFailure as err:
             logger.debug("stopped following %s: %s", docker_id, err)
 
-    async def _listen(self) -> None:
+    async def _listen(self, ready: Callable[[], Awaitable[object]] | None) -> None:
+        if ready is not None:
+            await ready()
         # Imported here: a node configured without a broker never loads the MQTT client.
         import aiomqtt
 
@@ -143,7 +147,7 @@ class DataCollector:
         while True:
             try:
                 async with aiomqtt.Client(
-                    address.hostname or "127.0.0.1", port=address.port or 1883
+                    address.hostname or "127.0.0.1", port=address.port or 1883, timeout=5
                 ) as client:
                     await client.subscribe(DATA_TOPICS, qos=1)
                     delay = 1.0
