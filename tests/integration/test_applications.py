@@ -171,39 +171,25 @@ async def test_deploy_checks_whose_things_they_are(stack, client, node) -> None:
     other = await register(stack)
     theirs = await upload(client, other, "app.tar", tar_of({"a": b"b"}), "application")
     mine = await upload(client, user, "run.sh", SCRIPT, "script")
-    foreign = await client.post(
-        f"/api/v1/containers/{container['id']}/deploy",
-        json={"artifact": theirs, "script": mine},
-        headers=user.headers,
-    )
-    assert foreign.status_code == 404
-    assert foreign.json()["code"] == "artifact_not_found"
-    not_theirs = await client.post(
-        f"/api/v1/containers/{container['id']}/deploy",
-        json={"artifact": theirs, "script": theirs},
-        headers=other.headers,
-    )
-    assert not_theirs.status_code == 404
-    assert not_theirs.json()["code"] == "container_not_found"
     announced = await client.post(
         "/api/v1/artifacts",
         json={"name": "app.tar", "size": 10, "sha256": "0" * 64, "kind": "application"},
         headers=user.headers,
     )
-    incomplete = await client.post(
-        f"/api/v1/containers/{container['id']}/deploy",
-        json={"artifact": announced.json()["id"], "script": mine},
-        headers=user.headers,
-    )
-    assert incomplete.status_code == 409
-    assert incomplete.json()["code"] == "artifact_incomplete"
-    wrong_kind = await client.post(
-        f"/api/v1/containers/{container['id']}/deploy",
-        json={"artifact": mine, "script": mine},
-        headers=user.headers,
-    )
-    assert wrong_kind.status_code == 422
-    assert wrong_kind.json()["code"] == "wrong_artifact_kind"
+    cases = [
+        # (who asks, archive, script) -> (status, code)
+        ((user, theirs, mine), (404, "artifact_not_found")),
+        ((other, theirs, theirs), (404, "container_not_found")),
+        ((user, announced.json()["id"], mine), (409, "artifact_incomplete")),
+        ((user, mine, mine), (422, "wrong_artifact_kind")),
+    ]
+    for (caller, archive, script), (status, code) in cases:
+        answer = await client.post(
+            f"/api/v1/containers/{container['id']}/deploy",
+            json={"artifact": archive, "script": script},
+            headers=caller.headers,
+        )
+        assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
     for path in (
         f"/api/v1/containers/{container['id']}/logs",
         f"/api/v1/containers/{container['id']}/deployments",

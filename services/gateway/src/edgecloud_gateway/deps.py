@@ -87,6 +87,11 @@ async def _orchestrator(request: Request) -> ServiceClient:
     return client
 
 
+async def _storage(request: Request) -> ServiceClient:
+    client: ServiceClient = request.app.state.storage
+    return client
+
+
 # Ids in paths: anything else cannot name an object, and is refused before any query.
 PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=OBJECT_ID)]
 IdentityDep = Annotated[Identity, Depends(_identity)]
@@ -94,3 +99,4 @@ OperatorDep = Annotated[Identity, Depends(_operator)]
 TenantAdminDep = Annotated[Identity, Depends(_tenant_admin)]
 RegistryDep = Annotated[ServiceClient, Depends(_registry)]
 OrchestratorDep = Annotated[ServiceClient, Depends(_orchestrator)]
+StorageDep = Annotated[ServiceClient, Depends(_storage)]

@@ -6,7 +6,7 @@ memory than a small one; the storage enforces sizes, ranges and quotas.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from edgecloud_contracts.artifacts import (
     CREATE_ARTIFACT_OPENAPI,
@@ -16,22 +16,14 @@ from edgecloud_contracts.artifacts import (
     StorageUsage,
 )
 from edgecloud_contracts.text import OBJECT_ID
-from edgecloud_servicekit.internal_http import ServiceClient, passed_on
+from edgecloud_servicekit.internal_http import passed_on
 
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, PathId, SessionDep
+from ..deps import IdentityDep, PathId, SessionDep, StorageDep
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"])
 # The storage applies its own limits; this only lets large bodies reach it.
 UPLOAD_BODY_LIMIT = 8 << 30
-
-
-async def _storage(request: Request) -> ServiceClient:
-    client: ServiceClient = request.app.state.storage
-    return client
-
-
-StorageDep = Annotated[ServiceClient, Depends(_storage)]
 
 
 @router.post(

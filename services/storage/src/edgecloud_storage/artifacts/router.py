@@ -228,11 +228,19 @@ async def upload_piece(
 
 
 async def _append(
-    request: Request, artifacts: Artifacts, *, tenant_id: str, artifact_id: str
+    request: Request,
+    artifacts: Artifacts,
+    *,
+    tenant_id: str,
+    artifact_id: str,
+    device_key: str | None = None,
 ) -> Response:
+    """One piece of an upload, from a user (``device_key`` None) or from a node."""
     # Whose it is comes first: another tenant's id is a 404 whatever the headers say.
     async with request.app.state.sessions() as session:
-        await artifacts.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
+        row = await artifacts.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
+    if device_key is not None and row.device_key != device_key:
+        raise Forbidden("this artifact is not for that device to upload", code="grant_invalid")
     length = request.headers.get("content-length")
     content_range = parse_content_range(
         request.headers.get("content-range"),
@@ -376,8 +384,10 @@ async def transfer_upload(
     artifact_id: ArtifactId, request: Request, artifacts: ArtifactsDep
 ) -> Response:
     grant = _grant(request, artifact_id, "upload")
-    async with request.app.state.sessions() as session:
-        row = await artifacts.get(session, tenant_id=grant.tenant_id, artifact_id=artifact_id)
-    if row.device_key != grant.device_key:
-        raise Forbidden("this artifact is not for that device to upload", code="grant_invalid")
-    return await _append(request, artifacts, tenant_id=grant.tenant_id, artifact_id=artifact_id)
+    return await _append(
+        request,
+        artifacts,
+        tenant_id=grant.tenant_id,
+        artifact_id=artifact_id,
+        device_key=grant.device_key,
+    )

@@ -42,7 +42,6 @@ from .exceptions import (
 from .models import Artifact, Blob, TenantQuota
 
 logger = logging.getLogger(__name__)
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # An uploader that breaks off mid-body: what arrived is kept, the upload resumes after it.
 _BROKEN_UPLOAD = (ClientDisconnect, ConnectionError)
 _CONTENT_RANGE = re.compile(r"^bytes (?:(\d{1,15})-(\d{1,15})|\*)/(\d{1,15})$")
