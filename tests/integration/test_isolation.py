@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.beats import heartbeat
+from tests.support.migrations import store_migration
 from tests.support.users import Account, invite, register
 from tests.support.wamp import device_session, probe_key
 
@@ -43,6 +44,9 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("GET", "/api/v1/containers/{container_id}/logs"): (404, None),
     ("GET", "/api/v1/containers/{container_id}/data"): (404, None),
     ("GET", "/api/v1/deployments/{deployment_id}"): (404, None),
+    ("GET", "/api/v1/alert-rules/{rule_id}"): (404, None),
+    ("DELETE", "/api/v1/alert-rules/{rule_id}"): (404, None),
+    ("GET", "/api/v1/migrations/{migration_id}"): (404, None),
     ("GET", "/api/v1/artifacts/{artifact_id}"): (404, None),
     ("PATCH", "/api/v1/artifacts/{artifact_id}"): (404, None),
     ("GET", "/api/v1/artifacts/{artifact_id}/content"): (404, None),
@@ -105,6 +109,17 @@ async def victim(stack, api, enrol):
             headers=admin.headers,
         )
     assert deployed.status_code == 202, deployed.text
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        rule = await client.post(
+            "/api/v1/alert-rules",
+            json={"target_kind": "device", "target": key, "metric": "offline"},
+            headers=admin.headers,
+        )
+    assert rule.status_code == 201, rule.text
+    # Stored directly: nothing migrates containers before peer migration (#8).
+    migration_id = await store_migration(
+        stack, tenant_id=admin.tenant_id, container_id=queued.json()["id"]
+    )
     return {
         "admin": admin,
         "member": member,
@@ -119,6 +134,8 @@ async def victim(stack, api, enrol):
             "command_id": queued.json()["command"],
             "artifact_id": artifact.json()["id"],
             "deployment_id": deployed.json()["deployment"],
+            "rule_id": rule.json()["id"],
+            "migration_id": migration_id,
             "action": "stop",
         },
         "api_token": token["token"],
@@ -142,6 +159,10 @@ async def snapshot(api: httpx.AsyncClient, victim: dict) -> dict:
             await api.get(f"/api/v1/devices/{victim['ids']['key']}", headers=headers)
         ).status_code,
         "artifacts": (await api.get("/api/v1/artifacts", headers=headers)).json(),
+        "alert_rules": [
+            rule["id"]
+            for rule in (await api.get("/api/v1/alert-rules", headers=headers)).json()["items"]
+        ],
         "artifact_content": (
             await api.get(
                 f"/api/v1/artifacts/{victim['ids']['artifact_id']}/content", headers=headers

@@ -1,10 +1,7 @@
 """Heartbeat ingestion against a real (SQLite) database, in process."""
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.events import DeviceStatusChanged
 from edgecloud_contracts.heartbeat import Heartbeat
@@ -14,7 +11,6 @@ from edgecloud_registry.devices.ingest import HeartbeatIngest
 from edgecloud_registry.devices.models import Device, DeviceMetric, DeviceStatusChange
 from edgecloud_servicekit.db import transaction
 from tests.support.beats import heartbeat
-from tests.support.databases import migrated_sqlite, session_factory
 
 
 class RecordingEvents(DeviceEventPublisher):
@@ -24,17 +20,6 @@ class RecordingEvents(DeviceEventPublisher):
 
     async def publish(self, changes) -> None:  # type: ignore[no-untyped-def]
         self.published.extend(changes)
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return migrated_sqlite(tmp_path_factory.mktemp("registry"), "edgecloud_registry")
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with session_factory(database_url) as factory:
-        yield factory
 
 
 def beat(key: str, seq: int, **overrides: object) -> Heartbeat:

@@ -1,5 +1,6 @@
 """A service's real schema in a throwaway SQLite file, for in-process tests."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,3 +24,14 @@ async def session_factory(url: str) -> AsyncIterator[async_sessionmaker[AsyncSes
         yield create_session_factory(engine)
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def migrated_sessions(
+    directory: Path, package: str
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the service's real schema in a fresh SQLite file. The schema is made in
+    a thread: alembic's async env runs an event loop of its own."""
+    url = await asyncio.to_thread(migrated_sqlite, directory, package)
+    async with session_factory(url) as factory:
+        yield factory

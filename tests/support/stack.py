@@ -108,6 +108,7 @@ class Stack:
             "GATEWAY_REGISTRY_URL": self.url("registry"),
             "GATEWAY_ORCHESTRATOR_URL": self.url("orchestrator"),
             "GATEWAY_STORAGE_URL": self.url("storage"),
+            "GATEWAY_SCHEDULER_URL": self.url("migration-scheduler"),
             "ORCHESTRATOR_STORAGE_URL": self.url("storage"),
             "ORCHESTRATOR_REGISTRY_URL": self.url("registry"),
             "ORCHESTRATOR_REDELIVERY_INTERVAL_S": "1",
@@ -117,6 +118,10 @@ class Stack:
             # Short liveness windows keep the tests quick.
             "REGISTRY_LIVENESS_SWEEP_INTERVAL_S": "0.2",
             "REGISTRY_METRICS_SAMPLE_INTERVAL_S": "0",
+            "REGISTRY_ALERT_INTERVAL_S": "0.5",
+            "REGISTRY_ALERT_WEBHOOK_BACKOFF_S": "0.2",
+            # The tests' webhook receivers listen on 127.0.0.1.
+            "REGISTRY_ALERT_WEBHOOK_PRIVATE_TARGETS": "true",
             # Tests make many requests per minute; the rate quota test sets its own.
             "GATEWAY_DEFAULT_QUOTA_API_PER_MINUTE": "100000",
             # Quick throttling for the tests of it; every test runs from 127.0.0.1, so the

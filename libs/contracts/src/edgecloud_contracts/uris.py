@@ -28,6 +28,9 @@ EVENT_DEVICE_STATUS: Final = "edge.event.device.status"
 EVENT_CONTAINER_STATUS: Final = "edge.event.container.status"
 EVENT_COMMAND: Final = "edge.event.command"
 EVENT_DEPLOYMENT: Final = "edge.event.deployment"
+EVENT_ALERT: Final = "edge.event.alert"
+"""An alert raised or cleared (edgecloud_contracts.alerts.AlertEvent)."""
+EVENT_MIGRATION: Final = "edge.event.migration"
 
 # Router meta events the registry follows for liveness.
 META_SESSION_ON_JOIN: Final = "wamp.session.on_join"

@@ -27,12 +27,14 @@ from edgecloud_servicekit.wamp import Subscription
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .accounts import throttle
+from .alerts import router as alerts_router
 from .artifacts import router as artifacts_router
 from .audit import router as audit_router
 from .containers import router as containers_router
 from .devices import router as devices_router
 from .events import router as events_router
 from .events.hub import EventHub
+from .migration_history import router as migration_history_router
 from .settings import GatewaySettings
 from .tenants import ratelimit
 from .tenants import router as tenants_router
@@ -92,6 +94,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 service="storage", base_url=settings.storage_url, secret=settings.secret
             )
             stack.push_async_callback(storage.aclose)
+            scheduler = ServiceClient(
+                service="migration-scheduler",
+                base_url=settings.scheduler_url,
+                secret=settings.secret,
+            )
+            stack.push_async_callback(scheduler.aclose)
             hub = EventHub()
             wamp = await stack.enter_async_context(
                 wamp_link(
@@ -101,6 +109,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                         Subscription(uris.EVENT_CONTAINER_STATUS, hub.on_container_status),
                         Subscription(uris.EVENT_COMMAND, hub.on_command),
                         Subscription(uris.EVENT_DEPLOYMENT, hub.on_deployment),
+                        Subscription(uris.EVENT_ALERT, hub.on_alert),
                     ],
                 )
             )
@@ -112,6 +121,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 registry=registry,
                 orchestrator=orchestrator,
                 storage=storage,
+                scheduler=scheduler,
                 events=hub,
                 rate_limiter=rate_limiter,
                 background=background,
@@ -130,6 +140,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             containers_router.router,
             artifacts_router.router,
             events_router.router,
+            alerts_router.router,
+            migration_history_router.router,
         ],
         description="The public edgecloud API. Errors are application/problem+json with a `code`.",
     )

@@ -92,6 +92,11 @@ async def _storage(request: Request) -> ServiceClient:
     return client
 
 
+async def _scheduler(request: Request) -> ServiceClient:
+    client: ServiceClient = request.app.state.scheduler
+    return client
+
+
 # Ids in paths: anything else cannot name an object, and is refused before any query.
 PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=OBJECT_ID)]
 IdentityDep = Annotated[Identity, Depends(_identity)]
@@ -100,3 +105,4 @@ TenantAdminDep = Annotated[Identity, Depends(_tenant_admin)]
 RegistryDep = Annotated[ServiceClient, Depends(_registry)]
 OrchestratorDep = Annotated[ServiceClient, Depends(_orchestrator)]
 StorageDep = Annotated[ServiceClient, Depends(_storage)]
+SchedulerDep = Annotated[ServiceClient, Depends(_scheduler)]

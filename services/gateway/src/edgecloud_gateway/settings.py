@@ -20,6 +20,8 @@ class GatewaySettings(ServiceSettings):
     registry_url: str = "http://127.0.0.1:8001"
     orchestrator_url: str = "http://127.0.0.1:8002"
     storage_url: str = "http://127.0.0.1:8003"
+    scheduler_url: str = "http://127.0.0.1:8004"
+    """The migration-scheduler's internal REST API."""
     public_url: str = ""
     """Where users reach the gateway; shown in enrolment instructions."""
     public_router_url: str = "ws://127.0.0.1:8080/ws"

@@ -8,8 +8,7 @@ class MigrationSchedulerBase(Base):
 
 
 def load_metadata() -> MetaData:
-    """All migration-scheduler tables.
+    """All migration-scheduler tables (imported here so alembic sees every model)."""
+    from .moves import models as _moves  # noqa: F401
 
-    Its tables and API arrive with the peer migration issue (#8).
-    """
     return MigrationSchedulerBase.metadata

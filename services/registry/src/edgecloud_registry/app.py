@@ -1,4 +1,5 @@
-"""The registry: devices, their credentials, heartbeats, liveness and metrics history.
+"""The registry: devices, their credentials, heartbeats, liveness, metrics history, and
+alert rules with the alerts they raise.
 
 Everything the service does is listed here: its REST routers, its WAMP procedures and
 subscriptions, and its background tasks.
@@ -15,6 +16,10 @@ from edgecloud_servicekit.app import create_service_app, expose, open_database, 
 from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.wamp import Procedure, Subscription
 
+from .alerts import router as alerts_router
+from .alerts.evaluator import AlertEvaluator
+from .alerts.events import AlertAnnouncer
+from .alerts.webhooks import WebhookSender
 from .credentials import router as credentials_router
 from .credentials.rpc import DeviceAuthenticator
 from .devices import router as devices_router
@@ -49,10 +54,25 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
                 metrics_retention=timedelta(days=settings.metrics_retention_days),
                 status_retention=timedelta(days=settings.status_history_retention_days),
             )
+            webhooks = WebhookSender(
+                sessions=sessions,
+                timeout_s=settings.alert_webhook_timeout_s,
+                attempts=settings.alert_webhook_attempts,
+                backoff_s=settings.alert_webhook_backoff_s,
+                private_targets=bool(settings.alert_webhook_private_targets),
+            )
+            alert_announcer = AlertAnnouncer(webhooks)
+            # Every replica evaluates: rules are row-locked per round, so each raise and clear
+            # is announced once (a leader lease would spare the other replicas' reads).
+            evaluator = AlertEvaluator(
+                sessions=sessions, announcer=alert_announcer, interval_s=settings.alert_interval_s
+            )
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("heartbeat-writer", ingest.run)
             background.start("liveness-sweep", liveness.sweep_forever)
             background.start("history-retention", liveness.prune_forever)
+            background.start("alert-evaluator", evaluator.run_forever)
+            background.start("alert-webhooks", webhooks.run)
 
             wamp = wamp_link(
                 settings,
@@ -66,6 +86,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
                 ],
             )
             events.link = wamp
+            alert_announcer.link = wamp
             await stack.enter_async_context(wamp)
 
             expose(
@@ -75,12 +96,14 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
                 wamp=wamp,
                 background=background,
                 ingest=ingest,
+                alert_announcer=alert_announcer,
             )
             yield
 
     return create_service_app(
         settings=settings,
         lifespan=lifespan,
-        routers=[devices_router.router, credentials_router.router],
-        description="Devices, device credentials, heartbeats, liveness and metrics history.",
+        routers=[devices_router.router, credentials_router.router, alerts_router.router],
+        description="Devices, device credentials, heartbeats, liveness, metrics history, "
+        "alert rules and alerts.",
     )

@@ -9,6 +9,7 @@ class RegistryBase(Base):
 
 def load_metadata() -> MetaData:
     """All registry tables (imported here so alembic sees every model)."""
+    from .alerts import models as _alerts  # noqa: F401
     from .credentials import models as _credentials  # noqa: F401
     from .devices import models as _devices  # noqa: F401
 

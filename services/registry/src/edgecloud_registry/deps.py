@@ -10,6 +10,8 @@ from edgecloud_servicekit.identity import CallerDep, Identity
 from edgecloud_servicekit.problems import Forbidden
 from edgecloud_servicekit.wamp import WampLink
 
+from .alerts.events import AlertAnnouncer
+
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessions() as session, session.begin():
@@ -27,8 +29,14 @@ async def _wamp(request: Request) -> WampLink:
     return link
 
 
+async def _alert_announcer(request: Request) -> AlertAnnouncer:
+    announcer: AlertAnnouncer = request.app.state.alert_announcer
+    return announcer
+
+
 # Commit before the response is sent: a client that got 200 can rely on the change.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 OperatorDep = Annotated[Identity, Depends(_operator)]
 WampDep = Annotated[WampLink, Depends(_wamp)]
-__all__ = ["CallerDep", "OperatorDep", "SessionDep", "WampDep"]
+AlertAnnouncerDep = Annotated[AlertAnnouncer, Depends(_alert_announcer)]
+__all__ = ["AlertAnnouncerDep", "CallerDep", "OperatorDep", "SessionDep", "WampDep"]

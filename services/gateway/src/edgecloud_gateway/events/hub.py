@@ -63,3 +63,6 @@ class EventHub:
 
     async def on_deployment(self, event: Any) -> None:
         self._fan_out("deployment", event)
+
+    async def on_alert(self, event: Any) -> None:
+        self._fan_out("alert", event)

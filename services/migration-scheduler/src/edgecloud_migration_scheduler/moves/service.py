@@ -1,0 +1,213 @@
+"""Migration records: written as a migration moves along, read on behalf of users.
+
+The writers (``record_migration``, ``set_plan``, ``add_step``, ``finish``) are called by
+the peer migration work (issue #8: peer selection, the agents' reports); the readers
+answer the REST API. States only move forward, since reports may arrive out of order.
+"""
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud_contracts.migrations import (
+    MIGRATION_DONE,
+    LostWindow,
+    MigrationReason,
+    MigrationState,
+    MigrationStep,
+    MigrationView,
+)
+from edgecloud_contracts.text import OBJECT_ID
+from edgecloud_servicekit.db import utcnow
+from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+from edgecloud_servicekit.problems import BadRequest
+
+from .exceptions import MigrationNotFound
+from .models import Migration
+
+_ORDER = {state: rank for rank, state in enumerate(MigrationState)}
+
+
+def record_migration(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    container_id: str,
+    source_device: str,
+    reason: MigrationReason,
+    target_device: str | None = None,
+    migration_id: str | None = None,
+) -> Migration:
+    """A new migration, ``requested``, stored by the caller's transaction."""
+    now = utcnow()
+    row = Migration(
+        id=migration_id or str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        container_id=container_id,
+        source_device=source_device,
+        target_device=target_device,
+        reason=reason.value,
+        state=MigrationState.REQUESTED.value,
+        plan=None,
+        steps=[],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    return row
+
+
+async def set_plan(
+    *, session: AsyncSession, migration_id: str, target_device: str, plan: dict[str, Any]
+) -> Migration | None:
+    """The peer selection's outcome: the target, and what was weighed to choose it.
+    None when the migration has already ended."""
+    row = await _unfinished(session, migration_id)
+    if row is not None:
+        row.target_device, row.plan, row.updated_at = target_device, plan, utcnow()
+    return row
+
+
+async def add_step(
+    *,
+    session: AsyncSession,
+    migration_id: str,
+    step: MigrationStep,
+    state: MigrationState | None = None,
+) -> Migration | None:
+    """A step begun (no duration yet) or ended: it replaces the step of the same name in
+    place. ``state`` moves the migration forward, never back. None when the migration has
+    already ended: a late report changes nothing."""
+    if state in MIGRATION_DONE:
+        raise ValueError(f"{state} ends a migration: use finish()")
+    row = await _unfinished(session, migration_id)
+    if row is None:
+        return None
+    if state is not None and _ORDER[state] > _ORDER[MigrationState(row.state)]:
+        row.state = state.value
+    recorded = step.model_dump(mode="json")
+    steps = list(row.steps)
+    names = [s.get("name") for s in steps]
+    if step.name in names:
+        steps[names.index(step.name)] = recorded
+    else:
+        steps.append(recorded)
+    row.steps, row.updated_at = steps, utcnow()
+    return row
+
+
+async def finish(
+    *,
+    session: AsyncSession,
+    migration_id: str,
+    state: MigrationState,
+    freeze_ms: float | None = None,
+    error_code: str | None = None,
+    error: str | None = None,
+    lost_window: LostWindow | None = None,
+) -> Migration | None:
+    """How the migration ended. None when it had already ended: the first end stands."""
+    if state not in MIGRATION_DONE:
+        raise ValueError(f"{state} does not end a migration")
+    if lost_window is not None and state is not MigrationState.COLD_RESTARTED:
+        raise ValueError("only a cold restart loses a window of time")
+    row = await _unfinished(session, migration_id)
+    if row is None:
+        return None
+    row.state, row.freeze_ms = state.value, freeze_ms
+    row.error_code, row.error = error_code, (error[:2000] if error else None)
+    if lost_window is not None:
+        row.lost_from, row.lost_until = lost_window.from_, lost_window.until
+    row.updated_at = row.finished_at = utcnow()
+    return row
+
+
+async def _unfinished(session: AsyncSession, migration_id: str) -> Migration | None:
+    row = await session.get(Migration, migration_id, with_for_update=True)
+    if row is None:
+        raise MigrationNotFound(migration_id)
+    return None if MigrationState(row.state) in MIGRATION_DONE else row
+
+
+# Reads, scoped to what the caller may see: operators see every tenant's migrations.
+
+
+def _visible(query: Select[Migration], caller: Identity) -> Select[Migration]:
+    if caller.is_operator:
+        return query
+    return query.where(Migration.tenant_id == caller.tenant_id)
+
+
+async def get(*, session: AsyncSession, caller: Identity, migration_id: str) -> Migration:
+    query = _visible(select(Migration), caller).where(Migration.id == migration_id)
+    row = await session.scalar(query)
+    if row is None:
+        raise MigrationNotFound(migration_id)
+    return row
+
+
+async def list_for(
+    *,
+    session: AsyncSession,
+    caller: Identity,
+    limit: int,
+    cursor: str | None,
+    container: str | None,
+) -> tuple[list[Migration], str | None]:
+    """Newest first."""
+    query = (
+        _visible(select(Migration), caller)
+        .order_by(Migration.created_at.desc(), Migration.id.desc())
+        .limit(limit + 1)
+    )
+    if container is not None:
+        query = query.where(Migration.container_id == container)
+    if cursor:
+        created_at, last_id = _position(cursor)
+        query = query.where(
+            (Migration.created_at < created_at)
+            | ((Migration.created_at == created_at) & (Migration.id < last_id))
+        )
+    rows = list((await session.scalars(query)).all())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(f"{last.created_at.isoformat()} {last.id}")
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) after which the next page starts."""
+    created_at, _, last_id = decode_cursor(cursor).partition(" ")
+    try:
+        at = datetime.fromisoformat(created_at)
+    except ValueError as err:
+        raise BadRequest("cursor is not valid", code="invalid_cursor") from err
+    if at.tzinfo is None or not re.fullmatch(OBJECT_ID, last_id):
+        raise BadRequest("cursor is not valid", code="invalid_cursor")
+    return at, last_id
+
+
+def to_view(row: Migration) -> MigrationView:
+    lost_window = None
+    if row.lost_from is not None and row.lost_until is not None:
+        lost_window = LostWindow(from_=row.lost_from, until=row.lost_until)
+    return MigrationView(
+        id=row.id,
+        container=row.container_id,
+        source=row.source_device,
+        target=row.target_device,
+        reason=MigrationReason(row.reason),
+        state=MigrationState(row.state),
+        steps=[MigrationStep.model_validate(s) for s in row.steps],
+        freeze_ms=row.freeze_ms,
+        error_code=row.error_code,
+        error=row.error,
+        lost_window=lost_window,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
