@@ -388,6 +388,25 @@ async def test_events_reach_the_owning_tenant_only(stack, client, node) -> None:
     assert "event: container.status" in mine
 
 
+async def test_an_images_platforms_are_read_from_the_trusted_registry(stack, client) -> None:
+    user = await register(stack)
+
+    async def platforms(image: str) -> httpx.Response:
+        return await client.get(
+            "/api/v1/images/platforms", params={"image": image}, headers=user.headers
+        )
+
+    known = await platforms(REGISTRY_IMAGE)
+    assert known.status_code == 200, known.text
+    assert known.json() == {"image": REGISTRY_IMAGE, "platforms": ["amd64"]}
+    # Outside the trusted registries, or not there: unknown, and the node decides.
+    assert (await platforms(IMAGE)).json()["platforms"] is None
+    assert (await platforms("127.0.0.1:5000/edgecloud/missing:1")).json()["platforms"] is None
+    assert_problem(await platforms("Not An Image"), 422, "validation_failed")
+    anonymous = await client.get("/api/v1/images/platforms", params={"image": IMAGE})
+    assert anonymous.status_code == 401
+
+
 async def test_image_built_for_another_architecture_is_refused(stack, client, api, enrol) -> None:
     user = await register(stack)
     key = probe_key()

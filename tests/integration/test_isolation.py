@@ -21,6 +21,7 @@ pytestmark = pytest.mark.stack
 MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("GET", "/api/v1/devices/{key}"): (404, None),
     ("GET", "/api/v1/devices/{key}/metrics"): (404, None),
+    ("GET", "/api/v1/devices/{key}/history"): (404, None),
     ("GET", "/api/v1/devices/{key}/grants"): (403, None),
     ("POST", "/api/v1/devices/{key}/grants"): (403, {"tenant": "{own_tenant}"}),
     ("DELETE", "/api/v1/devices/{key}/grants/{tenant}"): (403, None),

@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.support.agents import HEARTBEAT_INTERVAL_S, AgentFactory
+from tests.support.users import register
 
 pytestmark = pytest.mark.stack
 
@@ -94,3 +95,23 @@ async def test_metrics_history_grows(api, agents: AgentFactory, enrol) -> None:
     later = (await api.get(f"/api/v1/devices/{agent.key}/metrics", params={"since": since})).json()
     assert all(p["at"] >= since for p in later["items"])
     assert len(later["items"]) < len(points) + 5
+
+
+async def test_the_status_history_keeps_each_change_and_its_link(
+    stack, api, agents: AgentFactory, enrol
+) -> None:
+    agent = await online_agent(api, agents, enrol)
+    agent.process.signal(signal.SIGTERM)
+    await wait_offline(api, agent.key, timeout=5)
+    history = await api.get(f"/api/v1/devices/{agent.key}/history")
+    assert history.status_code == 200, history.text
+    changes = [(c["status"], c["link"], c["reason"]) for c in history.json()["items"]]
+    # Newest first.
+    assert changes[0] == ("offline", None, "session closed")
+    assert changes[-1][:2] == ("online", "wan")
+    assert len((await api.get(f"/api/v1/devices/{agent.key}/history?limit=1")).json()["items"]) == 1
+    # Another tenant cannot read it; a bad limit is refused.
+    stranger = await register(stack)
+    hidden = await api.get(f"/api/v1/devices/{agent.key}/history", headers=stranger.headers)
+    assert hidden.status_code == 404
+    assert (await api.get(f"/api/v1/devices/{agent.key}/history?limit=0")).status_code == 422

@@ -183,3 +183,41 @@ async def test_quotas_are_readable_by_the_tenant_and_set_by_operators(stack, cli
         f"/api/v1/tenants/{user.tenant_id}/quotas", json={"containers": 999}, headers=user.headers
     )
     assert_problem(refused, 403, "operator_only")
+
+
+async def test_a_member_of_two_tenants_switches_without_a_password(stack, client) -> None:
+    lab = await register(stack)
+    user = await register(stack)
+    joined = await client.post(
+        "/api/v1/invitations/accept",
+        json={"token": await invite(stack, lab)},
+        headers=user.headers,
+    )
+    assert joined.status_code == 200, joined.text
+
+    switched = await client.post(
+        "/api/v1/auth/switch", json={"tenant": lab.tenant_name}, headers=user.headers
+    )
+    assert switched.status_code == 200, switched.text
+    assert {"edgecloud_session", "edgecloud_csrf"} <= set(switched.cookies)
+    moved = {"Authorization": f"Bearer {switched.json()['access_token']}"}
+    me = (await client.get("/api/v1/me", headers=moved)).json()
+    assert (me["tenant"]["id"], me["roles"]) == (lab.tenant_id, ["member"])
+    # The token it replaced is revoked: a session is in one tenant at a time.
+    assert (await client.get("/api/v1/me", headers=user.headers)).status_code == 401
+
+    stranger = await register(stack)
+    assert_problem(
+        await client.post(
+            "/api/v1/auth/switch", json={"tenant": stranger.tenant_name}, headers=moved
+        ),
+        403,
+        "not_a_member",
+    )
+    # Refused: the session is still where it was.
+    assert (await client.get("/api/v1/me", headers=moved)).json()["tenant"]["id"] == lab.tenant_id
+    assert_problem(
+        await client.post("/api/v1/auth/switch", json={"tenant": "../x"}, headers=moved),
+        422,
+        "validation_failed",
+    )

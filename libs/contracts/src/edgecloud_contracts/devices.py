@@ -55,6 +55,22 @@ class MetricPoint(BaseModel):
     disk_free: int
 
 
+class StatusChange(BaseModel):
+    """One status transition: the device's history of status and link in use."""
+
+    at: datetime
+    status: DeviceStatus
+    previous: DeviceStatus | None
+    link: Link | None
+    reason: str
+
+
+class StatusHistory(BaseModel):
+    device: str
+    items: list[StatusChange]
+    """Newest first."""
+
+
 class DevicePage(BaseModel):
     items: list[DeviceView]
     next_cursor: str | None

@@ -107,6 +107,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             outputs_router.router,
             data_router.router,
             containers_router.router,
+            containers_router.images_router,
             commands_router.router,
         ],
         description="Containers (desired spec, owner, node), the command outbox, deployments.",

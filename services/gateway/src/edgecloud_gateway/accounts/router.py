@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from ..audit.trail import AuditDep, record_success
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, CallerDep, SessionDep
+from ..settings import GatewaySettings
 from ..tokens import service as tokens_service
 from . import service
 from .schemas import (
@@ -13,6 +14,7 @@ from .schemas import (
     MeOut,
     RegisterRequest,
     RegisterResponse,
+    SwitchRequest,
     TenantOut,
     UserOut,
 )
@@ -22,6 +24,24 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def _set_session_cookies(response: Response, token: str, settings: GatewaySettings) -> str:
+    """The dashboard's session: the token in an HttpOnly cookie, and its CSRF token in one the
+    page's script can read and echo in X-CSRF-Token. Returns the CSRF token."""
+    csrf = tokens_service.csrf_token_for(token, secret=settings.secret)
+    max_age = int(settings.login_token_lifetime.total_seconds())
+    for name, value, httponly in ((SESSION_COOKIE, token, True), (CSRF_COOKIE, csrf, False)):
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            httponly=httponly,
+            samesite="lax",
+            secure=bool(settings.cookie_secure),  # resolved by the settings validator
+            path="/",
+        )
+    return csrf
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
@@ -82,27 +102,7 @@ async def login(
         audit=entry,
     )
     record_success(session, trail)
-    csrf = tokens_service.csrf_token_for(issued.token, secret=settings.secret)
-    max_age = int(settings.login_token_lifetime.total_seconds())
-    response.set_cookie(
-        SESSION_COOKIE,
-        issued.token,
-        max_age=max_age,
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-        path="/",
-    )
-    # Readable by the dashboard's script, which echoes it in X-CSRF-Token.
-    response.set_cookie(
-        CSRF_COOKIE,
-        csrf,
-        max_age=max_age,
-        httponly=False,
-        samesite="lax",
-        secure=settings.cookie_secure,
-        path="/",
-    )
+    csrf = _set_session_cookies(response, issued.token, settings)
     return LoginResponse(access_token=issued.token, expires_at=issued.expires_at, csrf_token=csrf)
 
 
@@ -116,6 +116,31 @@ async def logout(
     record_success(session, trail)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+@router.post("/auth/switch", response_model=LoginResponse)
+async def switch_tenant(
+    body: SwitchRequest,
+    request: Request,
+    caller: CallerDep,
+    session: SessionDep,
+    response: Response,
+    trail: AuditDep,
+) -> LoginResponse:
+    """Move this session to another tenant the user belongs to: a new token replaces the
+    one this request used (which is revoked), with fresh dashboard cookies."""
+    settings = request.app.state.settings
+    trail.begin("auth.switch", target=f"tenant:{body.tenant}", caller=caller.identity)
+    issued = await service.switch_tenant(
+        session=session,
+        caller=caller.identity,
+        token_id=caller.token_id,
+        tenant_name=body.tenant,
+        lifetime=settings.login_token_lifetime,
+    )
+    record_success(session, trail)
+    csrf = _set_session_cookies(response, issued.token, settings)
+    return LoginResponse(access_token=issued.token, expires_at=issued.expires_at, csrf_token=csrf)
 
 
 @router.get("/me", response_model=MeOut)

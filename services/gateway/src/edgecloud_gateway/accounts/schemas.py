@@ -36,6 +36,11 @@ class LoginRequest(_Lowercased):
     """For users in several tenants: which one to sign in to (default: the first joined)."""
 
 
+class SwitchRequest(BaseModel):
+    tenant: ObjectId
+    """Name or id of a tenant the user belongs to."""
+
+
 class LoginResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"

@@ -214,6 +214,25 @@ async def sign_in(
     return issued, identity
 
 
+async def switch_tenant(
+    *, session: AsyncSession, caller: Identity, token_id: str, tenant_name: str, lifetime: timedelta
+) -> tokens_service.IssuedToken:
+    """A new login token for another tenant the caller belongs to; the current one is revoked,
+    so a session is in one tenant at a time."""
+    memberships = await _memberships(session, caller.user_id)
+    chosen = [t for _, t in memberships if tenant_name in (t.name, t.id)]
+    if not chosen:
+        raise NotAMember(tenant_name)
+    await tokens_service.revoke_token(session=session, token_id=token_id)
+    return await tokens_service.issue_token(
+        session=session,
+        user_id=caller.user_id,
+        tenant_id=chosen[0].id,
+        kind=tokens_service.LOGIN,
+        lifetime=lifetime,
+    )
+
+
 async def _memberships(session: AsyncSession, user_id: str) -> list[tuple[Membership, Tenant]]:
     rows = await session.execute(
         select(Membership, Tenant)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from edgecloud_contracts.artifacts import Deploy, DeploymentView
 from edgecloud_contracts.containers import (
     DATA_NAME_PATTERN,
+    IMAGE_PATTERN,
     CommandView,
     ContainerPage,
     ContainerView,
@@ -17,6 +18,7 @@ from edgecloud_contracts.containers import (
     FilesAccepted,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_servicekit.internal_http import passed_on
 
 from ..audit.trail import AuditDep, record_success
@@ -50,6 +52,21 @@ async def create_container(
     trail.note(device=created["device"], image=body.image, queued=answer.status_code == 202)
     record_success(session, trail)
     return passed_on(answer)
+
+
+@router.get("/images/platforms", response_model=ImagePlatforms, tags=["images"])
+async def image_platforms(
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    image: Annotated[str, Query(max_length=255, pattern=IMAGE_PATTERN)],
+) -> Response:
+    """The architectures an image is built for (null when the platform cannot tell: the
+    image is then tried on any device), to choose a device it runs on."""
+    return passed_on(
+        await orchestrator.request(
+            "GET", "/v1/images/platforms", identity=identity, params={"image": image}
+        )
+    )
 
 
 @router.get("/containers", response_model=ContainerPage)

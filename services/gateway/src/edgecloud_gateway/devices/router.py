@@ -15,6 +15,7 @@ from edgecloud_contracts.devices import (
     GrantList,
     GrantRequest,
     MetricSeries,
+    StatusHistory,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.text import OBJECT_ID
@@ -69,6 +70,21 @@ async def device_metrics(
     return (
         await registry.request(
             "GET", f"/v1/devices/{key}/metrics", identity=identity, params=params
+        )
+    ).json()
+
+
+@router.get("/{key}/history", response_model=StatusHistory)
+async def status_history(
+    key: DeviceKey,
+    identity: IdentityDep,
+    registry: RegistryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Status changes and the link in use at each, newest first: why a device shows as it does."""
+    return (
+        await registry.request(
+            "GET", f"/v1/devices/{key}/history", identity=identity, params={"limit": limit}
         )
     ).json()
 

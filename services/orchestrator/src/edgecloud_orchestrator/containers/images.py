@@ -12,18 +12,6 @@ import httpx
 
 logger = logging.getLogger(__name__)
 
-# What nodes report (platform.machine()) -> what image manifests say (GOARCH).
-MACHINE_TO_ARCH = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv7l": "arm",
-    "armv6l": "arm",
-    "i686": "386",
-    "i386": "386",
-    "riscv64": "riscv64",
-}
 _MANIFESTS = ", ".join(
     (
         "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -103,9 +91,3 @@ async def platforms(
     except (httpx.HTTPError, KeyError, TypeError, ValueError) as err:
         logger.info("platforms of %s unknown: %s", image, err)
         return None
-
-
-def fits(device_arch: str, image_platforms: set[str] | None) -> bool:
-    if image_platforms is None:
-        return True
-    return MACHINE_TO_ARCH.get(device_arch, device_arch) in image_platforms

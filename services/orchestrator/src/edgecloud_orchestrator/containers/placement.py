@@ -4,10 +4,11 @@ least loaded reachable device that matches a placement."""
 from typing import Any
 
 from edgecloud_contracts.containers import CreateContainer
+from edgecloud_contracts.platforms import fits
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 
-from . import images, service
+from . import service
 from .exceptions import ArchMismatch, NoMatchingDevice
 
 
@@ -23,7 +24,7 @@ async def choose_device(
     if request.device is not None:
         answer = await registry.request("GET", f"/v1/devices/{request.device}", identity=caller)
         device: dict[str, Any] = answer.json()
-        if image_platforms is not None and not images.fits(device["arch"], image_platforms):
+        if image_platforms is not None and not fits(device["arch"], image_platforms):
             raise ArchMismatch(request.image, device["key"], device["arch"], image_platforms)
         return device
     assert request.placement is not None
@@ -41,7 +42,7 @@ async def choose_device(
             if service.device_matches(
                 d, location=request.placement.location, arch=request.placement.arch
             )
-            and images.fits(d["arch"], image_platforms)
+            and fits(d["arch"], image_platforms)
         ]
         cursor = page["next_cursor"]
         if cursor is None:

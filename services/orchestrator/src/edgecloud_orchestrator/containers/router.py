@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from edgecloud_contracts.artifacts import ArtifactKind
 from edgecloud_contracts.containers import (
+    IMAGE_PATTERN,
     Action,
     CommandState,
     ContainerPage,
@@ -15,6 +16,7 @@ from edgecloud_contracts.containers import (
     CreateContainer,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.wamp import WampError
@@ -28,8 +30,20 @@ from .exceptions import NodeRefused
 from .models import Container
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
+images_router = APIRouter(prefix="/v1/images", tags=["images"])
 ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
 _IMAGE_KINDS = {ArtifactKind.IMAGE.value, ArtifactKind.FILE.value}
+
+
+@images_router.get("/platforms", response_model=ImagePlatforms)
+async def image_platforms(
+    request: Request,
+    _: CallerDep,
+    image: Annotated[str, Query(max_length=255, pattern=IMAGE_PATTERN)],
+) -> ImagePlatforms:
+    """The architectures an image is built for, as a create would check them."""
+    found = await request.app.state.image_platforms.platforms(image)
+    return ImagePlatforms(image=image, platforms=sorted(found) if found is not None else None)
 
 
 def _ttl(request: Request) -> timedelta:

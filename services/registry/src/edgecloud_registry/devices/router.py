@@ -12,6 +12,7 @@ from edgecloud_contracts.devices import (
     GrantList,
     GrantRequest,
     MetricSeries,
+    StatusHistory,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.text import OBJECT_ID
@@ -60,6 +61,14 @@ async def device_metrics(
         cursor=cursor,
     )
     return MetricSeries(device=key, items=points, next_cursor=next_cursor)
+
+
+@router.get("/{key}/history", response_model=StatusHistory)
+async def status_history(
+    key: DeviceKey, session: SessionDep, caller: CallerDep, limit: Limit = 100
+) -> StatusHistory:
+    changes = await service.status_history(session=session, caller=caller, key=key, limit=limit)
+    return StatusHistory(device=key, items=changes)
 
 
 @router.post("/{key}/grants", status_code=status.HTTP_201_CREATED, response_model=Grant)

@@ -8,7 +8,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud_contracts.devices import MetricPoint
+from edgecloud_contracts.devices import MetricPoint, StatusChange
 from edgecloud_contracts.events import DeviceStatusChanged
 from edgecloud_contracts.heartbeat import DeviceStatus, Heartbeat, Link
 from edgecloud_servicekit.db import upsert, utcnow
@@ -311,6 +311,25 @@ async def metric_series(
         for row in rows[:limit]
     ]
     return points, next_cursor
+
+
+async def status_history(
+    *, session: AsyncSession, caller: Identity, key: str, limit: int
+) -> list[StatusChange]:
+    """The device's latest status changes, newest first."""
+    await get_device(session=session, caller=caller, key=key)
+    rows = await session.scalars(
+        select(DeviceStatusChange)
+        .where(DeviceStatusChange.device_key == key)
+        .order_by(DeviceStatusChange.at.desc(), DeviceStatusChange.id.desc())
+        .limit(limit)
+    )
+    return [
+        StatusChange(
+            at=row.at, status=row.status, previous=row.previous, link=row.link, reason=row.reason
+        )
+        for row in rows
+    ]
 
 
 async def list_grants(*, session: AsyncSession, caller: Identity, key: str) -> list[DeviceGrant]:
