@@ -3,16 +3,19 @@
 # Idempotent: every step checks first and does nothing when already done.
 #   system.sh             Docker engine, Mosquitto, busybox-static, docker-registry, uv
 #   system.sh --postgres  ... plus a PostgreSQL server answering on 127.0.0.1:5432 (tests)
+#   system.sh --browser   ... plus Debian's Chromium, which the dashboard's browser tests drive
 set -euo pipefail
 
 # shellcheck source=infra/setup/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 want_postgres=0
+want_browser=0
 for arg in "$@"; do
     case "$arg" in
         --postgres) want_postgres=1 ;;
-        *) die "unknown argument: $arg (usage: system.sh [--postgres])" ;;
+        --browser) want_browser=1 ;;
+        *) die "unknown argument: $arg (usage: system.sh [--postgres] [--browser])" ;;
     esac
 done
 
@@ -42,6 +45,8 @@ apt_install() {
 
 base_pkgs=(docker.io mosquitto busybox-static docker-registry iproute2 procps)
 ((want_postgres)) && base_pkgs+=(postgresql)
+# Playwright's own browser download is not reachable here: the tests drive Debian's build.
+((want_browser)) && base_pkgs+=(chromium fonts-dejavu-core)
 apt_install "${base_pkgs[@]}"
 # npm vendors the gateway's front-end assets; a machine may have it from elsewhere.
 command -v npm >/dev/null || apt_install npm

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +24,7 @@ from edgecloud_servicekit.db import transaction, utcnow
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.wamp import Subscription
 
+from . import dashboard
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .accounts import throttle
@@ -159,9 +160,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
         )
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        # The dashboard lands here with its own issue; until then, the API explorer.
-        return RedirectResponse("/docs")
-
+    dashboard.install(app)
     return app

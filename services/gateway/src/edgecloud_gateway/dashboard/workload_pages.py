@@ -1,0 +1,248 @@
+"""Workloads: launching containers, their list and detail, applications, files and data."""
+
+import shlex
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from edgecloud_contracts.containers import MIB
+from edgecloud_contracts.platforms import fits
+
+from .api import ApiError, segment
+from .render import ActingViewerDep, Viewer, ViewerDep, form_error, form_values, page, redirect
+
+router = APIRouter(include_in_schema=False)
+
+ACTIONS = ("start", "stop", "restart")
+
+
+def _launch_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The API's create request from the form's text, and what could not be read."""
+    problems: dict[str, str] = {}
+    body: dict[str, Any] = {
+        "device": values.get("device") or None,
+        "name": values.get("name", ""),
+        "image": values.get("image", ""),
+        "auto_remove": values.get("auto_remove") == "on",
+    }
+    if values.get("command"):
+        try:
+            body["command"] = shlex.split(values["command"])
+        except ValueError:
+            problems["command"] = "has an unclosed quote"
+    env: dict[str, str] = {}
+    for number, line in enumerate(values.get("env", "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, equals, value = line.partition("=")
+        if not equals or not name.strip():
+            problems["env"] = f"line {number} is not NAME=value"
+            break
+        env[name.strip()] = value
+    body["env"] = env
+    limits: dict[str, Any] = {}
+    for name, convert, scale in (("memory", int, MIB), ("cpus", float, 1), ("pids", int, 1)):
+        text = values.get(name, "")
+        if not text:
+            continue
+        try:
+            limits[name] = convert(text) * scale
+        except ValueError:
+            problems[name] = "must be a number"
+    if limits:
+        body["limits"] = limits
+    if not body["device"]:
+        problems["device"] = "is required: choose a device"
+    return body, problems
+
+
+async def _launch_context(viewer: Viewer, image: str = "") -> dict[str, Any]:
+    """The devices to offer: granted ones, those the image cannot run on disabled. Offline
+    devices stay choosable: the container is queued until the device returns."""
+    devices = await viewer.api.all_pages("/devices")
+    platforms: list[str] | None = None
+    if image:
+        try:
+            platforms = (await viewer.api.get("/images/platforms", image=image))["platforms"]
+        except ApiError:  # not an image name (yet): the create will say what is wrong
+            platforms = None
+    for device in devices:
+        device["fits"] = fits(device["arch"], set(platforms) if platforms is not None else None)
+    return {
+        "devices": sorted(
+            devices, key=lambda d: (not d["fits"], d["status"] != "online", d["name"])
+        ),
+        "platforms": platforms,
+        "platforms_unknown": bool(image) and platforms is None,
+    }
+
+
+@router.get("/launch", response_class=HTMLResponse)
+async def launch_form(request: Request, viewer: ViewerDep, device: str = "") -> HTMLResponse:
+    return page(
+        request,
+        "launch.html",
+        viewer,
+        values={"device": device, "memory": "256", "cpus": "1", "pids": "256"},
+        **(await _launch_context(viewer)),
+    )
+
+
+@router.get("/parts/launch/devices", response_class=HTMLResponse)
+async def launch_devices(
+    request: Request, viewer: ViewerDep, image: str = "", device: str = ""
+) -> HTMLResponse:
+    return page(
+        request,
+        "_launch_devices.html",
+        viewer,
+        values={"device": device},
+        **(await _launch_context(viewer, image.strip())),
+    )
+
+
+@router.post("/launch")
+async def launch(request: Request, viewer: ActingViewerDep) -> Response:
+    values = form_values(await request.form())
+    body, problems = _launch_body(values)
+    try:
+        if problems:
+            raise ApiError(
+                422,
+                "invalid_form",
+                "Some fields need attention: "
+                + "; ".join(f"{k} {why}" for k, why in problems.items()),
+                problems,
+            )
+        created = await viewer.api.post("/containers", body)
+    except ApiError as err:
+        if "limits" in err.fields:
+            err.fields.setdefault("memory", err.fields["limits"])
+        context = await _launch_context(viewer, values.get("image", ""))
+        return form_error(request, "launch.html", viewer, err, values=values, **context)
+    return redirect(request, f"/containers/{created['id']}")
+
+
+async def _containers(viewer: Viewer) -> dict[str, Any]:
+    containers = await viewer.api.all_pages("/containers")
+    return {"containers": sorted(containers, key=lambda c: c["created_at"], reverse=True)}
+
+
+@router.get("/containers", response_class=HTMLResponse)
+async def containers(request: Request, viewer: ViewerDep) -> HTMLResponse:
+    return page(request, "containers.html", viewer, **(await _containers(viewer)))
+
+
+@router.get("/parts/containers", response_class=HTMLResponse)
+async def container_rows(request: Request, viewer: ViewerDep) -> HTMLResponse:
+    return page(request, "_container_rows.html", viewer, **(await _containers(viewer)))
+
+
+async def _container(viewer: Viewer, container_id: str) -> dict[str, Any]:
+    container_id = segment(container_id)
+    container = await viewer.api.get(f"/containers/{container_id}")
+    return {"container": container}
+
+
+async def _outputs(viewer: Viewer, container_id: str) -> dict[str, Any]:
+    container_id = segment(container_id)
+    deployments = await viewer.api.get(f"/containers/{container_id}/deployments")
+    files = await viewer.api.all_pages("/artifacts", container=container_id)
+    return {
+        "deployments": sorted(deployments, key=lambda d: d["created_at"], reverse=True),
+        "files": sorted(files, key=lambda a: a["created_at"], reverse=True),
+    }
+
+
+@router.get("/containers/{container_id}", response_class=HTMLResponse)
+async def container(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
+    context = await _container(viewer, container_id)
+    devices = await viewer.api.all_pages("/devices")
+    return page(
+        request,
+        "container.html",
+        viewer,
+        **context,
+        **(await _outputs(viewer, container_id)),
+        devices=devices,
+        actions=ACTIONS,
+    )
+
+
+@router.get("/parts/containers/{container_id}", response_class=HTMLResponse)
+async def container_status(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
+    context = await _container(viewer, container_id)
+    return page(request, "_container_status.html", viewer, **context, actions=ACTIONS)
+
+
+@router.get("/parts/containers/{container_id}/outputs", response_class=HTMLResponse)
+async def container_outputs(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
+    context = await _outputs(viewer, container_id)
+    return page(
+        request, "_container_outputs.html", viewer, container={"id": container_id}, **context
+    )
+
+
+async def _outputs_after(
+    request: Request, viewer: Viewer, container_id: str, call: Any, form: str
+) -> HTMLResponse:
+    """Run ``call``; answer with the outputs panel, showing a refusal next to ``form``."""
+    error: ApiError | None = None
+    try:
+        await call
+    except ApiError as err:
+        error = err
+    context = await _outputs(viewer, container_id)
+    return page(
+        request,
+        "_container_outputs.html",
+        viewer,
+        status_code=422 if error else 200,
+        container={"id": container_id},
+        error=error,
+        failed_form=form if error else None,
+        **context,
+    )
+
+
+@router.post("/containers/{container_id}/deploy", response_class=HTMLResponse)
+async def deploy(request: Request, container_id: str, viewer: ActingViewerDep) -> HTMLResponse:
+    container_id = segment(container_id)
+    values = form_values(await request.form())
+    body = {"artifact": values.get("artifact", ""), "script": values.get("script", "")}
+    call = viewer.api.post(f"/containers/{container_id}/deploy", body)
+    return await _outputs_after(request, viewer, container_id, call, "deploy")
+
+
+@router.post("/containers/{container_id}/files", response_class=HTMLResponse)
+async def fetch_files(request: Request, container_id: str, viewer: ActingViewerDep) -> HTMLResponse:
+    container_id = segment(container_id)
+    path = form_values(await request.form()).get("path", "")
+    call = viewer.api.post(f"/containers/{container_id}/files", {"path": path})
+    return await _outputs_after(request, viewer, container_id, call, "files")
+
+
+@router.get("/data", response_class=HTMLResponse)
+async def data(request: Request, viewer: ViewerDep, container: str = "") -> HTMLResponse:
+    containers = (await _containers(viewer))["containers"]
+    chosen = next((c for c in containers if c["id"] == container), None)
+    if chosen is None and containers and not container:
+        chosen = containers[0]
+    return page(request, "data.html", viewer, containers=containers, chosen=chosen)
+
+
+# Last: its path would also match the deploy and files actions above.
+@router.post("/containers/{container_id}/{action}", response_class=HTMLResponse)
+async def act(
+    request: Request, container_id: str, action: str, viewer: ActingViewerDep
+) -> Response:
+    container_id = segment(container_id)
+    if action == "remove":
+        await viewer.api.delete(f"/containers/{container_id}")
+        return redirect(request, "/containers")
+    if action not in ACTIONS:
+        raise ApiError(404, "not_found", f"There is no action {action!r}.")
+    await viewer.api.post(f"/containers/{container_id}/{action}")
+    context = await _container(viewer, container_id)
+    return page(request, "_container_status.html", viewer, **context, actions=ACTIONS)
