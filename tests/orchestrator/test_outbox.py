@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.containers import Action, CommandResult
+from edgecloud_contracts.platforms import fits
 from edgecloud_orchestrator.commands import service
-from edgecloud_orchestrator.containers.images import fits, parse
+from edgecloud_orchestrator.containers.images import parse
 from edgecloud_servicekit.db import transaction, utcnow
 from tests.support.databases import migrated_sqlite, session_factory
 
