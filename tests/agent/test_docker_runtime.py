@@ -299,5 +299,6 @@ async def test_state_changes_are_reported(runtime: DockerRuntime, names: Callabl
         docker("run", "--rm", "--network", "none", "--name", other, "edgecloud/busybox:latest")
         await asyncio.sleep(0.3)
     assert all(uri == uris.NODE_REPORT for uri, _ in uplink.calls)
-    assert {report.container_id for report in uplink.containers()} == {cid}
-    assert {report.docker_name for report in uplink.containers()} == {name}
+    # (Other platform containers on this engine, e.g. of a dev stack, may report too.)
+    assert other not in {report.docker_name for report in uplink.containers()}
+    assert {r.docker_name for r in uplink.containers() if r.container_id == cid} == {name}

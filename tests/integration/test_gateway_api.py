@@ -137,10 +137,16 @@ async def test_device_list_pages(api, stack, enrol) -> None:
     assert seen == sorted(seen)
 
 
-async def test_api_explorer_is_served_without_a_cdn(client) -> None:
+async def test_api_explorer_and_dashboard_are_served_without_a_cdn(client) -> None:
     root = await client.get("/")
-    assert root.status_code == 307
-    assert root.headers["location"] == "/docs"
+    assert root.status_code == 303
+    assert root.headers["location"] == "/login"
+    sign_in = await client.get("/login")
+    assert sign_in.status_code == 200
+    assert "/static/vendor/htmx/htmx.min.js" in sign_in.text
+    assert "cdn" not in sign_in.text.lower()
+    for asset in ("htmx/htmx.min.js", "htmx-ext-sse/sse.min.js", "uplot/uPlot.iife.min.js"):
+        assert (await client.get(f"/static/vendor/{asset}")).status_code == 200, asset
     page = await client.get("/docs")
     assert page.status_code == 200
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in page.text
