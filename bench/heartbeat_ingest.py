@@ -77,6 +77,10 @@ class TimedUplink:
     def link(self) -> str:
         return str(self._uplink.link)
 
+    @property
+    def sessions_joined(self) -> int:
+        return int(self._uplink.sessions_joined)
+
     async def call(self, uri: str, *args: Any, timeout: float) -> Any:
         started = time.perf_counter()
         ok = False

@@ -19,6 +19,7 @@ DEVICE_PREFIX = "edge.device."
 DEVICE_CALLABLE = frozenset(
     {
         "edge.registry.heartbeat",
+        "edge.registry.beat",
         "edge.orchestrator.report",
         "edge.orchestrator.log_slot",
     }

@@ -103,3 +103,44 @@ async def test_bad_heartbeat_changes_nothing_and_registry_keeps_serving(device, 
     ack = await uplink.call(HEARTBEAT, heartbeat(key, seq=3, location="third"), timeout=5)
     assert ack["status"] == "online"
     assert (await api.get(f"/api/v1/devices/{key}")).json()["location"] == "third"
+
+
+COMPACT = "edge.registry.beat"
+
+
+async def test_compact_beats_need_a_full_one_first_and_keep_what_it_said(device, api) -> None:
+    key, uplink = device
+    compact = {"s": 2, "i": 30, "m": [55.5, 1.5, 2 << 30, 10 << 30]}
+    with pytest.raises(CallFailed) as failure:
+        await uplink.call(COMPACT, compact, timeout=5)
+    assert failure.value.error == errors.FULL_HEARTBEAT_NEEDED
+    assert (await api.get(f"/api/v1/devices/{key}")).status_code == 404
+
+    containers = [{"id": "c1", "name": "ann-web", "image": "busybox", "state": "running"}]
+    await uplink.call(HEARTBEAT, heartbeat(key, containers=containers), timeout=5)
+    ack = await uplink.call(COMPACT, compact, timeout=5)
+    assert ack == {"status": "degraded", "interval_s": 30.0}
+    seen = (await api.get(f"/api/v1/devices/{key}")).json()
+    assert (seen["status"], seen["link"], seen["arch"]) == ("degraded", "lowpan", "aarch64")
+    assert seen["metrics"]["cpu_percent"] == 55.5
+    assert [c["name"] for c in seen["containers"]] == ["ann-web"]  # unchanged: not sent
+    await uplink.call(COMPACT, {**compact, "s": 3, "c": []}, timeout=5)
+    assert (await api.get(f"/api/v1/devices/{key}")).json()["containers"] == []
+
+
+@pytest.mark.parametrize(
+    "compact",
+    [
+        {"s": 2, "i": 30, "m": [101, 0, 0, 0]},  # cpu above 100 %
+        {"s": 2, "i": 30, "m": [1, 0, 0]},  # a metric missing
+        {"s": 2, "i": 30, "m": [1, 0, 0, 0], "device": {"key": "someone_else"}},
+        {"s": -1, "i": 30, "m": [1, 0, 0, 0]},
+    ],
+)
+async def test_malformed_compact_beats_are_refused(device, api, compact) -> None:
+    key, uplink = device
+    await uplink.call(HEARTBEAT, heartbeat(key), timeout=5)
+    with pytest.raises(CallFailed) as failure:
+        await uplink.call(COMPACT, compact, timeout=5)
+    assert failure.value.error == errors.INVALID_ARGUMENT
+    assert (await api.get(f"/api/v1/devices/{key}")).json()["status"] == "online"

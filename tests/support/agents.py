@@ -2,6 +2,7 @@
 
 import itertools
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,11 @@ class AgentFactory:
         location: str = "test bench",
         label: str = "node",
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+        extra_env: dict[str, str] | None = None,
+        prefix_command: Sequence[str] = (),
     ) -> AgentHandle:
+        """Start an agent; ``prefix_command`` runs it through another command first (the
+        testbed's ``nsenter`` into a node's network)."""
         if hostname is None or mac is None or state_dir is None:
             hostname, mac, state_dir = self.identity(label)
         env = {
@@ -79,9 +84,10 @@ class AgentFactory:
         }
         if token:
             env["AGENT_ENROLMENT_TOKEN"] = token
+        env.update(extra_env or {})
         process = ManagedProcess(
             f"agent {hostname}",
-            [str(PYTHON), "-m", "edgecloud_agent"],
+            [*prefix_command, str(PYTHON), "-m", "edgecloud_agent"],
             env,
             state_dir.parent / f"{state_dir.name}.log",
         ).start()

@@ -11,7 +11,8 @@ transfers     deploy/transfers.py     artifacts down (resumable) and up (resumab
 jobs          deploy/jobs.py          a finished job's logs shipped, then the job removed
 procedures    deploy/rpc.py           edge.device.<key>.container.<action>, on every join
 reports       deploy/reports.py       container changes, pull and deployment progress
-uplink        uplink/wamp.py          the WAMP session to the cloud
+uplink        uplink/wamp.py          the WAMP session to the cloud over the best link (WAN, mesh)
+relay         uplink/relay.py         border router: neighbours' uplinks over LoWPAN to the router
 """
 
 import asyncio
@@ -35,6 +36,7 @@ from .telemetry.datapoints import DataCollector
 from .telemetry.heartbeat import HeartbeatReporter
 from .telemetry.system import SystemProbe
 from .uplink.errors import UplinkError
+from .uplink.relay import Relay, listen_address, router_address
 from .uplink.wamp import Backoff, Login, Uplink
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class Agent:
         token = settings.enrolment_token.get_secret_value() if settings.enrolment_token else None
         self._presents_token = bool(token) and not self.credential.enrolled
         self.uplink = Uplink(
-            url=settings.router_url,
+            transports=settings.transports,
             realm=settings.realm,
             login=Login(
                 device_key=self.credential.device_key,
@@ -56,8 +58,8 @@ class Agent:
                 enrolment_token=token if self._presents_token else None,
             ),
             backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
-            ping_interval_s=settings.ping_interval_s,
-            ping_timeout_s=settings.ping_timeout_s,
+            probe_interval_s=settings.probe_interval_s,
+            return_after=settings.return_after_probes,
             on_join=self._on_join,
         )
         self._stop = asyncio.Event()
@@ -78,6 +80,29 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _start_relay(self, stack: AsyncExitStack) -> None:
+        """The border-router role: neighbours' uplinks over the mesh, on to our router."""
+        settings = self.settings
+        listen_host, listen_port = listen_address(settings.relay_listen)
+        router_host, router_port, router_path = router_address(settings.router_url)
+        relay = Relay(
+            listen_host=listen_host,
+            listen_port=listen_port,
+            router_host=router_host,
+            router_port=router_port,
+            router_path=router_path,
+            max_connections=settings.relay_max_connections,
+            rate_bytes_per_s=settings.relay_rate_bytes_per_s,
+            max_frame_bytes=settings.relay_max_frame_bytes,
+            handshake_timeout_s=settings.relay_handshake_timeout_s,
+            idle_timeout_s=settings.relay_idle_timeout_s,
+        )
+        try:
+            await stack.enter_async_context(relay)
+        except OSError as err:
+            # e.g. the LoWPAN address is not up yet: the node keeps running without the role
+            logger.error("cannot relay for neighbours on %s: %s", settings.relay_listen, err)
 
     async def run(self) -> None:
         logger.info(
@@ -149,12 +174,15 @@ class Agent:
             )
             stack.callback(setattr, self, "executor", None)
             deployments.resume_unfinished()
+            if settings.relay_listen:
+                await self._start_relay(stack)
             reporter = HeartbeatReporter(
                 uplink=self.uplink,
                 probe=self.probe,
                 runtime=runtime,
                 interval_s=settings.heartbeat_interval_s,
                 timeout_s=settings.call_timeout_s,
+                lowpan_interval_s=settings.lowpan_heartbeat_interval_s,
             )
             async with asyncio.TaskGroup() as tasks:
                 uplink_task = tasks.create_task(self.uplink.run(), name="uplink")

@@ -1,11 +1,14 @@
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .runtime.errors import PolicyRefused
 from .runtime.hardening import ContainerPolicy
+from .uplink.relay import listen_address, router_address
+from .uplink.wamp import Transport
 
 
 class AgentSettings(BaseSettings):
@@ -47,9 +50,74 @@ class AgentSettings(BaseSettings):
 
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
-    ping_interval_s: float = 5.0
-    ping_timeout_s: float = 5.0
+    ping_interval_s: float = 1.0
+    ping_timeout_s: float = 1.0
+    """WAN pings: a dead WAN is noticed within about two seconds (they cost ~100 B/s)."""
+
+    uplinks: str = ""
+    """The links to the router in order of preference, ``name=url`` separated by commas,
+    e.g. ``wan=ws://cloud:8080/ws,lowpan=ws://[fd00:1::2]:8099/ws`` (the second through a
+    neighbour's relay). Empty: only ``wan`` at ``router_url``."""
+    lowpan_ping_interval_s: float = 20.0
+    lowpan_ping_timeout_s: float = 10.0
+    """Pings on the slow link are rarer: each costs the mesh about 120 bytes."""
+    lowpan_open_timeout_s: float = 15.0
+    probe_interval_s: float = 1.0
+    return_after_probes: int = 3
+    """On a worse link, the better one must answer this many probes in a row before the
+    agent moves back (hysteresis: a flapping WAN does not make it thrash)."""
+    lowpan_heartbeat_interval_s: float = 30.0
+
+    relay_listen: str = ""
+    """Border router: where neighbours reach the router through this node, HOST:PORT or
+    [IPv6]:PORT (this node's LoWPAN address, e.g. [fd00:1::2]:8099); empty: no relay.
+    It forwards to the host, port and path of router_url and nowhere else."""
+    relay_max_connections: int = 8
+    relay_rate_bytes_per_s: int = 32_000
+    """Per connection and per direction: one neighbour cannot take the whole WAN."""
+    relay_max_frame_bytes: int = 65_536
+    relay_handshake_timeout_s: float = 5.0
+    relay_idle_timeout_s: float = 120.0
     log_level: str = "INFO"
+
+    @property
+    def transports(self) -> list[Transport]:
+        """The parsed :attr:`uplinks`."""
+        if not self.uplinks.strip():
+            return [self._transport("wan", self.router_url)]
+        found = []
+        for item in filter(None, (part.strip() for part in self.uplinks.split(","))):
+            link, _, url = item.partition("=")
+            found.append(self._transport(link.strip(), url.strip()))
+        return found
+
+    def _transport(self, link: str, url: str) -> Transport:
+        if link == "wan":
+            return Transport(link, url, self.ping_interval_s, self.ping_timeout_s, 5.0)
+        return Transport(
+            link,
+            url,
+            self.lowpan_ping_interval_s,
+            self.lowpan_ping_timeout_s,
+            self.lowpan_open_timeout_s,
+        )
+
+    @model_validator(mode="after")
+    def _valid_relay(self) -> Self:
+        if self.relay_listen:
+            listen_address(self.relay_listen)  # ValueError: refused at start
+            router_address(self.router_url)  # ws:// only
+        return self
+
+    @model_validator(mode="after")
+    def _valid_uplinks(self) -> Self:
+        for item in filter(None, (part.strip() for part in self.uplinks.split(","))):
+            link, equals, url = item.partition("=")
+            if not equals or link.strip() not in ("wan", "lowpan"):
+                raise ValueError(f"uplinks: {item!r} is not wan=URL or lowpan=URL")
+            if urlsplit(url.strip()).scheme not in ("ws", "wss"):
+                raise ValueError(f"uplinks: {url.strip()!r} is not a ws:// or wss:// URL")
+        return self
 
     @property
     def container_policy(self) -> ContainerPolicy:

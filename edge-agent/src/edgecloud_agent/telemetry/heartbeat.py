@@ -7,11 +7,17 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-from edgecloud_contracts import uris
-from edgecloud_contracts.heartbeat import ContainerState, Heartbeat, HeartbeatAck, Link
+from edgecloud_contracts import errors, uris
+from edgecloud_contracts.heartbeat import (
+    CompactBeat,
+    ContainerState,
+    Heartbeat,
+    HeartbeatAck,
+    Link,
+)
 
 from ..runtime.docker import RuntimeUnavailable
-from ..uplink.errors import UplinkError
+from ..uplink.errors import CallFailed, UplinkError
 from .system import SystemProbe
 
 logger = logging.getLogger(__name__)
@@ -28,6 +34,9 @@ class HeartbeatSender(Protocol):
     @property
     def link(self) -> str: ...
 
+    @property
+    def sessions_joined(self) -> int: ...
+
     async def call(self, uri: str, *args: object, timeout: float) -> object: ...
 
 
@@ -40,17 +49,23 @@ class HeartbeatReporter:
         runtime: ContainerLister,
         interval_s: float,
         timeout_s: float,
+        lowpan_interval_s: float | None = None,
     ) -> None:
         self._uplink = uplink
+        self._lowpan_interval = lowpan_interval_s or interval_s
         self._probe = probe
         self._runtime = runtime
         self._interval = interval_s
         self._timeout = timeout_s
-        self._seq = 0
+        # Counted from the start time: a restarted agent's beats still come after its
+        # earlier ones, so the cloud can tell a late beat of a left session from a new one.
+        self._seq = int(time.time())
         self._stopping = asyncio.Event()
         self._healthy = True
         self.sent = 0
         self.last_ack: HeartbeatAck | None = None
+        self._acked_containers: list[ContainerState] | None = None
+        """The containers as the cloud last acknowledged them (compact beats send changes)."""
 
     async def build(self) -> Heartbeat:
         try:
@@ -65,29 +80,58 @@ class HeartbeatReporter:
             containers=containers,
             runtime=runtime,
             link=Link(self._uplink.link),
-            interval_s=self._interval,
+            interval_s=self.interval,
             seq=self._seq,
             sent_at=datetime.now(UTC),
         )
 
     async def send_one(self) -> HeartbeatAck:
+        """A full heartbeat on the WAN; on the slow mesh a compact one, unless the cloud has
+        none of this node yet."""
         beat = await self.build()
-        answer = await self._uplink.call(
-            uris.HEARTBEAT, beat.model_dump(mode="json"), timeout=self._timeout
-        )
+        answer: object = None
+        if beat.link is Link.LOWPAN and self._acked_containers is not None:
+            changed = beat.containers != self._acked_containers
+            compact = CompactBeat.of(beat, containers_changed=changed)
+            try:
+                answer = await self._uplink.call(
+                    uris.COMPACT_BEAT,
+                    compact.model_dump(mode="json", exclude_defaults=True),
+                    timeout=self._timeout,
+                )
+            except CallFailed as err:
+                if err.error != errors.FULL_HEARTBEAT_NEEDED:
+                    raise
+        if answer is None:
+            answer = await self._uplink.call(
+                uris.HEARTBEAT, beat.model_dump(mode="json"), timeout=self._timeout
+            )
         self.sent += 1
+        self._acked_containers = beat.containers
         self.last_ack = HeartbeatAck.model_validate(answer)
         return self.last_ack
 
+    @property
+    def interval(self) -> float:
+        """Rarer on the slow mesh: the cloud allows for it from the beat's own interval_s."""
+        return self._lowpan_interval if self._uplink.link == "lowpan" else self._interval
+
     async def run(self) -> None:
-        """Beat every interval while connected; returns after :meth:`stop`.
+        """Beat every interval while connected, and at once over a new session (the cloud
+        learns the link in use as soon as it changes); returns after :meth:`stop`.
 
         A beat in flight is finished before returning, so that the node's leaving
         is always the last thing the cloud hears from it.
         """
+        beaten_session = -1
+        next_beat = 0.0
         while not self._stopping.is_set():
             if not self._uplink.connected:
                 await self._sleep_unless_stopped(0.1)
+                continue
+            session = self._uplink.sessions_joined
+            if session == beaten_session and time.monotonic() < next_beat:
+                await self._sleep_unless_stopped(min(0.2, next_beat - time.monotonic()))
                 continue
             started = time.monotonic()
             try:
@@ -95,7 +139,7 @@ class HeartbeatReporter:
                 self._log_health(None)
             except UplinkError as err:
                 self._log_health(err)
-            await self._sleep_unless_stopped(self._interval - (time.monotonic() - started))
+            beaten_session, next_beat = session, started + self.interval
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

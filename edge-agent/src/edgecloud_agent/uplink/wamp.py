@@ -4,14 +4,16 @@ autobahn is used only here. The uplink logs in with the node's Ed25519 key
 (WAMP-cryptosign), presenting the enrolment token until the node is enrolled. Dead
 links are noticed by WebSocket pings, not TCP timeouts; after any loss the uplink
 reconnects with capped exponential backoff and full jitter, so a fleet that lost its
-router does not come back in lockstep.
+router does not come back in lockstep. With several transports (WAN first, then the LoWPAN
+mesh through a neighbour) it keeps the node on the best one that works.
 """
 
 import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -92,29 +94,152 @@ class Backoff:
         return random.uniform(0, min(self.max_s, self.initial_s * 2**attempt))
 
 
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """One way to the router: the WAN, or the LoWPAN mesh through a neighbour's relay."""
+
+    link: str
+    """``wan`` or ``lowpan``: what the cloud is told the node is on."""
+    url: str
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 5.0
+    """A link whose pings go unanswered this long is dead (TCP would take minutes)."""
+    open_timeout_s: float = 10.0
+    """Connecting, the WebSocket handshake and joining the realm, all together."""
+
+
+class _Connection:
+    """One WAMP session over one transport, from connecting to its end."""
+
+    def __init__(self, transport: Transport, index: int, realm: str, login: Login) -> None:
+        self.transport = transport
+        self.index = index
+        """Its place in the uplink's order of preference (0 is the best)."""
+        self.session = _NodeSession(ComponentConfig(realm=realm), login)
+        self.ended: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self._joined: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._socket: asyncio.BaseTransport | None = None
+
+    async def open(self) -> bool:
+        """Connect and join; False (and nothing left open) when that fails in time."""
+        session = self.session
+
+        def on_join(_: Session, details: Any) -> None:
+            if not self._joined.done():
+                self._joined.set_result(int(details.session))
+
+        def on_leave(_: Session, details: Any) -> None:
+            self._end(str(details.reason), str(details.message or ""))
+
+        def on_disconnect(_: Session, was_clean: bool) -> None:
+            self._end("disconnected", "clean" if was_clean else "connection lost")
+
+        session.on("join", on_join)
+        session.on("leave", on_leave)
+        session.on("disconnect", on_disconnect)
+        url = self.transport.url
+        factory = WampWebSocketClientFactory(
+            lambda: session, url=url, serializers=[CBORSerializer()]
+        )
+        factory.setProtocolOptions(
+            autoPingInterval=self.transport.ping_interval_s,
+            autoPingTimeout=self.transport.ping_timeout_s,
+            openHandshakeTimeout=self.transport.open_timeout_s,
+            closeHandshakeTimeout=2,
+        )
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.transport.open_timeout_s):
+                self._socket, _ = await loop.create_connection(
+                    factory, host, port, ssl=parts.scheme == "wss"
+                )
+                waiting: set[asyncio.Future[Any]] = {self._joined, self.ended}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except (OSError, TimeoutError) as err:
+            logger.debug("cannot reach %s: %s", url, err)
+            self.abort()
+            return False
+        if self._joined in done:
+            return True
+        self.abort()
+        reason, message = self.ended.result()
+        if any(reason.startswith(prefix) for prefix in _REFUSALS):
+            raise LoginRefused(reason, message)
+        return False
+
+    @property
+    def session_id(self) -> int | None:
+        return self._joined.result() if self._joined.done() else None
+
+    def _end(self, reason: str, message: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result((reason, message))
+
+    async def leave(self, message: str) -> None:
+        if self.session.is_attached():
+            try:
+                await asyncio.wait_for(self.session.leave("wamp.close.normal", message), 2)
+            except (TimeoutError, TransportLost, ApplicationError) as err:
+                logger.debug("leave failed: %s", err)
+        self.abort()
+
+    def abort(self) -> None:
+        self._end("aborted", "")
+        if self._socket is not None:
+            self._socket.close()
+
+
 class Uplink:
+    """The node's session to the cloud over the best link that works.
+
+    ``transports`` are in order of preference. A lost link is noticed by WebSocket pings;
+    the uplink then tries the links after it at once (failing over takes a ping timeout and
+    a handshake, not a backoff), and while it is on a worse link it keeps probing the better
+    ones. It goes back only after ``return_after`` probes in a row succeed, so a flapping
+    link does not make it thrash, and it joins over the better link before it leaves the
+    worse one, so the cloud never sees the node without a session.
+    """
+
     def __init__(
         self,
         *,
-        url: str,
         realm: str,
         login: Login,
         backoff: Backoff,
+        url: str | None = None,
+        transports: Sequence[Transport] = (),
         ping_interval_s: float = 5.0,
         ping_timeout_s: float = 5.0,
+        probe_interval_s: float = 1.0,
+        return_after: int = 3,
         on_join: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self.url = url
+        if url is not None:
+            transports = [Transport("wan", url, ping_interval_s, ping_timeout_s), *transports]
+        if not transports:
+            raise ValueError("an uplink needs at least one transport")
+        self.transports = list(transports)
         self._realm = realm
         self._login = login
         self._backoff = backoff
-        self._ping_interval = ping_interval_s
-        self._ping_timeout = ping_timeout_s
+        self._probe_interval = probe_interval_s
+        self._return_after = return_after
         self._on_join = on_join
+        self._current: _Connection | None = None
         self._session: Session | None = None
         self._joined = asyncio.Event()
         self._stopping = False
         self.sessions_joined = 0
+        self.switches: list[tuple[float, str]] = []
+        """(monotonic time, link) of every join: the link's history, for tests and reports."""
+
+    @property
+    def url(self) -> str:
+        current = self._current
+        return current.transport.url if current is not None else self.transports[0].url
 
     @property
     def connected(self) -> bool:
@@ -122,7 +247,8 @@ class Uplink:
 
     @property
     def link(self) -> str:
-        return "wan"
+        current = self._current
+        return current.transport.link if current is not None else self.transports[0].link
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._joined.wait(), timeout)
@@ -132,101 +258,155 @@ class Uplink:
         self._login = Login(self._login.device_key, self._login.private_key, enrolment_token=None)
 
     async def run(self) -> None:
-        """Connect, stay connected, reconnect; returns after :meth:`close`.
+        """Connect, stay connected over the best link, reconnect; returns after :meth:`close`.
 
         Raises :class:`LoginRefused` when the router refuses the node's credential.
         """
+        order = list(range(len(self.transports)))
         attempt = 0
         while not self._stopping:
-            joined = await self._connect_once()
+            connection = await self._join_first(order)
             if self._stopping:
+                if connection is not None:
+                    await connection.leave("agent stopping")
                 return
-            attempt = 0 if joined else attempt + 1
-            delay = self._backoff.delay(attempt)
-            logger.info("reconnecting to %s in %.1fs", self.url, delay)
-            await asyncio.sleep(delay)
+            if connection is None:
+                attempt += 1
+                delay = self._backoff.delay(attempt)
+                logger.info("no link to the router works; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                order = list(range(len(self.transports)))
+                continue
+            attempt = 0
+            lost = await self._serve(connection)
+            # The links after the lost one first: the lost one is likely still dead.
+            order = [*range(lost + 1, len(self.transports)), *range(lost + 1)]
 
-    async def _connect_once(self) -> bool:
-        """One session's life. True if it got as far as joining the realm."""
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[tuple[str, str]] = loop.create_future()
-        session = _NodeSession(ComponentConfig(realm=self._realm), self._login)
-        joined_once = False
+    async def _join_first(self, order: Sequence[int]) -> "_Connection | None":
+        for index in order:
+            if self._stopping:
+                return None
+            connection = _Connection(self.transports[index], index, self._realm, self._login)
+            if await connection.open():
+                return connection
+        return None
 
-        async def on_join(sess: Session, details: Any) -> None:
-            nonlocal joined_once
-            joined_once = True
-            self._session = sess
-            self.sessions_joined += 1
-            if self._on_join is not None:
-                await self._on_join()
-            self._joined.set()
-            logger.info(
-                "joined %s as %s (session %s)", self.url, self._login.device_key, details.session
+    async def _serve(self, connection: _Connection) -> int:
+        """Keep ``connection`` (and better ones found meanwhile); the index of the link lost."""
+        await self._adopt(connection)
+        while True:
+            prober = (
+                asyncio.create_task(self._better_than(connection.index))
+                if connection.index > 0
+                else None
             )
+            waiting: set[asyncio.Future[Any]] = {connection.ended}
+            if prober is not None:
+                waiting.add(prober)
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if prober is not None and not prober.done():
+                    prober.cancel()
+                    await asyncio.gather(prober, return_exceptions=True)
+            if connection.ended.done():
+                reason, message = connection.ended.result()
+                self._drop(connection)
+                if any(reason.startswith(prefix) for prefix in _REFUSALS):
+                    raise LoginRefused(reason, message)
+                if not self._stopping:
+                    logger.warning(
+                        "lost the %s link (%s): %s %s",
+                        connection.transport.link,
+                        connection.transport.url,
+                        reason,
+                        message,
+                    )
+                return connection.index
+            assert prober is not None
+            better = prober.result()
+            old, connection = connection, better
+            await self._adopt(connection)
+            await old.leave(f"moved to the {connection.transport.link} link")
 
-        def on_leave(sess: Session, details: Any) -> None:
-            if not ended.done():
-                ended.set_result((str(details.reason), str(details.message or "")))
+    async def _better_than(self, index: int) -> _Connection:
+        """Probe the links better than ``index``; a joined connection over the first that
+        answers ``return_after`` probes in a row."""
+        streak = [0] * index
+        while True:
+            for better in range(index):
+                streak[better] = streak[better] + 1 if await self._reachable(better) else 0
+                if streak[better] >= self._return_after:
+                    connection = _Connection(
+                        self.transports[better], better, self._realm, self._login
+                    )
+                    if await connection.open():
+                        return connection
+                    streak[better] = 0
+            await asyncio.sleep(self._probe_interval)
 
-        def on_disconnect(sess: Session, was_clean: bool) -> None:
-            if not ended.done():
-                ended.set_result(("disconnected", "clean" if was_clean else "connection lost"))
-
-        session.on("join", on_join)
-        session.on("leave", on_leave)
-        session.on("disconnect", on_disconnect)
-
-        factory = WampWebSocketClientFactory(
-            lambda: session, url=self.url, serializers=[CBORSerializer()]
-        )
-        factory.setProtocolOptions(
-            autoPingInterval=self._ping_interval,
-            autoPingTimeout=self._ping_timeout,
-            openHandshakeTimeout=10,
-            closeHandshakeTimeout=2,
-        )
-        parts = urlsplit(self.url)
-        host = parts.hostname or "127.0.0.1"
+    async def _reachable(self, index: int) -> bool:
+        """A TCP connection to the link's router end opens in time."""
+        parts = urlsplit(self.transports[index].url)
         port = parts.port or (443 if parts.scheme == "wss" else 80)
         try:
-            transport, _ = await asyncio.wait_for(
-                loop.create_connection(factory, host, port, ssl=parts.scheme == "wss"), 10
-            )
-        except (OSError, TimeoutError) as err:
-            logger.debug("cannot reach %s: %s", self.url, err)
+            async with asyncio.timeout(max(0.5, self._probe_interval)):
+                _, writer = await asyncio.open_connection(parts.hostname, port)
+        except (OSError, TimeoutError):
             return False
-        try:
-            reason, message = await ended
-        finally:
-            self._joined.clear()
+        writer.close()
+        return True
+
+    async def _adopt(self, connection: _Connection) -> None:
+        self._current = connection
+        self._session = connection.session
+        self.sessions_joined += 1
+        self.switches.append((time.monotonic(), connection.transport.link))
+        if self._on_join is not None:
+            await self._on_join()
+        self._joined.set()
+        logger.info(
+            "joined %s over the %s link as %s (session %s)",
+            connection.transport.url,
+            connection.transport.link,
+            self._login.device_key,
+            connection.session_id,
+        )
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.abort()
+        if self._current is connection:
+            self._current = None
             self._session = None
-            transport.close()
-        if any(reason.startswith(prefix) for prefix in _REFUSALS):
-            raise LoginRefused(reason, message)
-        if joined_once and not self._stopping:
-            logger.warning("lost session to %s: %s %s", self.url, reason, message)
-        return joined_once
+            self._joined.clear()
 
     async def close(self) -> None:
         """Leave the realm cleanly (the cloud marks the node offline at once)."""
         self._stopping = True
-        session = self._session
+        current = self._current
         self._joined.clear()
-        if session is not None and session.is_attached():
-            try:
-                await asyncio.wait_for(session.leave("wamp.close.normal", "agent stopping"), 2)
-            except (TimeoutError, TransportLost, ApplicationError) as err:
-                logger.debug("leave failed: %s", err)
+        if current is not None:
+            await current.leave("agent stopping")
 
     async def call(self, uri: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
         session = self._require_session()
+        connection = self._current
         try:
             pending = session.call(uri, *args, options=_call_options(timeout), **kwargs)
             pending.add_done_callback(_retrieve_outcome)
             # Shielded: cancelling autobahn's future makes it send CANCEL, which fails
             # on a transport that is already gone; the router times the call out anyway.
-            return await asyncio.wait_for(asyncio.shield(pending), timeout + 1)
+            answer = asyncio.ensure_future(asyncio.wait_for(asyncio.shield(pending), timeout + 1))
+            if connection is not None:
+                # A call over a link that dies fails now, not at its timeout: the caller
+                # can repeat it over the next link at once.
+                await asyncio.wait({answer, connection.ended}, return_when=asyncio.FIRST_COMPLETED)
+                if not answer.done():
+                    answer.cancel()
+                    raise NotConnected(
+                        f"the {connection.transport.link} link was lost during {uri}"
+                    )
+            return await answer
         except TimeoutError as err:
             raise CallTimeout(uri, timeout) from err
         except ApplicationError as err:

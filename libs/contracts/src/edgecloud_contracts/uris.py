@@ -16,6 +16,8 @@ ROLE_DEVICE: Final = "device"
 # Device -> cloud procedures (the router lets devices call exactly these:
 # infra/router/edgecloud_router_policy.py keeps the same list).
 HEARTBEAT: Final = "edge.registry.heartbeat"
+COMPACT_BEAT: Final = "edge.registry.beat"
+"""The heartbeat on the slow mesh: the last full heartbeat's description stands."""
 NODE_REPORT: Final = "edge.orchestrator.report"
 LOG_SLOT: Final = "edge.orchestrator.log_slot"
 """A node about to remove a finished job-style container asks where to upload its logs."""

@@ -74,11 +74,13 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             background.start("alert-evaluator", evaluator.run_forever)
             background.start("alert-webhooks", webhooks.run)
 
+            beats = HeartbeatRpc(ingest, sessions)
             wamp = wamp_link(
                 settings,
                 procedures=[
                     Procedure(uris.AUTHENTICATE_DEVICE, DeviceAuthenticator(sessions).authenticate),
-                    Procedure(uris.HEARTBEAT, HeartbeatRpc(ingest).heartbeat, with_details=True),
+                    Procedure(uris.HEARTBEAT, beats.heartbeat, with_details=True),
+                    Procedure(uris.COMPACT_BEAT, beats.compact_beat, with_details=True),
                 ],
                 subscriptions=[
                     Subscription(uris.META_SESSION_ON_JOIN, liveness.on_session_join),

@@ -52,12 +52,25 @@ async def record_heartbeats(
         if current is None or item.beat.seq >= current.beat.seq:
             newest[key] = item
 
-    before = {
-        row.key: row.status
+    stored = {
+        row.key: row
         for row in await session.execute(
-            select(Device.key, Device.status).where(Device.key.in_(newest))
+            select(Device.key, Device.status, Device.last_seq, Device.wamp_session).where(
+                Device.key.in_(newest)
+            )
         )
     }
+    for key, item in list(newest.items()):
+        known = stored.get(key)
+        # A beat older than the newest one stored, sent over a session the device has
+        # since left (it moved to another link): it must not bring back the old link.
+        if (
+            known is not None
+            and item.beat.seq < known.last_seq
+            and item.session_id != known.wamp_session
+        ):
+            del newest[key]
+    before = {key: row.status for key, row in stored.items()}
     now = utcnow()
     rows: list[dict[str, Any]] = []
     changes: list[DeviceStatusChanged] = []
