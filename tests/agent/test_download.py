@@ -420,3 +420,39 @@ async def test_never_buffers_the_whole_body(
         tracemalloc.stop()
     assert size_of(target) == len(server.payload)
     assert peak < 4 * MIB, peak
+
+
+async def test_a_closed_gate_holds_each_attempt_without_counting_it_a_failure(
+    server: Server, session: aiohttp.ClientSession, target: Path
+) -> None:
+    """The node on the slow mesh: the download waits (however long) and resumes on the WAN."""
+    server.plan = [Misbehave(cut_after=MIB)]
+    wan = asyncio.Event()
+    wan.set()
+    waited = 0
+
+    async def gate() -> None:
+        nonlocal waited
+        if not wan.is_set():
+            waited += 1
+        await wan.wait()
+
+    async def mesh_after_the_cut(progress: DownloadProgress) -> None:
+        if progress.attempt == 1:
+            wan.clear()  # the link changes mid-download
+            asyncio.get_running_loop().call_later(0.3, wan.set)
+
+    fetched = await download(
+        session,
+        server.url,
+        target,
+        sha256=server.sha256,
+        size=len(server.payload),
+        attempts=1,  # one failure would end it: waiting at the gate is none
+        backoff_s=0.01,
+        progress=mesh_after_the_cut,
+        before_attempt=gate,
+    )
+    assert content(fetched) == server.payload
+    assert waited == 1
+    assert ranges(server)[1] is not None  # resumed, not restarted

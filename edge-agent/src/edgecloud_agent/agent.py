@@ -132,7 +132,8 @@ class Agent:
             desired = DesiredState(settings.state_dir)
             stack.callback(desired.close)
             reports = ReportSender(uplink=self.uplink, timeout_s=settings.call_timeout_s)
-            files = CloudFiles(settings.api_url)
+            # Bulk transfers pause on the slow mesh and resume on the WAN.
+            files = CloudFiles(settings.api_url, gate=self.uplink.wait_bulk_ok)
             stack.push_async_callback(files.close)
             outgoing = settings.state_dir / "outgoing"
             deployments = Deployments(
@@ -171,6 +172,7 @@ class Agent:
                 deployments=deployments,
                 files=files,
                 outgoing_dir=outgoing,
+                bulk_gate=self.uplink.wait_bulk_ok,
             )
             stack.callback(setattr, self, "executor", None)
             deployments.resume_unfinished()

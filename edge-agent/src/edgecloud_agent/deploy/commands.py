@@ -10,7 +10,7 @@ instead of making a second one.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -94,8 +94,11 @@ class CommandExecutor:
         deployments: Deployments | None = None,
         files: CloudFiles | None = None,
         outgoing_dir: Path | None = None,
+        bulk_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``bulk_gate`` holds image pulls while the node is on the slow mesh."""
         self._runtime = runtime
+        self._bulk_gate = bulk_gate
         self._journal = journal
         self._desired = desired
         self._stop_timeout = stop_timeout_s
@@ -205,6 +208,11 @@ class CommandExecutor:
         try:
             if spec.image_archive is not None:
                 await self._load_image(command_id, spec)
+            elif self._bulk_gate is not None and not await self._runtime.image_present(spec.image):
+                listener = self._pull_listener(command_id)
+                if listener is not None:
+                    listener(PullStatus(spec.image, "waiting for the WAN link to pull"))
+                await self._bulk_gate()
             # A container of that name from before is found by create itself (a name clash):
             # ours is taken over, anyone else's refused.
             report = await self._runtime.create(spec, self._pull_listener(command_id))

@@ -126,8 +126,12 @@ async def download(
     max_backoff_s: float = 5.0,
     progress: Callable[[DownloadProgress], Awaitable[None] | None] | None = None,
     read_timeout_s: float = 30.0,
+    before_attempt: Callable[[], Awaitable[None]] | None = None,
 ) -> Path:
     """Download ``url`` to ``destination``, checked against ``size`` and ``sha256``.
+
+    ``before_attempt`` is awaited before each request (it may hold the download, e.g. while
+    the node is on a link kept for control traffic); waiting there is not a failure.
 
     Gives up after ``attempts`` failed attempts in a row that brought no new bytes. The
     ``.part`` is kept when the download fails, the URL expired or the object is missing
@@ -176,6 +180,8 @@ async def download(
         with part.file:
             while part.received < size:
                 part.file.flush()  # what the Range asks from is what is on disk
+                if before_attempt is not None:
+                    await before_attempt()
                 attempt, start = attempt + 1, part.received
                 try:
                     await fetch()

@@ -26,6 +26,7 @@ READ_CHUNK = 1 << 20
 __all__ = ["CloudFiles", "DownloadFailed", "DownloadProgress", "UploadFailed"]
 
 ProgressCallback = Callable[[DownloadProgress], Awaitable[None] | None]
+Gate = Callable[[], Awaitable[None]]
 
 
 class UploadFailed(Exception):
@@ -52,8 +53,18 @@ def status_url(url: str) -> str:
 class CloudFiles:
     """The node's HTTP client for transfers (one connection pool, made on first use)."""
 
-    def __init__(self, api_url: str, *, attempts: int = 8, read_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        attempts: int = 8,
+        read_timeout_s: float = 30.0,
+        gate: Gate | None = None,
+    ) -> None:
+        """``gate`` is awaited before every request: bulk transfers pause on the slow mesh
+        (and resume where they were on the WAN)."""
         self._api_url = api_url.rstrip("/")
+        self._gate = gate
         self._attempts = attempts
         self._read_timeout = read_timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -93,6 +104,7 @@ class CloudFiles:
             attempts=self._attempts,
             progress=progress,
             read_timeout_s=self._read_timeout,
+            before_attempt=self._gate,
         )
 
     async def upload(self, url: str, source: Path) -> None:
@@ -114,6 +126,8 @@ class CloudFiles:
     async def _send_from(self, url: str, source: Path, offset: int, size: int, sha: str) -> bool:
         """Send from ``offset`` to the end, one piece per request; True once complete."""
         while offset < size or size == 0:
+            if self._gate is not None:
+                await self._gate()
             end = min(size, offset + UPLOAD_CHUNK)
             headers = {
                 "Content-Range": f"bytes {offset}-{end - 1}/{size}" if size else f"bytes */{size}",

@@ -231,6 +231,8 @@ class Uplink:
         self._current: _Connection | None = None
         self._session: Session | None = None
         self._joined = asyncio.Event()
+        self._bulk_ok = asyncio.Event()
+        self._bulk_ok.set()
         self._stopping = False
         self.sessions_joined = 0
         self.switches: list[tuple[float, str]] = []
@@ -252,6 +254,13 @@ class Uplink:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._joined.wait(), timeout)
+
+    async def wait_bulk_ok(self) -> None:
+        """Return when bulk transfers (images, artifacts, logs) may go: at once, unless the
+        node is on the slow mesh, which is kept for control traffic; they resume on the WAN."""
+        if not self._bulk_ok.is_set():
+            logger.info("a bulk transfer waits for the WAN link")
+        await self._bulk_ok.wait()
 
     def enrolment_done(self) -> None:
         """Stop presenting the (now used) enrolment token on later logins."""
@@ -359,6 +368,10 @@ class Uplink:
 
     async def _adopt(self, connection: _Connection) -> None:
         self._current = connection
+        if connection.transport.link == "lowpan":
+            self._bulk_ok.clear()
+        else:
+            self._bulk_ok.set()
         self._session = connection.session
         self.sessions_joined += 1
         self.switches.append((time.monotonic(), connection.transport.link))
@@ -379,6 +392,7 @@ class Uplink:
             self._current = None
             self._session = None
             self._joined.clear()
+            self._bulk_ok.set()  # no link of ours in the way: HTTP finds its own
 
     async def close(self) -> None:
         """Leave the realm cleanly (the cloud marks the node offline at once)."""
