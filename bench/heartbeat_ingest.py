@@ -81,6 +81,10 @@ class TimedUplink:
     def sessions_joined(self) -> int:
         return int(self._uplink.sessions_joined)
 
+    @property
+    def next_contact_at(self) -> Any:
+        return self._uplink.next_contact_at
+
     async def call(self, uri: str, *args: Any, timeout: float) -> Any:
         started = time.perf_counter()
         ok = False

@@ -107,3 +107,48 @@ async def test_a_cut_wan_fails_over_to_the_mesh_and_comes_back(
                 "ps", "-aq", "--filter", f"label=edgecloud.tenant={user.tenant_id}"
             ).stdout.split():
                 docker("rm", "-f", line)
+
+
+async def test_a_duty_cycled_node_sleeps_and_gets_its_commands_at_the_next_contact(
+    stack, api, client, agents: AgentFactory, enrol
+) -> None:
+    agent = agents.start(
+        token=await enrol(),
+        heartbeat_interval_s=0.5,
+        extra_env={"AGENT_DUTY_CYCLE_AWAKE_S": "3", "AGENT_DUTY_CYCLE_ASLEEP_S": "5"},
+    )
+    user = await register(stack)
+    try:
+
+        async def seen(status: str) -> dict | None:
+            answer = await api.get(f"/api/v1/devices/{agent.key}")
+            device = answer.json() if answer.status_code == 200 else {}
+            return device if device.get("status") == status else None
+
+        await eventually(lambda: seen("online"), timeout=20)
+        granted = await api.post(
+            f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id}
+        )
+        assert granted.status_code == 201
+        asleep = await eventually(lambda: seen("offline"), timeout=10, interval=0.1)
+        assert asleep["next_contact_at"] is not None
+        detail = (await api.get(f"/api/v1/devices/{agent.key}")).json()
+        assert detail["status_reason"].startswith("asleep until"), detail["status_reason"]
+
+        # A command for the sleeping node waits in the cloud and is applied at its contact.
+        queued = await create(
+            client, user, device=agent.key, name="later", image=IMAGE, command=["sleep", "60"]
+        )
+        assert queued.status_code == 202, queued.text
+        container_id = queued.json()["id"]
+
+        async def running() -> bool:
+            found = await client.get(f"/api/v1/containers/{container_id}", headers=user.headers)
+            return found.json()["state"] == "running"
+
+        await eventually(running, timeout=30, interval=0.2)
+        await eventually(lambda: seen("offline"), timeout=10, interval=0.1)  # and back to sleep
+    finally:
+        tenant = f"label=edgecloud.tenant={user.tenant_id}"
+        for line in docker("ps", "-aq", "--filter", tenant).stdout.split():
+            docker("rm", "-f", line)

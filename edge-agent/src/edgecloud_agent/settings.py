@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .runtime.errors import PolicyRefused
 from .runtime.hardening import ContainerPolicy
 from .uplink.relay import listen_address, router_address
-from .uplink.wamp import Transport
+from .uplink.wamp import DutyCycle, Transport
 
 
 class AgentSettings(BaseSettings):
@@ -68,6 +68,11 @@ class AgentSettings(BaseSettings):
     agent moves back (hysteresis: a flapping WAN does not make it thrash)."""
     lowpan_heartbeat_interval_s: float = 30.0
 
+    duty_cycle_awake_s: float = 0.0
+    duty_cycle_asleep_s: float = 0.0
+    """Power saving: keep the uplink open awake_s, then closed asleep_s, in turn (both > 0
+    to enable). Commands for the node queue in the cloud until its next contact."""
+
     relay_listen: str = ""
     """Border router: where neighbours reach the router through this node, HOST:PORT or
     [IPv6]:PORT (this node's LoWPAN address, e.g. [fd00:1::2]:8099); empty: no relay.
@@ -79,6 +84,12 @@ class AgentSettings(BaseSettings):
     relay_handshake_timeout_s: float = 5.0
     relay_idle_timeout_s: float = 120.0
     log_level: str = "INFO"
+
+    @property
+    def duty_cycle(self) -> DutyCycle | None:
+        if self.duty_cycle_awake_s > 0 and self.duty_cycle_asleep_s > 0:
+            return DutyCycle(self.duty_cycle_awake_s, self.duty_cycle_asleep_s)
+        return None
 
     @property
     def transports(self) -> list[Transport]:

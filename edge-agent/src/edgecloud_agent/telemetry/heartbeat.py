@@ -37,6 +37,9 @@ class HeartbeatSender(Protocol):
     @property
     def sessions_joined(self) -> int: ...
 
+    @property
+    def next_contact_at(self) -> datetime | None: ...
+
     async def call(self, uri: str, *args: object, timeout: float) -> object: ...
 
 
@@ -83,6 +86,7 @@ class HeartbeatReporter:
             interval_s=self.interval,
             seq=self._seq,
             sent_at=datetime.now(UTC),
+            next_contact_at=self._uplink.next_contact_at,
         )
 
     async def send_one(self) -> HeartbeatAck:

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,6 +93,14 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2**attempt)]."""
         return random.uniform(0, min(self.max_s, self.initial_s * 2**attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class DutyCycle:
+    """Power saving: the uplink is open ``awake_s`` out of every ``awake_s + asleep_s``."""
+
+    awake_s: float
+    asleep_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +224,7 @@ class Uplink:
         ping_timeout_s: float = 5.0,
         probe_interval_s: float = 1.0,
         return_after: int = 3,
+        duty_cycle: "DutyCycle | None" = None,
         on_join: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if url is not None:
@@ -227,6 +237,8 @@ class Uplink:
         self._backoff = backoff
         self._probe_interval = probe_interval_s
         self._return_after = return_after
+        self._duty = duty_cycle
+        self._awake_until = 0.0
         self._on_join = on_join
         self._current: _Connection | None = None
         self._session: Session | None = None
@@ -254,6 +266,15 @@ class Uplink:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._joined.wait(), timeout)
+
+    @property
+    def next_contact_at(self) -> datetime | None:
+        """On a duty cycle: when the uplink, closed to save power, opens again."""
+        if self._duty is None:
+            return None
+        return datetime.now(UTC) + timedelta(
+            seconds=max(0.0, self._awake_until - time.monotonic()) + self._duty.asleep_s
+        )
 
     async def wait_bulk_ok(self) -> None:
         """Return when bulk transfers (images, artifacts, logs) may go: at once, unless the
@@ -287,7 +308,15 @@ class Uplink:
                 order = list(range(len(self.transports)))
                 continue
             attempt = 0
+            if self._duty is not None:
+                self._awake_until = time.monotonic() + self._duty.awake_s
             lost = await self._serve(connection)
+            if lost is None:  # closed on schedule: sleep, then the best link first
+                assert self._duty is not None
+                logger.info("uplink closed for %.0fs (duty cycle)", self._duty.asleep_s)
+                await asyncio.sleep(self._duty.asleep_s)
+                order = list(range(len(self.transports)))
+                continue
             # The links after the lost one first: the lost one is likely still dead.
             order = [*range(lost + 1, len(self.transports)), *range(lost + 1)]
 
@@ -300,10 +329,16 @@ class Uplink:
                 return connection
         return None
 
-    async def _serve(self, connection: _Connection) -> int:
-        """Keep ``connection`` (and better ones found meanwhile); the index of the link lost."""
+    async def _serve(self, connection: _Connection) -> int | None:
+        """Keep ``connection`` (and better ones found meanwhile); the index of the link lost,
+        or None when the duty cycle closed it."""
         await self._adopt(connection)
         while True:
+            if self._duty is not None and time.monotonic() >= self._awake_until:
+                self._joined.clear()  # nothing new starts over a link about to close
+                await connection.leave("asleep until the next contact (duty cycle)")
+                self._drop(connection)
+                return None
             prober = (
                 asyncio.create_task(self._better_than(connection.index))
                 if connection.index > 0
@@ -312,12 +347,18 @@ class Uplink:
             waiting: set[asyncio.Future[Any]] = {connection.ended}
             if prober is not None:
                 waiting.add(prober)
+            bedtime: asyncio.Future[None] | None = None
+            if self._duty is not None:
+                delay = max(0.0, self._awake_until - time.monotonic())
+                bedtime = asyncio.ensure_future(asyncio.sleep(delay))
+                waiting.add(bedtime)
             try:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                if prober is not None and not prober.done():
-                    prober.cancel()
-                    await asyncio.gather(prober, return_exceptions=True)
+                for waiter in (prober, bedtime):
+                    if waiter is not None and not waiter.done():
+                        waiter.cancel()
+                        await asyncio.gather(waiter, return_exceptions=True)
             if connection.ended.done():
                 reason, message = connection.ended.result()
                 self._drop(connection)
@@ -332,11 +373,12 @@ class Uplink:
                         message,
                     )
                 return connection.index
-            assert prober is not None
-            better = prober.result()
-            old, connection = connection, better
-            await self._adopt(connection)
-            await old.leave(f"moved to the {connection.transport.link} link")
+            if prober is not None and prober.done() and not prober.cancelled():
+                better = prober.result()  # raises LoginRefused if the router said so
+                old, connection = connection, better
+                await self._adopt(connection)
+                await old.leave(f"moved to the {connection.transport.link} link")
+            # Otherwise it is bedtime: the top of the loop closes the link.
 
     async def _better_than(self, index: int) -> _Connection:
         """Probe the links better than ``index``; a joined connection over the first that

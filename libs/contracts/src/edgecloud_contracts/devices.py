@@ -31,6 +31,8 @@ class DeviceView(BaseModel):
     link: Link | None
     last_seen: datetime | None
     metrics: DeviceMetricsNow
+    next_contact_at: datetime | None = None
+    """For a node on a duty cycle: when it will next connect (commands queue until then)."""
 
 
 class DeviceDetail(DeviceView):

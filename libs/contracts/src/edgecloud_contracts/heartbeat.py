@@ -73,6 +73,8 @@ class Heartbeat(WireModel):
     interval_s: Annotated[float, Field(gt=0, le=3600)]
     seq: Annotated[int, Field(ge=0)]
     sent_at: datetime
+    next_contact_at: datetime | None = None
+    """A node on a duty cycle: when it will be back after closing its uplink to save power."""
 
 
 class CompactBeat(WireModel):
@@ -96,6 +98,7 @@ class CompactBeat(WireModel):
     """The containers, when they changed since the last acknowledged beat."""
     r: Literal["docker", "unavailable"] = "docker"
     l: Link = Link.LOWPAN  # noqa: E741  (the wire key)
+    n: Annotated[int, Field(ge=0, description="next_contact_at, Unix seconds")] | None = None
 
     @classmethod
     def of(cls, beat: "Heartbeat", *, containers_changed: bool) -> "CompactBeat":
@@ -108,6 +111,7 @@ class CompactBeat(WireModel):
             c=list(beat.containers) if containers_changed else None,
             r=beat.runtime,
             l=beat.link,
+            n=int(beat.next_contact_at.timestamp()) if beat.next_contact_at else None,
         )
 
     def expand(self, device: DeviceInfo, containers: list[ContainerState]) -> "Heartbeat":
@@ -122,6 +126,7 @@ class CompactBeat(WireModel):
             interval_s=self.i,
             seq=self.s,
             sent_at=datetime.now(UTC),
+            next_contact_at=datetime.fromtimestamp(self.n, UTC) if self.n is not None else None,
         )
 
 

@@ -43,16 +43,29 @@ def human_bytes(value: Any) -> str:
     return f"{size:.1f} TiB"
 
 
+def _moment(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 def ago(value: Any) -> str:
     """``"12 s ago"``; the exact time is in the element's title."""
     if not value:
         return "never"
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
+    return f"{_span(max(0, int((datetime.now(UTC) - _moment(value)).total_seconds())))} ago"
+
+
+def from_now(value: Any) -> str:
+    """``"in 3 min"`` (or "due now" once it has passed)."""
+    seconds = int((_moment(value) - datetime.now(UTC)).total_seconds())
+    return f"in {_span(seconds)}" if seconds > 0 else "due now"
 
 
 def percent(part: Any, whole: Any) -> str:
@@ -61,7 +74,7 @@ def percent(part: Any, whole: Any) -> str:
     return f"{100 * part / whole:.0f}%"
 
 
-TEMPLATES.env.filters.update(bytes=human_bytes, ago=ago)
+TEMPLATES.env.filters.update(bytes=human_bytes, ago=ago, from_now=from_now)
 TEMPLATES.env.globals.update(
     percent=percent, navigation=NAVIGATION, csrf_field=CSRF_FIELD, password_min=MIN_LENGTH
 )

@@ -42,6 +42,8 @@ class Device(RegistryBase):
     heartbeats: Mapped[int] = mapped_column(BigInteger, default=0)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     wamp_session: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    next_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """A duty-cycled node: when it said it will connect again."""
 
     cpu_percent: Mapped[float | None] = mapped_column(Float)
     load_1m: Mapped[float | None] = mapped_column(Float)

@@ -33,6 +33,7 @@ def _view_fields(device: Device) -> dict[str, Any]:
             memory_used=device.memory_used,
             disk_free=device.disk_free,
         ),
+        "next_contact_at": device.next_contact_at,
     }
 
 

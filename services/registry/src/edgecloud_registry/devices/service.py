@@ -150,6 +150,7 @@ def _device_row(
         "heartbeats": count,
         "last_seq": beat.seq,
         "wamp_session": item.session_id,
+        "next_contact_at": beat.next_contact_at,
         "cpu_percent": beat.metrics.cpu_percent,
         "load_1m": beat.metrics.load_1m,
         "memory_used": beat.metrics.memory_used,
@@ -242,8 +243,14 @@ async def mark_overdue_offline(*, session: AsyncSession) -> list[DeviceStatusCha
 async def mark_session_closed(
     *, session: AsyncSession, wamp_session: int
 ) -> list[DeviceStatusChanged]:
+    back_at = await session.scalar(
+        select(Device.next_contact_at).where(Device.wamp_session == wamp_session)
+    )
+    reason = "session closed"
+    if back_at is not None and back_at > utcnow():
+        reason = f"asleep until {back_at:%H:%M:%S} UTC (duty cycle)"
     return await _go_offline(
-        session=session, where=[Device.wamp_session == wamp_session], reason="session closed"
+        session=session, where=[Device.wamp_session == wamp_session], reason=reason
     )
 
 
