@@ -85,6 +85,9 @@ class TimedUplink:
     def next_contact_at(self) -> Any:
         return self._uplink.next_contact_at
 
+    def beat_acknowledged(self, session_number: int) -> None:
+        self._uplink.beat_acknowledged(session_number)
+
     async def call(self, uri: str, *args: Any, timeout: float) -> Any:
         started = time.perf_counter()
         ok = False

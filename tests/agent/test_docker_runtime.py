@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgecloud_agent.deploy.outbox import Outbox
 from edgecloud_agent.deploy.reports import ReportSender, forward_container_events
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.errors import (
@@ -240,6 +241,8 @@ async def test_pull_of_an_image_that_does_not_exist(
 
 class RecordingUplink:
     connected = True
+    link = "wan"
+    sessions_joined = 1
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
@@ -263,19 +266,20 @@ class RecordingUplink:
 
 
 @contextlib.asynccontextmanager
-async def reporting(runtime: DockerRuntime) -> AsyncIterator[RecordingUplink]:
+async def reporting(runtime: DockerRuntime, state_dir: Path) -> AsyncIterator[RecordingUplink]:
     """Docker events forwarded as node reports to a recording uplink, as the agent does."""
     uplink = RecordingUplink()
-    sender = ReportSender(uplink=uplink, timeout_s=5)
-    async with asyncio.TaskGroup() as tasks:
-        forwarding = tasks.create_task(forward_container_events(runtime, sender))
-        sending = tasks.create_task(sender.run())
-        await asyncio.sleep(0.5)  # the subscription is up
-        try:
-            yield uplink
-        finally:
-            forwarding.cancel()
-            sending.cancel()
+    with contextlib.closing(Outbox(state_dir)) as outbox:
+        sender = ReportSender(uplink=uplink, outbox=outbox, timeout_s=5)
+        async with asyncio.TaskGroup() as tasks:
+            forwarding = tasks.create_task(forward_container_events(runtime, sender))
+            sending = tasks.create_task(sender.run())
+            await asyncio.sleep(0.5)  # the subscription is up
+            try:
+                yield uplink
+            finally:
+                forwarding.cancel()
+                sending.cancel()
 
 
 async def wait_for_state(uplink: RecordingUplink, container_id: str, state: str) -> None:
@@ -283,10 +287,12 @@ async def wait_for_state(uplink: RecordingUplink, container_id: str, state: str)
         await uplink.changed.wait_for(lambda: uplink.saw(container_id, state))
 
 
-async def test_state_changes_are_reported(runtime: DockerRuntime, names: Callable[[], str]) -> None:
+async def test_state_changes_are_reported(
+    runtime: DockerRuntime, names: Callable[[], str], tmp_path: Path
+) -> None:
     spec = make_spec(names())
     name, cid = spec.docker_name, spec.container_id
-    async with reporting(runtime) as uplink:
+    async with reporting(runtime, tmp_path) as uplink:
         await runtime.create(spec)
         await runtime.start(name, container_id=cid)
         await wait_for_state(uplink, cid, "running")

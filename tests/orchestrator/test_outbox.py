@@ -1,28 +1,14 @@
 """The command outbox in process, on a real (SQLite) schema."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.containers import Action, CommandResult
 from edgecloud_contracts.platforms import fits
 from edgecloud_orchestrator.commands import service
 from edgecloud_orchestrator.containers.images import parse
 from edgecloud_servicekit.db import transaction, utcnow
-from tests.support.databases import migrated_sqlite, session_factory
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return migrated_sqlite(tmp_path_factory.mktemp("orchestrator"), "edgecloud_orchestrator")
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with session_factory(database_url) as factory:
-        yield factory
 
 
 def queue(session: AsyncSession, device: str, ttl: timedelta, action: Action = Action.START) -> str:

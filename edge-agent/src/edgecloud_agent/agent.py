@@ -10,7 +10,8 @@ deployments   deploy/applications.py  application archive + script into a contai
 transfers     deploy/transfers.py     artifacts down (resumable) and up (resumable) over HTTP
 jobs          deploy/jobs.py          a finished job's logs shipped, then the job removed
 procedures    deploy/rpc.py           edge.device.<key>.container.<action>, on every join
-reports       deploy/reports.py       container changes, pull and deployment progress
+reports       deploy/reports.py       container changes, pull and deployment progress, data
+outbox        deploy/outbox.py        reports written before they are sent, until acknowledged
 uplink        uplink/wamp.py          the WAMP session to the cloud over the best link (WAN, mesh)
 relay         uplink/relay.py         border router: neighbours' uplinks over LoWPAN to the router
 """
@@ -25,6 +26,7 @@ from .deploy import rpc
 from .deploy.applications import Deployments
 from .deploy.commands import CommandExecutor
 from .deploy.jobs import Jobs
+from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
 from .runtime.docker import DockerRuntime
@@ -60,6 +62,7 @@ class Agent:
             backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
             probe_interval_s=settings.probe_interval_s,
             return_after=settings.return_after_probes,
+            duty_cycle=settings.duty_cycle,
             on_join=self._on_join,
         )
         self._stop = asyncio.Event()
@@ -131,7 +134,11 @@ class Agent:
             stack.callback(journal.close)
             desired = DesiredState(settings.state_dir)
             stack.callback(desired.close)
-            reports = ReportSender(uplink=self.uplink, timeout_s=settings.call_timeout_s)
+            outbox = Outbox(settings.state_dir)
+            stack.callback(outbox.close)
+            reports = ReportSender(
+                uplink=self.uplink, outbox=outbox, timeout_s=settings.call_timeout_s
+            )
             # Bulk transfers pause on the slow mesh and resume on the WAN.
             files = CloudFiles(settings.api_url, gate=self.uplink.wait_bulk_ok)
             stack.push_async_callback(files.close)

@@ -40,6 +40,8 @@ class HeartbeatSender(Protocol):
     @property
     def next_contact_at(self) -> datetime | None: ...
 
+    def beat_acknowledged(self, session_number: int) -> None: ...
+
     async def call(self, uri: str, *args: object, timeout: float) -> object: ...
 
 
@@ -140,6 +142,7 @@ class HeartbeatReporter:
             started = time.monotonic()
             try:
                 await self.send_one()
+                self._uplink.beat_acknowledged(session)
                 self._log_health(None)
             except UplinkError as err:
                 self._log_health(err)

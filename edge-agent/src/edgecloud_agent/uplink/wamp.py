@@ -9,6 +9,7 @@ mesh through a neighbour) it keeps the node on the best one that works.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -245,6 +246,7 @@ class Uplink:
         self._joined = asyncio.Event()
         self._bulk_ok = asyncio.Event()
         self._bulk_ok.set()
+        self._beat_acknowledged = asyncio.Event()
         self._stopping = False
         self.sessions_joined = 0
         self.switches: list[tuple[float, str]] = []
@@ -275,6 +277,12 @@ class Uplink:
         return datetime.now(UTC) + timedelta(
             seconds=max(0.0, self._awake_until - time.monotonic()) + self._duty.asleep_s
         )
+
+    def beat_acknowledged(self, session_number: int) -> None:
+        """The cloud acknowledged a heartbeat sent over session ``session_number`` (counted as
+        :attr:`sessions_joined`): it knows the node is on that session's link."""
+        if session_number == self.sessions_joined:
+            self._beat_acknowledged.set()
 
     async def wait_bulk_ok(self) -> None:
         """Return when bulk transfers (images, artifacts, logs) may go: at once, unless the
@@ -377,6 +385,10 @@ class Uplink:
                 better = prober.result()  # raises LoginRefused if the router said so
                 old, connection = connection, better
                 await self._adopt(connection)
+                # The old session leaves only once the cloud has heard the node on the new
+                # one: its leaving must not look like the node going away.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._beat_acknowledged.wait(), 5)
                 await old.leave(f"moved to the {connection.transport.link} link")
             # Otherwise it is bedtime: the top of the loop closes the link.
 
@@ -410,6 +422,7 @@ class Uplink:
 
     async def _adopt(self, connection: _Connection) -> None:
         self._current = connection
+        self._beat_acknowledged.clear()
         if connection.transport.link == "lowpan":
             self._bulk_ok.clear()
         else:

@@ -216,9 +216,16 @@ class DataSeries(WireModel):
 
 
 class NodeReport(WireModel):
-    """What a node tells the orchestrator between heartbeats: a container changed, a pull
-    made progress. Best effort for now: the heartbeat's full container list catches up."""
+    """What a node tells the orchestrator between heartbeats: a container changed, a
+    deployment moved on, data was collected, a pull made progress, what the node runs.
 
+    Container, deployment and data reports go through the node's durable outbox: they are
+    sent at least once, each with its ``id``, and the orchestrator applies an id once.
+    Pull progress and inventories are best effort (a later one supersedes a lost one) and
+    carry no id."""
+
+    id: ObjectId | None = None
+    """Assigned by the node (a uuid4 hex); None from agents that predate the outbox."""
     kind: Literal["container", "pull", "inventory", "deployment", "data"]
     container: ContainerReport | None = None
     pull: PullProgress | None = None

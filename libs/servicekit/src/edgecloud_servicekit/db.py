@@ -117,9 +117,22 @@ def upsert(
 
     ``update`` maps column names to expressions; use :func:`excluded` for the new row.
     """
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table)
+    statement = _dialect_insert(session, table)
     resolved = {k: v(statement.excluded) if callable(v) else v for k, v in update.items()}
     result: Insert = statement.on_conflict_do_update(index_elements=index_elements, set_=resolved)
     return result
+
+
+def insert_new(session: AsyncSession, table: Table, *, index_elements: Sequence[str]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's backend: a row whose key
+    exists already is skipped (add ``.returning(...)`` to tell which were new)."""
+    result: Insert = _dialect_insert(session, table).on_conflict_do_nothing(
+        index_elements=index_elements
+    )
+    return result
+
+
+def _dialect_insert(session: AsyncSession, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)

@@ -14,6 +14,7 @@ from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.wamp import Procedure, Subscription
 
+from . import retention
 from .commands import router as commands_router
 from .commands.dispatch import Dispatcher
 from .containers import outputs as outputs_router
@@ -21,7 +22,6 @@ from .containers import router as containers_router
 from .containers.images import PlatformCache
 from .containers.rpc import NodeReports
 from .data import router as data_router
-from .data import service as data_service
 from .deployments import router as deployments_router
 from .deployments.cleanup import AfterFailure
 from .events import EventPublisher
@@ -67,9 +67,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("command-delivery", dispatcher.run)
             background.start(
-                "data-retention",
-                lambda: data_service.prune_forever(
-                    sessions, keep=timedelta(days=settings.data_retention_days)
+                "retention",
+                lambda: retention.prune_forever(
+                    sessions, keep_data=timedelta(days=settings.data_retention_days)
                 ),
             )
             wamp = wamp_link(

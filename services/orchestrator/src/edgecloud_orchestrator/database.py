@@ -13,5 +13,6 @@ def load_metadata() -> MetaData:
     from .containers import models as _containers  # noqa: F401
     from .data import models as _data  # noqa: F401
     from .deployments import models as _deployments  # noqa: F401
+    from .reports import models as _reports  # noqa: F401
 
     return OrchestratorBase.metadata

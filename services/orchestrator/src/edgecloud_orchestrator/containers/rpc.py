@@ -1,7 +1,10 @@
 """WAMP adapter: what nodes report between heartbeats (container changes, pull progress,
-deployment steps), and where they upload a finished job's logs."""
+deployment steps, collected data; a report with an id is applied once), and where they
+upload a finished job's logs."""
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
@@ -23,6 +26,7 @@ from ..data import service as data_service
 from ..deployments import service as deployments_service
 from ..deployments.cleanup import acting_for
 from ..events import EventPublisher
+from ..reports import service as reports_service
 from . import service
 from .models import Container
 
@@ -32,6 +36,10 @@ ORPHANS = Gauge(
     "Containers a node runs for edgecloud that the cloud has no record of",
     ["device"],
 )
+
+
+class _AppliedAlready(Exception):
+    """A report whose id was recorded: acknowledged again, not applied again."""
 
 
 class NodeReports:
@@ -51,7 +59,8 @@ class NodeReports:
         self._grant_ttl_s = grant_ttl_s
 
     async def report(self, payload: Any = None, *, details: CallDetails) -> None:
-        """``edge.orchestrator.report(report)``: a node's own news, and only about itself."""
+        """``edge.orchestrator.report(report)``: a node's own news, and only about itself.
+        A report with an id is applied once, however often the node sends it."""
         if details.caller_authrole != uris.ROLE_DEVICE or not details.caller_authid:
             raise ApplicationError(errors.NOT_AUTHORIZED, "only devices send reports")
         try:
@@ -60,16 +69,32 @@ class NodeReports:
             raise ApplicationError(
                 errors.INVALID_ARGUMENT, "malformed report", str(err)[:500]
             ) from err
-        device_key = details.caller_authid
+        try:
+            await self._apply(report, device_key=details.caller_authid)
+        except _AppliedAlready:
+            logger.debug("report %s again: applied already", report.id)
+
+    @asynccontextmanager
+    async def _applying(self, report: NodeReport, device_key: str) -> AsyncIterator[AsyncSession]:
+        """The transaction that applies ``report`` and records its id (both or neither);
+        raises :class:`_AppliedAlready` for a report whose id is recorded."""
+        async with transaction(self._sessions) as session:
+            if report.id is not None and not await reports_service.first_receipt(
+                session=session, report_id=report.id, device_key=device_key
+            ):
+                raise _AppliedAlready
+            yield session
+
+    async def _apply(self, report: NodeReport, *, device_key: str) -> None:
         if report.kind == "container" and report.container is not None:
-            async with transaction(self._sessions) as session:
+            async with self._applying(report, device_key) as session:
                 container = await service.apply_report(
                     session=session, device_key=device_key, report=report.container
                 )
             if container is not None:
                 await self._events.container(container)
         elif report.kind == "inventory" and report.inventory is not None:
-            async with transaction(self._sessions) as session:
+            async with self._applying(report, device_key) as session:
                 changed, orphans = await service.reconcile(
                     session=session, device_key=device_key, inventory=report.inventory
                 )
@@ -84,6 +109,7 @@ class NodeReports:
             for container in changed:
                 await self._events.container(container)
         elif report.kind == "pull" and report.pull is not None:
+            # Progress only: shown if it arrives, never stored, so a repeat is harmless.
             async with self._sessions() as session:
                 command = await session.scalar(
                     select(CommandRow).where(
@@ -93,12 +119,12 @@ class NodeReports:
             if command is not None:
                 await self._events.command(command, progress=report.pull.model_dump(mode="json"))
         elif report.kind == "data" and report.data:
-            async with transaction(self._sessions) as session:
+            async with self._applying(report, device_key) as session:
                 await data_service.store(
                     session=session, device_key=device_key, batches=report.data
                 )
         elif report.kind == "deployment" and report.deployment is not None:
-            async with transaction(self._sessions) as session:
+            async with self._applying(report, device_key) as session:
                 deployment = await deployments_service.apply_report(
                     session=session, device_key=device_key, report=report.deployment
                 )

@@ -1,21 +1,17 @@
 """Storing and reading the data points applications publish."""
 
-import asyncio
-import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.containers import DataBatch, DataSeries
-from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.db import utcnow
 
 from ..containers.models import Container
 from .models import DataPoint
-
-logger = logging.getLogger(__name__)
 
 MAX_POINTS = 20_000
 """Points in one answer; a graph needs no more (ask for a shorter range)."""
@@ -80,15 +76,3 @@ async def series(
 
 async def prune(*, session: AsyncSession, keep: timedelta) -> None:
     await session.execute(delete(DataPoint).where(DataPoint.at < utcnow() - keep))
-
-
-async def prune_forever(
-    sessions: async_sessionmaker[AsyncSession], *, keep: timedelta, every_s: float = 3600
-) -> None:
-    while True:
-        try:
-            async with transaction(sessions) as session:
-                await prune(session=session, keep=keep)
-        except Exception as err:  # the database may be away; try again next round
-            logger.warning("pruning data points failed: %s", err)
-        await asyncio.sleep(every_s)
