@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make setup       install system packages, start dockerd, build images, create venvs"
-	@echo "make setup-test  setup + PostgreSQL on 127.0.0.1:5432 + Chromium for the browser tests"
+	@echo "make setup-test  setup + PostgreSQL on 127.0.0.1:5432 + Chromium + the testbed's tools"
 	@echo "make up          setup + run the dev stack (router, services, local agent)"
 	@echo "make test        setup-test + the test suite (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint        ruff check, ruff format --check, mypy"
@@ -27,7 +27,7 @@ setup:
 	bash $(SETUP)/assets.sh
 
 setup-test: setup
-	bash $(SETUP)/system.sh --postgres --browser
+	bash $(SETUP)/system.sh --postgres --browser --testbed
 
 # Only the Python environments (what lint needs); uv must already be installed.
 venvs:

@@ -4,6 +4,7 @@
 #   system.sh             Docker engine, Mosquitto, busybox-static, docker-registry, uv
 #   system.sh --postgres  ... plus a PostgreSQL server answering on 127.0.0.1:5432 (tests)
 #   system.sh --browser   ... plus Debian's Chromium, which the dashboard's browser tests drive
+#   system.sh --testbed   ... plus what the multi-node testbed (infra/testbed) shells out to
 set -euo pipefail
 
 # shellcheck source=infra/setup/common.sh
@@ -11,11 +12,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 want_postgres=0
 want_browser=0
+want_testbed=0
 for arg in "$@"; do
     case "$arg" in
         --postgres) want_postgres=1 ;;
         --browser) want_browser=1 ;;
-        *) die "unknown argument: $arg (usage: system.sh [--postgres] [--browser])" ;;
+        --testbed) want_testbed=1 ;;
+        *) die "unknown argument: $arg (usage: system.sh [--postgres] [--browser] [--testbed])" ;;
     esac
 done
 
@@ -47,6 +50,9 @@ base_pkgs=(docker.io mosquitto busybox-static docker-registry iproute2 procps)
 ((want_postgres)) && base_pkgs+=(postgresql)
 # Playwright's own browser download is not reachable here: the tests drive Debian's build.
 ((want_browser)) && base_pkgs+=(chromium fonts-dejavu-core)
+# The testbed: ip/tc (iproute2, above), iptables with the statistic match, nsenter
+# (util-linux, always there); ping lets an operator check a link by hand.
+((want_testbed)) && base_pkgs+=(iptables iputils-ping)
 apt_install "${base_pkgs[@]}"
 # npm vendors the gateway's front-end assets; a machine may have it from elsewhere.
 command -v npm >/dev/null || apt_install npm

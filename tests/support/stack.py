@@ -84,6 +84,9 @@ class Stack:
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     only: tuple[str, ...] = tuple(SERVICES)
     """The services to start (all of them unless a benchmark needs fewer)."""
+    listen_host: str = "127.0.0.1"
+    """Where the router and the services listen. ``0.0.0.0`` makes them reachable from the
+    testbed's nodes too (at its bridge's address); the URLs below stay on 127.0.0.1."""
     router: ManagedProcess | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
 
@@ -102,6 +105,8 @@ class Stack:
             "EDGECLOUD_ENV": "test",
             "EDGECLOUD_VAR_DIR": str(self.workdir / "var"),
             "EDGECLOUD_ROUTER_URL": self.router_url,
+            "EDGECLOUD_HOST": self.listen_host,
+            "GATEWAY_PUBLIC_URL": self.url("gateway"),
             "EDGECLOUD_INTERNAL_SECRET": self.internal_secret,
             "EDGECLOUD_ADMIN_USER": "admin",
             "EDGECLOUD_ADMIN_PASSWORD": self.admin_password,
@@ -164,6 +169,8 @@ class Stack:
                 str(ROOT / "infra/router/launch.py"),
                 "--cbdir",
                 str(cbdir),
+                "--host",
+                self.listen_host,
                 "--port",
                 str(self.router_port),
             ],

@@ -1,0 +1,224 @@
+"""The fusion link on the testbed: how fast a node whose WAN dies is served over the 6LoWPAN
+mesh, what a command costs there, what the node's heartbeats cost the mesh, and how fast it
+is back on the WAN; in the same run, a node without the fusion link as the baseline.
+
+Builds three testbed nodes (infra/testbed): n1 falls back through n2 (border router, relaying
+over its own WAN); n3 has its WAN only. The cloud side runs on PostgreSQL. Then:
+  failover_s                 WAN cut (a silent DROP) -> first command acknowledged over LoWPAN
+  lowpan_command_rtt_ms      command round trip (inspect, asking the node) over the mesh, p50
+  lowpan_heartbeat_bytes_per_min  bytes on n1's lowpan0 per minute while idle on the mesh (every
+                             packet: beats, WebSocket pings, TCP and IP headers, acknowledgements)
+  back_to_wan_s              WAN restored -> the registry shows the node on its WAN again
+  baseline_*                 n3, cut at the same moment: when it is shown offline, and whether
+                             any command reached it before its WAN came back
+Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 30]
+"""
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from infra.testbed.testbed import Testbed  # noqa: E402
+from tests.support.agents import AgentFactory  # noqa: E402
+from tests.support.stack import Stack  # noqa: E402
+from tests.support.testbed import TestbedFleet  # noqa: E402
+
+IMAGE = "edgecloud/busybox:latest"
+# As in production: a beat every 5 s on the WAN, every 30 s on the mesh.
+AGENT_ENV = {"AGENT_LOWPAN_HEARTBEAT_INTERVAL_S": "30"}
+
+
+class Cloud:
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    async def device(self, key: str) -> dict[str, Any]:
+        answer = await self.client.get(f"/api/v1/devices/{key}", headers=self.headers)
+        return answer.json() if answer.status_code == 200 else {}
+
+    async def until(self, key: str, check: Any, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check(await self.device(key)):
+                return time.monotonic()
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{key} never reached the state")
+
+    async def inspect(self, path: str, timeout: float) -> bool:
+        try:
+            answer = await self.client.get(
+                path, params={"live": "true"}, headers=self.headers, timeout=timeout
+            )
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200 and answer.json().get("command") is None
+
+
+def link_bytes(bed: Testbed, node: str, interface: str) -> int:
+    total = 0
+    for direction in ("rx_bytes", "tx_bytes"):
+        path = f"/sys/class/net/{interface}/statistics/{direction}"
+        total += int(bed.exec(node, ["cat", path]).stdout.strip())
+    return total
+
+
+async def first_success_after(cloud: Cloud, path: str, since: float, window_s: float) -> float:
+    """Send a command every 100 ms from ``since``; when the first one came back (monotonic)."""
+    done: list[float] = []
+
+    async def probe() -> None:
+        if await cloud.inspect(path, timeout=10):
+            done.append(time.monotonic())
+
+    probes = []
+    while time.monotonic() < since + window_s and not done:
+        probes.append(asyncio.create_task(probe()))
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*probes)
+    if not done:
+        raise RuntimeError("no command was acknowledged over the mesh")
+    return min(done)
+
+
+async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: float) -> dict:
+    bed = fleet.bed
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        cloud = Cloud(client, headers)
+
+        async def token() -> str:
+            made = await client.post("/api/v1/devices/enrolments", json={}, headers=headers)
+            return str(made.json()["token"])
+
+        n2 = fleet.start_agent(
+            "n2", token=await token(), fusion=True, env=AGENT_ENV, heartbeat_interval_s=5
+        )
+        n1 = fleet.start_agent(
+            "n1", token=await token(), fusion=True, env=AGENT_ENV, heartbeat_interval_s=5
+        )
+        n3 = fleet.start_agent("n3", token=await token(), env=AGENT_ENV, heartbeat_interval_s=5)
+        for agent in (n1, n2, n3):
+            await cloud.until(agent.key, lambda d: d.get("link") == "wan", timeout=60)
+        paths = {}
+        for agent in (n1, n3):
+            made = await client.post(
+                "/api/v1/containers",
+                json={
+                    "device": agent.key,
+                    "name": f"fo-{secrets.token_hex(3)}",
+                    "image": IMAGE,
+                    "command": ["sleep", "3600"],
+                },
+                headers=headers,
+                timeout=60,
+            )
+            made.raise_for_status()
+            paths[agent.key] = f"/api/v1/containers/{made.json()['id']}"
+        for _ in range(20):  # warm up
+            await cloud.inspect(paths[n1.key], timeout=10)
+
+        # Cut both WANs at once: n1 has the mesh, n3 nothing.
+        cut_at = time.monotonic()
+        bed.cut("n1", "wan")
+        bed.cut("n3", "wan")
+        first_ack = await first_success_after(cloud, paths[n1.key], cut_at, window_s=30)
+        degraded_at = await cloud.until(n1.key, lambda d: d.get("link") == "lowpan")
+
+        rtts = []
+        for _ in range(50):
+            started = time.perf_counter()
+            if await cloud.inspect(paths[n1.key], timeout=10):
+                rtts.append((time.perf_counter() - started) * 1000)
+
+        baseline_offline_at = await cloud.until(
+            n3.key, lambda d: d.get("status") == "offline", timeout=120
+        )
+        baseline_reached = await cloud.inspect(paths[n3.key], timeout=5)
+
+        # Idle on the mesh: every byte n1's lowpan0 carries.
+        await asyncio.sleep(5)
+        before = link_bytes(bed, "n1", "lowpan0")
+        await asyncio.sleep(idle_s)
+        idle_bytes = link_bytes(bed, "n1", "lowpan0") - before
+        await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - cut_at)))
+
+        restored_at = time.monotonic()
+        bed.restore("n1", "wan")
+        bed.restore("n3", "wan")
+        back_at = await cloud.until(n1.key, lambda d: d.get("link") == "wan", timeout=60)
+        baseline_back_at = await cloud.until(n3.key, lambda d: d.get("link") == "wan", timeout=60)
+        for path in paths.values():
+            await client.delete(path, headers=headers)
+
+    return {
+        "failover_s": round(first_ack - cut_at, 3),
+        "degraded_shown_s": round(degraded_at - cut_at, 3),
+        "lowpan_command_rtt_ms": round(statistics.median(rtts), 1),
+        "lowpan_command_rtt_p99_ms": round(max(rtts), 1),
+        "lowpan_commands_ok": len(rtts),
+        "lowpan_heartbeat_bytes_per_min": round(idle_bytes * 60 / idle_s),
+        "back_to_wan_s": round(back_at - restored_at, 3),
+        "baseline_offline_after_s": round(baseline_offline_at - cut_at, 3),
+        "baseline_command_reached_during_outage": baseline_reached,
+        "baseline_back_to_wan_s": round(baseline_back_at - restored_at, 3),
+    }
+
+
+TARGETS = {
+    "failover_s": ("<", 3.0),
+    "lowpan_heartbeat_bytes_per_min": ("<", 1000),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--idle-s", type=float, default=120.0)
+    parser.add_argument("--outage-s", type=float, default=150.0)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-failover-"))
+    stack = Stack(backend="postgresql", workdir=workdir, listen_host="0.0.0.0")
+    try:
+        stack.start()
+        bed = Testbed(
+            3,
+            router_port=stack.router_port,
+            api_port=stack.ports["gateway"],
+            logs_dir=workdir / "testbed",
+        )
+        with bed:
+            fleet = TestbedFleet(bed, AgentFactory(stack, workdir / "agents"))
+            try:
+                figures = asyncio.run(measure(stack, fleet, args.idle_s, args.outage_s))
+            finally:
+                fleet.agents.stop_all()
+    finally:
+        stack.stop()
+    stack.cleanup()
+    for name, value in figures.items():
+        line: dict[str, Any] = {"figure": name, "value": value}
+        if name in TARGETS:
+            op, target = TARGETS[name]
+            line |= {"target": f"{op} {target}", "met": value < target}
+        print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

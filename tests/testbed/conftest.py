@@ -1,0 +1,5 @@
+"""The testbed's own tests: simulated nodes on the cloud side of tests/support/testbed.py."""
+
+from tests.support.testbed import reachable_stack, testbed, testbed_network, testbed_nodes
+
+__all__ = ["reachable_stack", "testbed", "testbed_network", "testbed_nodes"]
