@@ -88,6 +88,9 @@ class TimedUplink:
     def beat_acknowledged(self, session_number: int) -> None:
         self._uplink.beat_acknowledged(session_number)
 
+    def beat_unanswered(self) -> None:
+        self._uplink.beat_unanswered()
+
     async def call(self, uri: str, *args: Any, timeout: float) -> Any:
         started = time.perf_counter()
         ok = False

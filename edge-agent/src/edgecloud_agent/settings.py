@@ -58,10 +58,12 @@ class AgentSettings(BaseSettings):
     """The links to the router in order of preference, ``name=url`` separated by commas,
     e.g. ``wan=ws://cloud:8080/ws,lowpan=ws://[fd00:1::2]:8099/ws`` (the second through a
     neighbour's relay). Empty: only ``wan`` at ``router_url``."""
-    lowpan_ping_interval_s: float = 20.0
-    lowpan_ping_timeout_s: float = 10.0
-    """Pings on the slow link are rarer: each costs the mesh about 120 bytes."""
-    lowpan_open_timeout_s: float = 15.0
+    lowpan_ping_interval_s: float = 0.0
+    lowpan_ping_timeout_s: float = 0.0
+    """No pings on the slow link by default (each would cost the mesh about 300 bytes): there
+    a heartbeat that gets no answer in call_timeout_s ends the link instead."""
+    lowpan_open_timeout_s: float = 6.0
+    """A stuck handshake over the mesh is given up and tried again rather than waited out."""
     probe_interval_s: float = 1.0
     return_after_probes: int = 3
     """On a worse link, the better one must answer this many probes in a row before the

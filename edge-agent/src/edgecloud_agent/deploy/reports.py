@@ -272,6 +272,9 @@ class SessionCounter(Protocol):
     @property
     def sessions_joined(self) -> int: ...
 
+    @property
+    def link(self) -> str: ...
+
 
 async def send_inventory(
     runtime: DockerRuntime,
@@ -279,10 +282,12 @@ async def send_inventory(
     uplink: SessionCounter,
     *,
     every_s: float,
+    lowpan_every_s: float = 600.0,
     observe: Observer | None = None,
 ) -> None:
     """Tell the cloud every container this node runs: after each (re)connect, so that what
-    changed while offline catches up at once, and every ``every_s`` seconds."""
+    changed while offline catches up at once, and every ``every_s`` seconds (``lowpan_every_s``
+    on the slow mesh, where the compact beats carry container changes meanwhile)."""
     reported_session = 0
     last = float("-inf")
     loop = asyncio.get_running_loop()
@@ -290,7 +295,8 @@ async def send_inventory(
         await asyncio.sleep(0.2)
         if not uplink.connected:
             continue
-        if uplink.sessions_joined == reported_session and loop.time() - last < every_s:
+        period = lowpan_every_s if uplink.link == "lowpan" else every_s
+        if uplink.sessions_joined == reported_session and loop.time() - last < period:
             continue
         try:
             containers = await runtime.managed_containers()

@@ -17,7 +17,7 @@ from edgecloud_contracts.heartbeat import (
 )
 
 from ..runtime.docker import RuntimeUnavailable
-from ..uplink.errors import CallFailed, UplinkError
+from ..uplink.errors import CallFailed, CallTimeout, UplinkError
 from .system import SystemProbe
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,13 @@ class HeartbeatSender(Protocol):
 
     def beat_acknowledged(self, session_number: int) -> None: ...
 
+    def beat_unanswered(self) -> None: ...
+
     async def call(self, uri: str, *args: object, timeout: float) -> object: ...
+
+
+def _essentials(containers: list[ContainerState]) -> list[tuple[str, str, str, str]]:
+    return [(c.id, c.name, c.image, c.state) for c in containers]
 
 
 class HeartbeatReporter:
@@ -97,7 +103,9 @@ class HeartbeatReporter:
         beat = await self.build()
         answer: object = None
         if beat.link is Link.LOWPAN and self._acked_containers is not None:
-            changed = beat.containers != self._acked_containers
+            # Docker's status text ("Up 3 minutes") changes every minute: only what the
+            # containers are, and their state, count as a change worth the mesh's bytes.
+            changed = _essentials(beat.containers) != _essentials(self._acked_containers)
             compact = CompactBeat.of(beat, containers_changed=changed)
             try:
                 answer = await self._uplink.call(
@@ -144,6 +152,9 @@ class HeartbeatReporter:
                 await self.send_one()
                 self._uplink.beat_acknowledged(session)
                 self._log_health(None)
+            except CallTimeout as err:
+                self._uplink.beat_unanswered()
+                self._log_health(err)
             except UplinkError as err:
                 self._log_health(err)
             beaten_session, next_beat = session, started + self.interval

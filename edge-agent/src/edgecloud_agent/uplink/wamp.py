@@ -278,6 +278,14 @@ class Uplink:
             seconds=max(0.0, self._awake_until - time.monotonic()) + self._duty.asleep_s
         )
 
+    def beat_unanswered(self) -> None:
+        """A heartbeat got no answer. On the slow mesh, where pings are rare to save bytes,
+        that is taken as the link's death (on the WAN, pings decide)."""
+        current = self._current
+        if current is not None and current.transport.link != self.transports[0].link:
+            logger.warning("a heartbeat over the %s link went unanswered", current.transport.link)
+            current.abort()
+
     def beat_acknowledged(self, session_number: int) -> None:
         """The cloud acknowledged a heartbeat sent over session ``session_number`` (counted as
         :attr:`sessions_joined`): it knows the node is on that session's link."""
