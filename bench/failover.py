@@ -6,12 +6,14 @@ Builds three testbed nodes (infra/testbed): n1 falls back through n2 (border rou
 over its own WAN); n3 has its WAN only. The cloud side runs on PostgreSQL. Then:
   failover_s                 WAN cut (a silent DROP) -> first command acknowledged over LoWPAN
   lowpan_command_rtt_ms      command round trip (inspect, asking the node) over the mesh, p50
-  lowpan_heartbeat_bytes_per_min  bytes on n1's lowpan0 per minute while idle on the mesh (every
-                             packet: beats, WebSocket pings, TCP and IP headers, acknowledgements)
+  lowpan_heartbeat_bytes_per_min  bytes on n1's lowpan0 per minute while idle on the mesh: every
+                             packet (beats, router pings, TCP/IPv6 headers, acknowledgements,
+                             neighbour discovery), an upper bound on what the beats cost
   back_to_wan_s              WAN restored -> the registry shows the node on its WAN again
-  baseline_*                 n3, cut at the same moment: when it is shown offline, and whether
-                             any command reached it before its WAN came back
-Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 30]
+  baseline_*                 n3, cut at the same moment: when it is shown offline, whether any
+                             of the commands sent to it every 500 ms during the outage was
+                             answered, and when it is shown on its WAN again
+Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 150]
 """
 
 import argparse
@@ -36,9 +38,13 @@ from tests.support.stack import Stack  # noqa: E402
 from tests.support.testbed import TestbedFleet  # noqa: E402
 
 IMAGE = "edgecloud/busybox:latest"
-# As in production (the test harness's quicker settings undone): a beat every 5 s on the
-# WAN and 30 s on the mesh, an inventory every minute on the WAN and 10 on the mesh.
-AGENT_ENV = {"AGENT_LOWPAN_HEARTBEAT_INTERVAL_S": "30", "AGENT_INVENTORY_INTERVAL_S": "60"}
+# As in production: the test harness's quicker settings (inventory every second, reconnects
+# after 0.2 s at most 2 s apart) undone; beats every 5 s (30 s on the mesh, the default).
+AGENT_ENV = {
+    "AGENT_INVENTORY_INTERVAL_S": "60",
+    "AGENT_RECONNECT_INITIAL_S": "0.5",
+    "AGENT_RECONNECT_MAX_S": "30",
+}
 
 
 class Cloud:
@@ -94,6 +100,15 @@ async def first_success_after(cloud: Cloud, path: str, since: float, window_s: f
     return min(done)
 
 
+async def answered_until(cloud: Cloud, path: str, over: asyncio.Event) -> int:
+    """How many of the commands sent every 500 ms until ``over`` were answered."""
+    answered = 0
+    while not over.is_set():
+        answered += await cloud.inspect(path, timeout=2)
+        await asyncio.sleep(0.5)
+    return answered
+
+
 async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: float) -> dict:
     bed = fleet.bed
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
@@ -139,6 +154,11 @@ async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: fl
         bed.cut("n1", "wan")
         bed.cut("n3", "wan")
         degraded = asyncio.create_task(cloud.until(n1.key, lambda d: d.get("link") == "lowpan"))
+        baseline_offline = asyncio.create_task(
+            cloud.until(n3.key, lambda d: d.get("status") == "offline", timeout=120)
+        )
+        outage_over = asyncio.Event()
+        baseline_answers = asyncio.create_task(answered_until(cloud, paths[n3.key], outage_over))
         first_ack = await first_success_after(cloud, paths[n1.key], cut_at, window_s=30)
         degraded_at = await degraded
 
@@ -148,10 +168,7 @@ async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: fl
             if await cloud.inspect(paths[n1.key], timeout=10):
                 rtts.append((time.perf_counter() - started) * 1000)
 
-        baseline_offline_at = await cloud.until(
-            n3.key, lambda d: d.get("status") == "offline", timeout=120
-        )
-        baseline_reached = await cloud.inspect(paths[n3.key], timeout=5)
+        baseline_offline_at = await baseline_offline
 
         # Idle on the mesh: every byte n1's lowpan0 carries.
         await asyncio.sleep(5)
@@ -160,11 +177,15 @@ async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: fl
         idle_bytes = link_bytes(bed, "n1", "lowpan0") - before
         await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - cut_at)))
 
+        outage_over.set()
+        baseline_reached = await baseline_answers
         restored_at = time.monotonic()
         bed.restore("n1", "wan")
         bed.restore("n3", "wan")
-        back_at = await cloud.until(n1.key, lambda d: d.get("link") == "wan", timeout=60)
-        baseline_back_at = await cloud.until(n3.key, lambda d: d.get("link") == "wan", timeout=60)
+        back_at, baseline_back_at = await asyncio.gather(
+            cloud.until(n1.key, lambda d: d.get("link") == "wan", timeout=60),
+            cloud.until(n3.key, lambda d: d.get("link") == "wan", timeout=60),
+        )
         for path in paths.values():
             await client.delete(path, headers=headers)
 
@@ -172,20 +193,18 @@ async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: fl
         "failover_s": round(first_ack - cut_at, 3),
         "degraded_shown_s": round(degraded_at - cut_at, 3),
         "lowpan_command_rtt_ms": round(statistics.median(rtts), 1),
-        "lowpan_command_rtt_p99_ms": round(max(rtts), 1),
+        "lowpan_command_rtt_max_ms": round(max(rtts), 1),
         "lowpan_commands_ok": len(rtts),
         "lowpan_heartbeat_bytes_per_min": round(idle_bytes * 60 / idle_s),
         "back_to_wan_s": round(back_at - restored_at, 3),
         "baseline_offline_after_s": round(baseline_offline_at - cut_at, 3),
-        "baseline_command_reached_during_outage": baseline_reached,
+        "baseline_commands_answered_during_outage": baseline_reached,
         "baseline_back_to_wan_s": round(baseline_back_at - restored_at, 3),
     }
 
 
-TARGETS = {
-    "failover_s": ("<", 3.0),
-    "lowpan_heartbeat_bytes_per_min": ("<", 1000),
-}
+TARGETS = {"failover_s": 3.0, "lowpan_heartbeat_bytes_per_min": 1000}
+"""Upper bounds."""
 
 
 def main() -> None:
@@ -214,12 +233,14 @@ def main() -> None:
     finally:
         stack.stop()
     stack.cleanup()
+    # One JSON figure per line, as the other benchmarks print them.
     for name, value in figures.items():
-        line: dict[str, Any] = {"figure": name, "value": value}
+        unit = "ms" if name.endswith("_ms") else "s" if name.endswith("_s") else "count"
+        unit = "B/min" if name.endswith("_per_min") else unit
+        line: dict[str, Any] = {"name": name, "value": value, "unit": unit}
         if name in TARGETS:
-            op, target = TARGETS[name]
-            line |= {"target": f"{op} {target}", "met": value < target}
-        print(json.dumps(line))
+            line |= {"target": TARGETS[name], "met": value < TARGETS[name]}
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,20 @@ def test_reports_keep_their_order(outbox: Outbox) -> None:
     assert len(outbox) == 3
 
 
+def test_unreadable_reports_are_dropped_and_the_readable_ones_still_come(
+    outbox: Outbox,
+) -> None:
+    outbox.put(report("container", "a"))
+    outbox.put(report("container", "b"))
+    outbox.put(report("container", "c"))
+    # As if written by an agent that spoke another contract.
+    outbox._db.execute("UPDATE reports SET payload = '{}' WHERE id != 'container-c'")
+    # Asked for the oldest one, it passes over both to the one it can read.
+    assert [entry.report.id for entry in outbox.oldest(1)] == ["container-c"]
+    assert (outbox.dropped, len(outbox)) == (2, 1)
+    assert ids(outbox) == ["container-c"]
+
+
 def test_reports_survive_reopening(tmp_path: Path) -> None:
     with contextlib.closing(Outbox(tmp_path)) as first:
         first.put(report("container", "a"))
@@ -182,6 +196,7 @@ async def test_a_failed_report_is_repeated_before_the_next(outbox: Outbox) -> No
         uplink.failures = 2  # the second report fails twice, then goes
         await uplink.wait_for(3)
         await asyncio.sleep(0.05)
+    assert uplink.failures == 0  # both failures happened: the report was really repeated
     assert uplink.labels() == ["created", "running", "exited"]
     assert sender.pending == 0
 

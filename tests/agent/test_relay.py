@@ -506,3 +506,15 @@ async def test_refusals_are_logged_at_most_once_in_a_while(
             assert await client.answer() == 404
     assert relay.stats.refused_handshake == 5
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+@pytest.mark.parametrize(
+    "setting", ["relay_max_connections", "relay_rate_bytes_per_s", "relay_idle_timeout_s"]
+)
+def test_relay_limits_that_are_not_positive_are_refused_at_start(setting: str) -> None:
+    from pydantic import ValidationError
+
+    from edgecloud_agent.settings import AgentSettings
+
+    with pytest.raises(ValidationError, match=setting):
+        AgentSettings(relay_listen="[::1]:8099", **{setting: 0})

@@ -59,14 +59,18 @@ class Person:
         # Playwright makes the folder.
         await self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
-    async def sign_in(self, tenant: str | None = None) -> None:
-        await self.go("/login")
+    async def sign_in(
+        self, tenant: str | None = None, *, at: str = "/login", lands: str = "Overview"
+    ) -> None:
+        """Sign in with the form on ``at`` (a sign-in page, perhaps with its ``next``) and
+        land on the page headed ``lands``."""
+        await self.go(at)
         await self.page.get_by_label("Username").fill(self.username)
         await self.page.get_by_label("Password").fill(self.password)
         if tenant:
             await self.page.get_by_label("Tenant (optional)").fill(tenant)
         await self.page.get_by_role("button", name="Sign in").click()
-        await expect(self.page.get_by_role("heading", name="Overview")).to_be_visible()
+        await expect(self.page.get_by_role("heading", name=lands)).to_be_visible()
 
     async def sign_up(self) -> None:
         await self.go("/signup")

@@ -1,6 +1,9 @@
 """Bad input in the browser: the server refuses it (the browser's checks are off: every form
 is ``novalidate``), says why next to the field, and leaves nothing half-done."""
 
+import re
+from urllib.parse import quote
+
 import httpx
 import pytest
 from playwright.async_api import expect
@@ -48,11 +51,14 @@ async def test_sign_in_and_sign_up_refusals_say_why(people: PersonFactory) -> No
     # Nothing was created: the same username still signs up.
     await carol.sign_up()
 
-    # An open redirect is not followed after signing in.
+    # After signing in, ``next`` leads only to a page of this site.
+    for elsewhere in ("https://example.invalid/", "//example.invalid/", "/\\example.invalid/"):
+        await carol.page.get_by_role("button", name="Sign out").click()
+        await carol.sign_in(at=f"/login?next={quote(elsewhere, safe='')}")
+        assert carol.page.url == carol.base + "/", elsewhere
     await carol.page.get_by_role("button", name="Sign out").click()
-    await carol.go("/login?next=https://example.invalid/")
-    await carol.sign_in()
-    assert carol.page.url.startswith(carol.base)
+    await carol.sign_in(at=f"/login?next={quote('/containers', safe='')}", lands="Containers")
+    assert carol.page.url == carol.base + "/containers"
 
 
 async def test_a_refused_launch_keeps_the_form_and_creates_nothing(
@@ -98,13 +104,22 @@ async def test_actions_without_the_pages_csrf_token_are_refused(
     erin = await people()
     await erin.sign_up()
     # A form posted from elsewhere carries the cookie but not the page's token.
-    answer = await erin.page.request.post(
-        erin.base + "/launch", form={"name": "x", "image": "edgecloud/busybox:latest"}
-    )
-    assert answer.status == 403
-    assert await containers_of(stack, erin) == []
     answer = await erin.page.request.post(erin.base + "/admin/tokens", form={"name": "stolen"})
     assert answer.status == 403
+    answer = await erin.page.request.post(erin.base + "/logout", form={})
+    assert answer.status == 403
+    # Nothing happened: no token was made, and the session was not signed out.
+    token = await login(stack, erin.username, erin.password)
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        tokens = await client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
+    assert [t["name"] for t in tokens.json()["items"]] == []
+    await erin.go("/admin")
+    await expect(erin.page.get_by_role("heading", name=re.compile("^Tenant "))).to_be_visible()
+    # With the page's token the same form works.
+    answer = await erin.page.request.post(
+        erin.base + "/admin/tokens", form={"name": "made", "csrf_token": await erin.csrf()}
+    )
+    assert answer.status == 200
 
 
 async def test_operator_forms_refuse_bad_values(operator: Person, people: PersonFactory) -> None:
@@ -123,3 +138,9 @@ async def test_operator_forms_refuse_bad_values(operator: Person, people: Person
     await frank.go("/operator")
     await expect(frank.page.get_by_role("heading", name="Operators only")).to_be_visible()
     await expect(frank.page.get_by_role("link", name="Operator")).to_have_count(0)
+    refused = await frank.page.request.post(
+        frank.base + "/operator/enrolments",
+        form={"ttl_hours": "1", "csrf_token": await frank.csrf()},
+    )
+    assert refused.status == 422
+    assert "only operators" in await refused.text()

@@ -81,16 +81,12 @@ async def test_a_member_of_two_tenants_switches_between_them(
         "/api/v1/invitations", json={"tenant": f"{ivy.username}-lab", "role": "member"}
     )
     assert invited.status_code == 201, invited.text
-    await ivy.page.request.post(
+    accepted = await ivy.page.request.post(
         ivy.base + "/api/v1/invitations/accept",
         data={"token": invited.json()["token"]},
-        headers={
-            "X-CSRF-Token": await ivy.page.locator('meta[name="csrf-token"]').get_attribute(
-                "content"
-            )
-            or ""
-        },
+        headers={"X-CSRF-Token": await ivy.csrf()},
     )
+    assert accepted.status == 200, await accepted.text()
     await ivy.go("/")
     lab = f"{ivy.username}-lab (member)"
     # The switch reloads the page in the other tenant.

@@ -370,9 +370,9 @@ async def test_container_and_real_agent_alerts(client, node) -> None:
 
     # Any load at all: fires from the agent's own heartbeats.
     loaded = await wait_alert(client, user, busy.json(), "firing")
-    assert 0 <= loaded["value"] <= 100
     assert loaded["message"].startswith(f"CPU of {agent.hostname} at ")
 
+    # Evaluated at least once by now (the other rule fired), with the container running.
     assert await alerts_of(client, user, rule=exited.json()["id"]) == []
     stop = await client.post(f"/api/v1/containers/{container['id']}/stop", headers=user.headers)
     assert stop.status_code == 200, stop.text

@@ -221,3 +221,14 @@ async def test_a_member_of_two_tenants_switches_without_a_password(stack, client
         422,
         "validation_failed",
     )
+    # A script's API token belongs to one tenant: it is refused, and stays valid.
+    made = await client.post("/api/v1/tokens", json={"name": "ci"}, headers=moved)
+    api_token = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert_problem(
+        await client.post(
+            "/api/v1/auth/switch", json={"tenant": user.tenant_name}, headers=api_token
+        ),
+        403,
+        "not_a_session",
+    )
+    assert (await client.get("/api/v1/me", headers=api_token)).status_code == 200

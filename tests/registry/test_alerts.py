@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.alerts import RegisterAlertRule
@@ -14,10 +14,11 @@ from edgecloud_registry.alerts.exceptions import AlertRuleNotFound, InvalidAlert
 from edgecloud_registry.alerts.models import Alert, AlertRule
 from edgecloud_registry.devices import service as devices
 from edgecloud_registry.devices.exceptions import DeviceNotFound
-from edgecloud_registry.devices.models import DeviceGrant
+from edgecloud_registry.devices.models import Device, DeviceGrant
 from edgecloud_servicekit.db import transaction, utcnow
 from edgecloud_servicekit.identity import OPERATOR, Identity
-from edgecloud_servicekit.problems import Forbidden
+from edgecloud_servicekit.pagination import encode_cursor
+from edgecloud_servicekit.problems import BadRequest, Forbidden
 from tests.support.beats import heartbeat
 from tests.support.users import unique
 
@@ -117,6 +118,20 @@ async def test_an_alert_is_raised_after_its_window_and_cleared_once(sessions) ->
     assert [(a.id, a.state) for a in alerts] == [(raised.event.id, "cleared")]
     assert stored is not None
     assert (stored.firing_alert_id, stored.breaching_since) == (None, None)
+
+
+async def test_time_offline_does_not_count_towards_the_window(sessions) -> None:
+    key, rule = await busy_device(sessions, for_seconds=30)
+    start = utcnow()
+    assert mine(await evaluate(sessions, start), rule) == []  # the breach begins
+    async with transaction(sessions) as session:
+        await session.execute(update(Device).where(Device.key == key).values(status="offline"))
+    assert mine(await evaluate(sessions, start + timedelta(seconds=20)), rule) == []
+    await beat(sessions, key, cpu=93)  # back, still busy: the window starts again
+    assert mine(await evaluate(sessions, start + timedelta(seconds=40)), rule) == []
+    assert mine(await evaluate(sessions, start + timedelta(seconds=69)), rule) == []
+    [raised] = mine(await evaluate(sessions, start + timedelta(seconds=71)), rule)
+    assert raised.event.message.endswith("for 31 s")
 
 
 async def test_a_short_breach_raises_nothing(sessions) -> None:
@@ -233,5 +248,25 @@ async def test_lists_page_newest_first(sessions) -> None:
             if cursor is None:
                 break
         others, _ = await service.list_rules(session=session, caller=tenant(), limit=9, cursor=None)
-    assert seen == [rule.id for rule in reversed(made)]
+    # Newest first, rules made within one clock tick in the order of their ids.
+    newest_first = sorted(made, key=lambda rule: (rule.created_at, rule.id), reverse=True)
+    assert seen == [rule.id for rule in newest_first]
     assert others == []
+
+
+@pytest.mark.parametrize(
+    "position",
+    ["2026-01-01T00:00:00|x", "2026-01-01T00:00:00+00:00|../x", "not a time|x", "|"],
+)
+async def test_a_cursor_it_did_not_make_is_a_400(sessions, position: str) -> None:
+    async with sessions() as session:
+        with pytest.raises(BadRequest) as refused:
+            await service.list_alerts(
+                session=session,
+                caller=tenant(),
+                state=None,
+                rule_id=None,
+                limit=5,
+                cursor=encode_cursor(position),
+            )
+    assert refused.value.code == "invalid_cursor"

@@ -1,5 +1,7 @@
 """Heartbeat ingestion against a real (SQLite) database, in process."""
 
+import secrets
+
 import pytest
 from sqlalchemy import func, select
 
@@ -181,3 +183,60 @@ async def test_a_full_backlog_is_refused_not_queued_forever(sessions) -> None:
         await ingest.submit(beat("dev_q2", 1), session_id=2)
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
+
+
+def fresh_sessions(count: int) -> list[int]:
+    """WAMP session ids no other test in this module's database uses."""
+    return [secrets.randbits(48) for _ in range(count)]
+
+
+async def record(sessions, key: str, seq: int, session_id: int, **overrides: object) -> None:  # type: ignore[no-untyped-def]
+    async with transaction(sessions) as session:
+        await service.record_heartbeats(
+            session=session,
+            received=[
+                service.ReceivedBeat(beat(key, seq, **overrides), session_id, service.utcnow())
+            ],
+            missed_heartbeats=3,
+            sample_metrics_for=set(),
+        )
+
+
+async def state_of(sessions, key: str) -> tuple[str, str | None, int | None]:  # type: ignore[no-untyped-def]
+    async with sessions() as session:
+        device = await session.get(Device, key)
+        assert device is not None
+        return device.status, device.link, device.wamp_session
+
+
+async def test_a_late_beat_of_a_left_session_changes_nothing(sessions) -> None:
+    # The node was on the WAN (session 1), moved to the mesh (session 2) and beat there.
+    wan, mesh = fresh_sessions(2)
+    await record(sessions, "dev_m", 5, wan)
+    async with transaction(sessions) as session:
+        await service.attach_session(session=session, device_key="dev_m", wamp_session=mesh)
+    await record(sessions, "dev_m", 6, mesh, link="lowpan")
+    # A beat still in flight over the WAN session arrives now: it must not bring the WAN
+    # back, nor make that session's leaving look like the node leaving.
+    await record(sessions, "dev_m", 5, wan)
+    assert await state_of(sessions, "dev_m") == ("degraded", "lowpan", mesh)
+    async with transaction(sessions) as session:
+        assert await service.mark_session_closed(session=session, wamp_session=wan) == []
+    assert (await state_of(sessions, "dev_m"))[0] == "degraded"
+
+
+async def test_the_announced_session_stays_the_devices_whatever_beats_say(sessions) -> None:
+    # The router announced session 2 before the last beat of session 1 was written.
+    first, second, third = fresh_sessions(3)
+    await record(sessions, "dev_n", 5, first)
+    async with transaction(sessions) as session:
+        await service.attach_session(session=session, device_key="dev_n", wamp_session=second)
+    await record(sessions, "dev_n", 6, first)
+    assert (await state_of(sessions, "dev_n"))[2] == second
+    async with transaction(sessions) as session:
+        assert await service.mark_session_closed(session=session, wamp_session=first) == []
+        changes = await service.mark_session_closed(session=session, wamp_session=second)
+    assert [c.status for c in changes] == ["offline"]
+    # Offline clears the session: the next beat, over a new one, names it.
+    await record(sessions, "dev_n", 7, third)
+    assert await state_of(sessions, "dev_n") == ("online", "wan", third)

@@ -124,11 +124,14 @@ class EngineEvents:
             stdout=self._file,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(0.5)  # subscribed before anything happens
 
-    def counts(self) -> Counter:
+    async def subscribed(self) -> "EngineEvents":
+        await asyncio.sleep(0.5)  # following before anything happens
+        return self
+
+    async def counts(self) -> Counter:
         """(container name, action) -> how many times; stops following."""
-        time.sleep(1.0)  # the last events on their way
+        await asyncio.sleep(1.0)  # the last events on their way
         self._process.terminate()
         self._process.wait(timeout=10)
         with self._file:
@@ -148,12 +151,11 @@ async def test_a_wan_cut_during_200_commands_loses_none_and_applies_each_once(
 ) -> None:
     n1, _, user = await fusion_pair(testbed, stack, api, enrol)
     containers = [await make_container(client, user, n1.key, f"c{i}") for i in range(4)]
-    events = EngineEvents(testbed, "n1", {c["name"] for c in containers})
+    events = await EngineEvents(testbed, "n1", {c["name"] for c in containers}).subscribed()
     watch = StatusWatch(api, n1.key)
     try:
 
-        async def stream(container: dict) -> list[tuple[str, httpx.Response]]:
-            answers = []
+        async def stream(container: dict) -> None:
             for number in range(50):  # stop, start, stop, ... : 50 per container, 200 in all
                 action = "stop" if number % 2 == 0 else "start"
                 answer = await client.post(
@@ -162,11 +164,9 @@ async def test_a_wan_cut_during_200_commands_loses_none_and_applies_each_once(
                     timeout=60,
                 )
                 assert answer.status_code in (200, 202), answer.text
-                answers.append((action, answer))
                 if answer.status_code == 202:  # queued or still running: wait for its end
                     outcome = await finished(client, user, answer.json()["command"])
                     assert outcome["state"] == "succeeded", outcome
-            return answers
 
         streams = asyncio.gather(*(stream(c) for c in containers))
         await asyncio.sleep(3)
@@ -178,14 +178,13 @@ async def test_a_wan_cut_during_200_commands_loses_none_and_applies_each_once(
         testbed.bed.restore("n1", "wan")
         back_at = await watch.until("online", "wan", after=restored_at, timeout=30)
         assert back_at - restored_at < 10
-        results = await streams
-        assert sum(len(r) for r in results) == 200
+        await streams
         assert "offline" not in watch.statuses(cut_at)
     finally:
         await watch.stop()
 
     # Exactly once, on the node's own engine: 25 stops and 25 starts each (plus the create).
-    counts = events.counts()
+    counts = await events.counts()
     for name in {c["name"] for c in containers}:
         assert counts[(name, "die")] == 25, (name, counts)
         assert counts[(name, "start")] == 25, (name, counts)
@@ -259,7 +258,7 @@ async def test_repeated_outages_cause_no_duplicates_no_migrations_and_no_storm(
 ) -> None:
     n1, _, user = await fusion_pair(testbed, stack, api, enrol)
     container = await make_container(client, user, n1.key, "flappy")
-    events = EngineEvents(testbed, "n1", {container["name"]})
+    events = await EngineEvents(testbed, "n1", {container["name"]}).subscribed()
     log_from = n1.process.log_path.stat().st_size
     commands = []
     # Outages of every link of n1, 5 to 15 s each, one command sent into each: the issue's
@@ -280,12 +279,12 @@ async def test_repeated_outages_cause_no_duplicates_no_migrations_and_no_storm(
     for command_id in commands:
         assert (await finished(client, user, command_id))["state"] == "succeeded"
 
-    counts = events.counts()
+    counts = await events.counts()
     assert counts[(container["name"], "die")] == 3
     assert counts[(container["name"], "start")] == 2
     assert (await api.get("/api/v1/migrations")).json()["items"] == []
     # No reconnect storm: a handful of sessions per outage, at jittered times.
-    log = n1.process.log_path.read_text()[log_from:]
+    log = n1.process.log_path.read_bytes()[log_from:].decode()
     joins = len(re.findall(r"joined .* over the (wan|lowpan) link", log))
     assert joins <= 2 + 3 * len(commands), joins
     # Retries back off (never a tight loop) with jitter (not all the same), within the cap.

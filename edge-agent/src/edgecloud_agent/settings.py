@@ -2,7 +2,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .runtime.errors import PolicyRefused
@@ -79,12 +79,13 @@ class AgentSettings(BaseSettings):
     """Border router: where neighbours reach the router through this node, HOST:PORT or
     [IPv6]:PORT (this node's LoWPAN address, e.g. [fd00:1::2]:8099); empty: no relay.
     It forwards to the host, port and path of router_url and nowhere else."""
-    relay_max_connections: int = 8
-    relay_rate_bytes_per_s: int = 32_000
+    # Refused at start when not positive, not when the relay starts inside the running agent.
+    relay_max_connections: PositiveInt = 8
+    relay_rate_bytes_per_s: PositiveInt = 32_000
     """Per connection and per direction: one neighbour cannot take the whole WAN."""
-    relay_max_frame_bytes: int = 65_536
-    relay_handshake_timeout_s: float = 5.0
-    relay_idle_timeout_s: float = 120.0
+    relay_max_frame_bytes: PositiveInt = 65_536
+    relay_handshake_timeout_s: PositiveFloat = 5.0
+    relay_idle_timeout_s: PositiveFloat = 120.0
     log_level: str = "INFO"
 
     @property

@@ -88,21 +88,29 @@ class Outbox:
         return dropped
 
     def oldest(self, limit: int = 1, *, held: Collection[str] = ()) -> list[OutboxEntry]:
-        """The first ``limit`` reports in order, leaving out the kinds ``held``."""
+        """The first ``limit`` readable reports in order, leaving out the kinds ``held``
+        (unreadable ones, written by an agent that spoke another contract, are dropped)."""
         placeholders = ", ".join("?" * len(held))
-        rows = self._db.execute(
-            f"SELECT seq, id, payload FROM reports WHERE kind NOT IN ({placeholders})"
-            " ORDER BY seq LIMIT ?",
-            (*held, limit),
-        ).fetchall()
-        entries = []
-        for seq, report_id, payload in rows:
-            try:
-                entries.append(OutboxEntry(seq, NodeReport.model_validate_json(payload)))
-            except ValidationError as err:  # written by an agent that spoke another contract
-                logger.error("dropping unreadable report %s from the outbox: %s", report_id, err)
-                self.remove(report_id)
-                self.dropped += 1
+        entries: list[OutboxEntry] = []
+        after = 0
+        while len(entries) < limit:
+            rows = self._db.execute(
+                f"SELECT seq, id, payload FROM reports WHERE kind NOT IN ({placeholders})"
+                " AND seq > ? ORDER BY seq LIMIT ?",
+                (*held, after, limit - len(entries)),
+            ).fetchall()
+            if not rows:
+                break
+            for seq, report_id, payload in rows:
+                after = seq
+                try:
+                    entries.append(OutboxEntry(seq, NodeReport.model_validate_json(payload)))
+                except ValidationError as err:
+                    logger.error(
+                        "dropping unreadable report %s from the outbox: %s", report_id, err
+                    )
+                    self.remove(report_id)
+                    self.dropped += 1
         return entries
 
     def remove(self, report_id: str) -> None:

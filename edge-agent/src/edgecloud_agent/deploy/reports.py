@@ -170,7 +170,8 @@ class ReportSender:
                 await self._idle()
                 continue
             held = HELD_ON_LOWPAN if self._uplink.link == Link.LOWPAN else ()
-            durable = next(iter(self._outbox.oldest(1, held=held)), None)
+            # An empty outbox (its count is kept in memory) costs no query.
+            durable = next(iter(self._outbox.oldest(1, held=held)), None) if self._outbox else None
             if self._best_effort and (durable is None or durable.seq > self._best_effort[0][1]):
                 await self._send_best_effort(self._best_effort.popleft()[0])
             elif durable is not None:

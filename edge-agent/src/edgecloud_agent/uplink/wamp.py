@@ -249,8 +249,6 @@ class Uplink:
         self._beat_acknowledged = asyncio.Event()
         self._stopping = False
         self.sessions_joined = 0
-        self.switches: list[tuple[float, str]] = []
-        """(monotonic time, link) of every join: the link's history, for tests and reports."""
 
     @property
     def url(self) -> str:
@@ -375,9 +373,18 @@ class Uplink:
                     if waiter is not None and not waiter.done():
                         waiter.cancel()
                         await asyncio.gather(waiter, return_exceptions=True)
+            better = (
+                prober.result()  # raises LoginRefused if the router said so
+                if prober is not None and prober.done() and not prober.cancelled()
+                else None
+            )
             if connection.ended.done():
                 reason, message = connection.ended.result()
                 self._drop(connection)
+                if better is not None:  # found in the same instant: carry on over it
+                    connection = better
+                    await self._adopt(connection)
+                    continue
                 if any(reason.startswith(prefix) for prefix in _REFUSALS):
                     raise LoginRefused(reason, message)
                 if not self._stopping:
@@ -389,8 +396,7 @@ class Uplink:
                         message,
                     )
                 return connection.index
-            if prober is not None and prober.done() and not prober.cancelled():
-                better = prober.result()  # raises LoginRefused if the router said so
+            if better is not None:
                 old, connection = connection, better
                 await self._adopt(connection)
                 # The old session leaves only once the cloud has heard the node on the new
@@ -437,7 +443,6 @@ class Uplink:
             self._bulk_ok.set()
         self._session = connection.session
         self.sessions_joined += 1
-        self.switches.append((time.monotonic(), connection.transport.link))
         if self._on_join is not None:
             await self._on_join()
         self._joined.set()

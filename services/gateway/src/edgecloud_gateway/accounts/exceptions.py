@@ -62,3 +62,12 @@ class NotAMember(Forbidden):
 
     def __init__(self, tenant: str) -> None:
         super().__init__(f"you are not a member of tenant {tenant}")
+
+
+class NotASession(Forbidden):
+    default_code = "not_a_session"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "only a signed-in session switches tenant; an API token belongs to one tenant"
+        )

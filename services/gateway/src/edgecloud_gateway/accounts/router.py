@@ -7,6 +7,7 @@ from ..deps import CSRF_COOKIE, SESSION_COOKIE, CallerDep, SessionDep
 from ..settings import GatewaySettings
 from ..tokens import service as tokens_service
 from . import service
+from .exceptions import NotASession
 from .schemas import (
     LoginRequest,
     LoginResponse,
@@ -128,9 +129,12 @@ async def switch_tenant(
     trail: AuditDep,
 ) -> LoginResponse:
     """Move this session to another tenant the user belongs to: a new token replaces the
-    one this request used (which is revoked), with fresh dashboard cookies."""
+    one this request used (which is revoked), with fresh dashboard cookies. API tokens are
+    refused (403 ``not_a_session``): a script's token stays where it was made."""
     settings = request.app.state.settings
     trail.begin("auth.switch", target=f"tenant:{body.tenant}", caller=caller.identity)
+    if caller.token_kind != tokens_service.LOGIN:
+        raise NotASession()
     issued = await service.switch_tenant(
         session=session,
         caller=caller.identity,

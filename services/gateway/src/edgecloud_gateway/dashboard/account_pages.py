@@ -8,14 +8,20 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..deps import CSRF_COOKIE, SESSION_COOKIE
 from .api import ApiError, PublicApi
-from .render import ActingViewerDep, form_error, form_values, page, redirect
+from .render import ActingViewerDep, form_values, page, redirect
 
 router = APIRouter(include_in_schema=False)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path of this site: ``next=https://elsewhere`` must not redirect away."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    """Only a path of this site: ``next=https://elsewhere`` (or ``//elsewhere``, or
+    ``/\\elsewhere``, which browsers read the same) must not redirect away."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(c == "\\" or not c.isprintable() for c in target)
+    ):
         return "/"
     parts = urlsplit(target)
     return target if not parts.scheme and not parts.netloc else "/"
@@ -28,7 +34,7 @@ def _with_cookies(response: Response, answer: httpx.Response) -> Response:
     return response
 
 
-async def _sign_in(request: Request, api: PublicApi, values: dict[str, str]) -> httpx.Response:
+async def _sign_in(api: PublicApi, values: dict[str, str]) -> httpx.Response:
     body = {"username": values.get("username", ""), "password": values.get("password", "")}
     if values.get("tenant"):
         body["tenant"] = values["tenant"]
@@ -46,10 +52,10 @@ async def login(request: Request) -> Response:
     target = _safe_next(values.get("next"))
     async with PublicApi(request, token="") as api:
         try:
-            answer = await _sign_in(request, api, values)
+            answer = await _sign_in(api, values)
         except ApiError as err:
             values.pop("password", None)
-            return form_error(request, "login.html", None, err, next=target, values=values)
+            return page(request, "login.html", None, error=err, next=target, values=values)
     return _with_cookies(redirect(request, target), answer)
 
 
@@ -68,14 +74,14 @@ async def signup(request: Request) -> Response:
             message="The two passwords are not the same.",
             fields={"password_again": "is not the same as the password"},
         )
-        return form_error(request, "signup.html", None, err, values=_without_secrets(values))
+        return page(request, "signup.html", None, error=err, values=_without_secrets(values))
     body = {k: values[k] for k in ("username", "password", "tenant", "invitation") if values.get(k)}
     async with PublicApi(request, token="") as api:
         try:
             await api.call("POST", "/auth/register", json=body)
-            answer = await _sign_in(request, api, values)
+            answer = await _sign_in(api, values)
         except ApiError as err:
-            return form_error(request, "signup.html", None, err, values=_without_secrets(values))
+            return page(request, "signup.html", None, error=err, values=_without_secrets(values))
     return _with_cookies(redirect(request, "/"), answer)
 
 

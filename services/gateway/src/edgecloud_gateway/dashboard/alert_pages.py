@@ -1,5 +1,6 @@
 """Alerts: the tenant's rules on devices and containers, and the alerts they raised."""
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -8,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from edgecloud_contracts.alerts import METRICS_OF, STATE_METRICS, Comparison
 
 from .api import ApiError, segment
-from .render import ActingViewerDep, Viewer, ViewerDep, page
+from .render import ActingViewerDep, Viewer, ViewerDep, form_values, page
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,16 +24,19 @@ METRIC_WORDS = {
 
 
 async def _alerts_context(viewer: Viewer) -> dict[str, Any]:
-    rules = await viewer.api.all_pages("/alert-rules")
-    alerts = await viewer.api.get("/alerts", limit=100)
-    devices = await viewer.api.all_pages("/devices")
-    containers = await viewer.api.all_pages("/containers")
+    rules, alerts, devices, containers = await asyncio.gather(
+        viewer.api.all_pages("/alert-rules"),
+        viewer.api.get("/alerts", limit=100),
+        viewer.api.all_pages("/devices"),
+        viewer.api.all_pages("/containers"),
+    )
     return {
         "rules": rules,
         "alerts": alerts["items"],
         "devices": devices,
         "containers": containers,
         "metrics_of": {kind.value: [m.value for m in ms] for kind, ms in METRICS_OF.items()},
+        "state_metrics": {m.value for m in STATE_METRICS},
         "metric_words": METRIC_WORDS,
         "ops": [op.value for op in Comparison],
     }
@@ -68,7 +72,7 @@ async def alert_rows(request: Request, viewer: ViewerDep) -> HTMLResponse:
 
 @router.post("/alerts/rules", response_class=HTMLResponse)
 async def create_rule(request: Request, viewer: ActingViewerDep) -> HTMLResponse:
-    form = {k: v.strip() for k, v in (await request.form()).items() if isinstance(v, str)}
+    form = form_values(await request.form())
     error: ApiError | None = None
     try:
         await viewer.api.post("/alert-rules", _rule_body(form))
@@ -78,7 +82,6 @@ async def create_rule(request: Request, viewer: ActingViewerDep) -> HTMLResponse
         request,
         "_alert_panels.html",
         viewer,
-        status_code=422 if error else 200,
         error=error,
         values=form if error else {},
         notice=None if error else "The rule is watching.",

@@ -15,7 +15,6 @@ from fastapi import Request
 from edgecloud_contracts.text import OBJECT_ID
 
 from ..deps import CSRF_HEADER, SESSION_COOKIE
-from ..tokens.service import csrf_token_for
 
 # What a person should read for the codes whose API detail is written for programs.
 _PLAIN_WORDS = {
@@ -68,6 +67,11 @@ class ApiError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @classmethod
+    def invalid(cls, fields: dict[str, str], code: str = "validation_failed") -> "ApiError":
+        """A refusal naming the fields to fix, worded as the page shows it."""
+        return cls(status=422, code=code, message=_fix_these(fields), fields=fields)
+
 
 def segment(value: str, pattern: str = OBJECT_ID) -> str:
     """``value`` as one path segment of an API URL: anything that could name another path
@@ -88,6 +92,12 @@ def _field_errors(errors: list[dict[str, Any]]) -> dict[str, str]:
     return fields
 
 
+def _fix_these(fields: dict[str, str]) -> str:
+    return "Some fields need attention: " + "; ".join(
+        f"{name.replace('_', ' ')} {why}" for name, why in fields.items()
+    )
+
+
 def error_from(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
@@ -101,9 +111,7 @@ def error_from(response: httpx.Response) -> ApiError:
         fields.setdefault(_CODE_FIELDS[code], "- " + str(body["detail"]))
     message = _PLAIN_WORDS.get(code) or str(body.get("detail") or response.reason_phrase)
     if fields and code == "validation_failed":
-        message = "Some fields need attention: " + "; ".join(
-            f"{name.replace('_', ' ')} {why}" for name, why in fields.items()
-        )
+        message = _fix_these(fields)
     return ApiError(
         status=response.status_code,
         code=code,
@@ -117,8 +125,10 @@ class PublicApi:
     """``/api/v1`` as the browser behind ``request`` may use it."""
 
     def __init__(self, request: Request, *, token: str | None = None) -> None:
-        self._request = request
         self.token = token if token is not None else request.cookies.get(SESSION_COOKIE)
+        self.csrf: str | None = None
+        """Sent along once the browser proved it holds the page's CSRF token (an action);
+        until then only reads get through the API's CSRF check."""
         # The browser's address, so login throttling counts the right client.
         client = request.client
         transport = httpx.ASGITransport(
@@ -135,14 +145,10 @@ class PublicApi:
         await self._client.aclose()
 
     def _headers(self) -> dict[str, str]:
-        if not self.token:
-            return {}
-        secret = self._request.app.state.settings.secret
-        # The browser proved it holds the CSRF token before any action reaches this point.
-        return {
-            "Cookie": f"{SESSION_COOKIE}={self.token}",
-            CSRF_HEADER: csrf_token_for(self.token, secret=secret),
-        }
+        headers = {"Cookie": f"{SESSION_COOKIE}={self.token}"} if self.token else {}
+        if self.csrf:
+            headers[CSRF_HEADER] = self.csrf
+        return headers
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The raw answer; raises :class:`ApiError` for 4xx/5xx."""

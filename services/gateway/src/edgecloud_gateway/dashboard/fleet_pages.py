@@ -1,5 +1,6 @@
 """The fleet: the overview, devices and their detail, and the operator's enrolment and grants."""
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -9,12 +10,11 @@ from fastapi.responses import HTMLResponse, Response
 from edgecloud_contracts.identity import KEY_PATTERN
 
 from .api import ApiError, segment
-from .render import ActingViewerDep, Viewer, ViewerDep, form_error, form_values, page
+from .render import ActingViewerDep, Viewer, ViewerDep, form_values, page, wants_part
 
 router = APIRouter(include_in_schema=False)
 
 STATUSES = ("online", "degraded", "offline")
-CONTAINER_STATES = ("running", "pending", "created", "restarting", "exited", "failed", "missing")
 
 
 async def _optional(coroutine: Any, fallback: Any) -> Any:
@@ -26,12 +26,14 @@ async def _optional(coroutine: Any, fallback: Any) -> Any:
 
 
 async def _overview(viewer: Viewer) -> dict[str, Any]:
-    devices = await viewer.api.all_pages("/devices")
-    containers = await viewer.api.all_pages("/containers")
+    devices, containers, migrations, alerts = await asyncio.gather(
+        viewer.api.all_pages("/devices"),
+        viewer.api.all_pages("/containers"),
+        _optional(viewer.api.get("/migrations", limit=5), {"items": []}),
+        _optional(viewer.api.get("/alerts", limit=5), {"items": []}),
+    )
     device_counts = Counter(d["status"] for d in devices)
     container_counts = Counter(c["state"] for c in containers)
-    migrations = await _optional(viewer.api.get("/migrations", limit=5), {"items": []})
-    alerts = await _optional(viewer.api.get("/alerts", limit=5), {"items": []})
     return {
         "device_counts": {s: device_counts.get(s, 0) for s in STATUSES},
         "container_counts": dict(sorted(container_counts.items())),
@@ -44,17 +46,14 @@ async def _overview(viewer: Viewer) -> dict[str, Any]:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, viewer: ViewerDep) -> HTMLResponse:
+    if wants_part(request, "overview-counts"):  # a live refresh of the counts only
+        return page(request, "_overview_counts.html", viewer, **(await _overview(viewer)))
     recent = (
         await _optional(viewer.api.get("/audit", limit=10), {"items": []})
         if viewer.is_admin
         else None
     )
     return page(request, "overview.html", viewer, **(await _overview(viewer)), recent=recent)
-
-
-@router.get("/parts/overview", response_class=HTMLResponse)
-async def overview_counts(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "_overview_counts.html", viewer, **(await _overview(viewer)))
 
 
 def _filtered(devices: list[dict[str, Any]], filters: dict[str, str]) -> list[dict[str, Any]]:
@@ -82,43 +81,45 @@ async def _device_list(request: Request, viewer: Viewer) -> dict[str, Any]:
 
 @router.get("/devices", response_class=HTMLResponse)
 async def devices(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "devices.html", viewer, **(await _device_list(request, viewer)))
-
-
-@router.get("/parts/devices", response_class=HTMLResponse)
-async def device_rows(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "_device_rows.html", viewer, **(await _device_list(request, viewer)))
-
-
-async def _device_detail(viewer: Viewer, key: str) -> dict[str, Any]:
-    key = segment(key, KEY_PATTERN)
-    device = await viewer.api.get(f"/devices/{key}")
-    history = await _optional(viewer.api.get(f"/devices/{key}/history", limit=20), {"items": []})
-    containers = await viewer.api.all_pages("/containers", device=key)
-    return {"device": device, "history": history["items"], "containers": containers}
+    context = await _device_list(request, viewer)
+    return page(
+        request, "devices.html", viewer, parts={"device-rows": "_device_rows.html"}, **context
+    )
 
 
 @router.get("/devices/{key}", response_class=HTMLResponse)
 async def device(request: Request, key: str, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "device.html", viewer, **(await _device_detail(viewer, key)))
-
-
-@router.get("/parts/devices/{key}", response_class=HTMLResponse)
-async def device_status(request: Request, key: str, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "_device_status.html", viewer, **(await _device_detail(viewer, key)))
+    key = segment(key, KEY_PATTERN)
+    device, history, containers = await asyncio.gather(
+        viewer.api.get(f"/devices/{key}"),
+        _optional(viewer.api.get(f"/devices/{key}/history", limit=20), {"items": []}),
+        viewer.api.all_pages("/containers", device=key),
+    )
+    return page(
+        request,
+        "device.html",
+        viewer,
+        parts={"device-status": "_device_status.html"},
+        device=device,
+        history=history["items"],
+        containers=containers,
+    )
 
 
 # --- operators -------------------------------------------------------------------------------
 
 
 async def _operator_context(viewer: Viewer) -> dict[str, Any]:
-    devices = await viewer.api.all_pages("/devices")
-    tenants = await viewer.api.all_pages("/tenants")
-    grants: dict[str, list[str]] = {}
+    devices, tenants = await asyncio.gather(
+        viewer.api.all_pages("/devices"), viewer.api.all_pages("/tenants")
+    )
     names = {t["id"]: t["name"] for t in tenants}
-    for device in devices:
-        listed = await viewer.api.get(f"/devices/{device['key']}/grants")
-        grants[device["key"]] = [names.get(g["tenant"], g["tenant"]) for g in listed["items"]]
+    # One call per device (the API lists grants per device), made side by side.
+    listed = await asyncio.gather(*(viewer.api.get(f"/devices/{d['key']}/grants") for d in devices))
+    grants = {
+        device["key"]: [names.get(g["tenant"], g["tenant"]) for g in found["items"]]
+        for device, found in zip(devices, listed, strict=True)
+    }
     return {"devices": devices, "tenants": tenants, "grants": grants}
 
 
@@ -132,21 +133,18 @@ async def operator(request: Request, viewer: ViewerDep) -> HTMLResponse:
 @router.post("/operator/enrolments", response_class=HTMLResponse)
 async def create_enrolment(request: Request, viewer: ActingViewerDep) -> HTMLResponse:
     values = form_values(await request.form())
-    body: dict[str, Any] = {"note": values.get("note", "")}
     try:
         hours = float(values.get("ttl_hours") or 24)
     except ValueError:
-        err = ApiError(422, "invalid_number", "Valid for must be a number of hours.")
-        err.fields = {"ttl_hours": "must be a number of hours"}
-        return form_error(request, "_enrolment.html", viewer, err, values=values)
-    body["ttl_seconds"] = int(hours * 3600)
+        err = ApiError.invalid({"ttl_hours": "must be a number of hours"})
+        return page(request, "_enrolment.html", viewer, error=err, values=values)
+    body = {"note": values.get("note", ""), "ttl_seconds": int(hours * 3600)}
     try:
         created = await viewer.api.post("/devices/enrolments", body)
     except ApiError as err:
         if "ttl_seconds" in err.fields:
-            err.fields["ttl_hours"] = "must be between 1 minute and 30 days"
-            err.message = "Valid for must be between 1 minute and 30 days."
-        return form_error(request, "_enrolment.html", viewer, err, values=values)
+            err = ApiError.invalid({"ttl_hours": "must be between 1 minute and 30 days"})
+        return page(request, "_enrolment.html", viewer, error=err, values=values)
     return page(request, "_enrolment.html", viewer, created=created, values={})
 
 
@@ -163,9 +161,8 @@ async def grant(request: Request, viewer: ActingViewerDep) -> Response:
         else:
             await viewer.api.post(f"/devices/{device}/grants", {"tenant": tenant})
     except ApiError as err:
-        return form_error(
-            request, "_grants.html", viewer, err, values=values, **(await _operator_context(viewer))
-        )
+        context = await _operator_context(viewer)
+        return page(request, "_grants.html", viewer, error=err, values=values, **context)
     done = f"Took {key} from {tenant}." if values.get("revoke") else f"Granted {key} to {tenant}."
     return page(
         request, "_grants.html", viewer, notice=done, values={}, **(await _operator_context(viewer))

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ..accounts.passwords import MIN_LENGTH
-from ..deps import CSRF_HEADER, SESSION_COOKIE
+from ..deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from ..tokens.service import csrf_token_for
 from .api import ApiError, PublicApi
 
@@ -36,11 +36,18 @@ def human_bytes(value: Any) -> str:
     if not isinstance(value, int | float):
         return "-"
     size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+LINK_NAMES = {"wan": "WAN", "lowpan": "6LoWPAN"}
+
+
+def link_name(link: Any) -> str:
+    return LINK_NAMES.get(str(link), "-") if link else "-"
 
 
 def _moment(value: Any) -> datetime:
@@ -74,7 +81,7 @@ def percent(part: Any, whole: Any) -> str:
     return f"{100 * part / whole:.0f}%"
 
 
-TEMPLATES.env.filters.update(bytes=human_bytes, ago=ago, from_now=from_now)
+TEMPLATES.env.filters.update(bytes=human_bytes, ago=ago, from_now=from_now, link=link_name)
 TEMPLATES.env.globals.update(
     percent=percent, navigation=NAVIGATION, csrf_field=CSRF_FIELD, password_min=MIN_LENGTH
 )
@@ -122,6 +129,7 @@ def to_sign_in(request: Request) -> Response:
     url = "/login" if target in ("/", "/login") else f"/login?next={quote(target, safe='')}"
     response = redirect(request, url)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
     return response
 
 
@@ -158,6 +166,7 @@ async def _acting_viewer(request: Request, viewer: Annotated[Viewer, Depends(_vi
         raise ApiError(
             status=403, code="csrf_failed", message="This page is out of date; reload it."
         )
+    viewer.api.csrf = viewer.csrf  # only now may its calls change anything
     return viewer
 
 
@@ -170,23 +179,26 @@ def page(
     template: str,
     viewer: Viewer | None,
     *,
-    status_code: int = 200,
+    parts: Mapping[str, str] | None = None,
+    status_code: int | None = None,
     **context: Any,
 ) -> HTMLResponse:
+    """``template``, or for an htmx request aimed at one of ``parts`` (element id ->
+    fragment template) just that fragment: a page and its live parts share one route.
+    With an ``error`` it answers 422, which dashboard.js swaps in like a success while
+    scripts and tests still see a refusal."""
+    target = request.headers.get("HX-Target") if is_htmx(request) else None
     return TEMPLATES.TemplateResponse(
         request,
-        template,
+        (parts or {}).get(target or "", template),
         {"viewer": viewer, "path": request.url.path, **context},
-        status_code=status_code,
+        status_code=status_code or (422 if context.get("error") else 200),
     )
 
 
-def form_error(
-    request: Request, template: str, viewer: Viewer | None, err: ApiError, **context: Any
-) -> HTMLResponse:
-    """The form again, with what went wrong next to it. 422 lets htmx swap it in (see
-    dashboard.js) while scripts and tests still see a failure."""
-    return page(request, template, viewer, status_code=422, error=err, **context)
+def wants_part(request: Request, element_id: str) -> bool:
+    """Whether this is htmx refreshing the element ``element_id`` (not the whole page)."""
+    return is_htmx(request) and request.headers.get("HX-Target") == element_id
 
 
 def form_values(form: Mapping[str, Any]) -> dict[str, str]:

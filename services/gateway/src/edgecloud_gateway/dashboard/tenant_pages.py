@@ -1,10 +1,11 @@
 """The tenant's own affairs: members and invitations, API tokens, the audit log, and the
 migration history."""
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 
 from .api import ApiError, segment
 from .render import ActingViewerDep, Viewer, ViewerDep, form_values, page
@@ -13,13 +14,20 @@ router = APIRouter(include_in_schema=False)
 
 
 async def _admin_context(viewer: Viewer) -> dict[str, Any]:
-    context: dict[str, Any] = {"tokens": await viewer.api.all_pages("/tokens")}
-    # Members, invitations and the audit log are the tenant admins' business.
-    if viewer.is_admin:
-        context["audit"] = (await viewer.api.get("/audit", limit=50))["items"]
-        context["members"] = await viewer.api.all_pages("/members")
-        context["invitations"] = await viewer.api.all_pages("/invitations")
-    return context
+    if not viewer.is_admin:  # members, invitations and the audit log are the admins' business
+        return {"tokens": await viewer.api.all_pages("/tokens")}
+    tokens, audit, members, invitations = await asyncio.gather(
+        viewer.api.all_pages("/tokens"),
+        viewer.api.get("/audit", limit=50),
+        viewer.api.all_pages("/members"),
+        viewer.api.all_pages("/invitations"),
+    )
+    return {
+        "tokens": tokens,
+        "audit": audit["items"],
+        "members": members,
+        "invitations": invitations,
+    }
 
 
 async def _admin_panel(
@@ -29,7 +37,6 @@ async def _admin_panel(
         request,
         "_admin_panels.html",
         viewer,
-        status_code=422 if error else 200,
         error=error,
         **shown,
         **(await _admin_context(viewer)),
@@ -68,7 +75,9 @@ async def invite(request: Request, viewer: ActingViewerDep) -> HTMLResponse:
         created = await viewer.api.post("/invitations", body)
     except ApiError as err:
         return await _admin_panel(request, viewer, error=err, failed_form="invitation")
-    link = f"{request.base_url}signup?invitation={created['token']}"
+    # The address users reach us at, not whatever Host header this request carried.
+    public_url = request.app.state.settings.public_url.rstrip("/")
+    link = f"{public_url}/signup?invitation={created['token']}"
     return await _admin_panel(request, viewer, new_invitation=created, invitation_link=link)
 
 
@@ -98,9 +107,3 @@ async def change_member(request: Request, user_id: str, viewer: ActingViewerDep)
 async def migrations(request: Request, viewer: ViewerDep) -> HTMLResponse:
     listed = await viewer.api.get("/migrations", limit=100)
     return page(request, "migrations.html", viewer, migrations=listed["items"])
-
-
-@router.get("/parts/migrations", response_class=HTMLResponse)
-async def migration_rows(request: Request, viewer: ViewerDep) -> Response:
-    listed = await viewer.api.get("/migrations", limit=100)
-    return page(request, "_migration_rows.html", viewer, migrations=listed["items"])

@@ -1,5 +1,6 @@
 """Workloads: launching containers, their list and detail, applications, files and data."""
 
+import asyncio
 import shlex
 from typing import Any
 
@@ -10,7 +11,15 @@ from edgecloud_contracts.containers import MIB
 from edgecloud_contracts.platforms import fits
 
 from .api import ApiError, segment
-from .render import ActingViewerDep, Viewer, ViewerDep, form_error, form_values, page, redirect
+from .render import (
+    ActingViewerDep,
+    Viewer,
+    ViewerDep,
+    form_values,
+    page,
+    redirect,
+    wants_part,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -108,19 +117,13 @@ async def launch(request: Request, viewer: ActingViewerDep) -> Response:
     body, problems = _launch_body(values)
     try:
         if problems:
-            raise ApiError(
-                422,
-                "invalid_form",
-                "Some fields need attention: "
-                + "; ".join(f"{k} {why}" for k, why in problems.items()),
-                problems,
-            )
+            raise ApiError.invalid(problems, code="invalid_form")
         created = await viewer.api.post("/containers", body)
     except ApiError as err:
         if "limits" in err.fields:
             err.fields.setdefault("memory", err.fields["limits"])
         context = await _launch_context(viewer, values.get("image", ""))
-        return form_error(request, "launch.html", viewer, err, values=values, **context)
+        return page(request, "launch.html", viewer, error=err, values=values, **context)
     return redirect(request, f"/containers/{created['id']}")
 
 
@@ -131,24 +134,19 @@ async def _containers(viewer: Viewer) -> dict[str, Any]:
 
 @router.get("/containers", response_class=HTMLResponse)
 async def containers(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "containers.html", viewer, **(await _containers(viewer)))
-
-
-@router.get("/parts/containers", response_class=HTMLResponse)
-async def container_rows(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "_container_rows.html", viewer, **(await _containers(viewer)))
+    parts = {"container-rows": "_container_rows.html"}
+    return page(request, "containers.html", viewer, parts=parts, **(await _containers(viewer)))
 
 
 async def _container(viewer: Viewer, container_id: str) -> dict[str, Any]:
-    container_id = segment(container_id)
-    container = await viewer.api.get(f"/containers/{container_id}")
-    return {"container": container}
+    return {"container": await viewer.api.get(f"/containers/{container_id}"), "actions": ACTIONS}
 
 
 async def _outputs(viewer: Viewer, container_id: str) -> dict[str, Any]:
-    container_id = segment(container_id)
-    deployments = await viewer.api.get(f"/containers/{container_id}/deployments")
-    files = await viewer.api.all_pages("/artifacts", container=container_id)
+    deployments, files = await asyncio.gather(
+        viewer.api.get(f"/containers/{container_id}/deployments"),
+        viewer.api.all_pages("/artifacts", container=container_id),
+    )
     return {
         "deployments": sorted(deployments, key=lambda d: d["created_at"], reverse=True),
         "files": sorted(files, key=lambda a: a["created_at"], reverse=True),
@@ -157,31 +155,18 @@ async def _outputs(viewer: Viewer, container_id: str) -> dict[str, Any]:
 
 @router.get("/containers/{container_id}", response_class=HTMLResponse)
 async def container(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
-    context = await _container(viewer, container_id)
-    devices = await viewer.api.all_pages("/devices")
-    return page(
-        request,
-        "container.html",
-        viewer,
-        **context,
-        **(await _outputs(viewer, container_id)),
-        devices=devices,
-        actions=ACTIONS,
+    """The page, or one of its live panels (state, outputs) when htmx refreshes it."""
+    container_id = segment(container_id)
+    if wants_part(request, "container-status"):
+        context = await _container(viewer, container_id)
+        return page(request, "_container_status.html", viewer, **context)
+    if wants_part(request, "outputs"):
+        context = await _outputs(viewer, container_id)
+        return page(request, "_container_outputs.html", viewer, **context)
+    state, outputs = await asyncio.gather(
+        _container(viewer, container_id), _outputs(viewer, container_id)
     )
-
-
-@router.get("/parts/containers/{container_id}", response_class=HTMLResponse)
-async def container_status(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
-    context = await _container(viewer, container_id)
-    return page(request, "_container_status.html", viewer, **context, actions=ACTIONS)
-
-
-@router.get("/parts/containers/{container_id}/outputs", response_class=HTMLResponse)
-async def container_outputs(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
-    context = await _outputs(viewer, container_id)
-    return page(
-        request, "_container_outputs.html", viewer, container={"id": container_id}, **context
-    )
+    return page(request, "container.html", viewer, **state, **outputs)
 
 
 async def _outputs_after(
@@ -195,14 +180,7 @@ async def _outputs_after(
         error = err
     context = await _outputs(viewer, container_id)
     return page(
-        request,
-        "_container_outputs.html",
-        viewer,
-        status_code=422 if error else 200,
-        container={"id": container_id},
-        error=error,
-        failed_form=form if error else None,
-        **context,
+        request, "_container_outputs.html", viewer, error=error, failed_form=form, **context
     )
 
 
@@ -245,4 +223,4 @@ async def act(
         raise ApiError(404, "not_found", f"There is no action {action!r}.")
     await viewer.api.post(f"/containers/{container_id}/{action}")
     context = await _container(viewer, container_id)
-    return page(request, "_container_status.html", viewer, **context, actions=ACTIONS)
+    return page(request, "_container_status.html", viewer, **context)

@@ -41,6 +41,8 @@ class Caller:
     token_id: str
     api_per_minute: int
     """The tenant's API rate quota."""
+    token_kind: str = LOGIN
+    """``login`` (a person's session) or ``api`` (a named token for scripts)."""
 
 
 def csrf_token_for(token: str, *, secret: str) -> str:
@@ -78,6 +80,7 @@ async def issue_token(
 _CALLER_BY_TOKEN = (
     select(
         AccessToken.id,
+        AccessToken.kind,
         AccessToken.tenant_id,
         AccessToken.expires_at,
         AccessToken.revoked_at,
@@ -110,6 +113,7 @@ async def resolve_token(*, session: AsyncSession, token: str) -> Caller:
         raise TokenInvalid()
     (
         token_id,
+        token_kind,
         tenant_id,
         expires_at,
         revoked_at,
@@ -138,7 +142,12 @@ async def resolve_token(*, session: AsyncSession, token: str) -> Caller:
         roles=frozenset({role}),
         quotas={"containers": quota_containers, "storage_bytes": quota_storage_bytes},
     )
-    return Caller(identity=identity, token_id=token_id, api_per_minute=quota_api_per_minute)
+    return Caller(
+        identity=identity,
+        token_id=token_id,
+        api_per_minute=quota_api_per_minute,
+        token_kind=token_kind,
+    )
 
 
 async def revoke_token(*, session: AsyncSession, token_id: str) -> None:

@@ -5,9 +5,7 @@ the peer migration work (issue #8: peer selection, the agents' reports); the rea
 answer the REST API. States only move forward, since reports may arrive out of order.
 """
 
-import re
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -21,11 +19,9 @@ from edgecloud_contracts.migrations import (
     MigrationStep,
     MigrationView,
 )
-from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
-from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
-from edgecloud_servicekit.problems import BadRequest
+from edgecloud_servicekit.pagination import newest_first
 
 from .exceptions import MigrationNotFound
 from .models import Migration
@@ -160,36 +156,12 @@ async def list_for(
     container: str | None,
 ) -> tuple[list[Migration], str | None]:
     """Newest first."""
-    query = (
-        _visible(select(Migration), caller)
-        .order_by(Migration.created_at.desc(), Migration.id.desc())
-        .limit(limit + 1)
-    )
+    query = _visible(select(Migration), caller)
     if container is not None:
         query = query.where(Migration.container_id == container)
-    if cursor:
-        created_at, last_id = _position(cursor)
-        query = query.where(
-            (Migration.created_at < created_at)
-            | ((Migration.created_at == created_at) & (Migration.id < last_id))
-        )
-    rows = list((await session.scalars(query)).all())
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor(f"{last.created_at.isoformat()} {last.id}")
-
-
-def _position(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) after which the next page starts."""
-    created_at, _, last_id = decode_cursor(cursor).partition(" ")
-    try:
-        at = datetime.fromisoformat(created_at)
-    except ValueError as err:
-        raise BadRequest("cursor is not valid", code="invalid_cursor") from err
-    if at.tzinfo is None or not re.fullmatch(OBJECT_ID, last_id):
-        raise BadRequest("cursor is not valid", code="invalid_cursor")
-    return at, last_id
+    return await newest_first(
+        session, query, at=Migration.created_at, id_=Migration.id, limit=limit, cursor=cursor
+    )
 
 
 def to_view(row: Migration) -> MigrationView:

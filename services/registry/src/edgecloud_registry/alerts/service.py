@@ -2,11 +2,9 @@
 
 import uuid
 from datetime import datetime
-from typing import TypeVar
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from edgecloud_contracts.alerts import (
     AlertState,
@@ -17,8 +15,8 @@ from edgecloud_contracts.alerts import (
 )
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
-from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
-from edgecloud_servicekit.problems import BadRequest, Forbidden
+from edgecloud_servicekit.pagination import newest_first
+from edgecloud_servicekit.problems import Forbidden
 
 from ..devices import service as devices_service
 from ..devices.models import Device, DeviceGrant
@@ -28,8 +26,6 @@ from .models import Alert, AlertRule
 from .schemas import Notice, to_notice
 
 RULE_DELETED = "The rule was deleted"
-
-_Row = TypeVar("_Row", AlertRule, Alert)
 
 
 async def create_rule(
@@ -110,38 +106,12 @@ async def delete_rule(
     return notice
 
 
-async def _newest_first(
-    session: AsyncSession,
-    query: Select[_Row],
-    *,
-    model: type[_Row],
-    at: InstrumentedAttribute[datetime],
-    limit: int,
-    cursor: str | None,
-) -> tuple[list[_Row], str | None]:
-    """A page of rows, newest first; the cursor names the last row seen by time and id."""
-    query = query.order_by(at.desc(), model.id.desc()).limit(limit + 1)
-    if cursor:
-        at_text, _, last_id = decode_cursor(cursor).partition("|")
-        try:
-            last_at = datetime.fromisoformat(at_text)
-        except ValueError as err:
-            raise BadRequest("cursor is not valid", code="invalid_cursor") from err
-        query = query.where((at < last_at) | ((at == last_at) & (model.id < last_id)))
-    rows = list((await session.scalars(query)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(f"{getattr(last, at.key).isoformat()}|{last.id}")
-    return rows[:limit], next_cursor
-
-
 async def list_rules(
     *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None
 ) -> tuple[list[AlertRule], str | None]:
     query = select(AlertRule).where(AlertRule.tenant_id == caller.tenant_id)
-    return await _newest_first(
-        session, query, model=AlertRule, at=AlertRule.created_at, limit=limit, cursor=cursor
+    return await newest_first(
+        session, query, at=AlertRule.created_at, id_=AlertRule.id, limit=limit, cursor=cursor
     )
 
 
@@ -160,8 +130,8 @@ async def list_alerts(
         query = query.where(Alert.state == state.value)
     if rule_id is not None:
         query = query.where(Alert.rule_id == rule_id)
-    return await _newest_first(
-        session, query, model=Alert, at=Alert.raised_at, limit=limit, cursor=cursor
+    return await newest_first(
+        session, query, at=Alert.raised_at, id_=Alert.id, limit=limit, cursor=cursor
     )
 
 
@@ -205,9 +175,14 @@ async def evaluate(*, session: AsyncSession, now: datetime) -> list[Notice]:
         if rule.needs_grant and (rule.device_key, rule.tenant_id) not in granted:
             continue
         reading = conditions.read(rule, devices.get(rule.device_key))
-        if reading is None:
-            continue
         alert = firing.get(rule.firing_alert_id or "")
+        if reading is None:
+            # Nothing known (the device is offline): a firing alert neither clears nor
+            # repeats, and a breach not yet long enough starts over, so the time unknown
+            # never counts towards for_seconds.
+            if alert is None and rule.breaching_since is not None:
+                rule.breaching_since = None
+            continue
         since, transition = conditions.step(
             holds=reading.holds,
             breaching_since=rule.breaching_since,

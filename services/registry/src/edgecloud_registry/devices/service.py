@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, insert, select, update
+from sqlalchemy import Select, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.devices import MetricPoint, StatusChange
@@ -176,6 +176,12 @@ async def _upsert_devices(
         if column not in kept
     }
     refreshed["heartbeats"] = lambda excluded: table.c.heartbeats + excluded.heartbeats
+    # The device's session is the one the router announced last (attach_session); a beat
+    # only fills it in when none is known, so a late beat over a session the device has
+    # left cannot make that session's leaving look like the device going away.
+    refreshed["wamp_session"] = lambda excluded: func.coalesce(
+        table.c.wamp_session, excluded.wamp_session
+    )
     await session.execute(upsert(session, table, index_elements=["key"], update=refreshed), rows)
 
 

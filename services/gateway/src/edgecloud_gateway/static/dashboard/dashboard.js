@@ -49,7 +49,7 @@
   }
 
   // --- the live event stream (opened by htmx's SSE extension on <body>) ----------------------
-  const EVENT_KINDS = ["device.status", "container.status", "command", "deployment", "alert", "migration"];
+  const EVENT_KINDS = ["device.status", "container.status", "command", "deployment", "alert"];
   const listeners = new Set(); // (kind, event) => void, for page behaviours below
   document.addEventListener("htmx:sseOpen", (e) => {
     const source = e.detail.source;
@@ -73,7 +73,7 @@
   function setLiveState(text) {
     const state = document.getElementById("live-state");
     if (state) {
-      state.textContent = text === "live" ? "live" : text;
+      state.textContent = text;
       state.dataset.state = text === "live" ? "live" : "down";
     }
   }
@@ -92,8 +92,6 @@
         return `Deployment ${e.id || e.deployment || ""}: ${e.state}`;
       case "alert":
         return e.transition === "cleared" ? `Cleared: ${e.cleared_message || e.message}` : `Alert: ${e.message}`;
-      case "migration":
-        return `Migration of ${e.container}: ${e.state}`;
       default:
         return kind;
     }
@@ -350,21 +348,33 @@
       memory: chart("memory", "Memory", "#16a34a"),
       disk: chart("disk", "Disk", "#9333ea"),
     };
-    async function refresh() {
+    // The history is read once per range; after that only the points since the newest one
+    // held (the registry stamps them as they arrive, so none come late), trimmed to the range.
+    let points = [];
+    function draw() {
+      const from = Date.now() - rangeSeconds("device-graphs", 3600) * 1000;
+      points = points.filter((p) => p.time >= from);
+      const xs = points.map((p) => p.time / 1000);
+      charts.cpu.setData([xs, points.map((p) => p.cpu_percent)]);
+      charts.memory.setData([xs, points.map((p) => (100 * p.memory_used) / memoryTotal)]);
+      charts.disk.setData([xs, points.map((p) => (100 * (diskTotal - p.disk_free)) / diskTotal)]);
+      if (note) note.textContent = points.length ? `${points.length} heartbeats shown, updated live` : "No heartbeats in this range.";
+    }
+    async function refresh(reload = false) {
       try {
-        const since = new Date(Date.now() - rangeSeconds("device-graphs", 3600) * 1000);
-        const points = await allMetrics(key, since);
-        const xs = points.map((p) => Date.parse(p.at) / 1000);
-        charts.cpu.setData([xs, points.map((p) => p.cpu_percent)]);
-        charts.memory.setData([xs, points.map((p) => (100 * p.memory_used) / memoryTotal)]);
-        charts.disk.setData([xs, points.map((p) => (100 * (diskTotal - p.disk_free)) / diskTotal)]);
-        if (note) note.textContent = points.length ? `${points.length} heartbeats shown, updated live` : "No heartbeats in this range.";
+        const newest = reload || !points.length ? 0 : points[points.length - 1].time;
+        const since = new Date(newest || Date.now() - rangeSeconds("device-graphs", 3600) * 1000);
+        const fresh = (await allMetrics(key, since))
+          .map((p) => ({ ...p, time: Date.parse(p.at) }))
+          .filter((p) => p.time > newest);
+        points = reload ? fresh : points.concat(fresh);
+        draw();
       } catch (err) {
         if (note) note.textContent = `The history could not be loaded: ${err.message}`;
       }
     }
-    refresh();
-    document.querySelector('[data-range-for="device-graphs"]')?.addEventListener("change", refresh);
+    refresh(true);
+    document.querySelector('[data-range-for="device-graphs"]')?.addEventListener("change", () => refresh(true));
     setInterval(refresh, Math.max(2, Number(box.dataset.interval) || 5) * 1000);
   }
 
@@ -408,7 +418,9 @@
     }
     refresh();
     document.querySelector('[data-range-for="data-graphs"]')?.addEventListener("change", refresh);
-    setInterval(refresh, 5000);
+    // The whole range each time: points come with the node's own timestamps, and a node back
+    // from an outage delivers old ones late. So rarely: every 15 s.
+    setInterval(refresh, 15000);
   }
 
   // --- small things -----------------------------------------------------------------------------
@@ -427,7 +439,8 @@
     const metric = form.querySelector('[name="metric"]');
     const boundary = form.querySelector("[data-threshold]");
     const sync = () => {
-      const state = ["offline", "exited", "restarting"].includes(metric.value);
+      // Conditions that hold or not (offline, exited, ...) take no boundary: the page marks them.
+      const state = metric.selectedOptions[0]?.hasAttribute("data-state") ?? false;
       boundary.hidden = state;
       boundary.disabled = state;
     };
