@@ -39,7 +39,7 @@ from tests.support.testbed import TestbedFleet  # noqa: E402
 
 IMAGE = "edgecloud/busybox:latest"
 # As in production: the test harness's quicker settings (inventory every second, reconnects
-# after 0.2 s at most 2 s apart) undone; beats every 5 s (30 s on the mesh, the default).
+# after 0.2 s at most 2 s apart) undone; beats every 5 s (60 s on the mesh, the default).
 AGENT_ENV = {
     "AGENT_INVENTORY_INTERVAL_S": "60",
     "AGENT_RECONNECT_INITIAL_S": "0.5",

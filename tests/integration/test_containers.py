@@ -122,6 +122,34 @@ async def test_lifecycle_through_the_api(client, node) -> None:
         assert action in actions
 
 
+# The gateway's pool holds 20 connections: more requests than that wait on the node here.
+@pytest.mark.parametrize("stack", ["postgresql"], indirect=True)
+async def test_requests_waiting_on_a_frozen_node_leave_the_gateway_serving(client, node) -> None:
+    agent, user = node
+    made = await create(
+        client, user, device=agent.key, name="frozen", image=IMAGE, command=["sleep", "600"]
+    )
+    assert made.status_code == 201, made.text
+    path = f"/api/v1/containers/{made.json()['id']}"
+    agent.process.signal(signal.SIGSTOP)  # its session stays open; it answers nothing
+    try:
+        waiting = [
+            asyncio.create_task(
+                client.get(path, params={"live": "true"}, headers=user.headers, timeout=60)
+            )
+            for _ in range(40)
+        ]
+        await asyncio.sleep(1)  # all of them are in the gateway, waiting on the node
+        listed = await client.get("/api/v1/containers", headers=user.headers)
+        assert listed.status_code == 200, listed.text
+        # Answered while every request to the frozen node still waited for it.
+        assert not any(task.done() for task in waiting)
+    finally:
+        agent.process.signal(signal.SIGCONT)
+    answers = await asyncio.gather(*waiting)
+    assert {answer.status_code for answer in answers} <= {200, 502, 504}
+
+
 async def test_another_tenant_cannot_see_or_touch_it(stack, client, node) -> None:
     agent, user = node
     container = (

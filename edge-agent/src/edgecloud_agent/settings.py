@@ -68,7 +68,9 @@ class AgentSettings(BaseSettings):
     return_after_probes: int = 3
     """On a worse link, the better one must answer this many probes in a row before the
     agent moves back (hysteresis: a flapping WAN does not make it thrash)."""
-    lowpan_heartbeat_interval_s: float = 30.0
+    lowpan_heartbeat_interval_s: float = 60.0
+    """Beats over the mesh: each costs it about 550 bytes with its acknowledgements, so one a
+    minute; the cloud shows the node offline after three missed ones."""
 
     duty_cycle_awake_s: float = 0.0
     duty_cycle_asleep_s: float = 0.0

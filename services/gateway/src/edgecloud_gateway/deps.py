@@ -7,6 +7,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.text import OBJECT_ID
+from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Forbidden, Unauthenticated
@@ -34,13 +35,18 @@ async def _session(request: Request, _: AuditDep) -> AsyncIterator[AsyncSession]
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-async def _caller(request: Request, session: SessionDep) -> tokens_service.Caller:
+async def _caller(request: Request) -> tokens_service.Caller:
     """A bearer token, or the dashboard's session cookie plus its CSRF header; then the
-    tenant's API rate quota."""
+    tenant's API rate quota.
+
+    The token is looked up in a transaction of its own, not the request's: most routes
+    then wait on another service (a node that may take seconds to answer), and a pooled
+    connection held meanwhile would let a few slow devices starve every other request.
+    """
     authorization = request.headers.get("Authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials:
-        caller = await tokens_service.resolve_token(session=session, token=credentials.strip())
+        caller = await _resolve(request, credentials.strip())
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
@@ -51,10 +57,15 @@ async def _caller(request: Request, session: SessionDep) -> tokens_service.Calle
             )
             if request.headers.get(CSRF_HEADER) != expected:
                 raise CsrfRejected()
-        caller = await tokens_service.resolve_token(session=session, token=cookie)
+        caller = await _resolve(request, cookie)
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.count(tenant_id=caller.identity.tenant_id, limit=caller.api_per_minute)
     return caller
+
+
+async def _resolve(request: Request, token: str) -> tokens_service.Caller:
+    async with transaction(request.app.state.sessions) as session:
+        return await tokens_service.resolve_token(session=session, token=token)
 
 
 CallerDep = Annotated[tokens_service.Caller, Depends(_caller)]
