@@ -22,6 +22,8 @@ DEVICE_CALLABLE = frozenset(
         "edge.registry.beat",
         "edge.orchestrator.report",
         "edge.orchestrator.log_slot",
+        "edge.migration.request",
+        "edge.migration.report",
     }
 )
 

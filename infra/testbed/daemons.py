@@ -202,6 +202,9 @@ def mosquitto_config(directory: Path, *, port: int) -> Path:
                 f"persistence_location {store}/",
                 # Saved every second: a killed broker loses at most a second of queued messages.
                 "autosave_interval 1",
+                # A container's sensors queue here while it moves to a peer (50 msg/s for
+                # minutes, not the default 1000 messages).
+                "max_queued_messages 100000",
                 "log_dest stdout",
                 "",
             ]

@@ -205,6 +205,8 @@ class Topology:
             "AGENT_API_URL": self.api_url,
             "AGENT_DOCKER_URL": here.engine.url,
             "AGENT_MQTT_URL": f"mqtt://127.0.0.1:{MQTT_PORT}",
+            # Peers reach the node's broker over the WAN bridge for migrations.
+            "AGENT_PEER_URL": f"mqtt://{here.wan_ip}:{MQTT_PORT}",
             "AGENT_STATE_DIR": str(here.state_dir),
             "AGENT_HOSTNAME": here.name,
             "AGENT_MAC": here.mac,

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from edgecloud_cli import app as app_module
-from edgecloud_cli import config, context, deploy, download, retries
+from edgecloud_cli import config, context, deploy, download, migrate, retries
 from edgecloud_cli.client import Client
 from edgecloud_cli.config import Credentials
 from edgecloud_cli.target import DEFAULT_URL
@@ -68,4 +68,5 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(retries, "RETRY_DELAYS_S", (0.5, 1.0, 2.0))
     monkeypatch.setattr(deploy, "POLL_INTERVAL_S", 0.0)
     monkeypatch.setattr(download, "POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(migrate, "POLL_INTERVAL_S", 0.0)
     return slept

@@ -3,7 +3,7 @@
 The real gateway is covered by tests/integration and by test_cli_against_stack.py; this one
 lets the command tests shape answers (pages, nulls, 429, odd errors) at will. Its containers,
 commands and events are in fake_containers.py; artifacts, deployments, logs and copies out of
-containers in fake_artifacts.py.
+containers in fake_artifacts.py; migrations in fake_migrations.py.
 """
 
 import itertools
@@ -17,6 +17,7 @@ import httpx
 
 from .fake_artifacts import ArtifactRoutes
 from .fake_containers import ContainerRoutes
+from .fake_migrations import MigrationRoutes
 from .problems import problem
 
 USERNAME = "admin"
@@ -47,7 +48,7 @@ def device(key: str, **changes: Any) -> dict[str, Any]:
 
 
 @dataclass
-class FakeGateway(ContainerRoutes, ArtifactRoutes):
+class FakeGateway(ContainerRoutes, ArtifactRoutes, MigrationRoutes):
     devices: list[dict[str, Any]] = field(default_factory=list)
     page_size: int = 2
     live_tokens: set[str] = field(default_factory=set)
@@ -86,6 +87,7 @@ class FakeGateway(ContainerRoutes, ArtifactRoutes):
         return (
             self.container_route(request)
             or self.artifact_route(request)
+            or self.migration_route(request)
             or problem(404, "not_found", "Not Found")
         )
 

@@ -42,6 +42,7 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ),
     ("GET", "/api/v1/containers/{container_id}/deployments"): (404, None),
     ("POST", "/api/v1/containers/{container_id}/files"): (404, {"path": "/app"}),
+    ("POST", "/api/v1/containers/{container_id}/migrate"): (404, {}),
     ("GET", "/api/v1/containers/{container_id}/logs"): (404, None),
     ("GET", "/api/v1/containers/{container_id}/data"): (404, None),
     ("GET", "/api/v1/deployments/{deployment_id}"): (404, None),

@@ -117,6 +117,8 @@ class Stack:
             "ORCHESTRATOR_STORAGE_URL": self.url("storage"),
             "ORCHESTRATOR_REGISTRY_URL": self.url("registry"),
             "ORCHESTRATOR_REDELIVERY_INTERVAL_S": "1",
+            "MIGRATION_SCHEDULER_REGISTRY_URL": self.url("registry"),
+            "MIGRATION_SCHEDULER_ORCHESTRATOR_URL": self.url("orchestrator"),
             # The stalled-upload test waits this long for the storage to give up.
             "STORAGE_UPLOAD_IDLE_TIMEOUT_S": "2",
             "GATEWAY_PUBLIC_ROUTER_URL": self.router_url,

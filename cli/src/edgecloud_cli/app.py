@@ -1,7 +1,7 @@
 """The ``edgecloud`` commands, all registered here: each parses its options, calls the client,
 hands the answer to :mod:`.output`; :func:`.context.reported` turns the errors we expect into
 one line on stderr. The container commands live in :mod:`.run`, :mod:`.containers`,
-:mod:`.logs`, :mod:`.files` and :mod:`.deploy`; uploads in :mod:`.upload`."""
+:mod:`.logs`, :mod:`.files`, :mod:`.deploy` and :mod:`.migrate`; uploads in :mod:`.upload`."""
 
 import sys
 from dataclasses import replace
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from . import config, containers, context, deploy, files, logs, output, run, upload
+from . import config, containers, context, deploy, files, logs, migrate, output, run, upload
 from .client import ApiError
 from .config import Credentials
 from .context import reported
@@ -172,5 +172,7 @@ app.command("inspect", rich_help_panel="Containers")(containers.inspect)
 app.command("logs", rich_help_panel="Containers")(logs.logs)
 app.command("cp", rich_help_panel="Containers")(files.cp)
 app.command("deploy", rich_help_panel="Containers")(deploy.deploy)
+app.command("migrate", rich_help_panel="Containers")(migrate.migrate)
+app.command("migrations", rich_help_panel="Containers")(migrate.migrations)
 
 app.command("upload", rich_help_panel="Artifacts")(upload.upload)

@@ -6,6 +6,7 @@ has status 0.
 """
 
 import contextlib
+import itertools
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -26,6 +27,8 @@ from .schemas import (
     Device,
     Login,
     Me,
+    Migration,
+    MigrationAccepted,
     NewArtifact,
     NewContainer,
     Token,
@@ -309,6 +312,26 @@ class Client:
         url = f"/api/v1/containers/{_segment(container_id)}/files"
         answer = self._json("POST", url, json={"path": path}, timeout=ACTION_TIMEOUT_S)
         return cast(CopyOut, answer)
+
+    # Migrations
+
+    def migrate(self, container_id: str, *, device: str | None = None) -> MigrationAccepted:
+        """Move a container to ``device``, or (None) to the one the scheduler picks."""
+        path = f"/api/v1/containers/{_segment(container_id)}/migrate"
+        payload = {"device": device}
+        answer = self._json("POST", path, json=payload, timeout=ACTION_TIMEOUT_S)
+        return cast(MigrationAccepted, answer)
+
+    def migration(self, migration_id: str) -> Migration:
+        path = f"/api/v1/migrations/{_segment(migration_id)}"
+        return cast(Migration, self._json("GET", path))
+
+    def migrations(self, *, container: str | None = None, limit: int) -> list[Migration]:
+        """The ``limit`` newest migrations (one page), of one container when given."""
+        params = {"limit": str(limit), **({"container": container} if container else {})}
+        # The first page holds them all: islice stops before a next one is asked for.
+        newest = itertools.islice(self._pages("/api/v1/migrations", params), limit)
+        return cast(list[Migration], list(newest))
 
     @contextlib.contextmanager
     def _stream(

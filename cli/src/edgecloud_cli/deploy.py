@@ -6,16 +6,15 @@ the download's progress is shown on a terminal, and the script's exit code ends 
 follow lines go to stderr; stdout gets the deployment id (or, with ``--json``, the deployment).
 """
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from . import containers, context, output, progress
-from .client import ApiError, Client
+from . import containers, context, following, output, progress
+from .client import Client
 from .context import reported
-from .retries import Retries
+from .output import human_duration
 from .schemas import Deployment, DeploymentStep
 from .upload import Kind, QuietOption, Uploader
 
@@ -30,19 +29,13 @@ class Watch:
     def __init__(self, script: str, *, live: bool) -> None:
         self.script = script
         self.live = live
-        self._printed = 0
+        self._steps = following.EndedSteps()
         self._state: str | None = None
         self._progress: str | None = None
 
     def __call__(self, deployment: Deployment) -> None:
-        done = deployment["state"] in DONE
-        steps = deployment["steps"]
-        while self._printed < len(steps):
-            step = steps[self._printed]
-            if step["duration_ms"] is None and not done:
-                break  # printed when it ends
+        for step in self._steps.new(deployment["steps"], done=deployment["state"] in DONE):
             self._say(describe_step(step))
-            self._printed += 1
         state = deployment["state"]
         if state == "downloading" and self.live:
             self._show_download(deployment)
@@ -83,32 +76,16 @@ def describe_step(step: DeploymentStep) -> str:
     return f"{line} ({output.printable(detail)})" if detail else line
 
 
-def human_duration(ms: float) -> str:
-    """``120 ms``, ``4.2 s``, ``3m07s``."""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes}m{seconds:02d}s"
-
-
 def follow(client: Client, deployment_id: str, watch: Watch) -> Deployment:
     """Read the deployment until it has succeeded or failed; a poll that fails for want of
     an answer (or with a 5xx) is tried again."""
-    retries = Retries()
     try:
-        while True:
-            try:
-                deployment = client.deployment(deployment_id)
-            except ApiError as err:
-                retries.pause(err)
-                continue
-            retries.reset()
-            watch(deployment)
-            if deployment["state"] in DONE:
-                return deployment
-            time.sleep(POLL_INTERVAL_S)
+        return following.until_done(
+            lambda: client.deployment(deployment_id),
+            done=lambda deployment: deployment["state"] in DONE,
+            seen=watch,
+            every_s=POLL_INTERVAL_S,
+        )
     finally:
         watch.finish()
 
@@ -167,7 +144,7 @@ def deploy(
         deployment_id = deployed["deployment"]
         output.notice(f"{container['name']}: deployment {deployment_id} {deployed['state']}")
         if no_follow:
-            _print_result(deployed if as_json else deployment_id, as_json=as_json)
+            output.result(deployed if as_json else deployment_id, as_json=as_json)
             return
         watch = Watch(script.name, live=progress.shown(quiet=quiet))
         try:
@@ -178,15 +155,8 @@ def deploy(
                 f"(see its output: edgecloud logs {container_ref} -f)"
             )
             raise typer.Exit(130) from None
-    _print_result(final if as_json else deployment_id, as_json=as_json)
+    output.result(final if as_json else deployment_id, as_json=as_json)
     _report_end(final, script.name)
-
-
-def _print_result(result: object, *, as_json: bool) -> None:
-    if as_json:
-        output.raw_json(result)
-    else:
-        output.info(str(result))
 
 
 def _report_end(final: Deployment, script: str) -> None:

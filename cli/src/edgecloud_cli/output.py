@@ -17,7 +17,16 @@ from rich.table import Table
 from rich.text import Text
 
 from .client import NO_ANSWER, ApiError
-from .schemas import Command, Container, CreatedToken, Device, DeviceMetrics, Me, Token
+from .schemas import (
+    Command,
+    Container,
+    CreatedToken,
+    Device,
+    DeviceMetrics,
+    Me,
+    Migration,
+    Token,
+)
 
 STATUS_STYLES = {"online": "green", "degraded": "yellow", "offline": "red"}
 STATE_STYLES = {
@@ -28,6 +37,8 @@ STATE_STYLES = {
     "dead": "red",
     "failed": "red",
 }
+# A migration still under way is yellow, like one that ended with a cold restart.
+MIGRATION_STYLES = {"completed": "green", "rolled_back": "red", "failed": "red"}
 SHORT_ID = 12
 # How a queued command reads in a sentence: "the removal is queued".
 ACTION_NOUNS = {"remove": "removal"}
@@ -101,6 +112,14 @@ def raw_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
+def result(value: object, *, as_json: bool) -> None:
+    """What a command ends with on stdout: an id, or with ``--json`` the whole object."""
+    if as_json:
+        raw_json(value)
+    else:
+        info(str(value))
+
+
 def whoami(me: Me) -> None:
     info(f"user:   {me['user']['username']}")
     info(f"tenant: {me['tenant']['name']}")
@@ -160,6 +179,24 @@ def containers(items: Iterable[Container], *, now: datetime | None = None) -> No
             Text(container["image"]),
             Text(container["state"], style=STATE_STYLES.get(container["state"], "")),
             Text(ago(container["created_at"], now=now)),
+        )
+    _console().print(table)
+
+
+def migrations(items: Iterable[Migration], *, now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    table = _table("ID", "CONTAINER", "FROM", "TO", "REASON", "STATE", "FREEZE", "CREATED")
+    for migration in items:
+        freeze = migration["freeze_ms"]
+        table.add_row(
+            Text(migration["id"]),
+            Text(migration["container"][:SHORT_ID]),
+            Text(migration["source"]),
+            Text(migration["target"] or MISSING),
+            Text(migration["reason"]),
+            Text(migration["state"], style=MIGRATION_STYLES.get(migration["state"], "yellow")),
+            Text(MISSING if freeze is None else human_duration(freeze)),
+            Text(ago(migration["created_at"], now=now)),
         )
     _console().print(table)
 
@@ -255,6 +292,16 @@ def human_bytes(size: int | float | None) -> str:
     while value >= 1024 and unit < len(UNITS) - 1:
         value, unit = value / 1024, unit + 1
     return f"{value:.0f} B" if unit == 0 else f"{value:.1f} {UNITS[unit]}"
+
+
+def human_duration(ms: float) -> str:
+    """``120 ms``, ``4.2 s``, ``3m07s``."""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes}m{seconds:02d}s"
 
 
 def _usage(used: int | None, total: int | None) -> str:

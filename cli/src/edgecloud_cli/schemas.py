@@ -200,3 +200,37 @@ class CopyOut(TypedDict):
 
     artifact: str
     command: str
+
+
+class MigrationAccepted(TypedDict):
+    """The answer to ``POST /api/v1/containers/{id}/migrate`` (202)."""
+
+    migration: str
+
+
+class MigrationStep(TypedDict):
+    name: str
+    """select_peer, resource_request, configuration, dependencies, start, handover,
+    stop_source."""
+    started_at: str
+    duration_ms: float | None
+    """None while the step goes on."""
+
+
+class Migration(TypedDict):
+    id: str
+    container: str
+    source: str
+    target: str | None
+    """None until a peer is chosen (or when none was)."""
+    reason: str
+    state: str
+    """requested, planning, transferring, activating, then completed, rolled_back, failed
+    or cold_restarted."""
+    steps: list[MigrationStep]
+    freeze_ms: float | None
+    error_code: NotRequired[str | None]
+    error: NotRequired[str | None]
+    lost_window: NotRequired[dict[str, str] | None]
+    created_at: str
+    finished_at: NotRequired[str | None]

@@ -29,7 +29,10 @@ from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
+from .peers.migration import PeerMigrations
+from .peers.neighbours import NeighbourProber
 from .runtime.docker import DockerRuntime
+from .runtime.feeds import SensorFeeds, run_feeds
 from .settings import AgentSettings
 from .state import credentials
 from .state.desired import DesiredState
@@ -68,6 +71,7 @@ class Agent:
         self._stop = asyncio.Event()
         self.executor: CommandExecutor | None = None
         """Set while the agent runs: the container procedures are registered only then."""
+        self.migrations: PeerMigrations | None = None
 
     async def _on_join(self) -> None:
         self.uplink.enrolment_done()
@@ -77,6 +81,9 @@ class Agent:
         if self.executor is not None:
             try:
                 await rpc.register(self.uplink, self.credential.device_key, self.executor)
+                if self.migrations is not None:
+                    for uri, handle in self.migrations.procedures().items():
+                        await self.uplink.register(uri, handle)
             except UplinkError as err:
                 # The session stays up (heartbeats still tell the cloud how the node is).
                 logger.error("cannot register the container procedures: %s", err)
@@ -182,9 +189,27 @@ class Agent:
                 bulk_gate=self.uplink.wait_bulk_ok,
             )
             stack.callback(setattr, self, "executor", None)
+            feeds = SensorFeeds(runtime=runtime, local_broker_url=settings.mqtt_url)
+            stack.push_async_callback(feeds.close)
+            migrations_dir = settings.state_dir / "migrations"
+            migrations_dir.mkdir(parents=True, exist_ok=True)
+            self.migrations = PeerMigrations(
+                me=self.credential.device_key,
+                runtime=runtime,
+                desired=desired,
+                call=self.uplink.call,
+                work_dir=migrations_dir,
+                local_broker_url=settings.mqtt_url,
+                collaboration_level=settings.collaboration_level,
+                feeds=feeds,
+                own_peer_url=settings.peer_url,
+            )
+            stack.push_async_callback(self.migrations.close)
+            stack.callback(setattr, self, "migrations", None)
             deployments.resume_unfinished()
             if settings.relay_listen:
                 await self._start_relay(stack)
+            neighbours = NeighbourProber(every_s=settings.neighbour_probe_interval_s)
             reporter = HeartbeatReporter(
                 uplink=self.uplink,
                 probe=self.probe,
@@ -192,10 +217,16 @@ class Agent:
                 interval_s=settings.heartbeat_interval_s,
                 timeout_s=settings.call_timeout_s,
                 lowpan_interval_s=settings.lowpan_heartbeat_interval_s,
+                neighbours=neighbours,
             )
             async with asyncio.TaskGroup() as tasks:
                 uplink_task = tasks.create_task(self.uplink.run(), name="uplink")
                 reporter_task = tasks.create_task(reporter.run(), name="heartbeat")
+                neighbours_task = tasks.create_task(neighbours.run(), name="neighbours")
+                feeds_task = tasks.create_task(
+                    run_feeds(feeds, lambda: [d.spec for d in desired.all() if d.running]),
+                    name="sensor-feeds",
+                )
                 reports_task = tasks.create_task(reports.run(), name="node-reports")
                 events_task = tasks.create_task(
                     forward_container_events(runtime, reports, observe),
@@ -220,6 +251,8 @@ class Agent:
                 # in flight, then leave: the cloud hears the leave last.
                 await self.executor.wait_idle(settings.call_timeout_s)
                 events_task.cancel()
+                neighbours_task.cancel()
+                feeds_task.cancel()
                 inventory_task.cancel()
                 data_task.cancel()
                 reports_task.cancel()

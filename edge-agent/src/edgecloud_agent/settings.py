@@ -2,7 +2,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import PositiveFloat, PositiveInt, SecretStr, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .runtime.errors import PolicyRefused
@@ -71,6 +71,13 @@ class AgentSettings(BaseSettings):
     lowpan_heartbeat_interval_s: float = 60.0
     """Beats over the mesh: each costs it about 550 bytes with its acknowledgements, so one a
     minute; the cloud shows the node offline after three missed ones."""
+
+    peer_url: str = ""
+    """Where peers reach this node's broker for migrations, ``mqtt://host:port`` (an address
+    of this node they can route to); empty: the node takes no part in peer migration."""
+    collaboration_level: int = Field(default=2, ge=0, le=2)
+    """The most this node offers peers: 0 messaging only, 1 storage, 2 storage and compute."""
+    neighbour_probe_interval_s: PositiveFloat = 30.0
 
     duty_cycle_awake_s: float = 0.0
     duty_cycle_asleep_s: float = 0.0

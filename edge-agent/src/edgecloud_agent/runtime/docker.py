@@ -451,6 +451,39 @@ class DockerRuntime:
                         written += len(payload)
         return written
 
+    async def volume_path(self, container_id: str) -> Path:
+        """Where the container's application volume is on this node's filesystem."""
+        name = app_volume(container_id)
+        async with self._calling(f"inspect volume {name}", self._timeout):
+            data = await self._client()._query_json(f"volumes/{name}")
+        return Path(data["Mountpoint"])
+
+    async def image_id(self, image: str) -> str | None:
+        """The engine's id (content digest) of ``image``; None when it lacks the image."""
+        try:
+            async with self._calling(f"inspect image {image}", self._timeout):
+                data = await self._client().images.inspect(image)
+        except RuntimeFailure as err:
+            if err.status == 404:
+                return None
+            raise
+        return str(data["Id"])
+
+    async def save_image(self, image: str, destination: Path) -> int:
+        """Write ``docker save`` of ``image`` to ``destination``; its size."""
+        written = 0
+        async with (
+            self._calling(f"save {image}", self._transfer_timeout),
+            self._client()._query(
+                "images/get", "GET", params={"names": image}, timeout=None
+            ) as response,
+        ):
+            with destination.open("wb") as out:
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    out.write(chunk)
+                    written += len(chunk)
+        return written
+
     async def load_image(self, archive: Path) -> None:
         """Load a ``docker save`` archive into the engine."""
 

@@ -16,6 +16,7 @@ from edgecloud_contracts.heartbeat import (
     Link,
 )
 
+from ..peers.neighbours import NeighbourProber
 from ..runtime.docker import RuntimeUnavailable
 from ..uplink.errors import CallFailed, CallTimeout, UplinkError
 from .system import SystemProbe
@@ -61,8 +62,10 @@ class HeartbeatReporter:
         interval_s: float,
         timeout_s: float,
         lowpan_interval_s: float | None = None,
+        neighbours: NeighbourProber | None = None,
     ) -> None:
         self._uplink = uplink
+        self._neighbours = neighbours
         self._lowpan_interval = lowpan_interval_s or interval_s
         self._probe = probe
         self._runtime = runtime
@@ -95,6 +98,7 @@ class HeartbeatReporter:
             seq=self._seq,
             sent_at=datetime.now(UTC),
             next_contact_at=self._uplink.next_contact_at,
+            neighbours=self._neighbours.rtts() if self._neighbours is not None else {},
         )
 
     async def send_one(self) -> HeartbeatAck:
@@ -123,6 +127,8 @@ class HeartbeatReporter:
         self.sent += 1
         self._acked_containers = beat.containers
         self.last_ack = HeartbeatAck.model_validate(answer)
+        if self.last_ack.peers is not None and self._neighbours is not None:
+            self._neighbours.update(self.last_ack.peers)
         return self.last_ack
 
     @property

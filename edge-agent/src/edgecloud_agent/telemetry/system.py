@@ -50,6 +50,8 @@ class SystemProbe:
         self.id = device_id(self.hostname, self.mac)
         self._name = settings.name or self.hostname
         self._location = settings.location
+        self._peer_url = settings.peer_url
+        self._collaboration_level = settings.collaboration_level
         self._disk_path = str(settings.disk_path)
         self._info: DeviceInfo | None = None
         self._info_read_at = float("-inf")
@@ -76,6 +78,8 @@ class SystemProbe:
             memory_total=psutil.virtual_memory().total,
             disk_total=psutil.disk_usage(self._disk_path).total,
             agent_version=__version__,
+            peer_url=self._peer_url,
+            collaboration_level=self._collaboration_level,
         )
 
     def metrics(self) -> Metrics:

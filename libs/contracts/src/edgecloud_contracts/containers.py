@@ -57,6 +57,10 @@ class CommandState(StrEnum):
     EXPIRED = "expired"
 
 
+SENSOR_TOPIC = r"^[^$\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+"""An MQTT topic filter of the node's sensors; never a broker's own ``$SYS`` topics."""
+
+
 class Limits(WireModel):
     memory: Annotated[int, Field(ge=6 * MIB, le=64 << 30, description="bytes")] = DEFAULT_MEMORY
     cpus: Annotated[float, Field(gt=0, le=64)] = DEFAULT_CPUS
@@ -81,6 +85,13 @@ class ContainerConfig(WireModel):
     limits: Limits = Limits()
     auto_remove: bool = False
     restart_policy: Literal["no", "on-failure", "unless-stopped"] = "unless-stopped"
+    subscriptions: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200, pattern=SENSOR_TOPIC)]],
+        Field(max_length=16),
+    ] = []
+    """Sensor topics (MQTT filters) on the node's broker fed to the application, one JSON
+    line per message in ``/app/inbox.jsonl``: received in a persistent session, so none is
+    lost while the container moves to a peer."""
 
     @field_validator("env")
     @classmethod
@@ -93,6 +104,10 @@ class ContainerConfig(WireModel):
 
 class ContainerSpec(ContainerConfig):
     """Everything a node needs to create one tenant container."""
+
+    sensor_broker: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)] | None = None
+    """Where the subscriptions are read: None, the node's own broker; after a migration, the
+    broker of the node the container left, where its sensors still publish."""
 
     container_id: Annotated[str, Field(min_length=1, max_length=64)]
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]

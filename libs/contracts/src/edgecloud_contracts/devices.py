@@ -33,6 +33,10 @@ class DeviceView(BaseModel):
     metrics: DeviceMetricsNow
     next_contact_at: datetime | None = None
     """For a node on a duty cycle: when it will next connect (commands queue until then)."""
+    peer_url: str = ""
+    collaboration_level: int = 2
+    neighbours: dict[str, float] = {}
+    """Round trips (ms) the node measured to its peers."""
 
 
 class DeviceDetail(DeviceView):

@@ -7,6 +7,8 @@ PAYLOAD_TOO_LARGE: Final = "edge.error.payload_too_large"
 NOT_AUTHORIZED: Final = "edge.error.not_authorized"
 UNAVAILABLE: Final = "edge.error.unavailable"
 NOT_FOUND: Final = "edge.error.not_found"
+FAILED_PRECONDITION: Final = "edge.error.failed_precondition"
+"""The request is valid but the device is not in a state to carry it out."""
 FULL_HEARTBEAT_NEEDED: Final = "edge.error.full_heartbeat_needed"
 """A compact beat from a device the registry has no full heartbeat of yet."""
 

@@ -45,6 +45,15 @@ class DeviceInfo(WireModel):
     memory_total: Annotated[int, Field(ge=0)]
     disk_total: Annotated[int, Field(ge=0)]
     agent_version: Annotated[str, Field(max_length=40)] = ""
+    peer_url: Annotated[str, Field(max_length=300, pattern=r"^(mqtt://\S+)?$")] = ""
+    """Where peers reach this node's broker for migrations (``mqtt://host:port``); empty
+    when the node takes no part in them."""
+    collaboration_level: Annotated[int, Field(ge=0, le=2)] = 2
+    """What the node offers peers at most: 0 messaging only, 1 storage too, 2 storage,
+    CPU and memory (it may answer a resource request with less when it is busy)."""
+
+
+MAX_NEIGHBOURS = 32
 
 
 class Metrics(WireModel):
@@ -75,6 +84,12 @@ class Heartbeat(WireModel):
     sent_at: datetime
     next_contact_at: datetime | None = None
     """A node on a duty cycle: when it will be back after closing its uplink to save power."""
+    neighbours: Annotated[
+        dict[Annotated[str, Field(pattern=KEY_PATTERN)], Annotated[float, Field(ge=0)]],
+        Field(max_length=MAX_NEIGHBOURS),
+    ] = {}
+    """Round trips (ms) to the peers' brokers, as measured from this node: the scheduler
+    prefers near peers."""
 
 
 class CompactBeat(WireModel):
@@ -114,7 +129,12 @@ class CompactBeat(WireModel):
             n=int(beat.next_contact_at.timestamp()) if beat.next_contact_at else None,
         )
 
-    def expand(self, device: DeviceInfo, containers: list[ContainerState]) -> "Heartbeat":
+    def expand(
+        self,
+        device: DeviceInfo,
+        containers: list[ContainerState],
+        neighbours: dict[str, float] | None = None,
+    ) -> "Heartbeat":
         """The full heartbeat this stands for, given what the registry knows of the device."""
         cpu, load, memory, disk = self.m
         return Heartbeat(
@@ -127,9 +147,13 @@ class CompactBeat(WireModel):
             seq=self.s,
             sent_at=datetime.now(UTC),
             next_contact_at=datetime.fromtimestamp(self.n, UTC) if self.n is not None else None,
+            neighbours=neighbours or {},
         )
 
 
 class HeartbeatAck(WireModel):
     status: DeviceStatus
     interval_s: float
+    peers: dict[str, str] | None = None
+    """Answering a full heartbeat: the nearby nodes' peer URLs, whose round trips the node
+    measures and reports (never sent over the slow mesh)."""

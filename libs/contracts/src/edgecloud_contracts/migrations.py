@@ -11,10 +11,12 @@ not running anywhere).
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
 from .heartbeat import WireModel
+from .identity import KEY_PATTERN
 
 
 class MigrationState(StrEnum):
@@ -93,3 +95,83 @@ class MigrationView(WireModel):
 class MigrationPage(WireModel):
     items: list[MigrationView]
     next_cursor: str | None
+
+
+class MigrationEvent(MigrationView):
+    """Published on ``edge.event.migration`` at every step and at the end of a migration.
+    ``tenant`` lets the gateway pass it to that tenant only."""
+
+    tenant: str
+
+
+class MigrateRequest(WireModel):
+    """``POST /api/v1/containers/{id}/migrate``: move the container to ``device``, or to
+    the peer the scheduler picks when it is left out."""
+
+    device: Annotated[str, Field(pattern=KEY_PATTERN, max_length=100)] | None = None
+
+
+class MigrationAccepted(WireModel):
+    """The answer (202) to a migrate request: follow it at ``GET /migrations/{id}``."""
+
+    migration: str
+
+
+# Between the scheduler and the two agents of a move (WAMP). The agents then talk to each
+# other over MQTT, through the target's broker (edgecloud_agent.peers).
+
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
+
+
+class MigrationExpectation(WireModel):
+    """``edge.device.<target>.migration.expect``: a migration is coming from ``source``;
+    only a peer presenting ``token`` is served."""
+
+    migration: Annotated[str, Field(min_length=1, max_length=64)]
+    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
+    source: Annotated[str, Field(pattern=KEY_PATTERN)]
+    token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
+
+
+class MigrationOrder(WireModel):
+    """``edge.device.<source>.migration.start``: move the container to ``target``, whose
+    broker is at ``target_url``. Answered with a :class:`MigrationOutcome` when done."""
+
+    migration: Annotated[str, Field(min_length=1, max_length=64)]
+    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    docker_name: Annotated[str, Field(min_length=1, max_length=128)]
+    target: Annotated[str, Field(pattern=KEY_PATTERN)]
+    target_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
+    token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
+
+
+class MigrationOutcome(WireModel):
+    ok: bool
+    steps: list[MigrationStep]
+    freeze_ms: float | None = None
+    error_code: str | None = None
+    error: str | None = None
+    rolled_back: bool = False
+    """The target could not take over and the source kept (or resumed) its copy."""
+
+
+class StepReport(WireModel):
+    """``edge.migration.report``: an agent's step of a migration, as it happens."""
+
+    migration: Annotated[str, Field(min_length=1, max_length=64)]
+    step: MigrationStep
+    state: MigrationState | None = None
+
+
+class NodeMigrationRequest(WireModel):
+    """``edge.migration.request``: a node's monitor asks for containers to move off it
+    (sustained pressure, a predicted failure, an operator's drain)."""
+
+    reason: MigrationReason
+    containers: (
+        Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=256)] | None
+    ) = None
+    """The containers to move; None: every container of the node."""
+    detail: Annotated[str, Field(max_length=500)] = ""
+    """What the monitor saw, for people (e.g. ``cpu 97% for 60 s``)."""

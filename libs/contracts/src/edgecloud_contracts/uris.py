@@ -21,6 +21,10 @@ COMPACT_BEAT: Final = "edge.registry.beat"
 NODE_REPORT: Final = "edge.orchestrator.report"
 LOG_SLOT: Final = "edge.orchestrator.log_slot"
 """A node about to remove a finished job-style container asks where to upload its logs."""
+MIGRATION_REQUEST: Final = "edge.migration.request"
+"""A node's monitor asks for its containers to be moved (overload, predicted failure)."""
+MIGRATION_REPORT: Final = "edge.migration.report"
+"""A node reports a step of a migration it takes part in."""
 
 # Router -> registry: the dynamic authenticator for device credentials.
 AUTHENTICATE_DEVICE: Final = "edge.registry.authenticate_device"
@@ -54,3 +58,9 @@ CONTAINER_LOGS: Final = "container.logs"
 def container_operation(action: str) -> str:
     """The device operation for a container command, e.g. ``container.create``."""
     return f"container.{action}"
+
+
+MIGRATION_EXPECT: Final = "migration.expect"
+"""Device operation: get ready to receive a container from a peer."""
+MIGRATION_START: Final = "migration.start"
+"""Device operation: move a container to a peer."""

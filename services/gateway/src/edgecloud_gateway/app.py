@@ -111,6 +111,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                         Subscription(uris.EVENT_COMMAND, hub.on_command),
                         Subscription(uris.EVENT_DEPLOYMENT, hub.on_deployment),
                         Subscription(uris.EVENT_ALERT, hub.on_alert),
+                        Subscription(uris.EVENT_MIGRATION, hub.on_migration),
                     ],
                 )
             )

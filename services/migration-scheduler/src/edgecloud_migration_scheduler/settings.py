@@ -1,5 +1,6 @@
 from typing import ClassVar
 
+from pydantic import Field, PositiveFloat
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import ServiceSettings
@@ -9,3 +10,20 @@ class MigrationSchedulerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MIGRATION_SCHEDULER_", extra="ignore")
     service_name: ClassVar[str] = "migration-scheduler"
     default_port: ClassVar[int] = 8004
+
+    registry_url: str = "http://127.0.0.1:8001"
+    orchestrator_url: str = "http://127.0.0.1:8002"
+    max_rtt_ms: PositiveFloat = 100.0
+    """Peers farther than this (round trip from the source) are not chosen."""
+    unknown_rtt_ms: PositiveFloat | None = None
+    """What a peer the source has not measured counts as; None: it is not chosen."""
+    expect_timeout_s: PositiveFloat = 10.0
+    move_timeout_s: PositiveFloat = 900.0
+    """The whole transfer, image included, as the source runs it."""
+    node_lost_after_s: PositiveFloat = 60.0
+    """A node silent this long (and unseen by its neighbours) is lost: its containers start
+    again on peers. Longer than the outages a node rides out on its own."""
+    node_loss_check_every_s: PositiveFloat = 5.0
+    max_lost_share: float = Field(default=0.5, gt=0, le=1)
+    """More nodes than this share silent at once is an outage of the network or the cloud,
+    not lost nodes: nothing is moved."""

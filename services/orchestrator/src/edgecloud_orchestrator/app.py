@@ -108,6 +108,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             data_router.router,
             containers_router.router,
             containers_router.images_router,
+            containers_router.nodes_router,
             commands_router.router,
         ],
         description="Containers (desired spec, owner, node), the command outbox, deployments.",

@@ -1,4 +1,5 @@
-"""Public REST: containers and commands, answered by the orchestrator; every action audited."""
+"""Public REST: containers and commands, answered by the orchestrator (a migration by the
+migration-scheduler); every action audited."""
 
 from datetime import datetime
 from typing import Annotated, Literal
@@ -18,11 +19,12 @@ from edgecloud_contracts.containers import (
     FilesAccepted,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.migrations import MigrateRequest, MigrationAccepted
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_servicekit.internal_http import passed_on
 
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, OrchestratorDep, PathId, SessionDep
+from ..deps import IdentityDep, OrchestratorDep, PathId, SchedulerDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["containers"])
 
@@ -222,6 +224,43 @@ async def data(
     )
 
 
+@router.post(
+    "/containers/{container_id}/migrate",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MigrationAccepted,
+    responses={
+        404: {"description": "container_not_found: no such container, or another tenant's"},
+        409: {"description": "migration_in_progress: the container is already moving"},
+        422: {
+            "description": "no_suitable_peer (no device can take it), device_not_eligible "
+            "(the device asked for cannot), or validation_failed"
+        },
+        503: {"description": "the migration-scheduler (or what it needs) is not available now"},
+    },
+)
+async def migrate(
+    container_id: PathId,
+    body: MigrateRequest,
+    identity: IdentityDep,
+    scheduler: SchedulerDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """Move the container to ``device``, or to the peer the migration-scheduler picks; follow
+    it with ``GET /migrations/{id}`` or the ``migration`` events."""
+    trail.begin("container.migrate", target=f"container:{container_id}", caller=identity)
+    answer = await scheduler.request(
+        "POST",
+        "/v1/migrations",
+        identity=identity,
+        json={"container": container_id, "device": body.device},
+    )
+    trail.note(migration=answer.json()["migration"], device=body.device)
+    record_success(session, trail)
+    return passed_on(answer)
+
+
+# Last: its path would also match deploy, files and migrate above.
 @router.post("/containers/{container_id}/{action}", response_model=ContainerView)
 async def act(
     container_id: PathId,

@@ -47,6 +47,7 @@ _CODE_FIELDS = {
     "image_not_found": "image",
     "arch_mismatch": "device",
     "no_matching_device": "device",
+    "device_not_eligible": "device",
     "interface_not_declared": "interfaces",
     "quota_exceeded": "name",
     "name_taken": "name",

@@ -10,27 +10,27 @@ from fastapi.responses import HTMLResponse, Response
 from edgecloud_contracts.identity import KEY_PATTERN
 
 from .api import ApiError, segment
-from .render import ActingViewerDep, Viewer, ViewerDep, form_values, page, wants_part
+from .render import (
+    ActingViewerDep,
+    Viewer,
+    ViewerDep,
+    form_values,
+    optional,
+    page,
+    wants_part,
+)
 
 router = APIRouter(include_in_schema=False)
 
 STATUSES = ("online", "degraded", "offline")
 
 
-async def _optional(coroutine: Any, fallback: Any) -> Any:
-    """A panel that cannot be filled says so instead of taking the whole page down."""
-    try:
-        return await coroutine
-    except ApiError as err:
-        return {"unavailable": err.message, **fallback}
-
-
 async def _overview(viewer: Viewer) -> dict[str, Any]:
     devices, containers, migrations, alerts = await asyncio.gather(
         viewer.api.all_pages("/devices"),
         viewer.api.all_pages("/containers"),
-        _optional(viewer.api.get("/migrations", limit=5), {"items": []}),
-        _optional(viewer.api.get("/alerts", limit=5), {"items": []}),
+        optional(viewer.api.get("/migrations", limit=5), {"items": []}),
+        optional(viewer.api.get("/alerts", limit=5), {"items": []}),
     )
     device_counts = Counter(d["status"] for d in devices)
     container_counts = Counter(c["state"] for c in containers)
@@ -49,7 +49,7 @@ async def overview(request: Request, viewer: ViewerDep) -> HTMLResponse:
     if wants_part(request, "overview-counts"):  # a live refresh of the counts only
         return page(request, "_overview_counts.html", viewer, **(await _overview(viewer)))
     recent = (
-        await _optional(viewer.api.get("/audit", limit=10), {"items": []})
+        await optional(viewer.api.get("/audit", limit=10), {"items": []})
         if viewer.is_admin
         else None
     )
@@ -92,7 +92,7 @@ async def device(request: Request, key: str, viewer: ViewerDep) -> HTMLResponse:
     key = segment(key, KEY_PATTERN)
     device, history, containers = await asyncio.gather(
         viewer.api.get(f"/devices/{key}"),
-        _optional(viewer.api.get(f"/devices/{key}/history", limit=20), {"items": []}),
+        optional(viewer.api.get(f"/devices/{key}/history", limit=20), {"items": []}),
         viewer.api.all_pages("/containers", device=key),
     )
     return page(

@@ -201,6 +201,14 @@ def wants_part(request: Request, element_id: str) -> bool:
     return is_htmx(request) and request.headers.get("HX-Target") == element_id
 
 
+async def optional(coroutine: Any, fallback: Any) -> Any:
+    """A panel that cannot be filled says so instead of taking the whole page down."""
+    try:
+        return await coroutine
+    except ApiError as err:
+        return {"unavailable": err.message, **fallback}
+
+
 def form_values(form: Mapping[str, Any]) -> dict[str, str]:
     """The text fields of a submitted form, trimmed (files and the CSRF field left out)."""
     return {k: v.strip() for k, v in form.items() if isinstance(v, str) and k != CSRF_FIELD}

@@ -104,6 +104,15 @@ async def change_member(request: Request, user_id: str, viewer: ActingViewerDep)
 
 
 @router.get("/migrations", response_class=HTMLResponse)
-async def migrations(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    listed = await viewer.api.get("/migrations", limit=100)
-    return page(request, "migrations.html", viewer, migrations=listed["items"])
+async def migrations(request: Request, viewer: ViewerDep, container: str = "") -> HTMLResponse:
+    """The latest migrations (of one container when asked); its rows refresh live."""
+    listed = await viewer.api.get("/migrations", limit=100, container=container)
+    parts = {"migration-rows": "_migration_rows.html"}
+    return page(
+        request,
+        "migrations.html",
+        viewer,
+        parts=parts,
+        migrations=listed["items"],
+        container=container,
+    )

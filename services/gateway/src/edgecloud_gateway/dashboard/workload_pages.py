@@ -1,4 +1,5 @@
-"""Workloads: launching containers, their list and detail, applications, files and data."""
+"""Workloads: launching containers, their list and detail, applications, files, migrations
+and data."""
 
 import asyncio
 import shlex
@@ -16,6 +17,7 @@ from .render import (
     Viewer,
     ViewerDep,
     form_values,
+    optional,
     page,
     redirect,
     wants_part,
@@ -79,12 +81,17 @@ async def _launch_context(viewer: Viewer, image: str = "") -> dict[str, Any]:
     for device in devices:
         device["fits"] = fits(device["arch"], set(platforms) if platforms is not None else None)
     return {
-        "devices": sorted(
-            devices, key=lambda d: (not d["fits"], d["status"] != "online", d["name"])
-        ),
+        "devices": _offered(devices),
         "platforms": platforms,
         "platforms_unknown": bool(image) and platforms is None,
     }
+
+
+def _offered(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Devices in the order a form offers them: those that fit first, then online ones."""
+    return sorted(
+        devices, key=lambda d: (not d.get("fits", True), d["status"] != "online", d["name"])
+    )
 
 
 @router.get("/launch", response_class=HTMLResponse)
@@ -153,9 +160,22 @@ async def _outputs(viewer: Viewer, container_id: str) -> dict[str, Any]:
     }
 
 
+async def _migrations(viewer: Viewer, container_id: str) -> dict[str, Any]:
+    """The container's latest migrations; the page still shows when the scheduler is down."""
+    listed = viewer.api.get("/migrations", container=container_id, limit=5)
+    return {"container_id": container_id, "migrations": await optional(listed, {"items": []})}
+
+
+async def _migrate_targets(viewer: Viewer) -> dict[str, Any]:
+    """The devices the migrate form offers: the launch form's (the container's own is left
+    out by the template)."""
+    return {"devices": _offered(await viewer.api.all_pages("/devices"))}
+
+
 @router.get("/containers/{container_id}", response_class=HTMLResponse)
 async def container(request: Request, container_id: str, viewer: ViewerDep) -> HTMLResponse:
-    """The page, or one of its live panels (state, outputs) when htmx refreshes it."""
+    """The page, or one of its live panels (state, outputs, migrations) when htmx refreshes
+    it."""
     container_id = segment(container_id)
     if wants_part(request, "container-status"):
         context = await _container(viewer, container_id)
@@ -163,10 +183,25 @@ async def container(request: Request, container_id: str, viewer: ViewerDep) -> H
     if wants_part(request, "outputs"):
         context = await _outputs(viewer, container_id)
         return page(request, "_container_outputs.html", viewer, **context)
-    state, outputs = await asyncio.gather(
-        _container(viewer, container_id), _outputs(viewer, container_id)
+    if wants_part(request, "container-migrations"):
+        context = await _migrations(viewer, container_id)
+        return page(request, "_container_migrations.html", viewer, **context)
+    state, outputs, migrations, targets = await asyncio.gather(
+        _container(viewer, container_id),
+        _outputs(viewer, container_id),
+        _migrations(viewer, container_id),
+        _migrate_targets(viewer),
     )
-    return page(request, "container.html", viewer, **state, **outputs)
+    return page(
+        request,
+        "container.html",
+        viewer,
+        values={},
+        **state,
+        **outputs,
+        **migrations,
+        **targets,
+    )
 
 
 async def _outputs_after(
@@ -201,6 +236,38 @@ async def fetch_files(request: Request, container_id: str, viewer: ActingViewerD
     return await _outputs_after(request, viewer, container_id, call, "files")
 
 
+@router.post("/containers/{container_id}/migrate", response_class=HTMLResponse)
+async def migrate(request: Request, container_id: str, viewer: ActingViewerDep) -> HTMLResponse:
+    """Answer with the migrate form again, the migration accepted or why it was refused,
+    and the container's migrations (swapped in out of band)."""
+    container_id = segment(container_id)
+    device = form_values(await request.form()).get("device", "")
+    error: ApiError | None = None
+    accepted: dict[str, Any] | None = None
+    try:
+        body = {"device": device or None}  # none chosen: the scheduler picks
+        accepted = await viewer.api.post(f"/containers/{container_id}/migrate", body)
+    except ApiError as err:
+        error = err
+    state, migrations, targets = await asyncio.gather(
+        _container(viewer, container_id),
+        _migrations(viewer, container_id),
+        _migrate_targets(viewer),
+    )
+    return page(
+        request,
+        "_migrate_form.html",
+        viewer,
+        error=error,
+        accepted=accepted,
+        answered=True,
+        values={"device": device} if error else {},
+        **state,
+        **migrations,
+        **targets,
+    )
+
+
 @router.get("/data", response_class=HTMLResponse)
 async def data(request: Request, viewer: ViewerDep, container: str = "") -> HTMLResponse:
     containers = (await _containers(viewer))["containers"]
@@ -210,7 +277,7 @@ async def data(request: Request, viewer: ViewerDep, container: str = "") -> HTML
     return page(request, "data.html", viewer, containers=containers, chosen=chosen)
 
 
-# Last: its path would also match the deploy and files actions above.
+# Last: its path would also match the deploy, files and migrate actions above.
 @router.post("/containers/{container_id}/{action}", response_class=HTMLResponse)
 async def act(
     request: Request, container_id: str, action: str, viewer: ActingViewerDep

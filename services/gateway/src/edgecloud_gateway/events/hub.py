@@ -66,3 +66,6 @@ class EventHub:
 
     async def on_alert(self, event: Any) -> None:
         self._fan_out("alert", event)
+
+    async def on_migration(self, event: Any) -> None:
+        self._fan_out("migration", event)

@@ -39,8 +39,8 @@ async def _visible_devices(registry: ServiceClient, identity: Identity) -> set[s
 async def events(
     request: Request, identity: IdentityDep, registry: RegistryDep
 ) -> StreamingResponse:
-    """Device status, container status, command and alert events of the caller's tenant,
-    live."""
+    """Device status, container status, command, deployment, alert and migration events of
+    the caller's tenant, live."""
     hub: EventHub = request.app.state.events
     listener = Listener(tenant_id=identity.tenant_id, operator=identity.is_operator)
     if not identity.is_operator:

@@ -2,15 +2,40 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, status
+from pydantic import Field
 
-from edgecloud_contracts.migrations import MigrationPage, MigrationView
+from edgecloud_contracts.migrations import (
+    MigrateRequest,
+    MigrationAccepted,
+    MigrationPage,
+    MigrationReason,
+    MigrationView,
+)
 from edgecloud_contracts.text import OBJECT_ID
 
 from ..deps import CallerDep, SessionsDep
 from . import service
 
 router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
+
+
+class MigrateContainer(MigrateRequest):
+    container: Annotated[str, Field(max_length=64, pattern=OBJECT_ID)]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MigrationAccepted)
+async def migrate(body: MigrateContainer, caller: CallerDep, request: Request) -> MigrationAccepted:
+    """Move a container of the caller's tenant to ``device``, or to the peer chosen for it;
+    follow it at ``GET /v1/migrations/{id}`` or in the events."""
+    coordinator = request.app.state.coordinator
+    migration = await coordinator.start(
+        caller=caller,
+        container_id=body.container,
+        device=body.device,
+        reason=MigrationReason.MANUAL,
+    )
+    return MigrationAccepted(migration=migration)
 
 
 @router.get("", response_model=MigrationPage)

@@ -189,3 +189,17 @@ def to_view(row: CommandRow) -> CommandView:
         sent_at=row.sent_at,
         finished_at=row.finished_at,
     )
+
+
+async def cancel_pending(*, session: AsyncSession, container_id: str) -> None:
+    """The container's commands still waiting for a node that is gone: failed, unsent."""
+    rows = await session.scalars(
+        select(CommandRow)
+        .where(CommandRow.container_id == container_id, CommandRow.state.in_(PENDING))
+        .with_for_update()
+    )
+    now = utcnow()
+    for row in rows.all():
+        row.state = CommandState.FAILED.value
+        row.error_code, row.error = "node_lost", "the node was lost; the container moved"
+        row.finished_at = now

@@ -57,3 +57,10 @@ class ArchMismatch(Unprocessable):
             f"{image} is built for {', '.join(sorted(platforms))}; {device} is {arch}",
             platforms=sorted(platforms),
         )
+
+
+class MovedElsewhere(Conflict):
+    default_code = "container_moved"
+
+    def __init__(self, container_id: str, device: str) -> None:
+        super().__init__(f"container {container_id} is on {device} now", device=device)

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from edgecloud_contracts.artifacts import ArtifactKind
 from edgecloud_contracts.containers import (
@@ -19,6 +20,7 @@ from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.problems import Forbidden
 from edgecloud_servicekit.wamp import WampError
 
 from ..commands.dispatch import Dispatcher
@@ -31,6 +33,7 @@ from .models import Container
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
 images_router = APIRouter(prefix="/v1/images", tags=["images"])
+nodes_router = APIRouter(prefix="/v1/nodes", tags=["containers"])
 ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
 _IMAGE_KINDS = {ArtifactKind.IMAGE.value, ArtifactKind.FILE.value}
 
@@ -171,6 +174,47 @@ async def get_container(
     return service.to_view(container, command=waiting)
 
 
+class Relocation(BaseModel):
+    source: Annotated[str, Field(pattern=KEY_PATTERN)]
+    target: Annotated[str, Field(pattern=KEY_PATTERN)]
+    migration: Annotated[str, Field(min_length=1, max_length=64)]
+    sensor_broker: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)] | None = None
+    restart: bool = False
+    """The source is lost: the target creates the container afresh (a cold restart)."""
+
+
+# Before /{id}/{action}, which would take this path and refuse the action.
+@router.post("/{container_id}/relocation", response_model=ContainerView)
+async def relocate(
+    container_id: ContainerId,
+    body: Relocation,
+    request: Request,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    dispatcher: DispatcherDep,
+    events: EventsDep,
+) -> ContainerView:
+    """The migration-scheduler moves the container's record to the node that now runs it,
+    or (``restart``) that is to start it afresh."""
+    if not caller.is_operator:
+        raise Forbidden("only the migration-scheduler moves containers", code="operator_only")
+    async with transaction(sessions) as session:
+        container, command = await service.relocate(
+            session=session,
+            container_id=container_id,
+            source=body.source,
+            target=body.target,
+            sensor_broker=body.sensor_broker,
+            restart=body.restart,
+            ttl=_ttl(request),
+        )
+    await events.container(container)
+    if command is not None:
+        await dispatcher.deliver(command.id, wait_s=0)
+        return service.to_view(container, command=command.id)
+    return service.to_view(container)
+
+
 @router.post("/{container_id}/{action}", response_model=ContainerView)
 async def act(
     container_id: ContainerId,
@@ -204,3 +248,21 @@ async def remove(
     return await _outcome(
         request, sessions, dispatcher, command, success=status.HTTP_204_NO_CONTENT
     )
+
+
+class NodeContainer(BaseModel):
+    id: str
+    tenant: str
+
+
+@nodes_router.get("/{device}/containers", response_model=list[NodeContainer])
+async def containers_on_node(
+    device: Annotated[str, Path(pattern=KEY_PATTERN)], caller: CallerDep, sessions: SessionsDep
+) -> list[NodeContainer]:
+    """Every tenant's live containers on a node: for the migration-scheduler, when the node
+    is lost and they must start elsewhere."""
+    if not caller.is_operator:
+        raise Forbidden("only operators see every tenant's containers", code="operator_only")
+    async with sessions() as session:
+        rows = await service.on_node(session=session, device_key=device)
+    return [NodeContainer(id=r.id, tenant=r.tenant_id) for r in rows]

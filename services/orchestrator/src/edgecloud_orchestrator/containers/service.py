@@ -28,6 +28,7 @@ from .exceptions import (
     ContainerNotFound,
     ContainerRemoved,
     InterfaceNotDeclared,
+    MovedElsewhere,
     NameTaken,
     QuotaExceeded,
 )
@@ -89,6 +90,7 @@ def new_container(
         limits=request.limits,
         auto_remove=request.auto_remove,
         restart_policy="no" if request.auto_remove else request.restart_policy,
+        subscriptions=request.subscriptions,
         tenant_id=caller.tenant_id,
         owner=caller.username,
         image_archive=image_archive,
@@ -362,3 +364,54 @@ def load(device: dict[str, Any]) -> tuple[float, float]:
         float(metrics.get("cpu_percent") or 0),
         float(metrics.get("memory_used") or 0) / memory_total,
     )
+
+
+async def relocate(
+    *,
+    session: AsyncSession,
+    container_id: str,
+    source: str,
+    target: str,
+    sensor_broker: str | None = None,
+    restart: bool = False,
+    ttl: timedelta = timedelta(hours=1),
+) -> tuple[Container, CommandRow | None]:
+    """A migration moved the container from ``source`` to ``target``: from now on the
+    target's reports and commands are the container's. ``sensor_broker``: where its
+    subscriptions are read from now on (the source's broker, where its sensors publish).
+    ``restart``: the source was lost, so the target creates it afresh from its spec (a
+    cold restart; the create command is returned). Repeating it changes nothing."""
+    row = await session.get(Container, container_id, with_for_update=True)
+    if row is None or row.removed_at is not None:
+        raise ContainerNotFound(container_id)
+    if row.device_key == target:
+        return row, None
+    if row.device_key != source:
+        raise MovedElsewhere(container_id, row.device_key)
+    spec = dict(row.spec)
+    if sensor_broker and spec.get("subscriptions") and not spec.get("sensor_broker"):
+        spec["sensor_broker"] = sensor_broker
+    row.spec, row.device_key, row.updated_at = spec, target, utcnow()
+    if not restart:
+        return row, None
+    # Anything still queued for the lost node is moot; the create brings the desired state.
+    await commands_service.cancel_pending(session=session, container_id=row.id)
+    row.state = PENDING
+    command = commands_service.enqueue(
+        session,
+        tenant_id=row.tenant_id,
+        container_id=row.id,
+        device_key=target,
+        docker_name=row.docker_name,
+        action=Action.CREATE,
+        ttl=ttl,
+        spec=spec,
+    )
+    return row, command
+
+
+async def on_node(*, session: AsyncSession, device_key: str) -> list[Container]:
+    query = select(Container).where(
+        Container.device_key == device_key, Container.removed_at.is_(None)
+    )
+    return list((await session.scalars(query.order_by(Container.created_at))).all())

@@ -29,6 +29,9 @@ class Device(RegistryBase):
     memory_total: Mapped[int] = mapped_column(BigInteger)
     disk_total: Mapped[int] = mapped_column(BigInteger)
     agent_version: Mapped[str] = mapped_column(String(40), default="")
+    peer_url: Mapped[str] = mapped_column(String(300), default="")
+    collaboration_level: Mapped[int] = mapped_column(Integer, default=2)
+    neighbours: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
 
     status: Mapped[str] = mapped_column(String(16), index=True)
     status_reason: Mapped[str] = mapped_column(String(200), default="")

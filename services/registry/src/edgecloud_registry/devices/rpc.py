@@ -22,6 +22,7 @@ from edgecloud_servicekit.observability import WAMP_CALLS
 from .exceptions import IngestOverloaded
 from .ingest import HeartbeatIngest
 from .models import Device
+from .peers import PeerDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class HeartbeatRpc:
     def __init__(self, ingest: HeartbeatIngest, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._ingest = ingest
         self._sessions = sessions
+        self._peers = PeerDirectory(sessions)
 
     async def heartbeat(self, payload: Any = None, *, details: CallDetails) -> dict[str, Any]:
         """``edge.registry.heartbeat(heartbeat)``: record a device's heartbeat."""
@@ -84,15 +86,21 @@ class HeartbeatRpc:
             {name: getattr(device, name) for name in DeviceInfo.model_fields}
         )
         containers = [ContainerState.model_validate(c) for c in device.containers]
-        return await self._submit(compact.expand(info, containers), details)
+        return await self._submit(
+            compact.expand(info, containers, device.neighbours), details, full=False
+        )
 
-    async def _submit(self, beat: Heartbeat, details: CallDetails) -> dict[str, Any]:
+    async def _submit(
+        self, beat: Heartbeat, details: CallDetails, *, full: bool = True
+    ) -> dict[str, Any]:
         try:
             ack = await self._ingest.submit(beat, session_id=details.caller)
+            if full and beat.device.peer_url:
+                ack = ack.model_copy(update={"peers": await self._peers.near(beat.device)})
         except IngestOverloaded as err:
             raise _refuse(errors.UNAVAILABLE, str(err)) from err
         except Exception as err:  # database trouble; the device retries at its next beat
             logger.warning("heartbeat of %s not stored: %s", beat.device.key, err)
             raise _refuse(errors.UNAVAILABLE, "heartbeat could not be stored, retry later") from err
         WAMP_CALLS.labels("registry", uris.HEARTBEAT, "ok").inc()
-        return ack.model_dump(mode="json")
+        return ack.model_dump(mode="json", exclude_none=True)  # no "peers": null on the mesh

@@ -34,6 +34,9 @@ def _view_fields(device: Device) -> dict[str, Any]:
             disk_free=device.disk_free,
         ),
         "next_contact_at": device.next_contact_at,
+        "peer_url": device.peer_url,
+        "collaboration_level": device.collaboration_level,
+        "neighbours": device.neighbours or {},
     }
 
 

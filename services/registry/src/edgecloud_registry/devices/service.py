@@ -157,6 +157,7 @@ def _device_row(
         "disk_free": beat.metrics.disk_free,
         "runtime": beat.runtime,
         "containers": [c.model_dump() for c in beat.containers],
+        "neighbours": beat.neighbours,
     }
 
 

@@ -49,7 +49,7 @@
   }
 
   // --- the live event stream (opened by htmx's SSE extension on <body>) ----------------------
-  const EVENT_KINDS = ["device.status", "container.status", "command", "deployment", "alert"];
+  const EVENT_KINDS = ["device.status", "container.status", "command", "deployment", "alert", "migration"];
   const listeners = new Set(); // (kind, event) => void, for page behaviours below
   document.addEventListener("htmx:sseOpen", (e) => {
     const source = e.detail.source;
@@ -92,6 +92,8 @@
         return `Deployment ${e.id || e.deployment || ""}: ${e.state}`;
       case "alert":
         return e.transition === "cleared" ? `Cleared: ${e.cleared_message || e.message}` : `Alert: ${e.message}`;
+      case "migration":
+        return `Migration of ${e.container} from ${e.source} to ${e.target || "?"}: ${e.state}${e.error_code ? ` (${e.error_code})` : ""}`;
       default:
         return kind;
     }

@@ -1,0 +1,599 @@
+"""The channel two agents talk through during a migration, over one MQTT broker.
+
+Both sides use the target node's Mosquitto: the target locally, the source remotely. Each
+side publishes to ``<topic>/<me>`` and subscribes to ``<topic>/<peer>``, at QoS 2, with a
+persistent session (MQTT 3.1.1, ``clean_session=False``) under a client id derived from
+``me`` and ``topic``: what the broker queued for a side while it was away reaches it when
+it connects again, provided it had connected once before (that is what makes the session).
+Two clients with the same id throw each other off the broker, so keep exactly one
+:class:`PeerChannel` per (``me``, ``topic``) at a time, in the whole fleet.
+
+aiomqtt acknowledges a message before the agent has handled it, so a message that was
+received but is lost to a full queue is lost for good: both queues hold ``queue_max``,
+and the broker holds back (up to its own per-client limit) while they are full. One reader
+task decodes every message, drops malformed ones (``dropped``) and exact repeats
+(``duplicates``), and queues the rest; read them with exactly one consumer at a time.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from .wire import (
+    FILE_CHUNK,
+    FILE_END,
+    FILE_HEAD,
+    INSTANCE_BYTES,
+    MAX_CHUNK_BYTES,
+    MAX_NAME_CHARS,
+    RESERVED_PREFIX,
+    TRANSFER_ID_BYTES,
+    FileAssembler,
+    FileChunk,
+    FileEnd,
+    FileHead,
+    MalformedMessage,
+    PeerError,
+    PeerMessage,
+    PeerTimeout,
+    PeerUnavailable,
+    ProtocolError,
+    TransferFailed,
+    check_kind,
+    decode_message,
+    encode_message,
+)
+
+__all__ = [
+    "FileSink",
+    "FileSource",
+    "PeerChannel",
+    "PeerError",
+    "PeerMessage",
+    "PeerTimeout",
+    "PeerUnavailable",
+    "ProtocolError",
+    "ReceivedFile",
+    "SentFile",
+    "TransferFailed",
+]
+
+logger = logging.getLogger(__name__)
+
+FileSource = bytes | Path | AsyncIterator[bytes]
+FileSink = Path | Callable[[bytes], Awaitable[None]] | None
+_FORBIDDEN_IN_LEVEL = frozenset("/+#\0")
+
+
+WILL_SEQ = 1 << 40
+"""The last will's number: above any sequence a channel reaches."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentFile:
+    name: str
+    size: int
+    sha256: str  # hex
+    chunks: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFile:
+    name: str
+    size: int
+    sha256: str  # hex
+    chunks: int
+    data: bytes | None
+    """The file itself, when it was received without a sink."""
+
+
+class PeerChannel:
+    """One side of a conversation with one peer. After a :class:`PeerUnavailable`,
+    ``disconnect()`` and ``connect()`` again: the session keeps what came meanwhile."""
+
+    def __init__(
+        self,
+        *,
+        me: str,
+        broker_url: str = "mqtt://127.0.0.1:1883",
+        chunk_bytes: int = 128 * 1024,
+        max_file_bytes: int = 2 << 30,
+        queue_max: int = 10_000,
+        broker_timeout: float = 30.0,
+        keepalive_s: int = 60,
+        last_will: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """``broker_timeout`` bounds connecting, subscribing and each single publish.
+        ``last_will`` (kind, body) is what the broker tells the peer in this side's name
+        when this side vanishes without disconnecting (a killed process, a dead node: the
+        latter noticed after 1.5 ``keepalive_s``), so the peer stops waiting at once."""
+        _check_level("me", me)
+        address = urlsplit(broker_url)
+        if address.scheme != "mqtt" or not address.hostname:
+            raise ValueError(f"broker_url must be mqtt://host[:port], not {broker_url!r}")
+        if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
+            raise ValueError(f"chunk_bytes must be 1..{MAX_CHUNK_BYTES}")
+        if queue_max < 1 or max_file_bytes < 0:
+            raise ValueError("queue_max must be positive, max_file_bytes not negative")
+        self.me = me
+        self._host, self._port = address.hostname, address.port or 1883
+        self._chunk_bytes = chunk_bytes
+        self._max_file_bytes = max_file_bytes
+        self._queue_max = queue_max
+        self._broker_timeout = broker_timeout
+        self._keepalive_s = keepalive_s
+        self._last_will = last_will
+        if last_will is not None:
+            check_kind(last_will[0])
+        # With the sequence number this names each message uniquely, also across restarts.
+        self._instance = secrets.token_bytes(INSTANCE_BYTES)
+        self._next_seq = 0
+        self._seen = _SeenMessages()
+        self._peer = ""
+        self._client_id = ""
+        self._inbox_topic = ""
+        self._outbox_topic = ""
+        self._client: aiomqtt.Client | None = None
+        self._inbox: _Inbox | None = None
+        self._stack: AsyncExitStack | None = None
+        self.dropped = 0
+        """Malformed messages (and messages on a topic not subscribed here) dropped."""
+        self.duplicates = 0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    async def connect(self, device_id: str, topic: str) -> None:
+        """Join the conversation under ``topic`` with ``device_id`` (the other side)."""
+        if self._stack is not None:
+            raise RuntimeError("already connected: disconnect first")
+        _check_level("device_id", device_id)
+        if not topic or topic.endswith("/") or any(c in "+#\0" for c in topic):
+            raise ValueError(f"bad topic {topic!r}")
+        self._peer = device_id
+        self._inbox_topic, self._outbox_topic = f"{topic}/{device_id}", f"{topic}/{self.me}"
+        name = hashlib.sha256(f"{self.me}\n{topic}".encode()).hexdigest()[:32]
+        self._client_id = f"edgecloud-peer-{name}"
+        client = self._new_client(clean_session=False)
+        stack = AsyncExitStack()
+        try:
+            await stack.enter_async_context(client)
+            await client.subscribe(self._inbox_topic, qos=2, timeout=self._broker_timeout)
+            inbox = _Inbox(self._queue_max)
+            reader = asyncio.create_task(self._read(client, inbox), name=f"peer-{self._peer}")
+            stack.push_async_callback(_stop, reader)
+        except aiomqtt.MqttError as err:
+            await _close_quietly(stack)
+            raise PeerUnavailable(f"broker {self._host}:{self._port}: {err}") from err
+        except BaseException:
+            await _close_quietly(stack)
+            raise
+        self._client, self._inbox, self._stack = client, inbox, stack
+        logger.debug("peer channel %s <-> %s on %s", self.me, device_id, topic)
+
+    async def disconnect(self, *, end_session: bool = False) -> None:
+        """Leave; with ``end_session`` the broker also forgets this side's session (and what
+        it queued for it): for the end of a conversation. Messages received but not yet
+        read are gone either way."""
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            try:
+                await stack.aclose()
+            except aiomqtt.MqttError as err:
+                logger.info("peer channel to %s closed uncleanly: %s", self._peer, err)
+            # aiomqtt cancels its housekeeping task on the way out: let it finish here.
+            await asyncio.sleep(0)
+        if end_session and self._client_id:
+            try:
+                # A clean session under the same id replaces the persistent one.
+                async with self._new_client(clean_session=True):
+                    pass
+            except aiomqtt.MqttError as err:
+                raise PeerUnavailable(f"could not end the session: {err}") from err
+            await asyncio.sleep(0)
+
+    async def send(self, kind: str, body: dict[str, Any]) -> None:
+        """One control message; returns once the broker has it (QoS 2)."""
+        if kind.startswith(RESERVED_PREFIX):
+            raise ValueError(f"kinds starting {RESERVED_PREFIX!r} are the file transfer's")
+        await self._publish(kind, body)
+
+    async def get_message(
+        self, src: str, *, kind: str | None = None, timeout: float
+    ) -> PeerMessage:
+        """The next message from ``src``; with ``kind``, anything else raises ProtocolError."""
+        if self._peer and src != self._peer:
+            raise ValueError(f"this channel talks to {self._peer!r}, not {src!r}")
+        message = await self._next(timeout, f"{kind or 'message'} from {src}")
+        if kind is not None and message.kind != kind:
+            raise ProtocolError(message, expected=kind)
+        return message
+
+    async def receive_single(self, *, timeout: float) -> PeerMessage:
+        return await self._next(timeout, "message")
+
+    def receive_queue(self) -> AsyncIterator[PeerMessage]:
+        """Every message as it arrives; ends at disconnect, raises if the broker is lost."""
+        return _Arrivals(self)
+
+    async def send_file(
+        self,
+        name: str,
+        source: FileSource,
+        *,
+        size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SentFile:
+        """Send a file as head, chunks and trailer. ``size`` (for a stream) lets the receiver
+        refuse early; ``progress(sent_bytes, size or -1)`` follows each chunk. Send nothing
+        else meanwhile: the receiver takes any other message inside a file as an error."""
+        if not 0 < len(name) <= MAX_NAME_CHARS:
+            raise ValueError("bad file name")
+        started = time.monotonic()
+        if isinstance(source, bytes):
+            size = _same_size(size, len(source))
+        elif isinstance(source, Path):
+            size = _same_size(size, (await asyncio.to_thread(source.stat)).st_size)
+        transfer = secrets.token_bytes(TRANSFER_ID_BYTES)
+        await self._publish(FILE_HEAD, FileHead(transfer, name, self._chunk_bytes, size).body())
+        digest, sent, index = hashlib.sha256(), 0, 0
+        async with contextlib.aclosing(_pieces(source, self._chunk_bytes)) as pieces:
+            async for piece in pieces:
+                digest.update(piece)
+                await self._publish(FILE_CHUNK, FileChunk(transfer, index, piece).body())
+                index, sent = index + 1, sent + len(piece)
+                if size is not None and sent > size:
+                    raise ValueError(f"{name}: the source holds more than the {size} bytes said")
+                if progress is not None:
+                    progress(sent, -1 if size is None else size)
+        if size is not None and sent != size:
+            raise ValueError(f"{name}: the source held {sent} bytes, not the {size} said")
+        await self._publish(FILE_END, FileEnd(transfer, sent, index, digest.digest()).body())
+        elapsed = time.monotonic() - started
+        return SentFile(name, sent, digest.hexdigest(), index, elapsed)
+
+    async def receive_file(
+        self, name: str, sink: FileSink = None, *, timeout: float
+    ) -> ReceivedFile:
+        """Receive the file ``name``: into ``sink`` (a path, written as ``<path>.part`` and
+        renamed when complete; or an async callback given the bytes in order), or into
+        memory. ``timeout`` bounds the wait for each message of the file, not the whole.
+        A new head for the same name restarts the file (the sender began again), unless a
+        callback already got part of it."""
+        writer = _SinkWriter(sink)
+        try:
+            assembler = await self._assemble(name, writer, timeout)
+            digest = assembler.sha256()
+            data = await writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+        size, chunks = assembler.received_bytes, assembler.received_chunks
+        return ReceivedFile(name, size, digest.hex(), chunks, data)
+
+    async def _assemble(self, name: str, writer: "_SinkWriter", timeout: float) -> FileAssembler:
+        assembler: FileAssembler | None = None
+        # The head can be overtaken: what comes before it waits here, within bounds.
+        early: dict[bytes, list[FileChunk | FileEnd]] = {}
+        early_bytes = early_count = 0
+        while assembler is None or not assembler.complete:
+            try:
+                message = await self._next(timeout, f"file {name!r}")
+            except PeerTimeout as err:
+                code = "incomplete" if assembler is not None and assembler.ended else "timeout"
+                raise TransferFailed(code, f"{name}: nothing more within {timeout:g}s") from err
+            if message.kind == FILE_HEAD:
+                head = FileHead.parse(message.body)
+                if head.name != name:
+                    raise TransferFailed(
+                        "unexpected_message", f"file {head.name!r}, not {name!r}", received=message
+                    )
+                if assembler is not None and head.transfer == assembler.transfer:
+                    continue
+                if assembler is not None:
+                    logger.warning("the sender restarted file %s from the beginning", name)
+                    writer.restart()
+                assembler = FileAssembler(head, max_file_bytes=self._max_file_bytes)
+                for part in early.pop(head.transfer, []):
+                    await _feed(assembler, part, writer)
+            elif message.kind in (FILE_CHUNK, FILE_END):
+                part = (FileChunk if message.kind == FILE_CHUNK else FileEnd).parse(message.body)
+                if assembler is not None and part.transfer == assembler.transfer:
+                    await _feed(assembler, part, writer)
+                    continue
+                # Ahead of its head, or left over from an abandoned transfer: kept, within
+                # bounds, until a head claims it.
+                early_count += 1
+                early_bytes += len(part.data) if isinstance(part, FileChunk) else 0
+                if early_bytes > self._max_file_bytes or early_count > self._queue_max:
+                    raise TransferFailed("too_large", f"{name}: too much without a head")
+                early.setdefault(part.transfer, []).append(part)
+            else:
+                raise TransferFailed(
+                    "unexpected_message", f"{message.kind} inside file {name!r}", received=message
+                )
+        return assembler
+
+    def _new_client(self, *, clean_session: bool) -> aiomqtt.Client:
+        will = None
+        if self._last_will is not None and not clean_session:
+            kind, body = self._last_will
+            # Numbered beyond any message this side sends, so it is never taken for a repeat.
+            payload = encode_message(instance=self._instance, seq=WILL_SEQ, kind=kind, body=body)
+            will = aiomqtt.Will(self._outbox_topic, payload, qos=2)
+        return aiomqtt.Client(
+            self._host,
+            self._port,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=clean_session,
+            timeout=self._broker_timeout,
+            keepalive=self._keepalive_s,
+            will=will,
+            max_queued_incoming_messages=self._queue_max,
+            logger=logging.getLogger(f"{__name__}.mqtt"),
+        )
+
+    async def _publish(self, kind: str, body: dict[str, Any]) -> None:
+        if self._client is None:
+            raise PeerUnavailable("the channel is not connected")
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        payload = encode_message(instance=self._instance, seq=seq, kind=kind, body=body)
+        try:
+            await self._client.publish(self._outbox_topic, payload, qos=2)
+        except aiomqtt.MqttError as err:
+            raise PeerUnavailable(f"{kind} #{seq} not published: {err}") from err
+
+    async def _next(self, timeout: float | None, waiting_for: str) -> PeerMessage:
+        if self._inbox is None:
+            raise PeerUnavailable("the channel is not connected")
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._inbox.get()
+        except TimeoutError as err:
+            raise PeerTimeout(waiting_for, timeout or 0.0) from err
+
+    async def _read(self, client: aiomqtt.Client, inbox: "_Inbox") -> None:
+        failure: PeerUnavailable | None = None
+        try:
+            async for mqtt_message in client.messages:
+                message = self._accept(mqtt_message)
+                if message is not None:
+                    await inbox.put(message)
+            failure = PeerUnavailable("the broker connection ended")
+        except aiomqtt.MqttError as err:
+            failure = PeerUnavailable(f"lost the broker: {err}")
+            failure.__cause__ = err
+        except Exception as err:  # a bug here must still reach the consumer, not vanish
+            logger.exception("peer channel reader failed")
+            failure = PeerUnavailable(f"the reader failed: {err!r}")
+            failure.__cause__ = err
+        finally:
+            if failure is not None:
+                logger.error("peer channel %s <-> %s: %s", self.me, self._peer, failure)
+            inbox.close(failure)
+
+    def _accept(self, mqtt_message: aiomqtt.Message) -> PeerMessage | None:
+        payload = mqtt_message.payload
+        try:
+            # A subscription left in the persistent session by an earlier conversation.
+            if mqtt_message.topic.value != self._inbox_topic:
+                raise MalformedMessage(f"topic {mqtt_message.topic.value}")
+            if not isinstance(payload, bytes | bytearray):
+                raise MalformedMessage(f"payload of type {type(payload).__name__}")
+            message = decode_message(bytes(payload), src=self._peer)
+        except MalformedMessage as err:
+            self.dropped += 1
+            # Hostile input could flood the log: the first, then every hundredth.
+            level = logging.WARNING if self.dropped % 100 == 1 else logging.DEBUG
+            logger.log(
+                level, "dropped a message from %s (%d so far): %s", self._peer, self.dropped, err
+            )
+            return None
+        if self._seen.repeat(message.instance, message.seq):
+            self.duplicates += 1
+            return None
+        return message
+
+
+class _Closed:
+    def __init__(self, failure: PeerUnavailable | None) -> None:
+        self.failure = failure
+
+
+class _Inbox:
+    """Received messages, at most ``limit`` waiting; the reader's closing word never waits."""
+
+    def __init__(self, limit: int) -> None:
+        self._queue: asyncio.Queue[PeerMessage | _Closed] = asyncio.Queue()
+        self._room = asyncio.Semaphore(limit)
+
+    async def put(self, message: PeerMessage) -> None:
+        await self._room.acquire()
+        self._queue.put_nowait(message)
+
+    def close(self, failure: PeerUnavailable | None) -> None:
+        self._queue.put_nowait(_Closed(failure))
+
+    async def get(self) -> PeerMessage:
+        item = await self._queue.get()
+        if isinstance(item, _Closed):
+            self._queue.put_nowait(item)  # for every later reader too
+            if item.failure is None:
+                raise _Disconnected("the channel is disconnected")
+            raise PeerUnavailable(str(item.failure)) from item.failure.__cause__
+        self._room.release()
+        return item
+
+
+class _Disconnected(PeerUnavailable):
+    """Closed on purpose: ends :meth:`PeerChannel.receive_queue` quietly."""
+
+
+class _Arrivals:
+    def __init__(self, channel: PeerChannel) -> None:
+        self._channel = channel
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> PeerMessage:
+        try:
+            return await self._channel._next(None, "message")
+        except _Disconnected:
+            raise StopAsyncIteration from None
+
+
+class _SeenMessages:
+    """Which (instance, seq) came already, in little memory while they come mostly in order."""
+
+    MAX_INSTANCES = 64
+    MAX_GAPS = 4096
+
+    def __init__(self) -> None:
+        self._below: dict[bytes, int] = {}  # every seq below this came
+        self._ahead: dict[bytes, set[int]] = {}
+
+    def repeat(self, instance: bytes, seq: int) -> bool:
+        """Whether this message came before; records it if not."""
+        below = self._below.pop(instance, 0)
+        ahead = self._ahead.pop(instance, set())
+        # Re-inserted: the dicts stay ordered by last use, and the least used go first.
+        self._below[instance], self._ahead[instance] = below, ahead
+        while len(self._below) > self.MAX_INSTANCES:
+            oldest = next(iter(self._below))
+            del self._below[oldest], self._ahead[oldest]
+        if seq < below or seq in ahead:
+            return True
+        ahead.add(seq)
+        if len(ahead) > self.MAX_GAPS:  # what is missing this long ago will not come
+            below = min(ahead)
+        while below in ahead:
+            ahead.remove(below)
+            below += 1
+        self._below[instance] = below
+        return False
+
+
+class _SinkWriter:
+    """Where a file's bytes go, in order; undone when the transfer fails."""
+
+    def __init__(self, sink: FileSink) -> None:
+        self._path = sink if isinstance(sink, Path) else None
+        self._part = None if self._path is None else self._path.with_name(self._path.name + ".part")
+        self._callback = None if sink is None or isinstance(sink, Path) else sink
+        self._pieces: list[bytes] = []
+        self._file: IO[bytes] | None = None
+        self._delivered = False
+
+    async def write(self, piece: bytes) -> None:
+        if self._part is not None:
+            if self._file is None:
+                self._file = await asyncio.to_thread(self._part.open, "wb")
+            await asyncio.to_thread(self._file.write, piece)
+        elif self._callback is not None:
+            self._delivered = True
+            await self._callback(piece)
+        else:
+            self._pieces.append(piece)
+
+    def restart(self) -> None:
+        if self._delivered:
+            raise TransferFailed("unexpected_message", "restarted after part was delivered")
+        self._pieces.clear()
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+
+    async def commit(self) -> bytes | None:
+        if self._path is not None and self._part is not None:
+            if self._file is None:  # an empty file
+                self._file = await asyncio.to_thread(self._part.open, "wb")
+            await asyncio.to_thread(self._file.close)
+            await asyncio.to_thread(os.replace, self._part, self._path)
+            return None
+        return None if self._callback is not None else b"".join(self._pieces)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._part is not None:
+            self._part.unlink(missing_ok=True)
+
+
+async def _feed(assembler: FileAssembler, part: FileChunk | FileEnd, writer: _SinkWriter) -> None:
+    if isinstance(part, FileEnd):
+        assembler.finish(part)
+        return
+    for piece in assembler.add(part):
+        await writer.write(piece)
+
+
+async def _pieces(source: FileSource, chunk_bytes: int) -> AsyncGenerator[bytes, None]:
+    """The source cut into chunks of exactly ``chunk_bytes``, the last one shorter."""
+    if isinstance(source, bytes):
+        for start in range(0, len(source), chunk_bytes):
+            yield source[start : start + chunk_bytes]
+    elif isinstance(source, Path):
+        file = await asyncio.to_thread(source.open, "rb")
+        try:
+            while piece := await asyncio.to_thread(file.read, chunk_bytes):
+                yield piece
+        finally:
+            file.close()
+    else:
+        pending = bytearray()
+        async for data in source:
+            pending += data
+            while len(pending) >= chunk_bytes:
+                yield bytes(pending[:chunk_bytes])
+                del pending[:chunk_bytes]
+        if pending:
+            yield bytes(pending)
+
+
+async def _close_quietly(stack: AsyncExitStack) -> None:
+    with contextlib.suppress(aiomqtt.MqttError):
+        await stack.aclose()
+
+
+async def _stop(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    await asyncio.wait({task})  # unlike awaiting the task, a cancel of our own still raises
+
+
+def _same_size(said: int | None, actual: int) -> int:
+    if said is not None and said != actual:
+        raise ValueError(f"size {said} given for a source of {actual} bytes")
+    return actual
+
+
+def _check_level(what: str, value: str) -> None:
+    if not value or _FORBIDDEN_IN_LEVEL & set(value):
+        raise ValueError(f"{what} {value!r} cannot be one level of an MQTT topic")

@@ -1,0 +1,464 @@
+"""Moving a container to a peer node, and taking one in from a peer (ARCHITECTURE 4.6).
+
+The scheduler tells the target what to expect (``migration.expect``: the migration, the
+source, a one-time token), then asks the source to move the container
+(``migration.start``). The two agents then talk through the target's Mosquitto at QoS 2
+(:class:`~.channel.PeerChannel`):
+
+    source                                   target
+    resource_request {token, image, needs} ->
+                                          <- level {level, has_image}
+    configuration {spec}                   ->
+                                          <- configuration_ok
+    file "image" (only if the target lacks that image id), file "app" (/app's tar)
+    activate                               ->  load, create with the node's own hardening,
+                                               restore /app, start
+                                          <- activated {activation_ms}
+    (the scheduler moves the record)           the source stops and removes its copy
+    done                                   ->
+
+Either side sends ``failed {code, message}`` instead of its next message when it cannot go
+on. Until the target has answered ``activated`` and the scheduler has moved the record,
+the source's copy keeps running: every failure before that is a rollback (the target
+removes whatever it made) and the container never stopped serving.
+"""
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgecloud_contracts import errors, uris
+from edgecloud_contracts.containers import ContainerSpec
+from edgecloud_contracts.migrations import (
+    MigrationExpectation,
+    MigrationOrder,
+    MigrationOutcome,
+    MigrationState,
+    MigrationStep,
+    StepReport,
+)
+
+from ..runtime.docker import DockerRuntime
+from ..runtime.errors import RuntimeFailure
+from ..runtime.feeds import INBOX, SensorFeeds
+from ..state.desired import DesiredState
+from ..uplink.errors import CommandRejected, UplinkError
+from .channel import PeerChannel
+from .wire import PeerError
+
+logger = logging.getLogger(__name__)
+
+APP_PATH = "/app"
+APP_CONTENTS = "/app/."
+"""Docker archives this as ``./...``: unpacked at APP_PATH (the root filesystem is
+read-only, the application volume is not)."""
+REPLY_TIMEOUT_S = 15.0
+FILE_TIMEOUT_S = 300.0
+ACTIVATION_TIMEOUT_S = 120.0
+DRAIN_S = 0.2
+"""After the source stops reading the sensors: time for its application to handle the
+lines it was given (they are in its inbox file already)."""
+PEER_KEEPALIVE_S = 5
+"""A peer that dies without a word is known dead after 7.5 s (its broker's keepalive)."""
+EXPECTATION_TTL_S = 120.0
+"""A target gives up on a migration whose source never came."""
+
+
+def topic_of(migration: str) -> str:
+    return f"edgecloud/peer/{migration}"
+
+
+class MigrationFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class StepReporter:
+    """Steps as they happen, to the scheduler: best effort, except where the scheduler
+    must act before the migration goes on (``required``)."""
+
+    def __init__(self, call: Callable[..., Awaitable[Any]], migration: str) -> None:
+        self._call = call
+        self._migration = migration
+        self.steps: list[MigrationStep] = []
+
+    @contextlib.asynccontextmanager
+    async def step(
+        self, name: str, state: MigrationState | None = None, *, required: bool = False
+    ) -> AsyncIterator[None]:
+        started_at, started = datetime.now(UTC), time.perf_counter()
+        await self._send(MigrationStep(name=name, started_at=started_at), state)
+        yield
+        done = MigrationStep(
+            name=name,
+            started_at=started_at,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        self.steps.append(done)
+        await self._send(done, state, required=required)
+
+    def timed(self, name: str, started_at: datetime, duration_ms: float) -> MigrationStep:
+        """A step measured elsewhere (on the target), recorded as it was measured."""
+        step = MigrationStep(name=name, started_at=started_at, duration_ms=duration_ms)
+        self.steps.append(step)
+        return step
+
+    async def _send(
+        self, step: MigrationStep, state: MigrationState | None, *, required: bool = False
+    ) -> None:
+        report = StepReport(migration=self._migration, step=step, state=state)
+        try:
+            await self._call(uris.MIGRATION_REPORT, report.model_dump(mode="json"), timeout=10)
+        except UplinkError as err:
+            if required:
+                raise MigrationFailed("scheduler_unreachable", str(err)) from err
+            logger.info("step %s of migration %s not reported: %s", step.name, self._migration, err)
+
+
+@dataclass
+class _Expected:
+    order: MigrationExpectation
+    task: "asyncio.Task[None] | None" = None
+    created: list[str] = field(default_factory=list)
+
+
+class PeerMigrations:
+    """This node's part in peer migrations: source of some, target of others."""
+
+    def __init__(
+        self,
+        *,
+        me: str,
+        runtime: DockerRuntime,
+        desired: DesiredState,
+        call: Callable[..., Awaitable[Any]],
+        work_dir: Path,
+        local_broker_url: str,
+        collaboration_level: int,
+        feeds: SensorFeeds,
+        own_peer_url: str = "",
+    ) -> None:
+        self._me = me
+        self._runtime = runtime
+        self._desired = desired
+        self._call = call
+        self._work_dir = work_dir
+        self._broker_url = local_broker_url
+        self._level = collaboration_level
+        self._feeds = feeds
+        self._own_peer_url = own_peer_url
+        self._expected: dict[str, _Expected] = {}
+        self._moving: set[str] = set()
+
+    async def close(self) -> None:
+        tasks = [e.task for e in self._expected.values() if e.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def procedures(self) -> dict[str, Callable[..., Awaitable[Any]]]:
+        return {
+            uris.device_procedure(self._me, uris.MIGRATION_EXPECT): self.expect,
+            uris.device_procedure(self._me, uris.MIGRATION_START): self.start,
+        }
+
+    # The target's side.
+
+    async def expect(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        order = _parse(MigrationExpectation, args, kwargs)
+        if order.migration in self._expected:
+            return {"ok": True}  # a repeated call: already waiting
+        if self._level < 2:
+            raise CommandRejected(
+                errors.FAILED_PRECONDITION, f"this node offers peers level {self._level} only"
+            )
+        # Subscribed before answering: the source starts talking as soon as it has the answer.
+        channel = self._channel(self._broker_url)
+        try:
+            await channel.connect(order.source, topic_of(order.migration))
+        except PeerError as err:
+            raise CommandRejected(errors.UNAVAILABLE, f"the local broker: {err}") from err
+        expected = _Expected(order)
+        self._expected[order.migration] = expected
+        expected.task = asyncio.create_task(
+            self._receive(expected, channel), name=f"migration-in-{order.migration}"
+        )
+        return {"ok": True}
+
+    async def _receive(self, expected: _Expected, channel: PeerChannel) -> None:
+        order = expected.order
+        incoming = Path(tempfile.mkdtemp(prefix=f"in-{order.migration}-", dir=self._work_dir))
+        try:
+            try:
+                await self._serve(channel, expected, incoming)
+            except (MigrationFailed, PeerError, RuntimeFailure) as err:
+                code = getattr(err, "code", "runtime_error")
+                logger.warning(
+                    "migration %s in from %s failed: %s", order.migration, order.source, err
+                )
+                await self._undo(expected)
+                with contextlib.suppress(Exception):
+                    await channel.send("failed", {"code": str(code), "message": str(err)[:500]})
+            except TimeoutError:
+                logger.warning("migration %s: %s went silent", order.migration, order.source)
+                await self._undo(expected)
+        except Exception:
+            logger.exception("migration %s in from %s broke", order.migration, order.source)
+            await self._undo(expected)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.disconnect(end_session=True)
+            shutil.rmtree(incoming, ignore_errors=True)
+            self._expected.pop(order.migration, None)
+
+    async def _serve(self, channel: PeerChannel, expected: _Expected, incoming: Path) -> None:
+        order = expected.order
+        request = await self._next(channel, order.source, "resource_request", EXPECTATION_TTL_S)
+        if request.get("token") != order.token or request.get("container_id") != order.container_id:
+            raise MigrationFailed("not_expected", "no such migration is expected here")
+        image_id = await self._runtime.image_id(str(request.get("image", "")))
+        has_image = image_id is not None and image_id == request.get("image_id")
+        await channel.send("level", {"level": self._offered_level(request), "has_image": has_image})
+
+        configuration = await self._next(channel, order.source, "configuration", REPLY_TIMEOUT_S)
+        try:
+            spec = ContainerSpec.model_validate(configuration.get("spec"))
+        except ValidationError as err:
+            raise MigrationFailed("bad_configuration", str(err)[:300]) from err
+        if spec.container_id != order.container_id or spec.tenant_id != order.tenant_id:
+            raise MigrationFailed("bad_configuration", "the configuration is for another container")
+        await channel.send("configuration_ok", {})
+
+        sent = await self._next(channel, order.source, "dependencies", REPLY_TIMEOUT_S)
+        image_file = incoming / "image.tar"
+        app_file = incoming / "app.tar"
+        if sent.get("image"):
+            await channel.receive_file("image", image_file, timeout=FILE_TIMEOUT_S)
+        await channel.receive_file("app", app_file, timeout=FILE_TIMEOUT_S)
+
+        await self._next(channel, order.source, "activate", REPLY_TIMEOUT_S)
+        started = time.perf_counter()
+        if sent.get("image"):
+            await self._runtime.load_image(image_file)
+        # The same path as any create on this node: its own policy and hardening apply.
+        spec = spec.model_copy(update={"image_archive": None})
+        self._runtime.policy.check()
+        # Its sensors are read here only once the source has stopped reading them.
+        await self._feeds.hold(spec.container_id)
+        self._desired.put(spec, running=True)
+        expected.created.append(spec.container_id)
+        report = await self._runtime.create(spec)
+        await self._runtime.put_archive(
+            spec.docker_name,
+            container_id=spec.container_id,
+            path=APP_PATH,
+            tar=_file_chunks(app_file),
+        )
+        # The source's inbox came along with the volume: its lines were handled there.
+        (await self._runtime.volume_path(spec.container_id) / INBOX).unlink(missing_ok=True)
+        if report.state == "created":
+            report = await self._runtime.start_created(report)
+        await channel.send(
+            "activated",
+            {
+                "activation_ms": round((time.perf_counter() - started) * 1000, 2),
+                "docker_id": report.docker_id,
+            },
+        )
+        # The source now stops its copy; an abort before "done" means the scheduler could
+        # not move the record, and this copy must go again.
+        answer = await channel.get_message(order.source, timeout=ACTIVATION_TIMEOUT_S)
+        if answer.kind != "done":
+            raise MigrationFailed("aborted", str(answer.body.get("message", answer.kind)))
+        expected.created.clear()
+        replay = answer.body.get("replay")
+        if isinstance(replay, list):
+            await self._feeds.replay(spec.container_id, [str(line) for line in replay])
+        self._feeds.release(spec.container_id, start=spec)
+
+    def _offered_level(self, request: dict[str, Any]) -> int:
+        """What this node can offer now: less than announced when it lacks the room."""
+        import psutil  # the agent's telemetry already depends on it
+
+        memory = psutil.virtual_memory()
+        needed = int(request.get("memory") or 0)
+        if needed and memory.available < needed:
+            return min(self._level, 1)
+        return self._level
+
+    async def _undo(self, expected: _Expected) -> None:
+        for container_id in expected.created:
+            self._feeds.release(container_id)
+            desired = self._desired.get(container_id)
+            self._desired.remove(container_id)
+            if desired is not None:
+                with contextlib.suppress(RuntimeFailure):
+                    await self._runtime.remove(desired.spec.docker_name, container_id=container_id)
+        expected.created.clear()
+
+    # The source's side.
+
+    async def start(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        order = _parse(MigrationOrder, args, kwargs)
+        if order.container_id in self._moving:
+            raise CommandRejected(errors.FAILED_PRECONDITION, "this container is moving already")
+        self._moving.add(order.container_id)
+        try:
+            outcome = await self._send_away(order)
+        finally:
+            self._moving.discard(order.container_id)
+        return outcome.model_dump(mode="json")
+
+    async def _send_away(self, order: MigrationOrder) -> MigrationOutcome:
+        steps = StepReporter(self._call, order.migration)
+        desired = self._desired.get(order.container_id)
+        if desired is None:
+            return MigrationOutcome(
+                ok=False, steps=[], error_code="container_not_here", error="no such container"
+            )
+        spec = desired.spec
+        outgoing = Path(tempfile.mkdtemp(prefix=f"out-{order.migration}-", dir=self._work_dir))
+        channel = self._channel(order.target_url)
+        activated = False
+        try:
+            await channel.connect(order.target, topic_of(order.migration))
+            async with steps.step("resource_request", MigrationState.TRANSFERRING):
+                image_id = await self._runtime.image_id(spec.image)
+                await channel.send(
+                    "resource_request",
+                    {
+                        "token": order.token,
+                        "container_id": order.container_id,
+                        "image": spec.image,
+                        "image_id": image_id,
+                        "memory": spec.limits.memory if spec.limits else None,
+                        "cpus": spec.limits.cpus if spec.limits else None,
+                    },
+                )
+                level = await self._next(channel, order.target, "level", REPLY_TIMEOUT_S)
+                if int(level.get("level", 0)) < 2:
+                    raise MigrationFailed(
+                        "peer_level_too_low",
+                        f"{order.target} offers level {level.get('level')}, compute needs 2",
+                    )
+            async with steps.step("configuration"):
+                moved = spec
+                if spec.subscriptions and spec.sensor_broker is None:
+                    if not self._own_peer_url:
+                        raise MigrationFailed(
+                            "no_peer_url", "its sensors need this node's broker to be reachable"
+                        )
+                    # The sensors stay with this node's broker: the target reads them there.
+                    moved = spec.model_copy(update={"sensor_broker": self._own_peer_url})
+                await channel.send("configuration", {"spec": moved.model_dump(mode="json")})
+                await self._next(channel, order.target, "configuration_ok", REPLY_TIMEOUT_S)
+            async with steps.step("dependencies"):
+                send_image = not level.get("has_image")
+                await channel.send("dependencies", {"image": send_image})
+                if send_image:
+                    image_file = outgoing / "image.tar"
+                    await self._runtime.save_image(spec.image, image_file)
+                    await channel.send_file("image", image_file)
+                app_file = outgoing / "app.tar"
+                await self._runtime.copy_out(
+                    spec.docker_name,
+                    container_id=spec.container_id,
+                    path=APP_CONTENTS,
+                    destination=app_file,
+                )
+                await channel.send_file("app", app_file)
+            await channel.send("activate", {})
+            answer = await self._next(channel, order.target, "activated", ACTIVATION_TIMEOUT_S)
+            activated = True
+            # Stop reading its sensors (the broker keeps them for the target) and let the
+            # application handle what it was given before the record moves.
+            await self._feeds.hold(order.container_id)
+            await asyncio.sleep(DRAIN_S)
+            # Measured on the target; reported before the record moves (required: the
+            # scheduler moves it when it hears of this step).
+            activation = steps.timed(
+                "activation", datetime.now(UTC), float(answer.get("activation_ms", 0.0))
+            )
+            await steps._send(activation, MigrationState.ACTIVATING, required=True)
+            # The record is the target's now: this node's reports of the container are
+            # no longer taken, so its removal here changes nothing in the cloud.
+            async with steps.step("stop_source"):
+                self._desired.remove(order.container_id)
+                with contextlib.suppress(RuntimeFailure):
+                    await self._runtime.remove(spec.docker_name, container_id=spec.container_id)
+            replay = self._feeds.recent(order.container_id)
+            self._feeds.release(order.container_id)
+            self._feeds.forget(order.container_id)
+            with contextlib.suppress(Exception):
+                await channel.send("done", {"replay": replay})
+            # The peer started before this copy stopped: the service never stood still.
+            return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=0.0)
+        except (MigrationFailed, PeerError, RuntimeFailure, TimeoutError) as err:
+            code = getattr(err, "code", None) or (
+                "peer_timeout" if isinstance(err, TimeoutError) else "runtime_error"
+            )
+            logger.warning("migration %s to %s failed: %s", order.migration, order.target, err)
+            self._feeds.release(order.container_id)  # the copy here reads on
+            with contextlib.suppress(Exception):
+                await channel.send("failed", {"code": str(code), "message": str(err)[:500]})
+            # Nothing here stopped: the copy on this node serves on.
+            return MigrationOutcome(
+                ok=False,
+                steps=steps.steps,
+                error_code=str(code),
+                error=str(err)[:1000],
+                rolled_back=not activated or self._desired.get(order.container_id) is not None,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.disconnect(end_session=True)
+            shutil.rmtree(outgoing, ignore_errors=True)
+
+    def _channel(self, broker_url: str) -> PeerChannel:
+        return PeerChannel(
+            me=self._me,
+            broker_url=broker_url,
+            keepalive_s=PEER_KEEPALIVE_S,
+            # Said by the broker if this node vanishes: the peer stops waiting at once.
+            last_will=("failed", {"code": "peer_lost", "message": f"{self._me} went away"}),
+        )
+
+    @staticmethod
+    async def _next(channel: PeerChannel, peer: str, kind: str, timeout: float) -> dict[str, Any]:
+        """The peer's next message, which must be ``kind`` (or its ``failed``)."""
+        message = await channel.get_message(peer, timeout=timeout)
+        if message.kind == "failed":
+            raise MigrationFailed(
+                str(message.body.get("code", "peer_failed")),
+                str(message.body.get("message", ""))[:500],
+            )
+        if message.kind != kind:
+            raise MigrationFailed("unexpected_message", f"expected {kind}, got {message.kind}")
+        return message.body
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(1 << 20):
+            yield chunk
+
+
+def _parse(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if len(args) != 1 or kwargs:
+        raise CommandRejected(errors.INVALID_ARGUMENT, "expected one argument")
+    try:
+        return model.model_validate(args[0])
+    except ValidationError as err:
+        raise CommandRejected(errors.INVALID_ARGUMENT, f"invalid: {err}"[:1000]) from err

@@ -1,0 +1,67 @@
+"""Round trips to nearby peers, measured by this node and reported in its heartbeats.
+
+The registry names the peers (in the answer to a full heartbeat); the node measures how
+long a TCP connection to each one's broker takes to open, which is what a migration's
+first message to that peer will cost. The scheduler prefers near peers.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from urllib.parse import urlsplit
+
+from edgecloud_contracts.heartbeat import MAX_NEIGHBOURS
+
+logger = logging.getLogger(__name__)
+
+
+class NeighbourProber:
+    def __init__(self, *, every_s: float = 30.0, timeout_s: float = 1.0) -> None:
+        self._every_s = every_s
+        self._timeout_s = timeout_s
+        self._peers: dict[str, str] = {}
+        self._rtt_ms: dict[str, float] = {}
+        self._changed = asyncio.Event()
+
+    def update(self, peers: dict[str, str]) -> None:
+        """The peers the cloud named; measured at once when they changed."""
+        peers = dict(list(peers.items())[:MAX_NEIGHBOURS])
+        if peers != self._peers:
+            self._peers = peers
+            self._rtt_ms = {k: v for k, v in self._rtt_ms.items() if k in peers}
+            self._changed.set()
+
+    def rtts(self) -> dict[str, float]:
+        """The latest round trips in ms, of the peers that answered."""
+        return dict(self._rtt_ms)
+
+    async def run(self) -> None:
+        while True:
+            await self.measure()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self._every_s)
+
+    async def measure(self) -> None:
+        peers = dict(self._peers)
+        results = await asyncio.gather(*(self._round_trip(url) for url in peers.values()))
+        self._rtt_ms = {
+            key: rtt for key, rtt in zip(peers, results, strict=True) if rtt is not None
+        }
+
+    async def _round_trip(self, url: str) -> float | None:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                _, writer = await asyncio.open_connection(parts.hostname, parts.port or 1883)
+        except (OSError, TimeoutError):
+            return None
+        elapsed = (time.perf_counter() - started) * 1000
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return round(elapsed, 2)

@@ -1,0 +1,468 @@
+"""Running a migration: choose the peer, tell both agents, follow their steps, move the
+container's record, and say how it ended.
+
+The agents do the moving themselves, peer to peer over MQTT (edgecloud_agent.peers); the
+scheduler decides, authorises (a one-time token the target expects) and keeps the record.
+The source's copy runs until the target's is started and the record points to the target:
+the orchestrator moves the record when the source reports the target's activation, and only
+then does the source stop its copy. So a failure before that point is a rollback, and the
+container never stopped serving.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from edgecloud_contracts import errors, uris
+from edgecloud_contracts.containers import ContainerView
+from edgecloud_contracts.devices import DeviceView
+from edgecloud_contracts.heartbeat import DeviceStatus
+from edgecloud_contracts.migrations import (
+    MIGRATION_DONE,
+    LostWindow,
+    MigrationEvent,
+    MigrationExpectation,
+    MigrationOrder,
+    MigrationOutcome,
+    MigrationReason,
+    MigrationState,
+    MigrationStep,
+    StepReport,
+)
+from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.identity import MEMBER, OPERATOR, Identity
+from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.problems import Problem, RemoteProblem
+from edgecloud_servicekit.wamp import WampCallError, WampError, WampLink
+
+from ..placement.planner import Candidate, Demand, Plan, Policy, plan
+from . import service
+from .exceptions import DeviceNotEligible, MigrationInProgress, NoSuitablePeer
+from .models import Migration
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER = "migration-scheduler"
+
+
+class ReportRefused(Exception):
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class Coordinator:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        registry: ServiceClient,
+        orchestrator: ServiceClient,
+        policy: Policy,
+        expect_timeout_s: float,
+        move_timeout_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self._registry = registry
+        self._orchestrator = orchestrator
+        self._policy = policy
+        # A lost node's neighbours stopped measuring it: distance cannot rule them out.
+        self._unmeasured_policy = replace(policy, unknown_rtt_ms=policy.max_rtt_ms)
+        self._expect_timeout_s = expect_timeout_s
+        self._move_timeout_s = move_timeout_s
+        self.link: WampLink | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    # Starting one.
+
+    async def start(
+        self,
+        *,
+        caller: Identity,
+        container_id: str,
+        device: str | None,
+        reason: MigrationReason,
+    ) -> str:
+        """Plan the move of ``container_id`` (to ``device``, or the best peer) and set it
+        going; the migration's id. Raises a problem when it cannot even start."""
+        answer = await self._orchestrator.request(
+            "GET", f"/v1/containers/{container_id}", identity=caller
+        )
+        container = ContainerView.model_validate(answer.json())
+        async with self._sessions() as session:
+            if await _unfinished_for(session, container_id) is not None:
+                raise MigrationInProgress(container_id)
+        listed = await self._registry.request(
+            "GET", "/v1/devices", identity=caller, params={"limit": 1000}
+        )
+        devices = {d.key: d for d in (DeviceView.model_validate(i) for i in listed.json()["items"])}
+        source = devices.get(container.device)
+        if device is not None and (device not in devices or device == container.device):
+            raise DeviceNotEligible(device, "not a device of this tenant other than the source")
+        demand = Demand(
+            container_id=container.id,
+            tenant_id=caller.tenant_id,
+            source=container.device,
+            arch=source.arch if source is not None else None,
+            # A CPU limit is a cap, not a reservation (the container may use none of it), so
+            # only memory, which Docker holds the container to, has to fit.
+            cpus=0.0,
+            memory=container.limits.memory,
+            disk=0,
+        )
+        candidates = [
+            _candidate(d, tenant_id=caller.tenant_id, source=source)
+            for d in devices.values()
+            if device is None or d.key in (device, container.device)
+        ]
+        chosen = plan([demand], candidates, self._policy)
+        choice = chosen.choices[0] if chosen.choices else None
+        migration_id = await self._record_plan(
+            tenant_id=caller.tenant_id,
+            container_id=container.id,
+            source=container.device,
+            reason=reason,
+            chosen=chosen,
+            extra={"source_peer_url": source.peer_url if source else ""},
+        )
+        if choice is None:
+            if device is not None:
+                raise DeviceNotEligible(device, _why_not(chosen, container.id))
+            raise NoSuitablePeer(migration_id, _why_not(chosen, container.id))
+        target = devices[choice.target]
+        task = asyncio.create_task(
+            self._drive(migration_id, container, target), name=f"migration-{migration_id}"
+        )
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return migration_id
+
+    async def _drive(self, migration_id: str, container: ContainerView, target: DeviceView) -> None:
+        """Tell the target, then the source; record how it ended."""
+        token = secrets.token_urlsafe(24)
+        outcome: MigrationOutcome
+        try:
+            link = self._require_link()
+            await link.call(
+                uris.device_procedure(target.key, uris.MIGRATION_EXPECT),
+                MigrationExpectation(
+                    migration=migration_id,
+                    container_id=container.id,
+                    tenant_id=await self._tenant_of(migration_id),
+                    source=container.device,
+                    token=token,
+                ).model_dump(mode="json"),
+                timeout=self._expect_timeout_s,
+            )
+            answer = await link.call(
+                uris.device_procedure(container.device, uris.MIGRATION_START),
+                MigrationOrder(
+                    migration=migration_id,
+                    container_id=container.id,
+                    docker_name=container.name,
+                    target=target.key,
+                    target_url=target.peer_url,
+                    token=token,
+                ).model_dump(mode="json"),
+                timeout=self._move_timeout_s,
+            )
+            outcome = MigrationOutcome.model_validate(answer)
+        except (WampError, ValidationError) as err:
+            code = err.error.rsplit(".", 1)[-1] if isinstance(err, WampCallError) else "unreachable"
+            outcome = MigrationOutcome(ok=False, steps=[], error_code=code, error=str(err)[:1000])
+        except Exception as err:  # the record must end whatever went wrong
+            logger.exception("migration %s broke", migration_id)
+            outcome = MigrationOutcome(ok=False, steps=[], error_code="internal", error=str(err))
+        await self._finish(migration_id, outcome)
+
+    async def _finish(self, migration_id: str, outcome: MigrationOutcome) -> None:
+        async with transaction(self._sessions) as session:
+            for step in outcome.steps:
+                await service.add_step(session=session, migration_id=migration_id, step=step)
+            if outcome.ok:
+                state = MigrationState.COMPLETED
+            elif outcome.rolled_back:
+                state = MigrationState.ROLLED_BACK
+            else:
+                state = MigrationState.FAILED
+            await service.finish(
+                session=session,
+                migration_id=migration_id,
+                state=state,
+                freeze_ms=outcome.freeze_ms,
+                error_code=outcome.error_code,
+                error=outcome.error,
+            )
+        await self._announce(migration_id)
+
+    # What the agents say while they move it.
+
+    async def report(self, report: StepReport, *, device: str) -> bool:
+        """A step of a migration ``device`` takes part in; False when the migration has
+        ended already. The target's activation moves the container's record to the target
+        first: the source stops its copy only after this has returned."""
+        async with transaction(self._sessions) as session:
+            row = await session.get(Migration, report.migration)
+            if row is None or device not in (row.source_device, row.target_device):
+                raise ReportRefused(errors.NOT_FOUND, "no such migration of this device")
+            if row.state in {s.value for s in MIGRATION_DONE}:
+                return False
+            source, target, container_id = row.source_device, row.target_device, row.container_id
+            tenant_id = row.tenant_id
+            source_peer_url = (row.plan or {}).get("source_peer_url") or None
+        activated = report.step.name == "activation" and report.step.duration_ms is not None
+        if activated and target:
+            try:
+                await self._orchestrator.request(
+                    "POST",
+                    f"/v1/containers/{container_id}/relocation",
+                    identity=acting_for(tenant_id),
+                    json={
+                        "source": source,
+                        "target": target,
+                        "migration": report.migration,
+                        "sensor_broker": source_peer_url,
+                    },
+                )
+            except RemoteProblem as err:
+                raise ReportRefused(errors.FAILED_PRECONDITION, str(err)) from err
+        async with transaction(self._sessions) as session:
+            await service.add_step(
+                session=session, migration_id=report.migration, step=report.step, state=report.state
+            )
+        await self._announce(report.migration)
+        return True
+
+    # A lost node's containers.
+
+    async def cold_restart(self, *, container_id: str, tenant_id: str, lost: DeviceView) -> bool:
+        """Start a container of the lost node afresh on a peer, from its last known spec;
+        the record says when it ran nowhere. False when it is not this round's to do (a
+        migration of it is under way)."""
+        member = acting_for(tenant_id, MEMBER)
+        async with self._sessions() as session:
+            if await _unfinished_for(session, container_id) is not None:
+                return False
+        answer = await self._orchestrator.request(
+            "GET", f"/v1/containers/{container_id}", identity=member
+        )
+        container = ContainerView.model_validate(answer.json())
+        listed = await self._registry.request(
+            "GET", "/v1/devices", identity=member, params={"limit": 1000}
+        )
+        devices = [DeviceView.model_validate(i) for i in listed.json()["items"]]
+        demand = Demand(
+            container_id=container.id,
+            tenant_id=tenant_id,
+            source=lost.key,
+            arch=lost.arch,
+            cpus=0.0,
+            memory=container.limits.memory,
+            disk=0,
+        )
+        # The lost node measures nothing any more: its neighbours' view of it stands in.
+        candidates = [
+            _candidate(d, tenant_id=tenant_id, source=None, rtt_from=lost.key) for d in devices
+        ]
+        chosen = plan([demand], candidates, self._unmeasured_policy)
+        choice = chosen.choices[0] if chosen.choices else None
+        migration_id = await self._record_plan(
+            tenant_id=tenant_id,
+            container_id=container.id,
+            source=lost.key,
+            reason=MigrationReason.NODE_LOST,
+            chosen=chosen,
+        )
+        if choice is None:
+            return True
+        started_at, started = utcnow(), time.perf_counter()
+        outcome = "cold_restarted"
+        try:
+            await self._orchestrator.request(
+                "POST",
+                f"/v1/containers/{container.id}/relocation",
+                identity=acting_for(tenant_id),
+                json={
+                    "source": lost.key,
+                    "target": choice.target,
+                    "migration": migration_id,
+                    "sensor_broker": lost.peer_url or None,
+                    "restart": True,
+                },
+            )
+            running = await self._until_running(container.id, member)
+        except Problem as err:
+            running, outcome = False, str(err)
+        async with transaction(self._sessions) as session:
+            step = MigrationStep(
+                name="restart",
+                started_at=started_at,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            await service.add_step(session=session, migration_id=migration_id, step=step)
+            if running:
+                await service.finish(
+                    session=session,
+                    migration_id=migration_id,
+                    state=MigrationState.COLD_RESTARTED,
+                    lost_window=LostWindow(from_=lost.last_seen or started_at, until=utcnow()),
+                )
+            else:
+                await service.finish(
+                    session=session,
+                    migration_id=migration_id,
+                    state=MigrationState.FAILED,
+                    error_code="restart_failed",
+                    error=outcome if outcome != "cold_restarted" else "it did not start in time",
+                )
+        await self._announce(migration_id)
+        return True
+
+    async def _until_running(self, container_id: str, member: Identity) -> bool:
+        deadline = time.monotonic() + self._move_timeout_s
+        while time.monotonic() < deadline:
+            answer = await self._orchestrator.request(
+                "GET", f"/v1/containers/{container_id}", identity=member
+            )
+            if ContainerView.model_validate(answer.json()).state == "running":
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    # Helpers.
+
+    async def _record_plan(
+        self,
+        *,
+        tenant_id: str,
+        container_id: str,
+        source: str,
+        reason: MigrationReason,
+        chosen: Plan,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """A new migration with its peer selection; ended at once as failed when no peer
+        could take the container."""
+        choice = chosen.choices[0] if chosen.choices else None
+        async with transaction(self._sessions) as session:
+            row = service.record_migration(
+                session,
+                tenant_id=tenant_id,
+                container_id=container_id,
+                source_device=source,
+                reason=reason,
+            )
+            await session.flush()
+            await service.set_plan(
+                session=session,
+                migration_id=row.id,
+                target_device=choice.target if choice else "",
+                plan={**chosen.as_record(), **(extra or {})},
+            )
+            step = MigrationStep(
+                name="select_peer", started_at=row.created_at, duration_ms=chosen.elapsed_ms
+            )
+            await service.add_step(
+                session=session, migration_id=row.id, step=step, state=MigrationState.PLANNING
+            )
+            if choice is None:
+                await service.finish(
+                    session=session,
+                    migration_id=row.id,
+                    state=MigrationState.FAILED,
+                    error_code="no_suitable_peer",
+                    error=_why_not(chosen, container_id),
+                )
+            migration_id = row.id
+        await self._announce(migration_id)
+        return migration_id
+
+    async def _announce(self, migration_id: str) -> None:
+        if self.link is None:
+            return
+        async with self._sessions() as session:
+            row = await session.get(Migration, migration_id)
+            if row is None:
+                return
+            event = MigrationEvent(**service.to_view(row).model_dump(), tenant=row.tenant_id)
+        try:
+            await self.link.publish(uris.EVENT_MIGRATION, event.model_dump(mode="json"))
+        except WampError as err:
+            logger.warning("migration event not published: %s", err)
+
+    async def _tenant_of(self, migration_id: str) -> str:
+        async with self._sessions() as session:
+            row = await session.get(Migration, migration_id)
+            assert row is not None
+            return row.tenant_id
+
+    def _require_link(self) -> WampLink:
+        if self.link is None or not self.link.connected:
+            raise WampError("no WAMP link")
+        return self.link
+
+
+def _candidate(
+    device: DeviceView,
+    *,
+    tenant_id: str,
+    source: DeviceView | None,
+    rtt_from: str | None = None,
+) -> Candidate:
+    """``rtt_from``: a source that measures nothing itself (a lost node); the candidate's
+    own measurement of it stands in."""
+    metrics = device.metrics
+    cpu_free = device.cpu_count * (1 - (metrics.cpu_percent or 0.0) / 100)
+    rtt = {}
+    if source is not None and device.key in source.neighbours:
+        rtt[source.key] = source.neighbours[device.key]
+    elif rtt_from is not None and rtt_from in device.neighbours:
+        rtt[rtt_from] = device.neighbours[rtt_from]
+    return Candidate(
+        key=device.key,
+        # Compute moves only to nodes on their WAN: a node on the slow mesh cannot take
+        # an image or an application volume in reasonable time.
+        online=device.status is DeviceStatus.ONLINE,
+        arch=device.arch,
+        # The registry lists a tenant's caller only the devices granted to it.
+        tenants=frozenset({tenant_id}),
+        cpu_free=max(0.0, cpu_free),
+        memory_free=max(0, device.memory_total - (metrics.memory_used or 0)),
+        disk_free=metrics.disk_free or 0,
+        level=device.collaboration_level if device.peer_url else 0,
+        rtt_ms=rtt,
+    )
+
+
+def _why_not(chosen: Plan, container_id: str) -> str:
+    excluded = chosen.excluded.get(container_id, [])
+    reasons = ", ".join(f"{e.key}: {e.reason}" for e in excluded if e.reason != "is_source")
+    return f"no peer can take it ({reasons or 'no other device'})"
+
+
+def acting_for(tenant_id: str, role: str = OPERATOR) -> Identity:
+    """The scheduler's own identity towards the other services: as an operator, or as a
+    member of ``tenant_id`` (then it sees only what that tenant may use)."""
+    return Identity(
+        user_id=SCHEDULER, username=SCHEDULER, tenant_id=tenant_id, roles=frozenset({role})
+    )
+
+
+async def _unfinished_for(session: AsyncSession, container_id: str) -> Migration | None:
+    done = [s.value for s in MIGRATION_DONE]
+    query = select(Migration).where(
+        Migration.container_id == container_id, Migration.state.not_in(done)
+    )
+    return (await session.scalars(query.limit(1))).first()

@@ -1,0 +1,136 @@
+"""Lost nodes: their containers are started again on a peer (a cold restart).
+
+A node that stops answering may be dead, or the cloud may be what is broken: a paused
+database or router silences every node at once, and a cut uplink silences a node that
+still runs. So a node counts as lost only when all of these hold:
+
+- the control plane itself has been healthy (this scheduler's router session up, the
+  registry and the orchestrator answering) for longer than ``lost_after_s``; after any
+  outage of its own the clock starts again, and by then the nodes are back;
+- the node has been silent for ``lost_after_s``;
+- its neighbours no longer reach its broker (a node with a dead uplink but a live
+  broker is running: its containers keep serving where they are);
+- not too many nodes went silent together (``max_lost_share``): that is a network or
+  cloud problem, which moving containers around cannot fix (Kubernetes' node lifecycle
+  controller stops evicting for the same reason).
+"""
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from edgecloud_contracts.devices import DeviceView
+from edgecloud_contracts.heartbeat import DeviceStatus
+from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.problems import Problem
+from edgecloud_servicekit.wamp import WampLink
+
+from .coordinator import Coordinator, acting_for
+
+logger = logging.getLogger(__name__)
+
+ALL_DEVICES = 1000
+
+
+class NodeLossWatch:
+    def __init__(
+        self,
+        *,
+        coordinator: Coordinator,
+        registry: ServiceClient,
+        orchestrator: ServiceClient,
+        link: WampLink,
+        lost_after_s: float,
+        check_every_s: float,
+        max_lost_share: float,
+    ) -> None:
+        self._coordinator = coordinator
+        self._registry = registry
+        self._orchestrator = orchestrator
+        self._link = link
+        self._lost_after_s = lost_after_s
+        self._check_every_s = check_every_s
+        self._max_lost_share = max_lost_share
+        self._healthy_since: float | None = None
+        self._handled: set[str] = set()
+        """Containers already restarted elsewhere (the orchestrator moved their records)."""
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:  # the watch must go on whatever one round met
+                logger.exception("node loss check failed")
+            await asyncio.sleep(self._check_every_s)
+
+    async def check(self) -> list[str]:
+        """One round; the keys of the nodes found lost."""
+        devices = await self._control_plane_view()
+        if devices is None:
+            return []
+        now = datetime.now(UTC)
+        silent = [
+            d
+            for d in devices
+            if d.status is DeviceStatus.OFFLINE
+            and d.last_seen is not None
+            and (now - d.last_seen).total_seconds() > self._lost_after_s
+        ]
+        if not silent:
+            return []
+        if len(silent) > self._max_lost_share * len(devices):
+            logger.warning(
+                "%d of %d nodes are silent: a network or cloud outage, not lost nodes; "
+                "nothing is moved",
+                len(silent),
+                len(devices),
+            )
+            return []
+        # A neighbour that measured the node's broker lately saw it alive.
+        seen_alive = {
+            key for d in devices if d.status is not DeviceStatus.OFFLINE for key in d.neighbours
+        }
+        lost = [d for d in silent if d.key not in seen_alive]
+        for device in lost:
+            await self._restart_elsewhere(device)
+        return [d.key for d in lost]
+
+    async def _control_plane_view(self) -> list[DeviceView] | None:
+        """Every device, or None while the control plane is not known healthy for long."""
+        operator = acting_for("")
+        try:
+            if not self._link.connected:
+                raise ConnectionError("no router session")
+            answer = await self._registry.request(
+                "GET", "/v1/devices", identity=operator, params={"limit": ALL_DEVICES}
+            )
+        except (Problem, ConnectionError) as err:
+            if self._healthy_since is not None:
+                logger.warning("control plane unhealthy (%s): node loss checks wait", err)
+            self._healthy_since = None
+            return None
+        now = time.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = now
+        if now - self._healthy_since < self._lost_after_s:
+            return None
+        return [DeviceView.model_validate(item) for item in answer.json()["items"]]
+
+    async def _restart_elsewhere(self, device: DeviceView) -> None:
+        try:
+            answer = await self._orchestrator.request(
+                "GET", f"/v1/nodes/{device.key}/containers", identity=acting_for("")
+            )
+        except Problem as err:
+            logger.warning("containers of lost node %s unknown: %s", device.key, err)
+            return
+        for item in answer.json():
+            container_id, tenant = str(item["id"]), str(item["tenant"])
+            if container_id in self._handled:
+                continue
+            logger.warning("node %s is lost: %s starts elsewhere", device.key, container_id)
+            if await self._coordinator.cold_restart(
+                container_id=container_id, tenant_id=tenant, lost=device
+            ):
+                self._handled.add(container_id)

@@ -1,0 +1,1 @@
+"""Peer selection: which node each migrating container moves to."""

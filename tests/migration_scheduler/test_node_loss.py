@@ -1,0 +1,120 @@
+"""Telling a lost node from an outage of the cloud (moves/watchdog.py). The registry, the
+orchestrator and the router session are stood in for here: what is tested is the decision
+on the answers they give; the testbed runs the real cold restart (tests/testbed)."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from edgecloud_migration_scheduler.moves.watchdog import NodeLossWatch
+from edgecloud_servicekit.internal_http import ServiceAnswer
+from edgecloud_servicekit.problems import Unavailable
+
+LONG_AGO = datetime.now(UTC) - timedelta(hours=1)
+
+
+def device(key: str, status: str, *, neighbours: dict[str, float] | None = None) -> dict:
+    return {
+        "key": key,
+        "id": key,
+        "name": key,
+        "mac": "02:00:00:00:00:01",
+        "location": "lab",
+        "arch": "x86_64",
+        "os": "Debian",
+        "kernel": "6.1",
+        "cpu_count": 2,
+        "memory_total": 1 << 30,
+        "disk_total": 1 << 34,
+        "status": status,
+        "link": None if status == "offline" else "wan",
+        "last_seen": LONG_AGO.isoformat(),
+        "metrics": {"cpu_percent": 5.0, "memory_used": 1 << 28, "disk_free": 1 << 33},
+        "neighbours": neighbours or {},
+    }
+
+
+class FakeService:
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.failure: Exception | None = None
+
+    async def request(self, method: str, path: str, **_: Any) -> ServiceAnswer:
+        if self.failure is not None:
+            raise self.failure
+        return ServiceAnswer(200, json.dumps(self.answers[path]).encode())
+
+
+class FakeLink:
+    connected = True
+
+
+class FakeCoordinator:
+    def __init__(self) -> None:
+        self.restarted: list[tuple[str, str, str]] = []
+
+    async def cold_restart(self, *, container_id: str, tenant_id: str, lost: Any) -> bool:
+        self.restarted.append((container_id, tenant_id, lost.key))
+        return True
+
+
+def watch(
+    devices: list[dict], *, lost_after_s: float = 0.0, share: float = 0.5
+) -> tuple[NodeLossWatch, FakeCoordinator, FakeService, FakeLink]:
+    coordinator, link = FakeCoordinator(), FakeLink()
+    registry = FakeService({"/v1/devices": {"items": devices, "next_cursor": None}})
+    orchestrator = FakeService(
+        {
+            f"/v1/nodes/{d['key']}/containers": [{"id": f"c-{d['key']}", "tenant": "t1"}]
+            for d in devices
+        }
+    )
+    found = NodeLossWatch(
+        coordinator=coordinator,  # type: ignore[arg-type]
+        registry=registry,  # type: ignore[arg-type]
+        orchestrator=orchestrator,  # type: ignore[arg-type]
+        link=link,  # type: ignore[arg-type]
+        lost_after_s=lost_after_s,
+        check_every_s=1,
+        max_lost_share=share,
+    )
+    return found, coordinator, registry, link
+
+
+FLEET = [device("n1", "offline"), device("n2", "online"), device("n3", "online")]
+
+
+async def test_a_silent_node_nobody_sees_is_lost_and_its_containers_restart_once() -> None:
+    found, coordinator, _, _ = watch(FLEET)
+    assert await found.check() == ["n1"]
+    assert coordinator.restarted == [("c-n1", "t1", "n1")]
+    await found.check()
+    assert coordinator.restarted == [("c-n1", "t1", "n1")]
+
+
+async def test_a_node_its_neighbours_still_reach_is_not_lost() -> None:
+    fleet = [FLEET[0], device("n2", "online", neighbours={"n1": 1.2}), FLEET[2]]
+    found, coordinator, _, _ = watch(fleet)
+    assert await found.check() == []
+    assert coordinator.restarted == []
+
+
+async def test_many_silent_nodes_are_an_outage_not_lost_nodes() -> None:
+    fleet = [device("n1", "offline"), device("n2", "offline"), device("n3", "online")]
+    found, coordinator, _, _ = watch(fleet)
+    assert await found.check() == []
+    assert coordinator.restarted == []
+
+
+async def test_nothing_moves_until_the_control_plane_was_healthy_long_enough() -> None:
+    found, coordinator, registry, link = watch(FLEET, lost_after_s=3600)
+    assert await found.check() == []  # healthy only from now on
+    # The router session or the database away: the wait starts again afterwards.
+    link.connected = False
+    assert await found.check() == []
+    link.connected = True
+    registry.failure = Unavailable("the registry's database is paused", code="database_unavailable")
+    assert await found.check() == []
+    registry.failure = None
+    assert await found.check() == []
+    assert coordinator.restarted == []

@@ -1,0 +1,395 @@
+"""Peer migration across the testbed: a container moves from n1 to n2, the two agents
+talking MQTT through n2's broker, each node with its own Docker engine."""
+
+import asyncio
+import json
+import secrets
+import signal
+
+import aiomqtt
+import httpx
+import pytest
+
+from tests.conftest import eventually
+from tests.support.agents import AgentHandle
+from tests.support.stack import Stack
+from tests.support.testbed import TestbedFleet
+from tests.support.users import Account, register
+
+pytestmark = pytest.mark.stack
+
+IMAGE = "edgecloud/busybox:latest"
+SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+STEPS = ["select_peer", "resource_request", "configuration", "dependencies", "activation"]
+# Fields of the engine's HostConfig that make the hardening (ARCHITECTURE 5).
+HARDENING = (
+    "Privileged",
+    "CapDrop",
+    "CapAdd",
+    "SecurityOpt",
+    "ReadonlyRootfs",
+    "Memory",
+    "MemorySwap",
+    "NanoCpus",
+    "PidsLimit",
+    "NetworkMode",
+    "Binds",
+    "Devices",
+    "Tmpfs",
+)
+
+
+async def pair(
+    testbed: TestbedFleet, stack: Stack, api: httpx.AsyncClient, enrol
+) -> tuple[AgentHandle, AgentHandle, Account]:
+    """n1 and n2 online, both granted to a new tenant, each knowing the other's round trip."""
+    n1 = testbed.start_agent("n1", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
+    n2 = testbed.start_agent("n2", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
+
+    # The registry names the peers in its answer to a heartbeat; the agents measure them.
+    async def measured() -> bool:
+        answer = await api.get(f"/api/v1/devices/{n1.key}")
+        if answer.status_code != 200:
+            return False
+        device = answer.json()
+        return device["status"] == "online" and n2.key in device["neighbours"]
+
+    await eventually(measured, timeout=60, interval=0.3)
+    user = await register(stack)
+    for agent in (n1, n2):
+        granted = await api.post(
+            f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id}
+        )
+        assert granted.status_code == 201, granted.text
+    return n1, n2, user
+
+
+async def make_container(client: httpx.AsyncClient, user: Account, key: str, name: str) -> dict:
+    made = await client.post(
+        "/api/v1/containers",
+        json={
+            "device": key,
+            "name": name,
+            "image": IMAGE,
+            "command": SERVE,
+            # No CPU share asked: the testbed's nodes all read the one host's CPU load.
+            "limits": {"memory": 64 << 20, "pids": 64},
+        },
+        headers=user.headers,
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+async def migrate(
+    client: httpx.AsyncClient, user: Account, container: dict, **body: str
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/containers/{container['id']}/migrate", json=body, headers=user.headers
+    )
+
+
+async def ended(client: httpx.AsyncClient, user: Account, migration_id: str) -> dict:
+    async def done() -> dict | None:
+        found = await client.get(f"/api/v1/migrations/{migration_id}", headers=user.headers)
+        assert found.status_code == 200, found.text
+        view = found.json()
+        running = ("requested", "planning", "transferring", "activating")
+        return None if view["state"] in running else view
+
+    return await eventually(done, timeout=120, interval=0.2)
+
+
+def inspect(testbed: TestbedFleet, node: str, name: str) -> dict | None:
+    done = testbed.bed.docker(node, "inspect", name)
+    return json.loads(done.stdout)[0] if done.returncode == 0 else None
+
+
+def hardening(seen: dict) -> dict:
+    return {field: seen["HostConfig"].get(field) for field in HARDENING}
+
+
+async def test_a_container_moves_to_the_peer_with_its_hardening_and_data(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    container = await make_container(client, user, n1.key, "mover")
+    name = container["name"]
+    wrote = testbed.bed.docker("n1", "exec", name, "sh", "-c", "echo reading-42 > /app/state.txt")
+    assert wrote.returncode == 0, wrote.stderr
+    before = inspect(testbed, "n1", name)
+    assert before is not None
+
+    answer = await migrate(client, user, container, device=n2.key)
+    assert answer.status_code == 202, answer.text
+    migration = await ended(client, user, answer.json()["migration"])
+
+    assert migration["state"] == "completed", migration
+    assert (migration["source"], migration["target"]) == (n1.key, n2.key)
+    assert migration["reason"] == "manual"
+    names = [step["name"] for step in migration["steps"]]
+    for step in STEPS:
+        assert step in names, names
+    assert all(step["duration_ms"] is not None for step in migration["steps"])
+    assert migration["freeze_ms"] is not None
+
+    # The record follows the container; the peer runs it as hardened as the source did.
+    moved = (await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)).json()
+    assert moved["device"] == n2.key
+    after = inspect(testbed, "n2", name)
+    assert after is not None
+    assert after["State"]["Running"] is True
+    assert hardening(after) == hardening(before)
+    assert after["Config"]["Labels"] == before["Config"]["Labels"]
+    assert inspect(testbed, "n1", name) is None
+    state = testbed.bed.docker("n2", "exec", name, "cat", "/app/state.txt")
+    assert state.stdout.strip() == "reading-42"
+
+    # Commands now go to the peer.
+    stopped = await client.post(
+        f"/api/v1/containers/{container['id']}/stop", headers=user.headers, timeout=30
+    )
+    assert stopped.status_code == 200, stopped.text
+    assert inspect(testbed, "n2", name)["State"]["Running"] is False
+
+    listed = (await client.get("/api/v1/migrations", headers=user.headers)).json()["items"]
+    assert [m["id"] for m in listed] == [migration["id"]]
+
+
+async def test_the_image_goes_along_when_the_peer_lacks_it(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    container = await make_container(client, user, n1.key, "carried")
+    testbed.bed.docker("n2", "rmi", "-f", IMAGE)
+    try:
+        answer = await migrate(client, user, container)  # the scheduler picks: n2 only
+        assert answer.status_code == 202, answer.text
+        migration = await ended(client, user, answer.json()["migration"])
+        assert migration["state"] == "completed", migration
+        assert migration["target"] == n2.key
+        assert inspect(testbed, "n2", container["name"])["State"]["Running"] is True
+    finally:
+        testbed.bed.load_images("n2")
+
+
+async def test_no_peer_refuses_and_changes_nothing(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1 = testbed.start_agent("n1", token=await enrol())
+
+    async def online() -> bool:
+        answer = await api.get(f"/api/v1/devices/{n1.key}")
+        return answer.status_code == 200 and answer.json()["status"] == "online"
+
+    await eventually(online, timeout=40, interval=0.3)
+    user = await register(stack)
+    granted = await api.post(f"/api/v1/devices/{n1.key}/grants", json={"tenant": user.tenant_id})
+    assert granted.status_code == 201
+    container = await make_container(client, user, n1.key, "stays")
+
+    refused = await migrate(client, user, container)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["code"] == "no_suitable_peer"
+    failed = await ended(client, user, problem["migration"])
+    assert failed["state"] == "failed"
+    assert failed["error_code"] == "no_suitable_peer"
+
+    # A device of another tenant, or the source itself, is not a place to go.
+    for device in (n1.key, "someone_elses_node"):
+        wrong = await migrate(client, user, container, device=device)
+        assert wrong.status_code == 422, wrong.text
+        assert wrong.json()["code"] == "device_not_eligible"
+    malformed = await migrate(client, user, container, device="NOT A KEY")
+    assert malformed.status_code == 422
+
+    still = (
+        await client.get(
+            f"/api/v1/containers/{container['id']}", params={"live": "true"}, headers=user.headers
+        )
+    ).json()
+    assert (still["device"], still["state"]) == (n1.key, "running")
+
+
+async def test_the_peer_dying_mid_transfer_rolls_back(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    container = await make_container(client, user, n1.key, "kept")
+    # A slow WAN and an image to carry: the transfer lasts long enough to kill the peer in it.
+    testbed.bed.docker("n2", "rmi", "-f", IMAGE)
+    testbed.bed.degrade("n2", "wan", rate_kbit=400)
+    try:
+        answer = await migrate(client, user, container, device=n2.key)
+        assert answer.status_code == 202, answer.text
+        migration_id = answer.json()["migration"]
+
+        async def transferring() -> bool:
+            view = (
+                await client.get(f"/api/v1/migrations/{migration_id}", headers=user.headers)
+            ).json()
+            return any(step["name"] == "dependencies" for step in view["steps"])
+
+        await eventually(transferring, timeout=60, interval=0.05)
+        n2.process.signal(signal.SIGKILL)
+        migration = await ended(client, user, migration_id)
+    finally:
+        testbed.bed.degrade("n2", "wan", rate_kbit=0)
+        testbed.bed.load_images("n2")
+
+    assert migration["state"] == "rolled_back", migration
+    assert migration["error_code"]
+    assert inspect(testbed, "n2", container["name"]) is None
+    kept = (
+        await client.get(
+            f"/api/v1/containers/{container['id']}", params={"live": "true"}, headers=user.headers
+        )
+    ).json()
+    assert (kept["device"], kept["state"]) == (n1.key, "running")
+
+
+# Prints "handled <n>" for each sensor message fed to it (payload: the message's number).
+CONSUMER = [
+    "sh",
+    "-c",
+    "touch /app/inbox.jsonl; exec 3</app/inbox.jsonl; while true; do"
+    ' if read -r line <&3; then n=${line##*\\"payload\\":\\"}; echo "handled ${n%%\\"*}";'
+    " else sleep 0.05; fi; done",
+]
+SENSOR_TOPIC = "sensors/counter"
+
+
+class HandledLog:
+    """The numbers a container printed as handled on one node, followed live with the
+    engine's timestamps (the source's copy is removed at the end of the move)."""
+
+    def __init__(self, testbed: TestbedFleet, node: str, name: str) -> None:
+        self.handled: list[tuple[str, int]] = []
+        self._url = testbed.bed.node(node).engine.url
+        self._name = name
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "docker", "-H", self._url, "logs", "-f", "--timestamps", self._name,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert process.stdout is not None
+        try:
+            async for raw in process.stdout:
+                at, _, text = raw.decode(errors="replace").strip().partition(" ")
+                if text.startswith("handled ") and text[8:].isdigit():
+                    self.handled.append((at, int(text[8:])))
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def publish_sequence(broker: str, count: int, *, per_s: float) -> None:
+    """A sensor: numbers 0..count-1 to its broker at QoS 1, ``per_s`` a second."""
+    async with aiomqtt.Client(broker, 1883, identifier=f"sensor-{secrets.token_hex(3)}") as sensor:
+        for number in range(count):
+            await sensor.publish(SENSOR_TOPIC, str(number), qos=1)
+            await asyncio.sleep(1 / per_s)
+
+
+async def test_sensor_messages_follow_the_container_none_lost(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    made = await client.post(
+        "/api/v1/containers",
+        json={
+            "device": n1.key,
+            "name": "consumer",
+            "image": IMAGE,
+            "command": CONSUMER,
+            "subscriptions": [SENSOR_TOPIC],
+        },
+        headers=user.headers,
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    container = made.json()
+    name = container["name"]
+    on_n1 = HandledLog(testbed, "n1", name)
+    count = 600  # 12 s at 50 messages/s
+    sensor = asyncio.create_task(publish_sequence(testbed.bed.node("n1").wan_ip, count, per_s=50))
+    on_n2: HandledLog | None = None
+    try:
+        # Some handled on n1 first, then the move while the sensor goes on publishing.
+        async def handling() -> bool:
+            return len(on_n1.handled) > 50
+
+        await eventually(handling, timeout=30, interval=0.1)
+        answer = await migrate(client, user, container, device=n2.key)
+        assert answer.status_code == 202, answer.text
+
+        async def created_on_n2() -> bool:
+            return inspect(testbed, "n2", name) is not None
+
+        await eventually(created_on_n2, timeout=60)
+        on_n2 = HandledLog(testbed, "n2", name)
+        migration = await ended(client, user, answer.json()["migration"])
+        assert migration["state"] == "completed", migration
+        await sensor
+
+        async def all_handled() -> bool:
+            assert on_n2 is not None
+            return any(n == count - 1 for _, n in on_n2.handled)
+
+        await eventually(all_handled, timeout=60, interval=0.2)
+    finally:
+        sensor.cancel()
+        await on_n1.stop()
+        if on_n2 is not None:
+            await on_n2.stop()
+
+    numbers = [n for _, n in on_n1.handled] + [n for _, n in on_n2.handled]
+    # From the first message after the container subscribed (the broker keeps messages only
+    # for a session that exists) to the last, none is missing, the move included.
+    expected = set(range(min(numbers), count))
+    missing = sorted(expected - set(numbers))
+    assert not missing, (missing[:5], missing[-5:], len(missing), on_n2.handled[:3])
+    # Repeats are allowed (the peer is given again what the source may not have read);
+    # the message's own number removes them.
+    assert on_n2.handled, "the peer handled nothing"
+    assert max(n for _, n in on_n1.handled) < count - 1, "the move came after the sensor ended"
+
+
+async def test_a_lost_primary_is_restarted_cold_on_a_peer(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    container = await make_container(client, user, n1.key, "survivor")
+    # The primary loses power: its agent is gone and nothing answers at its address, its
+    # neighbours' measurements included. The scheduler waits out the node-loss window.
+    testbed.bed.cut("n1", "wan")
+    n1.process.signal(signal.SIGKILL)
+
+    async def moved() -> dict | None:
+        listed = await client.get("/api/v1/migrations", headers=user.headers)
+        return next((m for m in listed.json()["items"] if m["container"] == container["id"]), None)
+
+    migration = await eventually(moved, timeout=150, interval=1)
+    migration = await ended(client, user, migration["id"])
+    assert migration["state"] == "cold_restarted", migration
+    assert migration["reason"] == "node_lost"
+    assert (migration["source"], migration["target"]) == (n1.key, n2.key)
+    window = migration["lost_window"]
+    assert window["from"] < window["until"]
+
+    async def running_on_n2() -> bool:
+        seen = inspect(testbed, "n2", container["name"])
+        return seen is not None and seen["State"]["Running"] is True
+
+    await eventually(running_on_n2, timeout=60, interval=0.5)
+    found = (await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)).json()
+    assert (found["device"], found["state"]) == (n2.key, "running")
