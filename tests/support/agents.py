@@ -81,6 +81,9 @@ class AgentFactory:
             "AGENT_INVENTORY_INTERVAL_S": "1",
             "AGENT_RECONNECT_INITIAL_S": "0.2",
             "AGENT_RECONNECT_MAX_S": "2",
+            # Every test node reads the one busy machine's load: moves only where a test
+            # asks for them (the migration tests turn the monitor on with their thresholds).
+            "AGENT_MONITOR_ENABLED": "false",
         }
         if token:
             env["AGENT_ENROLMENT_TOKEN"] = token

@@ -3,15 +3,16 @@ talking MQTT through n2's broker, each node with its own Docker engine."""
 
 import asyncio
 import json
-import secrets
+import os
 import signal
+import subprocess
 
-import aiomqtt
 import httpx
 import pytest
 
 from tests.conftest import eventually
 from tests.support.agents import AgentHandle
+from tests.support.sensors import CONSUMER, SENSOR_TOPIC, HandledLog, publish_sequence
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet
 from tests.support.users import Account, register
@@ -40,10 +41,16 @@ HARDENING = (
 
 
 async def pair(
-    testbed: TestbedFleet, stack: Stack, api: httpx.AsyncClient, enrol
+    testbed: TestbedFleet,
+    stack: Stack,
+    api: httpx.AsyncClient,
+    enrol,
+    n1_env: dict[str, str] | None = None,
 ) -> tuple[AgentHandle, AgentHandle, Account]:
     """n1 and n2 online, both granted to a new tenant, each knowing the other's round trip."""
-    n1 = testbed.start_agent("n1", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
+    n1 = testbed.start_agent(
+        "n1", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2", **(n1_env or {})}
+    )
     n2 = testbed.start_agent("n2", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
 
     # The registry names the peers in its answer to a heartbeat; the agents measure them.
@@ -250,60 +257,27 @@ async def test_the_peer_dying_mid_transfer_rolls_back(
     assert (kept["device"], kept["state"]) == (n1.key, "running")
 
 
-# Prints "handled <n>" for each sensor message fed to it (payload: the message's number).
-CONSUMER = [
-    "sh",
-    "-c",
-    "touch /app/inbox.jsonl; exec 3</app/inbox.jsonl; while true; do"
-    ' if read -r line <&3; then n=${line##*\\"payload\\":\\"}; echo "handled ${n%%\\"*}";'
-    " else sleep 0.05; fi; done",
-]
-SENSOR_TOPIC = "sensors/counter"
+# n1 asks for its containers to move after 4 s over 85% CPU (the machine's: every node of
+# the testbed reads it, so only n1's monitor is on).
+OVERLOAD_TRIGGER = {
+    "AGENT_MONITOR_ENABLED": "true",
+    "AGENT_MONITOR_INTERVAL_S": "1",
+    "AGENT_MONITOR_CPU_PERCENT": "85",
+    "AGENT_MONITOR_CPU_CLEAR_PERCENT": "50",
+    "AGENT_MONITOR_CPU_FOR_S": "4",
+}
 
 
-class HandledLog:
-    """The numbers a container printed as handled on one node, followed live with the
-    engine's timestamps (the source's copy is removed at the end of the move)."""
-
-    def __init__(self, testbed: TestbedFleet, node: str, name: str) -> None:
-        self.handled: list[tuple[str, int]] = []
-        self._url = testbed.bed.node(node).engine.url
-        self._name = name
-        self._task = asyncio.create_task(self._follow())
-
-    async def _follow(self) -> None:
-        process = await asyncio.create_subprocess_exec(
-            "docker", "-H", self._url, "logs", "-f", "--timestamps", self._name,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        assert process.stdout is not None
-        try:
-            async for raw in process.stdout:
-                at, _, text = raw.decode(errors="replace").strip().partition(" ")
-                if text.startswith("handled ") and text[8:].isdigit():
-                    self.handled.append((at, int(text[8:])))
-        finally:
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-async def publish_sequence(broker: str, count: int, *, per_s: float) -> None:
-    """A sensor: numbers 0..count-1 to its broker at QoS 1, ``per_s`` a second."""
-    async with aiomqtt.Client(broker, 1883, identifier=f"sensor-{secrets.token_hex(3)}") as sensor:
-        for number in range(count):
-            await sensor.publish(SENSOR_TOPIC, str(number), qos=1)
-            await asyncio.sleep(1 / per_s)
+def load_every_core() -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(os.cpu_count() or 2)
+    ]
 
 
 async def test_sensor_messages_follow_the_container_none_lost(
     testbed: TestbedFleet, stack, api, client, enrol
 ) -> None:
-    n1, n2, user = await pair(testbed, stack, api, enrol)
+    n1, n2, user = await pair(testbed, stack, api, enrol, n1_env=OVERLOAD_TRIGGER)
     made = await client.post(
         "/api/v1/containers",
         json={
@@ -329,16 +303,25 @@ async def test_sensor_messages_follow_the_container_none_lost(
             return len(on_n1.handled) > 50
 
         await eventually(handling, timeout=30, interval=0.1)
-        answer = await migrate(client, user, container, device=n2.key)
-        assert answer.status_code == 202, answer.text
+        # Sustained CPU load on n1: its monitor asks the scheduler to move its containers.
+        load = load_every_core()
+        try:
 
-        async def created_on_n2() -> bool:
-            return inspect(testbed, "n2", name) is not None
+            async def created_on_n2() -> bool:
+                return inspect(testbed, "n2", name) is not None
 
-        await eventually(created_on_n2, timeout=60)
+            await eventually(created_on_n2, timeout=60)
+        finally:
+            for process in load:
+                process.kill()
+                process.wait()
         on_n2 = HandledLog(testbed, "n2", name)
-        migration = await ended(client, user, answer.json()["migration"])
+        listed = await client.get("/api/v1/migrations", headers=user.headers)
+        [started] = listed.json()["items"]
+        migration = await ended(client, user, started["id"])
         assert migration["state"] == "completed", migration
+        assert migration["reason"] == "cpu"
+        assert migration["target"] == n2.key
         await sensor
 
         async def all_handled() -> bool:

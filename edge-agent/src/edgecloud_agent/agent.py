@@ -14,6 +14,10 @@ reports       deploy/reports.py       container changes, pull and deployment pro
 outbox        deploy/outbox.py        reports written before they are sent, until acknowledged
 uplink        uplink/wamp.py          the WAMP session to the cloud over the best link (WAN, mesh)
 relay         uplink/relay.py         border router: neighbours' uplinks over LoWPAN to the router
+feeds         runtime/feeds.py        sensor topics into containers, in sessions that survive moves
+neighbours    peers/neighbours.py     round trips to nearby peers, reported in heartbeats
+migrations    peers/migration.py      moving containers to and from peers (MQTT, peers/channel.py)
+monitor       monitor/                pressure, health and drain triggers: edge.migration.request
 """
 
 import asyncio
@@ -29,6 +33,7 @@ from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
+from .monitor.monitor import Monitor, request_over
 from .peers.migration import PeerMigrations
 from .peers.neighbours import NeighbourProber
 from .runtime.docker import DockerRuntime
@@ -219,10 +224,19 @@ class Agent:
                 lowpan_interval_s=settings.lowpan_heartbeat_interval_s,
                 neighbours=neighbours,
             )
+            monitor = Monitor(
+                config=settings.monitor,
+                request=request_over(self.uplink.call, timeout_s=settings.call_timeout_s),
+            )
             async with asyncio.TaskGroup() as tasks:
                 uplink_task = tasks.create_task(self.uplink.run(), name="uplink")
                 reporter_task = tasks.create_task(reporter.run(), name="heartbeat")
                 neighbours_task = tasks.create_task(neighbours.run(), name="neighbours")
+                monitor_task = (
+                    tasks.create_task(monitor.run(), name="monitor")
+                    if settings.monitor_enabled
+                    else None
+                )
                 feeds_task = tasks.create_task(
                     run_feeds(feeds, lambda: [d.spec for d in desired.all() if d.running]),
                     name="sensor-feeds",
@@ -252,6 +266,8 @@ class Agent:
                 await self.executor.wait_idle(settings.call_timeout_s)
                 events_task.cancel()
                 neighbours_task.cancel()
+                if monitor_task is not None:
+                    monitor_task.cancel()
                 feeds_task.cancel()
                 inventory_task.cancel()
                 data_task.cancel()

@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .monitor.monitor import MonitorConfig
+from .monitor.pressure import Limit
 from .runtime.errors import PolicyRefused
 from .runtime.hardening import ContainerPolicy
 from .uplink.relay import listen_address, router_address
@@ -79,6 +81,34 @@ class AgentSettings(BaseSettings):
     """The most this node offers peers: 0 messaging only, 1 storage, 2 storage and compute."""
     neighbour_probe_interval_s: PositiveFloat = 30.0
 
+    # The monitor (monitor/): what makes the node ask for its containers to move.
+    monitor_enabled: bool = True
+    monitor_interval_s: PositiveFloat = 5.0
+    monitor_cooldown_s: float = 300.0
+    monitor_cpu_percent: float = 90.0
+    monitor_cpu_clear_percent: float = 70.0
+    monitor_cpu_for_s: float = 60.0
+    monitor_memory_percent: float = 90.0
+    monitor_memory_clear_percent: float = 80.0
+    monitor_memory_for_s: float = 60.0
+    monitor_disk_percent: float = 95.0
+    """Of ``disk_path``."""
+    monitor_disk_clear_percent: float = 90.0
+    monitor_disk_for_s: float = 60.0
+    monitor_temperature_c: float = 85.0
+    monitor_temperature_clear_c: float = 80.0
+    monitor_temperature_for_s: float = 30.0
+    monitor_temperature_path: Path | None = None
+    """e.g. /sys/class/thermal/thermal_zone0/temp; None: the hottest sensor psutil knows."""
+    monitor_probe_command: list[str] = []
+    """An operator's health check, argv as JSON (never run through a shell); failing
+    ``monitor_probe_failures`` times in a row predicts a failure."""
+    monitor_probe_timeout_s: float = 10.0
+    monitor_probe_failures: int = 3
+    monitor_disk_errors_path: Path | None = None
+    """A disk's I/O error counter, e.g. /sys/block/sda/device/ioerr_cnt."""
+    monitor_disk_errors_limit: int = 1
+
     duty_cycle_awake_s: float = 0.0
     duty_cycle_asleep_s: float = 0.0
     """Power saving: keep the uplink open awake_s, then closed asleep_s, in turn (both > 0
@@ -96,6 +126,42 @@ class AgentSettings(BaseSettings):
     relay_handshake_timeout_s: PositiveFloat = 5.0
     relay_idle_timeout_s: PositiveFloat = 120.0
     log_level: str = "INFO"
+
+    @property
+    def monitor(self) -> MonitorConfig:
+        return MonitorConfig(
+            interval_s=self.monitor_interval_s,
+            cooldown_s=self.monitor_cooldown_s,
+            cpu=Limit(
+                self.monitor_cpu_percent, self.monitor_cpu_clear_percent, self.monitor_cpu_for_s
+            ),
+            memory=Limit(
+                self.monitor_memory_percent,
+                self.monitor_memory_clear_percent,
+                self.monitor_memory_for_s,
+            ),
+            disk=Limit(
+                self.monitor_disk_percent, self.monitor_disk_clear_percent, self.monitor_disk_for_s
+            ),
+            disk_path=self.disk_path,
+            temperature=Limit(
+                self.monitor_temperature_c,
+                self.monitor_temperature_clear_c,
+                self.monitor_temperature_for_s,
+            ),
+            temperature_path=self.monitor_temperature_path,
+            probe_command=self.monitor_probe_command,
+            probe_timeout_s=self.monitor_probe_timeout_s,
+            probe_failures=self.monitor_probe_failures,
+            disk_errors_path=self.monitor_disk_errors_path,
+            disk_errors_limit=self.monitor_disk_errors_limit,
+            drain_path=self.state_dir / "drain",
+        )
+
+    @model_validator(mode="after")
+    def _valid_monitor(self) -> Self:
+        _ = self.monitor  # ValueError: a bad threshold is refused at start
+        return self
 
     @property
     def duty_cycle(self) -> DutyCycle | None:

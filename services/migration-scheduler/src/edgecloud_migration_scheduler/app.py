@@ -45,12 +45,12 @@ def create_app(settings: MigrationSchedulerSettings | None = None) -> FastAPI:
                 move_timeout_s=settings.move_timeout_s,
             )
             stack.push_async_callback(coordinator.close)
+            rpc = MigrationRpc(coordinator)
             wamp = wamp_link(
                 settings,
                 procedures=[
-                    Procedure(
-                        uris.MIGRATION_REPORT, MigrationRpc(coordinator).report, with_details=True
-                    )
+                    Procedure(uris.MIGRATION_REPORT, rpc.report, with_details=True),
+                    Procedure(uris.MIGRATION_REQUEST, rpc.request, with_details=True),
                 ],
             )
             coordinator.link = wamp

@@ -34,6 +34,7 @@ from edgecloud_contracts.migrations import (
     MigrationReason,
     MigrationState,
     MigrationStep,
+    NodeMigrationRequest,
     StepReport,
 )
 from edgecloud_servicekit.db import transaction, utcnow
@@ -148,6 +149,90 @@ class Coordinator:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return migration_id
+
+    async def node_request(self, request: NodeMigrationRequest, *, device: str) -> dict[str, Any]:
+        """A node's monitor wants its containers off it: all of them are placed together
+        (exactly, when several move), then moved one after another."""
+        operator = acting_for("")
+        listed = await self._registry.request(
+            "GET", "/v1/devices", identity=operator, params={"limit": 1000}
+        )
+        devices = {d.key: d for d in (DeviceView.model_validate(i) for i in listed.json()["items"])}
+        source = devices.get(device)
+        on_node = await self._orchestrator.request(
+            "GET", f"/v1/nodes/{device}/containers", identity=operator
+        )
+        wanted = set(request.containers) if request.containers is not None else None
+        moving: list[ContainerView] = []
+        async with self._sessions() as session:
+            for item in on_node.json():
+                if wanted is not None and item["id"] not in wanted:
+                    continue
+                if await _unfinished_for(session, item["id"]) is not None:
+                    continue  # a repeated request: that one is on its way already
+                answer = await self._orchestrator.request(
+                    "GET", f"/v1/containers/{item['id']}", identity=acting_for(item["tenant"])
+                )
+                moving.append(ContainerView.model_validate(answer.json()))
+        tenants = {str(i["id"]): str(i["tenant"]) for i in on_node.json()}
+        grants = await self._grants(devices, operator)
+        demands = [
+            Demand(
+                container_id=c.id,
+                tenant_id=tenants[c.id],
+                source=device,
+                arch=source.arch if source is not None else None,
+                cpus=0.0,
+                memory=c.limits.memory,
+                disk=0,
+            )
+            for c in moving
+        ]
+        candidates = [
+            replace(
+                _candidate(d, tenant_id="", source=source),
+                tenants=frozenset(grants.get(d.key, ())),
+            )
+            for d in devices.values()
+        ]
+        chosen = plan(demands, candidates, self._policy) if demands else None
+        launched: list[str] = []
+        for container in moving:
+            assert chosen is not None
+            single = _only(chosen, container.id)
+            migration_id = await self._record_plan(
+                tenant_id=tenants[container.id],
+                container_id=container.id,
+                source=device,
+                reason=request.reason,
+                chosen=single,
+                extra={"source_peer_url": source.peer_url if source else "", "why": request.detail},
+            )
+            if single.choices:
+                launched.append(migration_id)
+                task = asyncio.create_task(
+                    self._drive(migration_id, container, devices[single.choices[0].target]),
+                    name=f"migration-{migration_id}",
+                )
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        return {
+            "migrations": launched,
+            "method": chosen.method if chosen else None,
+            "unplaced": [u.container_id for u in chosen.unplaced] if chosen else [],
+        }
+
+    async def _grants(
+        self, devices: dict[str, DeviceView], operator: Identity
+    ) -> dict[str, set[str]]:
+        """The tenants each device is granted to."""
+        found: dict[str, set[str]] = {}
+        for key in devices:
+            answer = await self._registry.request(
+                "GET", f"/v1/devices/{key}/grants", identity=operator
+            )
+            found[key] = {g["tenant"] for g in answer.json()["items"]}
+        return found
 
     async def _drive(self, migration_id: str, container: ContainerView, target: DeviceView) -> None:
         """Tell the target, then the source; record how it ended."""
@@ -466,3 +551,14 @@ async def _unfinished_for(session: AsyncSession, container_id: str) -> Migration
         Migration.container_id == container_id, Migration.state.not_in(done)
     )
     return (await session.scalars(query.limit(1))).first()
+
+
+def _only(chosen: Plan, container_id: str) -> Plan:
+    """The part of a joint plan about one container, recorded with its migration."""
+    return replace(
+        chosen,
+        choices=[c for c in chosen.choices if c.container_id == container_id],
+        unplaced=[u for u in chosen.unplaced if u.container_id == container_id],
+        weighed={k: v for k, v in chosen.weighed.items() if k == container_id},
+        excluded={k: v for k, v in chosen.excluded.items() if k == container_id},
+    )
