@@ -18,11 +18,9 @@ Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 150]
 
 import argparse
 import asyncio
-import json
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.testbed_runs import print_figures, run_on_testbed  # noqa: E402
 from infra.testbed.testbed import Testbed  # noqa: E402
-from tests.support.agents import AgentFactory  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
 from tests.support.testbed import TestbedFleet  # noqa: E402
 
@@ -214,33 +212,12 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=120.0)
     parser.add_argument("--outage-s", type=float, default=150.0)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-failover-"))
-    stack = Stack(backend="postgresql", workdir=workdir, listen_host="0.0.0.0")
-    try:
-        stack.start()
-        bed = Testbed(
-            3,
-            router_port=stack.router_port,
-            api_port=stack.ports["gateway"],
-            logs_dir=workdir / "testbed",
-        )
-        with bed:
-            fleet = TestbedFleet(bed, AgentFactory(stack, workdir / "agents"))
-            try:
-                figures = asyncio.run(measure(stack, fleet, args.idle_s, args.outage_s))
-            finally:
-                fleet.agents.stop_all()
-    finally:
-        stack.stop()
-    stack.cleanup()
-    # One JSON figure per line, as the other benchmarks print them.
-    for name, value in figures.items():
-        unit = "ms" if name.endswith("_ms") else "s" if name.endswith("_s") else "count"
-        unit = "B/min" if name.endswith("_per_min") else unit
-        line: dict[str, Any] = {"name": name, "value": value, "unit": unit}
-        if name in TARGETS:
-            line |= {"target": TARGETS[name], "met": value < TARGETS[name]}
-        print(json.dumps(line), flush=True)
+    figures = run_on_testbed(
+        3,
+        lambda stack, fleet: measure(stack, fleet, args.idle_s, args.outage_s),
+        name="failover",
+    )
+    print_figures(figures, TARGETS)
 
 
 if __name__ == "__main__":

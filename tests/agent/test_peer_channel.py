@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import secrets
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -524,3 +525,40 @@ def test_a_bad_file_head_is_malformed(body: dict[str, Any]) -> None:
     with pytest.raises(TransferFailed) as caught:
         FileHead.parse(body)
     assert caught.value.code == "malformed"
+
+
+VANISHING_SIDE = """
+import asyncio, os, sys
+from edgecloud_agent.peers.channel import PeerChannel
+
+async def main():
+    channel = PeerChannel(
+        me=sys.argv[1], broker_url=sys.argv[2], last_will=("failed", {"code": "peer_lost"})
+    )
+    await channel.connect(sys.argv[3], sys.argv[4])
+    os._exit(0)  # gone without a word to the broker, as a killed process is
+
+asyncio.run(main())
+"""
+
+
+async def test_a_side_that_vanishes_is_announced_by_its_last_will(
+    open_channel: OpenChannel, topic: str
+) -> None:
+    target = await open_channel(TARGET, SOURCE)
+    vanished = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", VANISHING_SIDE, SOURCE, BROKER, TARGET, topic
+    )
+    assert await vanished.wait() == 0
+    will = await target.get_message(SOURCE, timeout=10)
+    assert (will.kind, will.body) == ("failed", {"code": "peer_lost"})
+    # Its session is left behind on the broker: end it as the source would have.
+    await open_channel(SOURCE, TARGET)
+
+
+async def test_a_clean_disconnect_sends_no_will(open_channel: OpenChannel) -> None:
+    target = await open_channel(TARGET, SOURCE)
+    source = await open_channel(SOURCE, TARGET, last_will=("failed", {"code": "peer_lost"}))
+    await source.disconnect()
+    with pytest.raises(TimeoutError):
+        await target.get_message(SOURCE, timeout=1)

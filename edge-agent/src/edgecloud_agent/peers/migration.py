@@ -65,9 +65,6 @@ read-only, the application volume is not)."""
 REPLY_TIMEOUT_S = 15.0
 FILE_TIMEOUT_S = 300.0
 ACTIVATION_TIMEOUT_S = 120.0
-DRAIN_S = 0.2
-"""After the source stops reading the sensors: time for its application to handle the
-lines it was given (they are in its inbox file already)."""
 PEER_KEEPALIVE_S = 5
 """A peer that dies without a word is known dead after 7.5 s (its broker's keepalive)."""
 EXPECTATION_TTL_S = 120.0
@@ -92,14 +89,17 @@ class StepReporter:
     def __init__(self, call: Callable[..., Awaitable[Any]], migration: str) -> None:
         self._call = call
         self._migration = migration
+        self._announcing: set[asyncio.Task[None]] = set()
         self.steps: list[MigrationStep] = []
 
     @contextlib.asynccontextmanager
     async def step(
         self, name: str, state: MigrationState | None = None, *, required: bool = False
     ) -> AsyncIterator[None]:
-        started_at, started = datetime.now(UTC), time.perf_counter()
-        await self._send(MigrationStep(name=name, started_at=started_at), state)
+        started_at = datetime.now(UTC)
+        # Announced on the side: the step's own time is not the scheduler's round trip.
+        self._announce(MigrationStep(name=name, started_at=started_at), state)
+        started = time.perf_counter()
         yield
         done = MigrationStep(
             name=name,
@@ -108,6 +108,11 @@ class StepReporter:
         )
         self.steps.append(done)
         await self._send(done, state, required=required)
+
+    def _announce(self, step: MigrationStep, state: MigrationState | None) -> None:
+        task = asyncio.create_task(self._send(step, state))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     def timed(self, name: str, started_at: datetime, duration_ms: float) -> MigrationStep:
         """A step measured elsewhere (on the target), recorded as it was measured."""
@@ -382,29 +387,30 @@ class PeerMigrations:
             await channel.send("activate", {})
             answer = await self._next(channel, order.target, "activated", ACTIVATION_TIMEOUT_S)
             activated = True
-            # Stop reading its sensors (the broker keeps them for the target) and let the
-            # application handle what it was given before the record moves.
+            # Stop reading its sensors: the broker keeps them for the target, which is also
+            # given again the last lines this copy may not have read yet.
             await self._feeds.hold(order.container_id)
-            await asyncio.sleep(DRAIN_S)
+            handing_over = time.perf_counter()
             # Measured on the target; reported before the record moves (required: the
             # scheduler moves it when it hears of this step).
             activation = steps.timed(
                 "activation", datetime.now(UTC), float(answer.get("activation_ms", 0.0))
             )
             await steps._send(activation, MigrationState.ACTIVATING, required=True)
-            # The record is the target's now: this node's reports of the container are
-            # no longer taken, so its removal here changes nothing in the cloud.
+            # The target reads the sensors from now on; then this copy goes. The record is
+            # the target's already, so this node's reports of it change nothing in the cloud.
+            replay = self._feeds.recent(order.container_id)
+            with contextlib.suppress(Exception):
+                await channel.send("done", {"replay": replay})
+            # Both copies ran meanwhile: only the sensors' hand-over leaves a gap.
+            freeze_ms = (time.perf_counter() - handing_over) * 1000 if spec.subscriptions else 0.0
             async with steps.step("stop_source"):
                 self._desired.remove(order.container_id)
                 with contextlib.suppress(RuntimeFailure):
                     await self._runtime.remove(spec.docker_name, container_id=spec.container_id)
-            replay = self._feeds.recent(order.container_id)
             self._feeds.release(order.container_id)
             self._feeds.forget(order.container_id)
-            with contextlib.suppress(Exception):
-                await channel.send("done", {"replay": replay})
-            # The peer started before this copy stopped: the service never stood still.
-            return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=0.0)
+            return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=round(freeze_ms, 2))
         except (MigrationFailed, PeerError, RuntimeFailure, TimeoutError) as err:
             code = getattr(err, "code", None) or (
                 "peer_timeout" if isinstance(err, TimeoutError) else "runtime_error"

@@ -98,6 +98,7 @@ class Coordinator:
     ) -> str:
         """Plan the move of ``container_id`` (to ``device``, or the best peer) and set it
         going; the migration's id. Raises a problem when it cannot even start."""
+        selecting = time.perf_counter()
         answer = await self._orchestrator.request(
             "GET", f"/v1/containers/{container_id}", identity=caller
         )
@@ -137,6 +138,7 @@ class Coordinator:
             reason=reason,
             chosen=chosen,
             extra={"source_peer_url": source.peer_url if source else ""},
+            selection_ms=_since(selecting),
         )
         if choice is None:
             if device is not None:
@@ -394,7 +396,7 @@ class Coordinator:
             step = MigrationStep(
                 name="restart",
                 started_at=started_at,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=_since(started),
             )
             await service.add_step(session=session, migration_id=migration_id, step=step)
             if running:
@@ -437,6 +439,7 @@ class Coordinator:
         reason: MigrationReason,
         chosen: Plan,
         extra: dict[str, Any] | None = None,
+        selection_ms: float | None = None,
     ) -> str:
         """A new migration with its peer selection; ended at once as failed when no peer
         could take the container."""
@@ -457,7 +460,10 @@ class Coordinator:
                 plan={**chosen.as_record(), **(extra or {})},
             )
             step = MigrationStep(
-                name="select_peer", started_at=row.created_at, duration_ms=chosen.elapsed_ms
+                name="select_peer",
+                started_at=row.created_at,
+                # What the nodes' state cost to read, with the planning itself.
+                duration_ms=selection_ms if selection_ms is not None else chosen.elapsed_ms,
             )
             await service.add_step(
                 session=session, migration_id=row.id, step=step, state=MigrationState.PLANNING
@@ -562,3 +568,7 @@ def _only(chosen: Plan, container_id: str) -> Plan:
         weighed={k: v for k, v in chosen.weighed.items() if k == container_id},
         excluded={k: v for k, v in chosen.excluded.items() if k == container_id},
     )
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

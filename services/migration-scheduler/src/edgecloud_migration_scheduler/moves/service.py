@@ -90,6 +90,12 @@ async def add_step(
     steps = list(row.steps)
     names = [s.get("name") for s in steps]
     if step.name in names:
+        # A step's start may be heard after its end: the end stands.
+        if (
+            step.duration_ms is None
+            and steps[names.index(step.name)].get("duration_ms") is not None
+        ):
+            return row
         steps[names.index(step.name)] = recorded
     else:
         steps.append(recorded)
