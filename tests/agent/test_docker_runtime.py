@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import io
 import secrets
 import subprocess
 import tarfile
@@ -15,6 +16,7 @@ from edgecloud_agent.deploy.reports import ReportSender, forward_container_event
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.errors import (
     ContainerNotFound,
+    ImageBuildFailed,
     ImagePullFailed,
     NameConflict,
     PolicyRefused,
@@ -308,3 +310,45 @@ async def test_state_changes_are_reported(
     # (Other platform containers on this engine, e.g. of a dev stack, may report too.)
     assert other not in {report.docker_name for report in uplink.containers()}
     assert {r.docker_name for r in uplink.containers() if r.container_id == cid} == {name}
+
+
+def build_context(directory: Path, dockerfile: str, files: dict[str, str]) -> Path:
+    """A build context tar: the Dockerfile at its root, and ``files``."""
+    tar_path = directory / "context.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, text in {"Dockerfile": dockerfile, **files}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return tar_path
+
+
+async def test_an_image_is_built_from_a_context_without_network(
+    runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    tag = f"edgecloud-test/built-{secrets.token_hex(4)}:1"
+    context = build_context(
+        tmp_path,
+        # The base is on the node already; RUN has no network to reach anything with.
+        "FROM edgecloud/busybox:latest\nCOPY hello.txt /hello.txt\n"
+        "RUN ! wget -q -T 2 -O /dev/null http://127.0.0.1:1/ \n",
+        {"hello.txt": "built here\n"},
+    )
+    try:
+        await runtime.build_image(context, tag=tag, memory=64 << 20)
+        assert await runtime.image_present(tag)
+        shown = docker("run", "--rm", "--network", "none", tag, "cat", "/hello.txt")
+        assert shown.stdout == "built here\n"
+    finally:
+        docker("rmi", "-f", tag)
+
+
+async def test_a_failing_build_is_refused_and_makes_no_image(
+    runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    tag = f"edgecloud-test/broken-{secrets.token_hex(4)}:1"
+    context = build_context(tmp_path, "FROM edgecloud/busybox:latest\nRUN exit 3\n", {})
+    with pytest.raises(ImageBuildFailed):
+        await runtime.build_image(context, tag=tag, memory=64 << 20)
+    assert not await runtime.image_present(tag)

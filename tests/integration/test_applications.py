@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import os
+import secrets
 import tarfile
 
 import aiomqtt
@@ -351,6 +352,71 @@ async def test_an_archive_without_the_image_fails_the_create(client, node, image
     )
     assert wrong_kind.status_code == 422
     assert wrong_kind.json()["code"] == "wrong_artifact_kind"
+
+
+def context_tar(dockerfile: str, files: dict[str, str]) -> bytes:
+    """A build context: the Dockerfile at its root, and ``files``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in {"Dockerfile": dockerfile, **files}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+async def test_an_image_built_on_the_node_from_the_tenants_context(client, node) -> None:
+    agent, user = node
+    name = f"tenantimg/built-{secrets.token_hex(3)}:1"
+    context = context_tar(
+        "FROM edgecloud/busybox:latest\nCOPY greeting.txt /greeting.txt\n",
+        {"greeting.txt": "hello from a Dockerfile\n"},
+    )
+    artifact = await upload(client, user, "context.tar", context, "file")
+    try:
+        created = await create(
+            client,
+            user,
+            device=agent.key,
+            name="built",
+            image=name,
+            build_artifact=artifact,
+            command=["sleep", "3600"],
+        )
+        assert created.status_code == 201, created.text
+        shown = docker("exec", created.json()["name"], "cat", "/greeting.txt")
+        assert shown.stdout == "hello from a Dockerfile\n"
+    finally:
+        docker("rmi", "-f", name)
+
+
+async def test_a_build_that_fails_creates_nothing(client, node) -> None:
+    agent, user = node
+    broken = context_tar("FROM edgecloud/busybox:latest\nRUN exit 7\n", {})
+    artifact = await upload(client, user, "context.tar", broken, "file")
+    created = await create(
+        client,
+        user,
+        device=agent.key,
+        name="broken",
+        image="tenantimg/broken:1",
+        build_artifact=artifact,
+        command=["sleep", "3600"],
+    )
+    assert created.status_code == 422, created.text
+    assert created.json()["code"] == "image_build_failed"
+    assert docker("inspect", f"{user.username}-broken").returncode != 0
+    both = await create(
+        client,
+        user,
+        device=agent.key,
+        name="both",
+        image="tenantimg/both:1",
+        build_artifact=artifact,
+        image_artifact=artifact,
+    )
+    assert both.status_code == 422
 
 
 async def test_data_points_from_the_output_and_the_broker_become_series(client, node) -> None:

@@ -2,10 +2,13 @@
 talking MQTT through n2's broker, each node with its own Docker engine."""
 
 import asyncio
+import io
 import json
 import os
+import secrets
 import signal
 import subprocess
+import tarfile
 
 import httpx
 import pytest
@@ -376,3 +379,59 @@ async def test_a_lost_primary_is_restarted_cold_on_a_peer(
     await eventually(running_on_n2, timeout=60, interval=0.5)
     found = (await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)).json()
     assert (found["device"], found["state"]) == (n2.key, "running")
+
+
+def context_tar(dockerfile: str, files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in {"Dockerfile": dockerfile, **files}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+async def test_a_built_image_is_rebuilt_on_the_peer_from_its_context(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    image = f"tenant/built-{secrets.token_hex(3)}:1"
+    context = context_tar(
+        "FROM edgecloud/busybox:latest\nCOPY greeting.txt /greeting.txt\n",
+        {"greeting.txt": "built from the tenant's Dockerfile\n"},
+    )
+    uploaded = await client.post(
+        "/api/v1/artifacts",
+        files={"file": ("context.tar", context)},
+        data={"kind": "file"},
+        headers=user.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    made = await client.post(
+        "/api/v1/containers",
+        json={
+            "device": n1.key,
+            "name": "built",
+            "image": image,
+            "command": SERVE,
+            "build_artifact": uploaded.json()["id"],
+        },
+        headers=user.headers,
+        timeout=120,
+    )
+    assert made.status_code == 201, made.text
+    container = made.json()
+    assert testbed.bed.docker("n2", "image", "inspect", image).returncode != 0
+
+    answer = await migrate(client, user, container, device=n2.key)
+    assert answer.status_code == 202, answer.text
+    migration = await ended(client, user, answer.json()["migration"])
+    assert migration["state"] == "completed", migration
+
+    # Built again on the peer from the context (its history has the COPY step), not loaded.
+    history = testbed.bed.docker("n2", "history", "--no-trunc", image).stdout
+    assert "greeting.txt" in history
+    shown = testbed.bed.docker("n2", "exec", container["name"], "cat", "/greeting.txt")
+    assert shown.stdout == "built from the tenant's Dockerfile\n"
+    testbed.bed.docker("n2", "rmi", "-f", image)

@@ -28,7 +28,7 @@ from edgecloud_contracts.containers import ContainerReport
 
 from .deploy import rpc
 from .deploy.applications import Deployments
-from .deploy.commands import CommandExecutor
+from .deploy.commands import CommandExecutor, contexts_dir
 from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
@@ -207,6 +207,7 @@ class Agent:
                 local_broker_url=settings.mqtt_url,
                 collaboration_level=settings.collaboration_level,
                 feeds=feeds,
+                contexts_dir=contexts_dir(outgoing),
                 own_peer_url=settings.peer_url,
             )
             stack.push_async_callback(self.migrations.close)

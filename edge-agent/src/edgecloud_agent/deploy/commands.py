@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edgecloud_contracts import errors
+from edgecloud_contracts.artifacts import TransferRef
 from edgecloud_contracts.containers import (
     Action,
     Command,
@@ -208,6 +209,8 @@ class CommandExecutor:
         try:
             if spec.image_archive is not None:
                 await self._load_image(command_id, spec)
+            elif spec.build_context is not None:
+                await self._build_image(command_id, spec)
             elif self._bulk_gate is not None and not await self._runtime.image_present(spec.image):
                 listener = self._pull_listener(command_id)
                 if listener is not None:
@@ -231,26 +234,10 @@ class CommandExecutor:
         assert archive is not None
         if await self._runtime.image_present(spec.image):
             return
-        files = self._need(self._files)
         incoming = self._need(self._outgoing).parent / "images"
-        incoming.mkdir(parents=True, exist_ok=True)
-        progress = self._pull_listener(command_id)
-
-        def downloading(done: DownloadProgress) -> None:
-            if progress is not None:
-                progress(PullStatus(spec.image, "downloading archive", done.received, done.total))
-
         target = incoming / f"{archive.sha256}.tar"
-        try:
-            await files.download(
-                archive.url,
-                target,
-                sha256=archive.sha256,
-                size=archive.size,
-                progress=downloading,
-            )
-        except DownloadFailed as err:
-            raise ImageLoadFailed(f"image archive: {err}") from err
+        await self._fetch(command_id, spec, archive, target, "archive")
+        progress = self._pull_listener(command_id)
         try:
             if progress is not None:
                 progress(PullStatus(spec.image, "loading", None, None))
@@ -261,6 +248,42 @@ class CommandExecutor:
             raise ImageLoadFailed(f"the archive {archive.name} does not hold {spec.image}")
         if progress is not None:
             progress(PullStatus(spec.image, "done", None, None))
+
+    async def _build_image(self, command_id: str, spec: ContainerSpec) -> None:
+        """Build the image from the tenant's build context when the engine lacks it. The
+        context is kept (``contexts_dir``): a migration sends it to the peer to build."""
+        context = spec.build_context
+        assert context is not None
+        if await self._runtime.image_present(spec.image):
+            return
+        target = contexts_dir(self._need(self._outgoing)) / f"{context.sha256}.tar"
+        if not target.exists():
+            await self._fetch(command_id, spec, context, target, "build context")
+        progress = self._pull_listener(command_id)
+        if progress is not None:
+            progress(PullStatus(spec.image, "building", None, None))
+        await self._runtime.build_image(target, tag=spec.image, memory=spec.limits.memory)
+        if progress is not None:
+            progress(PullStatus(spec.image, "done", None, None))
+
+    async def _fetch(
+        self, command_id: str, spec: ContainerSpec, ref: TransferRef, target: Path, what: str
+    ) -> None:
+        """Download an artifact the image comes from, with progress, checked."""
+        files = self._need(self._files)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        progress = self._pull_listener(command_id)
+
+        def downloading(done: DownloadProgress) -> None:
+            if progress is not None:
+                progress(PullStatus(spec.image, f"downloading {what}", done.received, done.total))
+
+        try:
+            await files.download(
+                ref.url, target, sha256=ref.sha256, size=ref.size, progress=downloading
+            )
+        except DownloadFailed as err:
+            raise ImageLoadFailed(f"{what}: {err}") from err
 
     async def _copy_out(self, command: Command) -> None:
         """Copy a path out of the container and upload its tar, streamed through a file."""
@@ -339,3 +362,8 @@ def _failed(command: Command, err: RuntimeFailure) -> CommandResult:
     return CommandResult(
         command_id=command.id, ok=False, error_code=err.code, error=err.message[:_MAX_ERROR]
     )
+
+
+def contexts_dir(outgoing: Path) -> Path:
+    """Where build contexts are kept, beside the other transfers of the node."""
+    return outgoing.parent / "contexts"

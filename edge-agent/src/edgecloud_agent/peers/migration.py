@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import ValidationError
 
 from edgecloud_contracts import errors, uris
@@ -153,6 +154,7 @@ class PeerMigrations:
         local_broker_url: str,
         collaboration_level: int,
         feeds: SensorFeeds,
+        contexts_dir: Path,
         own_peer_url: str = "",
     ) -> None:
         self._me = me
@@ -163,6 +165,7 @@ class PeerMigrations:
         self._broker_url = local_broker_url
         self._level = collaboration_level
         self._feeds = feeds
+        self._contexts_dir = contexts_dir
         self._own_peer_url = own_peer_url
         self._expected: dict[str, _Expected] = {}
         self._moving: set[str] = set()
@@ -248,6 +251,18 @@ class PeerMigrations:
 
         sent = await self._next(channel, order.source, "dependencies", REPLY_TIMEOUT_S)
         image_file = incoming / "image.tar"
+        context_file = (
+            self._contexts_dir / f"{spec.build_context.sha256}.tar"
+            if spec.build_context is not None
+            else incoming / "context.tar"
+        )
+        if sent.get("context"):
+            # Kept like a context of this node's own: it may move on from here.
+            self._contexts_dir.mkdir(parents=True, exist_ok=True)
+            received = await channel.receive_file("context", context_file, timeout=FILE_TIMEOUT_S)
+            if spec.build_context is None or received.sha256 != spec.build_context.sha256:
+                context_file.unlink(missing_ok=True)
+                raise MigrationFailed("bad_context", "not the build context of this container")
         app_file = incoming / "app.tar"
         if sent.get("image"):
             await channel.receive_file("image", image_file, timeout=FILE_TIMEOUT_S)
@@ -257,6 +272,8 @@ class PeerMigrations:
         started = time.perf_counter()
         if sent.get("image"):
             await self._runtime.load_image(image_file)
+        elif sent.get("context"):
+            await self._runtime.build_image(context_file, tag=spec.image, memory=spec.limits.memory)
         # The same path as any create on this node: its own policy and hardening apply.
         spec = spec.model_copy(update={"image_archive": None})
         self._runtime.policy.check()
@@ -295,8 +312,6 @@ class PeerMigrations:
 
     def _offered_level(self, request: dict[str, Any]) -> int:
         """What this node can offer now: less than announced when it lacks the room."""
-        import psutil  # the agent's telemetry already depends on it
-
         memory = psutil.virtual_memory()
         needed = int(request.get("memory") or 0)
         if needed and memory.available < needed:
@@ -370,8 +385,15 @@ class PeerMigrations:
                 await channel.send("configuration", {"spec": moved.model_dump(mode="json")})
                 await self._next(channel, order.target, "configuration_ok", REPLY_TIMEOUT_S)
             async with steps.step("dependencies"):
-                send_image = not level.get("has_image")
-                await channel.send("dependencies", {"image": send_image})
+                missing = not level.get("has_image")
+                context = self._context_of(spec)
+                # The tenant chose to build: the peer builds from the (small) context.
+                send_context = missing and context is not None
+                send_image = missing and not send_context
+                await channel.send("dependencies", {"image": send_image, "context": send_context})
+                if send_context:
+                    assert context is not None
+                    await channel.send_file("context", context)
                 if send_image:
                     image_file = outgoing / "image.tar"
                     await self._runtime.save_image(spec.image, image_file)
@@ -431,6 +453,13 @@ class PeerMigrations:
             with contextlib.suppress(Exception):
                 await channel.disconnect(end_session=True)
             shutil.rmtree(outgoing, ignore_errors=True)
+
+    def _context_of(self, spec: ContainerSpec) -> Path | None:
+        """The build context this node built the container's image from, if it has it."""
+        if spec.build_context is None:
+            return None
+        kept = self._contexts_dir / f"{spec.build_context.sha256}.tar"
+        return kept if kept.exists() else None
 
     def _channel(self, broker_url: str) -> PeerChannel:
         return PeerChannel(

@@ -25,6 +25,7 @@ from edgecloud_contracts.heartbeat import ContainerState
 from . import reports
 from .errors import (
     ContainerNotFound,
+    ImageBuildFailed,
     ImageLoadFailed,
     ImagePullFailed,
     NameConflict,
@@ -484,13 +485,41 @@ class DockerRuntime:
                     written += len(chunk)
         return written
 
+    async def build_image(self, context: Path, *, tag: str, memory: int) -> None:
+        """Build ``tag`` from a build context tar (its ``Dockerfile`` at the root). The
+        tenant's steps run without network and within ``memory``; the base image must be
+        on the node already (nothing is pulled)."""
+        try:
+            async with (
+                self._calling(f"build {tag}", self._pull_timeout),
+                self._client()._query(
+                    "build",
+                    "POST",
+                    params={
+                        "t": tag,
+                        "networkmode": "none",
+                        "pull": "0",
+                        "rm": "1",
+                        "forcerm": "1",
+                        "memory": str(memory),
+                        "memswap": str(memory),
+                    },
+                    data=_file_chunks(context),
+                    headers={"Content-Type": "application/x-tar"},
+                    timeout=None,
+                ) as response,
+            ):
+                answer = await response.read()
+        except RuntimeFailure as err:
+            raise ImageBuildFailed(err.message) from err
+        # Like a load: 200, with any failure in the body's JSON lines.
+        for line in answer.splitlines():
+            if b'"error"' in line or b'"errorDetail"' in line:
+                detail = line.decode(errors="replace")[:300]
+                raise ImageBuildFailed(f"build {tag}: {detail}")
+
     async def load_image(self, archive: Path) -> None:
         """Load a ``docker save`` archive into the engine."""
-
-        async def chunks() -> AsyncIterator[bytes]:
-            with archive.open("rb") as source:
-                while chunk := source.read(1 << 20):
-                    yield chunk
 
         try:
             async with (
@@ -498,7 +527,7 @@ class DockerRuntime:
                 self._client()._query(
                     "images/load",
                     "POST",
-                    data=chunks(),
+                    data=_file_chunks(archive),
                     headers={"Content-Type": "application/x-tar"},
                     params={"quiet": "1"},
                     timeout=None,
@@ -573,3 +602,9 @@ class DockerRuntime:
                     await asyncio.wait({pump})
         finally:
             await docker.close()
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(1 << 20):
+            yield chunk

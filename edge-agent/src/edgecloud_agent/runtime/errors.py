@@ -40,6 +40,10 @@ class ImageLoadFailed(RuntimeFailure):
     code = "image_load_failed"
 
 
+class ImageBuildFailed(RuntimeFailure):
+    code = "image_build_failed"
+
+
 class PathNotFound(RuntimeFailure):
     code = "path_not_found"
 

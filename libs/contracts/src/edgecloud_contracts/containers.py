@@ -115,6 +115,9 @@ class ContainerSpec(ContainerConfig):
     owner: Annotated[str, Field(min_length=1, max_length=64)]
     image_archive: TransferRef | None = None
     """Load the image from this ``docker save`` archive instead of pulling it."""
+    build_context: TransferRef | None = None
+    """Build the image from this context (a tar with a ``Dockerfile`` at its root) instead
+    of pulling it; a peer it migrates to is sent the context to build, not the image."""
 
 
 class Command(WireModel):
@@ -295,6 +298,16 @@ class CreateContainer(ContainerConfig):
     image_artifact: ObjectId | None = None
     """An uploaded image archive (``docker save``, kind ``image``) holding ``image``: the
     node loads it instead of pulling, so nodes without registry access run custom images."""
+    build_artifact: ObjectId | None = None
+    """An uploaded build context (a ``.tar`` with a ``Dockerfile`` at its root, kind
+    ``file``): the node builds ``image`` from it, without network, instead of pulling; a
+    migration then sends the context to the peer to build, not the image."""
+
+    @model_validator(mode="after")
+    def _one_image_source(self) -> "CreateContainer":
+        if self.image_artifact is not None and self.build_artifact is not None:
+            raise ValueError("give image_artifact or build_artifact, not both")
+        return self
 
     @model_validator(mode="after")
     def _one_target(self) -> "CreateContainer":

@@ -66,15 +66,15 @@ def with_fresh_grants(
         changes["files"] = command.files.model_copy(
             update={"url": url(command.files.artifact_id, "upload")}
         )
-    if command.spec is not None and command.spec.image_archive is not None:
-        archive = command.spec.image_archive
-        changes["spec"] = command.spec.model_copy(
-            update={
-                "image_archive": archive.model_copy(
-                    update={"url": url(archive.artifact_id, "download")}
-                )
-            }
-        )
+    if command.spec is not None:
+        # The image's archive or build context, fetched by the node from storage.
+        fresh = {
+            field: ref.model_copy(update={"url": url(ref.artifact_id, "download")})
+            for field in ("image_archive", "build_context")
+            if (ref := getattr(command.spec, field)) is not None
+        }
+        if fresh:
+            changes["spec"] = command.spec.model_copy(update=fresh)
     if not changes:
         return payload
     return command.model_copy(update=changes).model_dump(mode="json")

@@ -93,13 +93,24 @@ async def create_container(
 ) -> Response:
     """201 once the device has created and started it; 202 with a command id when the
     device is offline or still working."""
-    image_archive = None
+    image_archive = build_context = None
     if body.image_artifact is not None:
         # The node loads the image from the tenant's archive: no registry to ask.
         archive = await complete_artifact(
             storage, caller, body.image_artifact, kinds=_IMAGE_KINDS, role="image archive"
         )
         image_archive = transfer_ref(archive)
+        image_platforms = None
+    elif body.build_artifact is not None:
+        # Built on the node, for the node's own architecture.
+        context = await complete_artifact(
+            storage,
+            caller,
+            body.build_artifact,
+            kinds={ArtifactKind.FILE.value},
+            role="build context",
+        )
+        build_context = transfer_ref(context)
         image_platforms = None
     else:
         image_platforms = await request.app.state.image_platforms.platforms(body.image)
@@ -117,6 +128,7 @@ async def create_container(
             device_key=device["key"],
             ttl=_ttl(request),
             image_archive=image_archive,
+            build_context=build_context,
         )
     return await _outcome(request, sessions, dispatcher, command, success=status.HTTP_201_CREATED)
 

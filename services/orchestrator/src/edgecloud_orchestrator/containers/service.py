@@ -77,6 +77,7 @@ def new_container(
     device_key: str,
     ttl: timedelta,
     image_archive: TransferRef | None = None,
+    build_context: TransferRef | None = None,
 ) -> tuple[Container, CommandRow]:
     """The container (pending) and its create command (queued), in the caller's transaction."""
     container_id = str(uuid.uuid4())
@@ -94,6 +95,7 @@ def new_container(
         tenant_id=caller.tenant_id,
         owner=caller.username,
         image_archive=image_archive,
+        build_context=build_context,
     )
     now = utcnow()
     container = Container(
