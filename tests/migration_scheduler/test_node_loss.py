@@ -10,10 +10,19 @@ from edgecloud_migration_scheduler.moves.watchdog import NodeLossWatch
 from edgecloud_servicekit.internal_http import ServiceAnswer
 from edgecloud_servicekit.problems import Unavailable
 
-LONG_AGO = datetime.now(UTC) - timedelta(hours=1)
+LOST_AFTER_S = 60.0
+A_WHILE_AGO = datetime.now(UTC) - timedelta(seconds=90)
+"""Silent past the 60 s window, and lately: a loss, or part of an outage."""
+LONG_AGO = datetime.now(UTC) - timedelta(days=30)
 
 
-def device(key: str, status: str, *, neighbours: dict[str, float] | None = None) -> dict:
+def device(
+    key: str,
+    status: str,
+    *,
+    neighbours: dict[str, float] | None = None,
+    last_seen: datetime = A_WHILE_AGO,
+) -> dict:
     return {
         "key": key,
         "id": key,
@@ -28,7 +37,7 @@ def device(key: str, status: str, *, neighbours: dict[str, float] | None = None)
         "disk_total": 1 << 34,
         "status": status,
         "link": None if status == "offline" else "wan",
-        "last_seen": LONG_AGO.isoformat(),
+        "last_seen": last_seen.isoformat(),
         "metrics": {"cpu_percent": 5.0, "memory_used": 1 << 28, "disk_free": 1 << 33},
         "neighbours": neighbours or {},
     }
@@ -59,7 +68,7 @@ class FakeCoordinator:
 
 
 def watch(
-    devices: list[dict], *, lost_after_s: float = 0.0, share: float = 0.5
+    devices: list[dict], *, healthy_window_s: float = 0.0, share: float = 0.5
 ) -> tuple[NodeLossWatch, FakeCoordinator, FakeService, FakeLink]:
     coordinator, link = FakeCoordinator(), FakeLink()
     registry = FakeService({"/v1/devices": {"items": devices, "next_cursor": None}})
@@ -74,9 +83,10 @@ def watch(
         registry=registry,  # type: ignore[arg-type]
         orchestrator=orchestrator,  # type: ignore[arg-type]
         link=link,  # type: ignore[arg-type]
-        lost_after_s=lost_after_s,
+        lost_after_s=LOST_AFTER_S,
         check_every_s=1,
         max_lost_share=share,
+        healthy_window_s=healthy_window_s,
     )
     return found, coordinator, registry, link
 
@@ -107,7 +117,7 @@ async def test_many_silent_nodes_are_an_outage_not_lost_nodes() -> None:
 
 
 async def test_nothing_moves_until_the_control_plane_was_healthy_long_enough() -> None:
-    found, coordinator, registry, link = watch(FLEET, lost_after_s=3600)
+    found, coordinator, registry, link = watch(FLEET, healthy_window_s=3600)
     assert await found.check() == []  # healthy only from now on
     # The router session or the database away: the wait starts again afterwards.
     link.connected = False
@@ -116,5 +126,25 @@ async def test_nothing_moves_until_the_control_plane_was_healthy_long_enough() -
     registry.failure = Unavailable("the registry's database is paused", code="database_unavailable")
     assert await found.check() == []
     registry.failure = None
+    assert await found.check() == []
+    assert coordinator.restarted == []
+
+
+async def test_nodes_retired_long_ago_are_not_an_outage() -> None:
+    fleet = [
+        device("n1", "offline"),
+        device("old1", "offline", last_seen=LONG_AGO),
+        device("old2", "offline", last_seen=LONG_AGO),
+        device("n2", "online"),
+    ]
+    found, coordinator, _, _ = watch(fleet)
+    assert "n1" in await found.check()
+    assert ("c-n1", "t1", "n1") in coordinator.restarted
+
+
+async def test_a_node_silent_for_less_than_the_window_is_not_lost() -> None:
+    recently = datetime.now(UTC) - timedelta(seconds=20)
+    fleet = [device("n1", "offline", last_seen=recently), FLEET[1], FLEET[2]]
+    found, coordinator, _, _ = watch(fleet)
     assert await found.check() == []
     assert coordinator.restarted == []

@@ -10,9 +10,9 @@ still runs. So a node counts as lost only when all of these hold:
 - the node has been silent for ``lost_after_s``;
 - its neighbours no longer reach its broker (a node with a dead uplink but a live
   broker is running: its containers keep serving where they are);
-- not too many nodes went silent together (``max_lost_share``): that is a network or
-  cloud problem, which moving containers around cannot fix (Kubernetes' node lifecycle
-  controller stops evicting for the same reason).
+- not too many nodes went silent together (``max_lost_share`` of those alive or silent
+  lately): that is a network or cloud problem, which moving containers around cannot fix
+  (Kubernetes' node lifecycle controller stops evicting for the same reason).
 """
 
 import asyncio
@@ -31,6 +31,9 @@ from .coordinator import Coordinator, acting_for
 logger = logging.getLogger(__name__)
 
 ALL_DEVICES = 1000
+RECENT_LOSSES = 5
+"""Nodes silent for less than this many loss windows went silent together; older ones
+are long gone."""
 
 
 class NodeLossWatch:
@@ -44,7 +47,10 @@ class NodeLossWatch:
         lost_after_s: float,
         check_every_s: float,
         max_lost_share: float,
+        healthy_window_s: float | None = None,
     ) -> None:
+        """``healthy_window_s``: how long the control plane must have been healthy before
+        any node counts as lost (``lost_after_s`` by default)."""
         self._coordinator = coordinator
         self._registry = registry
         self._orchestrator = orchestrator
@@ -52,6 +58,7 @@ class NodeLossWatch:
         self._lost_after_s = lost_after_s
         self._check_every_s = check_every_s
         self._max_lost_share = max_lost_share
+        self._healthy_window_s = lost_after_s if healthy_window_s is None else healthy_window_s
         self._healthy_since: float | None = None
         self._handled: set[str] = set()
         """Containers already restarted elsewhere (the orchestrator moved their records)."""
@@ -70,21 +77,25 @@ class NodeLossWatch:
         if devices is None:
             return []
         now = datetime.now(UTC)
-        silent = [
-            d
+        # How long each silent node has been silent.
+        quiet_s = {
+            d.key: (now - d.last_seen).total_seconds()
             for d in devices
-            if d.status is DeviceStatus.OFFLINE
-            and d.last_seen is not None
-            and (now - d.last_seen).total_seconds() > self._lost_after_s
-        ]
+            if d.status is DeviceStatus.OFFLINE and d.last_seen is not None
+        }
+        silent = [d for d in devices if quiet_s.get(d.key, 0.0) > self._lost_after_s]
         if not silent:
             return []
-        if len(silent) > self._max_lost_share * len(devices):
+        # Nodes long gone (retired, unplugged) say nothing about today: only the ones that
+        # went silent lately count against the ones alive.
+        recent = [d for d in silent if quiet_s[d.key] < RECENT_LOSSES * self._lost_after_s]
+        alive = [d for d in devices if d.status is not DeviceStatus.OFFLINE]
+        if len(recent) > self._max_lost_share * (len(recent) + len(alive)):
             logger.warning(
-                "%d of %d nodes are silent: a network or cloud outage, not lost nodes; "
-                "nothing is moved",
-                len(silent),
-                len(devices),
+                "%d of %d nodes went silent together: a network or cloud outage, not lost "
+                "nodes; nothing is moved",
+                len(recent),
+                len(recent) + len(alive),
             )
             return []
         # A neighbour that measured the node's broker lately saw it alive.
@@ -113,7 +124,7 @@ class NodeLossWatch:
         now = time.monotonic()
         if self._healthy_since is None:
             self._healthy_since = now
-        if now - self._healthy_since < self._lost_after_s:
+        if now - self._healthy_since < self._healthy_window_s:
             return None
         return [DeviceView.model_validate(item) for item in answer.json()["items"]]
 
