@@ -97,8 +97,10 @@ FLEET = [device("n1", "offline"), device("n2", "online"), device("n3", "online")
 async def test_a_silent_node_nobody_sees_is_lost_and_its_containers_restart_once() -> None:
     found, coordinator, _, _ = watch(FLEET)
     assert await found.check() == ["n1"]
+    await found.settled()  # the restarts run side by side
     assert coordinator.restarted == [("c-n1", "t1", "n1")]
     await found.check()
+    await found.settled()
     assert coordinator.restarted == [("c-n1", "t1", "n1")]
 
 
@@ -139,6 +141,7 @@ async def test_nodes_retired_long_ago_are_not_an_outage() -> None:
     ]
     found, coordinator, _, _ = watch(fleet)
     assert "n1" in await found.check()
+    await found.settled()
     assert ("c-n1", "t1", "n1") in coordinator.restarted
 
 

@@ -230,7 +230,7 @@ async def test_the_peer_dying_mid_transfer_rolls_back(
     container = await make_container(client, user, n1.key, "kept")
     # A slow WAN and an image to carry: the transfer lasts long enough to kill the peer in it.
     testbed.bed.docker("n2", "rmi", "-f", IMAGE)
-    testbed.bed.degrade("n2", "wan", rate_kbit=400)
+    testbed.bed.degrade("n2", "wan", rate_kbit=2000)
     try:
         answer = await migrate(client, user, container, device=n2.key)
         assert answer.status_code == 202, answer.text

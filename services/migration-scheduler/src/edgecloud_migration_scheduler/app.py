@@ -64,6 +64,7 @@ def create_app(settings: MigrationSchedulerSettings | None = None) -> FastAPI:
                 check_every_s=settings.node_loss_check_every_s,
                 max_lost_share=settings.max_lost_share,
             )
+            stack.push_async_callback(watch.close)
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("node-loss-watch", watch.run)
             expose(

@@ -60,6 +60,7 @@ class NodeLossWatch:
         self._max_lost_share = max_lost_share
         self._healthy_window_s = lost_after_s if healthy_window_s is None else healthy_window_s
         self._healthy_since: float | None = None
+        self._restarting: set[asyncio.Task[None]] = set()
         self._handled: set[str] = set()
         """Containers already restarted elsewhere (the orchestrator moved their records)."""
 
@@ -141,7 +142,30 @@ class NodeLossWatch:
             if container_id in self._handled:
                 continue
             logger.warning("node %s is lost: %s starts elsewhere", device.key, container_id)
-            if await self._coordinator.cold_restart(
+            self._handled.add(container_id)
+            # Side by side: one container slow to start must not hold up the others.
+            task = asyncio.create_task(
+                self._restart_one(container_id, tenant, device), name=f"restart-{container_id}"
+            )
+            self._restarting.add(task)
+            task.add_done_callback(self._restarting.discard)
+
+    async def _restart_one(self, container_id: str, tenant: str, device: DeviceView) -> None:
+        try:
+            done = await self._coordinator.cold_restart(
                 container_id=container_id, tenant_id=tenant, lost=device
-            ):
-                self._handled.add(container_id)
+            )
+        except Exception:
+            logger.exception("cold restart of %s failed", container_id)
+            done = False
+        if not done:  # tried again at a later round
+            self._handled.discard(container_id)
+
+    async def settled(self) -> None:
+        """Return once the restarts under way have ended."""
+        await asyncio.gather(*self._restarting, return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in self._restarting:
+            task.cancel()
+        await asyncio.gather(*self._restarting, return_exceptions=True)
