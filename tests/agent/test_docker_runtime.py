@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import io
 import secrets
 import subprocess
 import tarfile
@@ -25,6 +24,7 @@ from edgecloud_agent.runtime.hardening import ContainerPolicy
 from edgecloud_agent.runtime.reports import PullStatus
 from edgecloud_contracts import uris
 from edgecloud_contracts.containers import MIB, ContainerReport, NodeReport
+from tests.support.images import build_context as context_bytes
 
 from .conftest import NETWORK, containers_named, docker, docker_inspect, make_spec
 
@@ -313,14 +313,8 @@ async def test_state_changes_are_reported(
 
 
 def build_context(directory: Path, dockerfile: str, files: dict[str, str]) -> Path:
-    """A build context tar: the Dockerfile at its root, and ``files``."""
     tar_path = directory / "context.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        for name, text in {"Dockerfile": dockerfile, **files}.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    tar_path.write_bytes(context_bytes(dockerfile, files))
     return tar_path
 
 

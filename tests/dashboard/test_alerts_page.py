@@ -40,6 +40,9 @@ async def test_a_rule_fires_and_the_user_is_told(
     # The alert reaches her as a notice and in the list, without a reload.
     await expect(jane.page.locator("#toasts")).to_contain_text("Alert:", timeout=30_000)
     await expect(jane.page.locator("tr[data-alert]").first).to_contain_text("firing")
+    # The live refresh that brought the alert in swapped the panels, not a page in a page.
+    await expect(jane.page.locator("#toasts")).to_have_count(1)
+    await expect(jane.page.locator("#alert-panels #alert-panels")).to_have_count(0)
     await jane.shot("alerts-firing")
 
     # State conditions take no boundary: the form hides it.

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import create
+from tests.support.images import build_context
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
@@ -354,22 +355,10 @@ async def test_an_archive_without_the_image_fails_the_create(client, node, image
     assert wrong_kind.json()["code"] == "wrong_artifact_kind"
 
 
-def context_tar(dockerfile: str, files: dict[str, str]) -> bytes:
-    """A build context: the Dockerfile at its root, and ``files``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in {"Dockerfile": dockerfile, **files}.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 async def test_an_image_built_on_the_node_from_the_tenants_context(client, node) -> None:
     agent, user = node
     name = f"tenantimg/built-{secrets.token_hex(3)}:1"
-    context = context_tar(
+    context = build_context(
         "FROM edgecloud/busybox:latest\nCOPY greeting.txt /greeting.txt\n",
         {"greeting.txt": "hello from a Dockerfile\n"},
     )
@@ -393,7 +382,7 @@ async def test_an_image_built_on_the_node_from_the_tenants_context(client, node)
 
 async def test_a_build_that_fails_creates_nothing(client, node) -> None:
     agent, user = node
-    broken = context_tar("FROM edgecloud/busybox:latest\nRUN exit 7\n", {})
+    broken = build_context("FROM edgecloud/busybox:latest\nRUN exit 7\n", {})
     artifact = await upload(client, user, "context.tar", broken, "file")
     created = await create(
         client,

@@ -11,7 +11,7 @@ from edgecloud_servicekit.internal_http import ServiceAnswer
 from edgecloud_servicekit.problems import Unavailable
 
 LOST_AFTER_S = 60.0
-A_WHILE_AGO = datetime.now(UTC) - timedelta(seconds=90)
+A_WHILE = timedelta(seconds=90)
 """Silent past the 60 s window, and lately: a loss, or part of an outage."""
 LONG_AGO = datetime.now(UTC) - timedelta(days=30)
 
@@ -21,7 +21,7 @@ def device(
     status: str,
     *,
     neighbours: dict[str, float] | None = None,
-    last_seen: datetime = A_WHILE_AGO,
+    last_seen: datetime | None = None,
 ) -> dict:
     return {
         "key": key,
@@ -37,7 +37,8 @@ def device(
         "disk_total": 1 << 34,
         "status": status,
         "link": None if status == "offline" else "wan",
-        "last_seen": last_seen.isoformat(),
+        # Read when the test runs, not when the module was collected minutes earlier.
+        "last_seen": (last_seen or datetime.now(UTC) - A_WHILE).isoformat(),
         "metrics": {"cpu_percent": 5.0, "memory_used": 1 << 28, "disk_free": 1 << 33},
         "neighbours": neighbours or {},
     }
@@ -91,11 +92,13 @@ def watch(
     return found, coordinator, registry, link
 
 
-FLEET = [device("n1", "offline"), device("n2", "online"), device("n3", "online")]
+def fleet() -> list[dict]:
+    """n1 silent for a while, n2 and n3 online."""
+    return [device("n1", "offline"), device("n2", "online"), device("n3", "online")]
 
 
 async def test_a_silent_node_nobody_sees_is_lost_and_its_containers_restart_once() -> None:
-    found, coordinator, _, _ = watch(FLEET)
+    found, coordinator, _, _ = watch(fleet())
     assert await found.check() == ["n1"]
     await found.settled()  # the restarts run side by side
     assert coordinator.restarted == [("c-n1", "t1", "n1")]
@@ -105,21 +108,21 @@ async def test_a_silent_node_nobody_sees_is_lost_and_its_containers_restart_once
 
 
 async def test_a_node_its_neighbours_still_reach_is_not_lost() -> None:
-    fleet = [FLEET[0], device("n2", "online", neighbours={"n1": 1.2}), FLEET[2]]
-    found, coordinator, _, _ = watch(fleet)
+    devices = [device("n1", "offline"), device("n2", "online", neighbours={"n1": 1.2})]
+    found, coordinator, _, _ = watch(devices)
     assert await found.check() == []
     assert coordinator.restarted == []
 
 
 async def test_many_silent_nodes_are_an_outage_not_lost_nodes() -> None:
-    fleet = [device("n1", "offline"), device("n2", "offline"), device("n3", "online")]
-    found, coordinator, _, _ = watch(fleet)
+    devices = [device("n1", "offline"), device("n2", "offline"), device("n3", "online")]
+    found, coordinator, _, _ = watch(devices)
     assert await found.check() == []
     assert coordinator.restarted == []
 
 
 async def test_nothing_moves_until_the_control_plane_was_healthy_long_enough() -> None:
-    found, coordinator, registry, link = watch(FLEET, healthy_window_s=3600)
+    found, coordinator, registry, link = watch(fleet(), healthy_window_s=3600)
     assert await found.check() == []  # healthy only from now on
     # The router session or the database away: the wait starts again afterwards.
     link.connected = False
@@ -133,13 +136,13 @@ async def test_nothing_moves_until_the_control_plane_was_healthy_long_enough() -
 
 
 async def test_nodes_retired_long_ago_are_not_an_outage() -> None:
-    fleet = [
+    devices = [
         device("n1", "offline"),
         device("old1", "offline", last_seen=LONG_AGO),
         device("old2", "offline", last_seen=LONG_AGO),
         device("n2", "online"),
     ]
-    found, coordinator, _, _ = watch(fleet)
+    found, coordinator, _, _ = watch(devices)
     assert "n1" in await found.check()
     await found.settled()
     assert ("c-n1", "t1", "n1") in coordinator.restarted
@@ -147,7 +150,7 @@ async def test_nodes_retired_long_ago_are_not_an_outage() -> None:
 
 async def test_a_node_silent_for_less_than_the_window_is_not_lost() -> None:
     recently = datetime.now(UTC) - timedelta(seconds=20)
-    fleet = [device("n1", "offline", last_seen=recently), FLEET[1], FLEET[2]]
-    found, coordinator, _, _ = watch(fleet)
+    devices = [device("n1", "offline", last_seen=recently), *fleet()[1:]]
+    found, coordinator, _, _ = watch(devices)
     assert await found.check() == []
     assert coordinator.restarted == []

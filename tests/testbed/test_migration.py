@@ -2,19 +2,18 @@
 talking MQTT through n2's broker, each node with its own Docker engine."""
 
 import asyncio
-import io
 import json
 import os
 import secrets
 import signal
 import subprocess
-import tarfile
 
 import httpx
 import pytest
 
 from tests.conftest import eventually
 from tests.support.agents import AgentHandle
+from tests.support.images import build_context
 from tests.support.sensors import CONSUMER, SENSOR_TOPIC, HandledLog, publish_sequence
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet
@@ -381,23 +380,12 @@ async def test_a_lost_primary_is_restarted_cold_on_a_peer(
     assert (found["device"], found["state"]) == (n2.key, "running")
 
 
-def context_tar(dockerfile: str, files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in {"Dockerfile": dockerfile, **files}.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 async def test_a_built_image_is_rebuilt_on_the_peer_from_its_context(
     testbed: TestbedFleet, stack, api, client, enrol
 ) -> None:
     n1, n2, user = await pair(testbed, stack, api, enrol)
     image = f"tenant/built-{secrets.token_hex(3)}:1"
-    context = context_tar(
+    context = build_context(
         "FROM edgecloud/busybox:latest\nCOPY greeting.txt /greeting.txt\n",
         {"greeting.txt": "built from the tenant's Dockerfile\n"},
     )

@@ -62,7 +62,15 @@ def _rule_body(form: dict[str, str]) -> dict[str, Any]:
 
 @router.get("/alerts", response_class=HTMLResponse)
 async def alerts(request: Request, viewer: ViewerDep) -> HTMLResponse:
-    return page(request, "alerts.html", viewer, values={}, **(await _alerts_context(viewer)))
+    # Its live refresh (htmx on an alert event) is the panels only, not the page again.
+    return page(
+        request,
+        "alerts.html",
+        viewer,
+        parts={"alert-panels": "_alert_panels.html"},
+        values={},
+        **(await _alerts_context(viewer)),
+    )
 
 
 @router.get("/parts/alerts", response_class=HTMLResponse)

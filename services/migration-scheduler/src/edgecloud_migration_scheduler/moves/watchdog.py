@@ -10,9 +10,10 @@ still runs. So a node counts as lost only when all of these hold:
 - the node has been silent for ``lost_after_s``;
 - its neighbours no longer reach its broker (a node with a dead uplink but a live
   broker is running: its containers keep serving where they are);
-- not too many nodes went silent together (``max_lost_share`` of those alive or silent
-  lately): that is a network or cloud problem, which moving containers around cannot fix
-  (Kubernetes' node lifecycle controller stops evicting for the same reason).
+- not too many nodes went silent together with it (``max_lost_share`` of those alive or
+  silent within one loss window of it): that is a network or cloud problem, which moving
+  containers around cannot fix (Kubernetes' node lifecycle controller stops evicting for
+  the same reason).
 """
 
 import asyncio
@@ -31,9 +32,6 @@ from .coordinator import Coordinator, acting_for
 logger = logging.getLogger(__name__)
 
 ALL_DEVICES = 1000
-RECENT_LOSSES = 5
-"""Nodes silent for less than this many loss windows went silent together; older ones
-are long gone."""
 
 
 class NodeLossWatch:
@@ -62,6 +60,8 @@ class NodeLossWatch:
         self._healthy_since: float | None = None
         self._restarting: set[asyncio.Task[None]] = set()
         self._handled: set[str] = set()
+        self._outage_told: set[str] = set()
+        """Nodes already logged as silent in an outage (said once, not every round)."""
         """Containers already restarted elsewhere (the orchestrator moved their records)."""
 
     async def run(self) -> None:
@@ -87,17 +87,9 @@ class NodeLossWatch:
         silent = [d for d in devices if quiet_s.get(d.key, 0.0) > self._lost_after_s]
         if not silent:
             return []
-        # Nodes long gone (retired, unplugged) say nothing about today: only the ones that
-        # went silent lately count against the ones alive.
-        recent = [d for d in silent if quiet_s[d.key] < RECENT_LOSSES * self._lost_after_s]
         alive = [d for d in devices if d.status is not DeviceStatus.OFFLINE]
-        if len(recent) > self._max_lost_share * (len(recent) + len(alive)):
-            logger.warning(
-                "%d of %d nodes went silent together: a network or cloud outage, not lost "
-                "nodes; nothing is moved",
-                len(recent),
-                len(recent) + len(alive),
-            )
+        silent = [d for d in silent if not self._outage_around(d, quiet_s, alive_count=len(alive))]
+        if not silent:
             return []
         # A neighbour that measured the node's broker lately saw it alive.
         seen_alive = {
@@ -107,6 +99,30 @@ class NodeLossWatch:
         for device in lost:
             await self._restart_elsewhere(device)
         return [d.key for d in lost]
+
+    def _outage_around(
+        self, node: DeviceView, quiet_s: dict[str, float], *, alive_count: int
+    ) -> bool:
+        """Whether ``node`` went silent together with many others (within one loss window
+        of it): then the network or the cloud failed, not the node. Nodes silent since long
+        before (retired, unplugged) say nothing about it."""
+        together = sum(
+            1 for quiet in quiet_s.values() if abs(quiet - quiet_s[node.key]) <= self._lost_after_s
+        )
+        if together > self._max_lost_share * (together + alive_count):
+            if node.key in self._outage_told:
+                return True
+            self._outage_told.add(node.key)
+            logger.warning(
+                "%s went silent with %d other nodes (%d answer): a network or cloud outage, "
+                "not a lost node; nothing is moved",
+                node.key,
+                together - 1,
+                alive_count,
+            )
+            return True
+        self._outage_told.discard(node.key)
+        return False
 
     async def _control_plane_view(self) -> list[DeviceView] | None:
         """Every device, or None while the control plane is not known healthy for long."""
