@@ -21,7 +21,14 @@ from infra.testbed.topology import NodeRef
 from .agents import HEARTBEAT_INTERVAL_S, AgentFactory, AgentHandle
 from .stack import Stack
 
-__all__ = ["TestbedFleet", "reachable_stack", "testbed", "testbed_network", "testbed_nodes"]
+__all__ = [
+    "TestbedFleet",
+    "reachable_stack",
+    "reachable_stack_of_module",
+    "testbed",
+    "testbed_network",
+    "testbed_nodes",
+]
 
 
 class TestbedFleet:
@@ -87,6 +94,21 @@ def reachable_stack(
 ) -> Iterator[Stack]:
     """The cloud side on every address of this machine, so the nodes reach it at the bridge's
     address (the URLs the tests use stay on 127.0.0.1)."""
+    yield from _reachable(request, tmp_path_factory)
+
+
+@pytest.fixture(name="stack", scope="module", params=["sqlite"])
+def reachable_stack_of_module(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The same, for one module alone: a module whose tests must not see the nodes of
+    other modules (whose teardown silences them all at once, as an outage would)."""
+    yield from _reachable(request, tmp_path_factory)
+
+
+def _reachable(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp(f"testbed-stack-{request.param}")
     started = Stack(backend=request.param, workdir=workdir, listen_host="0.0.0.0")
     try:

@@ -16,10 +16,15 @@ from tests.support.agents import AgentHandle
 from tests.support.images import build_context
 from tests.support.sensors import CONSUMER, SENSOR_TOPIC, HandledLog, publish_sequence
 from tests.support.stack import Stack
-from tests.support.testbed import TestbedFleet
+from tests.support.testbed import TestbedFleet, reachable_stack_of_module
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
+
+# A cloud side of this module's own: the node-loss test must not see other modules' nodes,
+# which all fell silent together when their testbed was torn down (an outage, to the
+# scheduler, which then rightly moves nothing).
+stack = reachable_stack_of_module
 
 IMAGE = "edgecloud/busybox:latest"
 SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
