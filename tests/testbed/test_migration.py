@@ -368,7 +368,7 @@ async def test_a_lost_primary_is_restarted_cold_on_a_peer(
         listed = await client.get("/api/v1/migrations", headers=user.headers)
         return next((m for m in listed.json()["items"] if m["container"] == container["id"]), None)
 
-    migration = await eventually(moved, timeout=150, interval=1)
+    migration = await eventually(moved, timeout=180, interval=1)
     migration = await ended(client, user, migration["id"])
     assert migration["state"] == "cold_restarted", migration
     assert migration["reason"] == "node_lost"

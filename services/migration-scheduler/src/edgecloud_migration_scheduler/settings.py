@@ -20,9 +20,9 @@ class MigrationSchedulerSettings(ServiceSettings):
     expect_timeout_s: PositiveFloat = 10.0
     move_timeout_s: PositiveFloat = 900.0
     """The whole transfer, image included, as the source runs it."""
-    node_lost_after_s: PositiveFloat = 60.0
+    node_lost_after_s: PositiveFloat = 90.0
     """A node silent this long (and unseen by its neighbours) is lost: its containers start
-    again on peers. Longer than the outages a node rides out on its own."""
+    again on peers. Well past the link outages a node rides out on its own (a minute)."""
     node_loss_check_every_s: PositiveFloat = 5.0
     max_lost_share: float = Field(default=0.5, gt=0, le=1)
     """More nodes than this share silent at once is an outage of the network or the cloud,
