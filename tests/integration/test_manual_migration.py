@@ -113,18 +113,8 @@ async def _has(lines: list[str], container_id: str) -> bool:
     return any(container_id in line for line in migration_data(lines))
 
 
-@pytest.fixture
-async def scheduler_takes_migrations(stack) -> None:
-    """Skip until the migration-scheduler answers ``POST /v1/migrations`` (issue #8)."""
-    async with httpx.AsyncClient(base_url=stack.url("migration-scheduler"), timeout=5) as direct:
-        schema = (await direct.get("/openapi.json")).json()
-    if "post" not in schema["paths"].get("/v1/migrations", {}):
-        pytest.skip("the migration-scheduler has no POST /v1/migrations yet (issue #8)")
-
-
-# scheduler_takes_migrations first: it skips before the node (an agent, Docker) is started.
 async def test_another_tenants_container_is_not_found_and_the_refusal_audited(
-    scheduler_takes_migrations, stack, client, node
+    stack, client, node
 ) -> None:
     agent, owner = node
     created = await client.post(

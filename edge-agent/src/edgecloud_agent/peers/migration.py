@@ -108,10 +108,10 @@ class StepReporter:
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
         self.steps.append(done)
-        await self._send(done, state, required=required)
+        await self.report(done, state, required=required)
 
     def _announce(self, step: MigrationStep, state: MigrationState | None) -> None:
-        task = asyncio.create_task(self._send(step, state))
+        task = asyncio.create_task(self.report(step, state))
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)
 
@@ -121,7 +121,7 @@ class StepReporter:
         self.steps.append(step)
         return step
 
-    async def _send(
+    async def report(
         self, step: MigrationStep, state: MigrationState | None, *, required: bool = False
     ) -> None:
         report = StepReport(migration=self._migration, step=step, state=state)
@@ -418,7 +418,7 @@ class PeerMigrations:
             activation = steps.timed(
                 "activation", datetime.now(UTC), float(answer.get("activation_ms", 0.0))
             )
-            await steps._send(activation, MigrationState.ACTIVATING, required=True)
+            await steps.report(activation, MigrationState.ACTIVATING, required=True)
             # The target reads the sensors from now on; then this copy goes. The record is
             # the target's already, so this node's reports of it change nothing in the cloud.
             replay = self._feeds.recent(order.container_id)
