@@ -137,6 +137,8 @@ class Stack:
             "GATEWAY_THROTTLE_ACCOUNT_LOCK_AFTER": "6",
             "GATEWAY_THROTTLE_ADDRESS_FREE_FAILURES": "100000",
             "GATEWAY_THROTTLE_ADDRESS_LOCK_AFTER": "100000",
+            # A quiet shell is closed soon enough for its test to wait for it.
+            "GATEWAY_SHELL_IDLE_TIMEOUT_S": "8",
         }
         if self.database_url:
             env["EDGECLOUD_DATABASE_URL"] = self.database_url

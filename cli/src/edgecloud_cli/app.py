@@ -1,7 +1,8 @@
 """The ``edgecloud`` commands, all registered here: each parses its options, calls the client,
 hands the answer to :mod:`.output`; :func:`.context.reported` turns the errors we expect into
 one line on stderr. The container commands live in :mod:`.run`, :mod:`.containers`,
-:mod:`.logs`, :mod:`.files`, :mod:`.deploy` and :mod:`.migrate`; uploads in :mod:`.upload`."""
+:mod:`.logs`, :mod:`.files`, :mod:`.deploy`, :mod:`.migrate` and :mod:`.terminal`; uploads
+in :mod:`.upload`."""
 
 import sys
 from dataclasses import replace
@@ -9,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from . import config, containers, context, deploy, files, logs, migrate, output, run, upload
+from . import (
+    config,
+    containers,
+    context,
+    deploy,
+    files,
+    logs,
+    migrate,
+    output,
+    run,
+    terminal,
+    upload,
+)
 from .client import ApiError
 from .config import Credentials
 from .context import reported
@@ -170,6 +183,7 @@ app.command("restart", rich_help_panel="Containers")(containers.restart)
 app.command("rm", rich_help_panel="Containers")(containers.rm)
 app.command("inspect", rich_help_panel="Containers")(containers.inspect)
 app.command("logs", rich_help_panel="Containers")(logs.logs)
+app.command("exec", rich_help_panel="Containers")(terminal.exec_command)
 app.command("cp", rich_help_panel="Containers")(files.cp)
 app.command("deploy", rich_help_panel="Containers")(deploy.deploy)
 app.command("migrate", rich_help_panel="Containers")(migrate.migrate)

@@ -11,9 +11,11 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, NamedTuple, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
+import websockets.exceptions
+import websockets.sync.client
 
 from . import __version__
 from .schemas import (
@@ -25,6 +27,7 @@ from .schemas import (
     Deployed,
     Deployment,
     Device,
+    ExecResult,
     Login,
     Me,
     Migration,
@@ -141,6 +144,7 @@ class Client:
         timeout: float = TIMEOUT_S,
     ) -> None:
         self.base_url = base_url
+        self._token = token
         self._timeout = timeout
         headers = {"User-Agent": f"edgecloud-cli/{__version__}", "Accept": "application/json"}
         if token:
@@ -312,6 +316,44 @@ class Client:
         url = f"/api/v1/containers/{_segment(container_id)}/files"
         answer = self._json("POST", url, json={"path": path}, timeout=ACTION_TIMEOUT_S)
         return cast(CopyOut, answer)
+
+    # Commands and shells inside containers
+
+    def exec(self, container_id: str, cmd: list[str], *, timeout_s: float) -> ExecResult:
+        """Run ``cmd`` inside the container; the answer comes once it has ended."""
+        path = f"/api/v1/containers/{_segment(container_id)}/exec"
+        payload = {"cmd": cmd, "timeout_s": timeout_s}
+        answer = self._json("POST", path, json=payload, timeout=timeout_s + ACTION_TIMEOUT_S)
+        return cast(ExecResult, answer)
+
+    def shell(
+        self, container_id: str, *, cmd: list[str], cols: int, rows: int
+    ) -> websockets.sync.client.ClientConnection:
+        """Open an interactive shell's WebSocket (protocol: the gateway's terminal bridge)."""
+        base = httpx.URL(self.base_url)
+        query = [("cmd", part) for part in cmd] + [("cols", str(cols)), ("rows", str(rows))]
+        url = base.copy_with(
+            scheme="wss" if base.scheme == "https" else "ws",
+            path=f"{base.path.rstrip('/')}/api/v1/containers/{_segment(container_id)}/shell",
+            query=urlencode(query).encode(),
+        )
+        headers = {"User-Agent": f"edgecloud-cli/{__version__}"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            return websockets.sync.client.connect(
+                str(url), additional_headers=headers, open_timeout=self._timeout
+            )
+        except websockets.exceptions.InvalidStatus as err:
+            raise _error_from(
+                httpx.Response(
+                    err.response.status_code,
+                    headers=dict(err.response.headers.raw_items()),
+                    content=bytes(err.response.body or b""),
+                )
+            ) from err
+        except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as err:
+            raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
 
     # Migrations
 

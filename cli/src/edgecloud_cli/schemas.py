@@ -234,3 +234,11 @@ class Migration(TypedDict):
     lost_window: NotRequired[dict[str, str] | None]
     created_at: str
     finished_at: NotRequired[str | None]
+
+
+class ExecResult(TypedDict):
+    exit_code: int | None
+    """None when the command was killed at its timeout."""
+    output: str
+    truncated: bool
+    timed_out: bool

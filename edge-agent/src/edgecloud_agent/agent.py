@@ -18,6 +18,7 @@ feeds         runtime/feeds.py        sensor topics into containers, in sessions
 neighbours    peers/neighbours.py     round trips to nearby peers, reported in heartbeats
 migrations    peers/migration.py      moving containers to and from peers (MQTT, peers/channel.py)
 monitor       monitor/                pressure, health and drain triggers: edge.migration.request
+terminal      terminal/               exec and interactive shells inside tenant containers
 """
 
 import asyncio
@@ -45,6 +46,8 @@ from .state.journal import CommandJournal
 from .telemetry.datapoints import DataCollector
 from .telemetry.heartbeat import HeartbeatReporter
 from .telemetry.system import SystemProbe
+from .terminal import rpc as terminal_rpc
+from .terminal.shells import ShellSessions
 from .uplink.errors import UplinkError
 from .uplink.relay import Relay, listen_address, router_address
 from .uplink.wamp import Backoff, Login, Uplink
@@ -77,6 +80,7 @@ class Agent:
         self.executor: CommandExecutor | None = None
         """Set while the agent runs: the container procedures are registered only then."""
         self.migrations: PeerMigrations | None = None
+        self.shells: ShellSessions | None = None
 
     async def _on_join(self) -> None:
         self.uplink.enrolment_done()
@@ -89,6 +93,10 @@ class Agent:
                 if self.migrations is not None:
                     for uri, handle in self.migrations.procedures().items():
                         await self.uplink.register(uri, handle)
+                if self.shells is not None:
+                    await terminal_rpc.register(
+                        self.uplink, self.credential.device_key, self.executor.runtime, self.shells
+                    )
             except UplinkError as err:
                 # The session stays up (heartbeats still tell the cloud how the node is).
                 logger.error("cannot register the container procedures: %s", err)
@@ -212,6 +220,11 @@ class Agent:
             )
             stack.push_async_callback(self.migrations.close)
             stack.callback(setattr, self, "migrations", None)
+            self.shells = ShellSessions(
+                runtime, link=lambda: self.uplink.link, max_sessions=settings.shell_max_sessions
+            )
+            stack.push_async_callback(self.shells.close_all)
+            stack.callback(setattr, self, "shells", None)
             deployments.resume_unfinished()
             if settings.relay_listen:
                 await self._start_relay(stack)

@@ -114,6 +114,8 @@ class AgentSettings(BaseSettings):
     """Power saving: keep the uplink open awake_s, then closed asleep_s, in turn (both > 0
     to enable). Commands for the node queue in the cloud until its next contact."""
 
+    shell_max_sessions: PositiveInt = 16
+    """Interactive shells open at once on this node, for all tenants together."""
     relay_listen: str = ""
     """Border router: where neighbours reach the router through this node, HOST:PORT or
     [IPv6]:PORT (this node's LoWPAN address, e.g. [fd00:1::2]:8099); empty: no relay.

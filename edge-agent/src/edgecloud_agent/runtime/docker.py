@@ -10,6 +10,8 @@ label, so a stale or wrong command can never touch a container the cloud did not
 import asyncio
 import json
 import logging
+import os
+import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from datetime import datetime
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import aiodocker.execs
+import aiodocker.stream
 import aiohttp
 
 from edgecloud_contracts.containers import ContainerReport, ContainerSpec, LogLine
@@ -376,6 +380,42 @@ class DockerRuntime:
             )
         return exec_id
 
+    async def attach_exec(
+        self,
+        docker_name: str,
+        *,
+        container_id: str,
+        argv: list[str],
+        tty: bool,
+        stdin: bool,
+        size: tuple[int, int] | None = None,
+    ) -> "ExecStream":
+        """Start ``argv`` inside the container with its output (and input) attached.
+
+        It runs as the container's own user with the container's hardening (no privilege,
+        the container's capabilities, namespaces and cgroup), never on the node."""
+        data = await self._owned(docker_name, container_id)
+        what = f"exec in {docker_name}"
+        async with self._calling(what, self._timeout):
+            container = self._client().containers.container(data["Id"])
+            execution = await container.exec(
+                argv,
+                stdin=stdin,
+                tty=tty,
+                privileged=False,
+                environment={"TERM": "xterm-256color"} if tty else None,
+            )
+            stream = execution.start(detach=False)
+            await stream.__aenter__()
+        attached = ExecStream(self, execution, stream, what)
+        if size is not None:
+            try:
+                await attached.resize(*size)
+            except RuntimeFailure:
+                await attached.finish(grace_s=0, whole_tree=True)
+                raise
+        return attached
+
     async def exec_exit_code(self, exec_id: str) -> int | None:
         """The exit code of a finished exec; None while it runs."""
         async with self._calling(f"inspect exec {exec_id}", self._timeout):
@@ -608,3 +648,127 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
     with path.open("rb") as source:
         while chunk := source.read(1 << 20):
             yield chunk
+
+
+class ExecStream:
+    """A process inside a container with its output, and input when asked, attached.
+
+    Output not read stays in Docker's socket (aiodocker reads at most 64 KiB ahead), so a
+    slow reader holds the process back instead of growing a buffer."""
+
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        execution: aiodocker.execs.Exec,
+        stream: aiodocker.stream.Stream,
+        what: str,
+    ) -> None:
+        self._runtime = runtime
+        self._execution = execution
+        self._stream = stream
+        self._what = what
+
+    async def read(self) -> bytes | None:
+        """The next output (stdout and stderr as they come); None once it has ended."""
+        try:
+            message = await self._stream.read_out()
+        except (aiohttp.ClientError, OSError) as err:
+            logger.debug("%s: output ended: %s", self._what, err)
+            return None
+        return None if message is None else message.data
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._stream.write_in(data)
+        except (RuntimeError, aiohttp.ClientError, OSError) as err:
+            raise RuntimeFailure(f"{self._what}: input closed: {err}") from err
+
+    async def resize(self, cols: int, rows: int) -> None:
+        async with self._runtime._calling(f"resize {self._what}", self._runtime._timeout):
+            await self._execution.resize(w=cols, h=rows)
+
+    async def state(self) -> tuple[bool, int | None, int]:
+        """(running, exit code, the process's id on the node)."""
+        async with self._runtime._calling(f"inspect {self._what}", self._runtime._timeout):
+            found = await self._execution.inspect()
+        code = found.get("ExitCode")
+        return bool(found.get("Running")), code, int(found.get("Pid") or 0)
+
+    async def close(self) -> None:
+        """Close input and output: a terminal's shell gets its hangup, a reader its end of
+        input."""
+        try:
+            await self._stream.close()
+        except (aiohttp.ClientError, OSError) as err:
+            logger.debug("%s: closing: %s", self._what, err)
+
+    async def finish(self, grace_s: float = 2.0, *, whole_tree: bool = False) -> int | None:
+        """End it: close the streams, give the process ``grace_s`` to exit, then kill it
+        (Docker has no call to stop an exec). With ``whole_tree``, also every process it
+        started that is still there (a shell's jobs, which a closed terminal does not
+        always stop). Returns its exit code, None if unknown."""
+        tree: list[tuple[int, str]] = []
+        try:
+            running, code, pid = await self.state()
+            if running and whole_tree and pid > 0:
+                tree = process_tree(pid)
+        except RuntimeFailure as err:
+            await self.close()
+            logger.warning("%s: cannot make sure it ended: %s", self._what, err)
+            return None
+        await self.close()
+        try:
+            deadline = asyncio.get_running_loop().time() + grace_s
+            while running and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+                running, code, pid = await self.state()
+            if running and pid > 0 and not tree:
+                tree = process_tree(pid)
+        except RuntimeFailure as err:
+            logger.warning("%s: cannot make sure it ended: %s", self._what, err)
+            running = True  # not known to have ended: no exit code to tell
+        killed = kill_same_processes(tree)
+        if killed:
+            logger.info("%s: killed %d process(es) left after its end", self._what, killed)
+        return None if running else code
+
+
+def process_tree(root: int) -> list[tuple[int, str]]:
+    """``root`` and its descendants on the node, each with its start time, so that a pid
+    reused meanwhile is never taken for it."""
+    children: dict[int, list[int]] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces: fields follow the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        started[pid] = fields[19]
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in started:
+            tree.append((pid, started[pid]))
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def kill_same_processes(processes: list[tuple[int, str]]) -> int:
+    """SIGKILL each (pid, start time) still alive as the same process; how many were."""
+    killed = 0
+    for pid, started in processes:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2 :].split()[19] != started:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return killed

@@ -498,11 +498,20 @@ class Uplink:
         except TransportLost as err:
             raise NotConnected(f"link lost during {uri}") from err
 
-    async def register(self, uri: str, handler: Callable[..., Awaitable[Any]]) -> None:
-        """Register ``handler`` for this session; it may raise :class:`CommandRejected`."""
+    async def register(
+        self, uri: str, handler: Callable[..., Awaitable[Any]], *, streams: bool = False
+    ) -> None:
+        """Register ``handler`` for this session; it may raise :class:`CommandRejected`.
+
+        A handler that ``streams`` gets a ``progress`` keyword: a function sending one
+        progressive result (it raises :class:`NotConnected` once the link is gone), or
+        None when the caller did not ask for them."""
         session = self._require_session()
 
         async def invoke(*args: Any, **kwargs: Any) -> Any:
+            if streams:
+                details = kwargs.pop("details", None)
+                kwargs["progress"] = _progress_sender(getattr(details, "progress", None))
             try:
                 return await handler(*args, **kwargs)
             except CommandRejected as err:
@@ -513,7 +522,8 @@ class Uplink:
             # "last": a device's procedures are only ever registered by the device itself,
             # so the newest registration is this session; an older one of ours the router
             # still keeps (a half-open link it has not noticed yet) must not block it.
-            await session.register(invoke, uri, options=RegisterOptions(invoke="last"))
+            options = RegisterOptions(invoke="last", details_arg="details" if streams else None)
+            await session.register(invoke, uri, options=options)
         except ApplicationError as err:
             raise CallFailed(uri, err.error, list(err.args), dict(err.kwargs)) from err
 
@@ -535,3 +545,16 @@ class Uplink:
         if session is None:
             raise NotConnected(f"no session to {self.url}")
         return session
+
+
+def _progress_sender(send: Callable[..., None] | None) -> Callable[..., None] | None:
+    if send is None:
+        return None
+
+    def progress(*args: Any) -> None:
+        try:
+            send(*args)
+        except TransportLost as err:
+            raise NotConnected("link lost while streaming a result") from err
+
+    return progress

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from .artifacts import DeploymentOrder, DeploymentReport, TransferRef
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
+from .interfaces import DeviceMapping
 from .text import SINGLE_LINE, ObjectId
 
 # A container's own name: what the user picks; the Docker name is "<username>-<name>".
@@ -118,6 +119,9 @@ class ContainerSpec(ContainerConfig):
     build_context: TransferRef | None = None
     """Build the image from this context (a tar with a ``Dockerfile`` at its root) instead
     of pulling it; a peer it migrates to is sent the context to build, not the image."""
+    devices: Annotated[list[DeviceMapping], Field(max_length=32)] = []
+    """The declared interfaces the container holds, resolved by the orchestrator: the agent
+    maps exactly these device files, each only after checking it is a character device."""
 
 
 class Command(WireModel):

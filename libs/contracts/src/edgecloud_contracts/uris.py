@@ -53,6 +53,12 @@ def device_procedure(key: str, operation: str) -> str:
 
 CONTAINER_LOGS: Final = "container.logs"
 """A read, like inspect: asked directly, never queued."""
+CONTAINER_EXEC: Final = "container.exec"
+"""A command run inside a container now (edgecloud_contracts.shell), never queued."""
+SHELL_OPEN: Final = "shell.open"
+"""An interactive terminal in a container: output as progressive results."""
+SHELL_INPUT: Final = "shell.input"
+"""Keystrokes, resizes and acknowledgements for an open shell."""
 
 
 def container_operation(action: str) -> str:

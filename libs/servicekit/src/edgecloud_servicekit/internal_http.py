@@ -150,9 +150,14 @@ class ServiceClient:
         identity: Identity,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> ServiceAnswer:
-        """Send the request; a problem answer is raised as :class:`RemoteProblem`."""
+        """Send the request; a problem answer is raised as :class:`RemoteProblem`.
+        ``timeout_s`` replaces the client's own for a call known to take longer."""
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        longer: dict[str, Any] = {}
+        if timeout_s is not None:
+            longer["timeout"] = aiohttp.ClientTimeout(total=timeout_s, connect=CONNECT_TIMEOUT_S)
         try:
             async with self._session.request(
                 method,
@@ -160,6 +165,7 @@ class ServiceClient:
                 json=json,
                 params=query,
                 headers=self._signed(identity),
+                **longer,
             ) as response:
                 status, content = response.status, await response.read()
                 retry_after = response.headers.get("Retry-After")

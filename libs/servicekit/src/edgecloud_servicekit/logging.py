@@ -23,6 +23,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _not_a_refused_websocket(record: logging.LogRecord) -> bool:
+    # uvicorn's websockets-sansio protocol logs this error after every WebSocket refused
+    # with an HTTP answer (a shell the caller may not open), although the answer was sent.
+    return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
@@ -35,3 +41,4 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
     # autobahn and uvicorn's access log are chatty at INFO.
     logging.getLogger("autobahn").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(_not_a_refused_websocket)

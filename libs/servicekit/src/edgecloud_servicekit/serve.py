@@ -24,4 +24,6 @@ def serve(*, settings: ServiceSettings, package: str, create_app: Callable[..., 
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
         limit_concurrency=1000,
+        # A WebSocket message (a shell's keystrokes, a paste) is small; refuse floods early.
+        ws_max_size=1 << 20,
     )

@@ -209,6 +209,28 @@ class WampLink:
         except TransportLost as err:
             raise WampUnavailable(f"transport lost during call to {uri}") from err
 
+    async def call_streaming(
+        self,
+        uri: str,
+        *args: Any,
+        on_progress: Callable[..., None],
+        timeout: float,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``uri`` for progressive results: ``on_progress`` gets each one's arguments
+        as it comes, then the final result is returned. Cancelling the awaiting task
+        cancels the call at the callee (the router passes the cancel on)."""
+        session = self._require_session()
+        options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(timeout)))
+        try:
+            return await session.call(uri, *args, options=options, **kwargs)
+        except ApplicationError as err:
+            if err.error == "wamp.error.canceled":
+                raise WampTimeout(uri, timeout) from err
+            raise WampCallError(uri, err.error, err.args, err.kwargs) from err
+        except TransportLost as err:
+            raise WampUnavailable(f"transport lost during call to {uri}") from err
+
     async def is_registered(self, uri: str) -> bool:
         """Whether some session has registered ``uri`` now (e.g. a device is connected)."""
         return await self.call("wamp.registration.match", uri, timeout=5) is not None

@@ -40,6 +40,7 @@ from .settings import GatewaySettings
 from .tenants import ratelimit
 from .tenants import router as tenants_router
 from .tenants.ratelimit import RateLimiter
+from .terminal import router as terminal_router
 from .tokens import router as tokens_router
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             tenants_router.router,
             audit_router.router,
             devices_router.router,
+            # Before containers: its /containers/{id}/{action} would take /exec.
+            terminal_router.router,
             containers_router.router,
             artifacts_router.router,
             events_router.router,

@@ -12,6 +12,7 @@ def load_metadata() -> MetaData:
     from .accounts import models as _accounts  # noqa: F401
     from .audit import models as _audit  # noqa: F401
     from .tenants import models as _tenants  # noqa: F401
+    from .terminal import models as _terminal  # noqa: F401
     from .tokens import models as _tokens  # noqa: F401
 
     return GatewayBase.metadata

@@ -2,9 +2,11 @@
 
 from collections.abc import AsyncIterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
@@ -58,13 +60,34 @@ async def _caller(request: Request) -> tokens_service.Caller:
             if request.headers.get(CSRF_HEADER) != expected:
                 raise CsrfRejected()
         caller = await _resolve(request, cookie)
-    limiter: RateLimiter = request.app.state.rate_limiter
+    return _counted(request, caller)
+
+
+async def websocket_caller(connection: HTTPConnection) -> tokens_service.Caller:
+    """The caller of a WebSocket: a bearer token, or the dashboard's session cookie from a
+    page of this very site (a browser sends the cookie with any site's WebSocket, and the
+    CSRF header cannot be set on one, so the Origin is what tells them apart)."""
+    authorization = connection.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return _counted(connection, await _resolve(connection, credentials.strip()))
+    cookie = connection.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise Unauthenticated("sign in, or send Authorization: Bearer <token>")
+    origin = urlsplit(connection.headers.get("Origin", "")).netloc
+    if not origin or origin != connection.headers.get("Host"):
+        raise Forbidden("a WebSocket from another site", code="origin_rejected")
+    return _counted(connection, await _resolve(connection, cookie))
+
+
+def _counted(connection: HTTPConnection, caller: tokens_service.Caller) -> tokens_service.Caller:
+    limiter: RateLimiter = connection.app.state.rate_limiter
     limiter.count(tenant_id=caller.identity.tenant_id, limit=caller.api_per_minute)
     return caller
 
 
-async def _resolve(request: Request, token: str) -> tokens_service.Caller:
-    async with transaction(request.app.state.sessions) as session:
+async def _resolve(connection: HTTPConnection, token: str) -> tokens_service.Caller:
+    async with transaction(connection.app.state.sessions) as session:
         return await tokens_service.resolve_token(session=session, token=token)
 
 

@@ -39,6 +39,15 @@ class GatewaySettings(ServiceSettings):
     default_quota_storage_bytes: int = 10 << 30
     default_quota_api_per_minute: int = 600
 
+    shell_max_per_tenant: int = 4
+    """Interactive shells a tenant may have open at once, over all its users."""
+    shell_idle_timeout_s: float = 900.0
+    """A shell nobody typed into for this long is closed."""
+    shell_max_duration_s: float = 8 * 3600.0
+    shell_keepalive_s: float = 30.0
+    """How often a quiet shell tells its node it is still wanted (the node's lease is three
+    times this) and marks itself alive for the tenant's count."""
+
     throttle_account_free_failures: int = 5
     throttle_account_lock_after: int = 10
     throttle_address_free_failures: int = 20

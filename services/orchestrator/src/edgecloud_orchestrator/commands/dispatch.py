@@ -26,8 +26,9 @@ from edgecloud_contracts.containers import (
     LogsAnswer,
     LogsRequest,
 )
+from edgecloud_contracts.shell import ExecOrder, ExecRequest, ExecResult
 from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, utcnow
-from edgecloud_servicekit.wamp import WampCallError, WampTimeout, WampUnavailable
+from edgecloud_servicekit.wamp import WampCallError, WampLink, WampTimeout, WampUnavailable
 
 from ..containers import service as containers_service
 from ..containers.models import Container
@@ -206,9 +207,7 @@ class Dispatcher:
             container_id=container_id,
             docker_name=docker_name,
         )
-        link = self._events.link
-        if link is None:
-            raise WampUnavailable("no WAMP link")
+        link = self._link()
         procedure = uris.device_procedure(device_key, uris.container_operation(Action.INSPECT))
         answer = await link.call(
             procedure, command.model_dump(mode="json"), timeout=self.timeout_for(Action.INSPECT)
@@ -219,9 +218,7 @@ class Dispatcher:
         self, container: Container, *, tail: int, since: datetime | None = None
     ) -> LogsAnswer:
         """Ask the node for a container's log lines now (never queued)."""
-        link = self._events.link
-        if link is None:
-            raise WampUnavailable("no WAMP link")
+        link = self._link()
         request = LogsRequest(
             container_id=container.id,
             docker_name=container.docker_name,
@@ -233,6 +230,29 @@ class Dispatcher:
             procedure, request.model_dump(mode="json"), timeout=self._command_timeout
         )
         return LogsAnswer.model_validate(answer)
+
+    def _link(self) -> WampLink:
+        link = self._events.link
+        if link is None:
+            raise WampUnavailable("no WAMP link")
+        return link
+
+    async def exec(self, container: Container, request: ExecRequest) -> ExecResult:
+        """Run a command inside the container now (never queued: it is not idempotent)."""
+        link = self._link()
+        order = ExecOrder(
+            container_id=container.id,
+            docker_name=container.docker_name,
+            cmd=request.cmd,
+            timeout_s=request.timeout_s,
+        )
+        procedure = uris.device_procedure(container.device_key, uris.CONTAINER_EXEC)
+        answer = await link.call(
+            procedure,
+            order.model_dump(mode="json"),
+            timeout=request.timeout_s + self._command_timeout,
+        )
+        return ExecResult.model_validate(answer)
 
     def wake(self, device_key: str) -> None:
         """A node came back: send what waits for it (soon, from the dispatcher's loop)."""

@@ -1,4 +1,4 @@
-"""Internal REST: what comes out of a container, its logs and its files.
+"""Internal REST: what comes out of a container: its logs, its files, a command's output.
 
 Logs are asked from the node like inspect (never queued); a followed log asks again for
 the lines after the last one seen. A finished job-style container's logs were shipped to
@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from edgecloud_contracts import errors
 from edgecloud_contracts.artifacts import ArtifactKind
 from edgecloud_contracts.containers import (
     Action,
@@ -24,12 +25,13 @@ from edgecloud_contracts.containers import (
     FilesOrder,
     LogsAnswer,
 )
+from edgecloud_contracts.shell import ExecRequest, ExecResult
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Conflict, Unavailable
-from edgecloud_servicekit.wamp import WampError
+from edgecloud_servicekit.wamp import WampCallError, WampError
 
 from ..commands import service as commands_service
 from ..commands.dispatch import Dispatcher
@@ -93,6 +95,35 @@ def archive_name(path: str) -> str:
     last = PurePosixPath(path).name or "root"
     safe = re.sub(r"[^A-Za-z0-9_.+,=@()-]", "_", last).lstrip("._-+,=@()") or "files"
     return f"{safe[:190]}.tar"
+
+
+@router.post("/{container_id}/exec", response_model=ExecResult)
+async def exec_command(
+    container_id: ContainerId,
+    body: ExecRequest,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    dispatcher: DispatcherDep,
+) -> ExecResult:
+    """Run ``cmd`` inside the running container (as its own user, within its hardening)
+    and answer with its exit code and output; a command still running at ``timeout_s`` is
+    killed and answered with ``timed_out``."""
+    async with sessions() as session:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+    if container.state != service.RUNNING:
+        raise Conflict(
+            f"the container is {container.state}, not running", code="container_not_running"
+        )
+    try:
+        return await dispatcher.exec(container, body)
+    except WampCallError as err:
+        if err.error == errors.NOT_FOUND:
+            raise Conflict(
+                "the container is not running on its device", code="container_not_running"
+            ) from err
+        raise Unavailable(f"the device could not run it: {err}", code="exec_failed") from err
+    except WampError as err:
+        raise Unavailable(f"the device did not answer: {err}", code="device_unreachable") from err
 
 
 @router.get(

@@ -1,0 +1,1 @@
+"""Commands and terminals inside tenant containers: one-shot exec and interactive shells."""

@@ -1,0 +1,1 @@
+"""Commands and terminals inside containers: one-shot exec and interactive shells."""
