@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.support.agents import AgentHandle
+from tests.support.shells import terminal
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet
 from tests.support.users import Account, register
@@ -193,6 +194,44 @@ async def test_a_wan_cut_during_200_commands_loses_none_and_applies_each_once(
             await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)
         ).json()
         assert seen["state"] == "running", seen
+
+
+async def test_a_shell_over_the_mesh_works_for_short_commands_and_says_it_is_slow(
+    testbed: TestbedFleet, stack: Stack, api, client, enrol
+) -> None:
+    n1, _, user = await fusion_pair(testbed, stack, api, enrol)
+    container = await make_container(client, user, n1.key, "shell")
+    watch = StatusWatch(api, n1.key)
+    cut_at = time.monotonic()
+    testbed.bed.cut("n1", "wan")
+    try:
+        await watch.until("degraded", "lowpan", after=cut_at, timeout=30)
+        keys = "echo $((6*7))x\n"
+        async with terminal(stack.url("gateway"), container["id"], user.headers) as shell:
+            ready = await shell.ready(timeout=30)
+            assert ready["link"] == "lowpan"
+            assert ready["slow"] is True
+            for key in keys:  # typed one by one, as a person types
+                await shell.type(key)
+                await asyncio.sleep(0.02)
+            await shell.read_until("42x", timeout=30)
+            await shell.type("exit\n")
+            end = await shell.control("exit", timeout=30)
+            assert end["exit_code"] == 0
+    finally:
+        await watch.stop()
+        testbed.bed.restore("n1", "wan")
+
+    async def closed() -> list[dict]:
+        answer = await client.get(
+            "/api/v1/audit", params={"action": "container.shell.close"}, headers=user.headers
+        )
+        return answer.json()["items"]
+
+    detail = (await eventually(closed, timeout=15))[0]["detail"]
+    # Keystrokes went in batches, and output in a few frames, not one message per key.
+    assert detail["input_calls"] <= len(keys) // 2, detail
+    assert detail["output_frames"] <= len(keys) // 2, detail
 
 
 async def test_both_links_cut_the_node_is_offline_keeps_running_and_reports_later(
