@@ -1,7 +1,8 @@
 """Tenant isolation: every gateway route that takes an id, called by another tenant's admin.
 
 The matrix is checked against the gateway's own route list, so a new route with an id
-fails this test until it says how it is isolated.
+fails this test until it says how it is isolated. (The shell's WebSocket is not in that
+list: tests/integration/test_terminal.py refuses it to another tenant.)
 """
 
 import secrets
@@ -43,6 +44,7 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("GET", "/api/v1/containers/{container_id}/deployments"): (404, None),
     ("POST", "/api/v1/containers/{container_id}/files"): (404, {"path": "/app"}),
     ("POST", "/api/v1/containers/{container_id}/migrate"): (404, {}),
+    ("POST", "/api/v1/containers/{container_id}/exec"): (404, {"cmd": ["id"]}),
     ("GET", "/api/v1/containers/{container_id}/logs"): (404, None),
     ("GET", "/api/v1/containers/{container_id}/data"): (404, None),
     ("GET", "/api/v1/deployments/{deployment_id}"): (404, None),
