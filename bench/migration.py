@@ -47,6 +47,7 @@ from tests.support.sensors import (  # noqa: E402
     CONSUMER,
     SENSOR_TOPIC,
     HandledLog,
+    grant_sensor,
     publish_sequence,
 )
 from tests.support.stack import Stack  # noqa: E402
@@ -101,6 +102,7 @@ async def measure(stack: Stack, fleet: TestbedFleet, messages: int) -> dict[str,
                 json={"tenant": tenant.tenant_id},
                 headers=operator,
             )
+        await grant_sensor(client, n1.key, tenant.tenant_id, operator)
         made = await client.post(
             "/api/v1/containers",
             json={

@@ -27,6 +27,12 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("POST", "/api/v1/devices/{key}/grants"): (403, {"tenant": "{own_tenant}"}),
     ("DELETE", "/api/v1/devices/{key}/grants/{tenant}"): (403, None),
     ("POST", "/api/v1/devices/{key}/revoke"): (403, None),
+    ("GET", "/api/v1/devices/{key}/interfaces"): (404, None),
+    ("PUT", "/api/v1/devices/{key}/interfaces/{name}"): (
+        403,
+        {"kind": "serial", "path": "/dev/ttyS0"},
+    ),
+    ("DELETE", "/api/v1/devices/{key}/interfaces/{name}"): (403, None),
     ("DELETE", "/api/v1/tokens/{token_id}"): (404, None),
     ("DELETE", "/api/v1/invitations/{invitation_id}"): (404, None),
     ("PATCH", "/api/v1/members/{user_id}"): (404, {"role": "tenant_admin"}),
@@ -141,6 +147,7 @@ async def victim(stack, api, enrol):
             "rule_id": rule.json()["id"],
             "migration_id": migration_id,
             "action": "stop",
+            "name": "serial0",
         },
         "api_token": token["token"],
     }

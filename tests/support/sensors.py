@@ -6,6 +6,7 @@ import asyncio
 import secrets
 
 import aiomqtt
+import httpx
 
 from .testbed import TestbedFleet
 
@@ -18,6 +19,18 @@ CONSUMER = [
     " else sleep 0.05; fi; done",
 ]
 SENSOR_TOPIC = "sensors/counter"
+
+
+async def grant_sensor(
+    client: httpx.AsyncClient, key: str, tenant_id: str, operator: dict[str, str] | None = None
+) -> None:
+    """Declare the sensor's topic on the node for the tenant (as the operator)."""
+    answer = await client.put(
+        f"/api/v1/devices/{key}/interfaces/counter",
+        json={"kind": "sensor", "topic": SENSOR_TOPIC, "tenants": [tenant_id]},
+        headers=operator,
+    )
+    answer.raise_for_status()
 
 
 class HandledLog:

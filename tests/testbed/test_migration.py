@@ -14,7 +14,13 @@ import pytest
 from tests.conftest import eventually
 from tests.support.agents import AgentHandle
 from tests.support.images import build_context
-from tests.support.sensors import CONSUMER, SENSOR_TOPIC, HandledLog, publish_sequence
+from tests.support.sensors import (
+    CONSUMER,
+    SENSOR_TOPIC,
+    HandledLog,
+    grant_sensor,
+    publish_sequence,
+)
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet, reachable_stack_of_module
 from tests.support.users import Account, register
@@ -285,6 +291,7 @@ async def test_sensor_messages_follow_the_container_none_lost(
     testbed: TestbedFleet, stack, api, client, enrol
 ) -> None:
     n1, n2, user = await pair(testbed, stack, api, enrol, n1_env=OVERLOAD_TRIGGER)
+    await grant_sensor(api, n1.key, user.tenant_id)
     made = await client.post(
         "/api/v1/containers",
         json={

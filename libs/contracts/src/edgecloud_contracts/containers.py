@@ -342,6 +342,8 @@ class ContainerView(WireModel):
     limits: Limits
     command: str | None = None
     """The pending command when the node has not answered yet."""
+    interfaces: list[str] = []
+    """The node's hardware interfaces it holds (it is bound to that node: it never moves)."""
 
 
 class ContainerPage(WireModel):

@@ -32,6 +32,7 @@ from .alerts import router as alerts_router
 from .artifacts import router as artifacts_router
 from .audit import router as audit_router
 from .containers import router as containers_router
+from .devices import interfaces as interfaces_router
 from .devices import router as devices_router
 from .events import router as events_router
 from .events.hub import EventHub
@@ -140,6 +141,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             tenants_router.router,
             audit_router.router,
             devices_router.router,
+            interfaces_router.router,
             # Before containers: its /containers/{id}/{action} would take /exec.
             terminal_router.router,
             containers_router.router,

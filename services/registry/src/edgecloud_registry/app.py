@@ -27,6 +27,7 @@ from .devices.events import DeviceEventPublisher
 from .devices.ingest import HeartbeatIngest
 from .devices.liveness import Liveness
 from .devices.rpc import HeartbeatRpc
+from .interfaces import router as interfaces_router
 from .settings import RegistrySettings
 
 
@@ -105,7 +106,12 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     return create_service_app(
         settings=settings,
         lifespan=lifespan,
-        routers=[devices_router.router, credentials_router.router, alerts_router.router],
+        routers=[
+            devices_router.router,
+            interfaces_router.router,
+            credentials_router.router,
+            alerts_router.router,
+        ],
         description="Devices, device credentials, heartbeats, liveness, metrics history, "
         "alert rules and alerts.",
     )

@@ -12,5 +12,6 @@ def load_metadata() -> MetaData:
     from .alerts import models as _alerts  # noqa: F401
     from .credentials import models as _credentials  # noqa: F401
     from .devices import models as _devices  # noqa: F401
+    from .interfaces import models as _interfaces  # noqa: F401
 
     return RegistryBase.metadata

@@ -128,7 +128,7 @@ async def grant_device(
 ) -> Grant:
     """Let a tenant see and use the device (operators only)."""
     trail.begin("device.grant", target=f"device:{key}", caller=operator)
-    tenant = await _tenant(session, body.tenant)
+    tenant = await find_tenant(session, body.tenant)
     answer = await registry.request(
         "POST", f"/v1/devices/{key}/grants", identity=operator, json={"tenant": tenant.id}
     )
@@ -155,7 +155,7 @@ async def revoke_grant(
 ) -> None:
     """Take the device away from a tenant (operators only)."""
     trail.begin("device.grant.revoke", target=f"device:{key}", caller=operator)
-    found = await _tenant(session, tenant)
+    found = await find_tenant(session, tenant)
     await registry.request("DELETE", f"/v1/devices/{key}/grants/{found.id}", identity=operator)
     trail.note(tenant=found.id)
     record_success(session, trail)
@@ -175,7 +175,7 @@ async def revoke_device(
     record_success(session, trail)
 
 
-async def _tenant(session: AsyncSession, name_or_id: str) -> Tenant:
+async def find_tenant(session: AsyncSession, name_or_id: str) -> Tenant:
     tenant = await accounts_service.find_tenant(session=session, name_or_id=name_or_id)
     if tenant is None:
         raise NotFound(f"tenant {name_or_id} not found", code="tenant_not_found")

@@ -45,7 +45,7 @@ from edgecloud_servicekit.wamp import WampCallError, WampError, WampLink
 
 from ..placement.planner import Candidate, Demand, Plan, Policy, plan
 from . import service
-from .exceptions import DeviceNotEligible, MigrationInProgress, NoSuitablePeer
+from .exceptions import DeviceNotEligible, HoldsHardware, MigrationInProgress, NoSuitablePeer
 from .models import Migration
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ class Coordinator:
             "GET", f"/v1/containers/{container_id}", identity=caller
         )
         container = ContainerView.model_validate(answer.json())
+        if container.interfaces:
+            raise HoldsHardware(container_id)
         async with self._sessions() as session:
             if await _unfinished_for(session, container_id) is not None:
                 raise MigrationInProgress(container_id)
@@ -175,7 +177,11 @@ class Coordinator:
                 answer = await self._orchestrator.request(
                     "GET", f"/v1/containers/{item['id']}", identity=acting_for(item["tenant"])
                 )
-                moving.append(ContainerView.model_validate(answer.json()))
+                view = ContainerView.model_validate(answer.json())
+                if view.interfaces:
+                    logger.info("%s stays on %s: it holds the node's hardware", view.id, device)
+                    continue
+                moving.append(view)
         tenants = {str(i["id"]): str(i["tenant"]) for i in on_node.json()}
         grants = await self._grants(devices, operator)
         demands = [
@@ -346,6 +352,12 @@ class Coordinator:
             "GET", f"/v1/containers/{container_id}", identity=member
         )
         container = ContainerView.model_validate(answer.json())
+        if container.interfaces:
+            # Its hardware went down with the node: it waits for the node to come back.
+            logger.info(
+                "%s stays with lost %s: it holds the node's hardware", container_id, lost.key
+            )
+            return True
         listed = await self._registry.request(
             "GET", "/v1/devices", identity=member, params={"limit": 1000}
         )

@@ -31,3 +31,12 @@ class DeviceNotEligible(Unprocessable):
 
     def __init__(self, device: str, why: str) -> None:
         super().__init__(f"{device} cannot take this container: {why}", device=device)
+
+
+class HoldsHardware(Conflict):
+    default_code = "holds_hardware"
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(
+            f"container {container_id} holds hardware interfaces of its node: it cannot move"
+        )

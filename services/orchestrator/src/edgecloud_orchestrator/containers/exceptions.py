@@ -33,7 +33,10 @@ class InterfaceNotDeclared(Unprocessable):
     default_code = "interface_not_declared"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"interface {name} is not declared on the device")
+        # The same answer whether it is missing or someone else's: nothing leaks.
+        super().__init__(
+            f"interface {name!r} is not declared on the device for you", interface=name
+        )
 
 
 class ContainerRemoved(Conflict):
@@ -64,3 +67,37 @@ class MovedElsewhere(Conflict):
 
     def __init__(self, container_id: str, device: str) -> None:
         super().__init__(f"container {container_id} is on {device} now", device=device)
+
+
+class InterfaceNeedsDevice(Unprocessable):
+    default_code = "interfaces_need_a_device"
+
+    def __init__(self) -> None:
+        super().__init__("interfaces belong to one node: name the device instead of a placement")
+
+
+class InterfaceBusy(Conflict):
+    default_code = "interface_busy"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"interface {name} is held by another container until it stops", interface=name
+        )
+
+
+class TopicNotGranted(Unprocessable):
+    default_code = "topic_not_granted"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(
+            f"no sensor stream of the device granted to you covers {topic}", topic=topic
+        )
+
+
+class HoldsHardware(Conflict):
+    default_code = "holds_hardware"
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(
+            f"container {container_id} holds hardware interfaces of its node: it cannot move"
+        )

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy import JSON, Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from edgecloud_servicekit.db import UTCDateTime
@@ -38,3 +38,28 @@ class Container(OrchestratorBase):
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     log_artifact_id: Mapped[str | None] = mapped_column(String(64))
     """A finished job's logs, shipped to the storage before its node removed it."""
+
+
+class InterfaceClaim(OrchestratorBase):
+    """A container holding one of its node's interfaces. It holds it while it is wanted
+    running and not removed; ``exclusive`` unless the interface is shareable."""
+
+    __tablename__ = "interface_claims"
+    __table_args__ = (Index("ix_interface_claims_device_interface", "device_key", "interface"),)
+
+    container_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    interface: Mapped[str] = mapped_column(String(63), primary_key=True)
+    device_key: Mapped[str] = mapped_column(String(100))
+    exclusive: Mapped[bool] = mapped_column(Boolean)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InterfaceLock(OrchestratorBase):
+    """One row per interface ever claimed: claims of the same interface take it in turn
+    (an update of this row), so two containers never both get an exclusive one."""
+
+    __tablename__ = "interface_locks"
+
+    device_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interface: Mapped[str] = mapped_column(String(63), primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)

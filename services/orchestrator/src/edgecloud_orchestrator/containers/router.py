@@ -17,6 +17,7 @@ from edgecloud_contracts.containers import (
     CreateContainer,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.interfaces import InterfaceHolder
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
@@ -27,7 +28,7 @@ from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
 from ..deployments.router import complete_artifact, transfer_ref
 from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep, StorageDep
-from . import placement, service
+from . import interfaces, placement, service
 from .exceptions import NodeRefused
 from .models import Container
 
@@ -117,11 +118,14 @@ async def create_container(
     device = await placement.choose_device(
         registry=registry, caller=caller, request=body, image_platforms=image_platforms
     )
+    wanted = await interfaces.resolve(
+        registry=registry, caller=caller, request=body, device_key=device["key"]
+    )
     async with transaction(sessions) as session:
         await service.check_new(
             session=session, caller=caller, request=body, device_key=device["key"]
         )
-        _, command = service.new_container(
+        container, command = service.new_container(
             session,
             caller=caller,
             request=body,
@@ -129,6 +133,13 @@ async def create_container(
             ttl=_ttl(request),
             image_archive=image_archive,
             build_context=build_context,
+            devices=wanted.devices,
+        )
+        await interfaces.hold(
+            session,
+            container_id=container.id,
+            device_key=device["key"],
+            exclusive=wanted.exclusive,
         )
     return await _outcome(request, sessions, dispatcher, command, success=status.HTTP_201_CREATED)
 
@@ -238,6 +249,8 @@ async def act(
 ) -> Response:
     async with transaction(sessions) as session:
         container = await service.get(session=session, caller=caller, container_id=container_id)
+        if action != "stop":
+            await interfaces.hold_again(session, container)
         command = service.act(
             session, caller=caller, container=container, action=Action(action), ttl=_ttl(request)
         )
@@ -278,3 +291,12 @@ async def containers_on_node(
     async with sessions() as session:
         rows = await service.on_node(session=session, device_key=device)
     return [NodeContainer(id=r.id, tenant=r.tenant_id) for r in rows]
+
+
+@nodes_router.get("/{device}/interface-holders", response_model=dict[str, list[InterfaceHolder]])
+async def interface_holders(
+    device: Annotated[str, Path(pattern=KEY_PATTERN)], caller: CallerDep, sessions: SessionsDep
+) -> dict[str, list[InterfaceHolder]]:
+    """The containers holding each interface of the node now; another tenant's unnamed."""
+    async with sessions() as session:
+        return await interfaces.holders(session, caller=caller, device_key=device)

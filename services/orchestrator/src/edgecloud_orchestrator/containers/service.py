@@ -18,6 +18,7 @@ from edgecloud_contracts.containers import (
     CreateContainer,
     Limits,
 )
+from edgecloud_contracts.interfaces import DeviceMapping
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
@@ -27,7 +28,7 @@ from ..commands.models import CommandRow
 from .exceptions import (
     ContainerNotFound,
     ContainerRemoved,
-    InterfaceNotDeclared,
+    HoldsHardware,
     MovedElsewhere,
     NameTaken,
     QuotaExceeded,
@@ -45,9 +46,8 @@ def docker_name(owner: str, name: str) -> str:
 async def check_new(
     *, session: AsyncSession, caller: Identity, request: CreateContainer, device_key: str
 ) -> None:
-    """Everything that must hold before a create is stored or sent."""
-    for interface in request.interfaces:
-        raise InterfaceNotDeclared(interface)
+    """Everything that must hold before a create is stored or sent (the interfaces and
+    topics are checked by :func:`.interfaces.resolve`)."""
     quota = caller.quotas.get("containers")
     if quota is not None:
         used = await session.scalar(
@@ -78,6 +78,7 @@ def new_container(
     ttl: timedelta,
     image_archive: TransferRef | None = None,
     build_context: TransferRef | None = None,
+    devices: list[DeviceMapping] | None = None,
 ) -> tuple[Container, CommandRow]:
     """The container (pending) and its create command (queued), in the caller's transaction."""
     container_id = str(uuid.uuid4())
@@ -96,6 +97,7 @@ def new_container(
         owner=caller.username,
         image_archive=image_archive,
         build_context=build_context,
+        devices=devices or [],
     )
     now = utcnow()
     container = Container(
@@ -347,6 +349,7 @@ def to_view(row: Container, *, command: str | None = None) -> ContainerView:
         error=row.error,
         limits=Limits.model_validate(row.spec.get("limits", {})),
         command=command,
+        interfaces=[device["interface"] for device in row.spec.get("devices", [])],
     )
 
 
@@ -390,6 +393,8 @@ async def relocate(
         return row, None
     if row.device_key != source:
         raise MovedElsewhere(container_id, row.device_key)
+    if row.spec.get("devices"):
+        raise HoldsHardware(container_id)
     spec = dict(row.spec)
     if sensor_broker and spec.get("subscriptions") and not spec.get("sensor_broker"):
         spec["sensor_broker"] = sensor_broker

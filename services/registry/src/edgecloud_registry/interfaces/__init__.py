@@ -1,0 +1,1 @@
+"""Hardware interfaces and sensor streams of each node, as operators declare them."""
