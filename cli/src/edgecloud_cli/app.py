@@ -16,6 +16,7 @@ from . import (
     context,
     deploy,
     files,
+    interfaces,
     logs,
     migrate,
     output,
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 tokens_app = typer.Typer(help="Named, expiring API tokens for scripts.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(interfaces.app, name="interfaces")
 
 
 @app.callback()

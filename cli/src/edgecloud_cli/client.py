@@ -28,6 +28,7 @@ from .schemas import (
     Deployment,
     Device,
     ExecResult,
+    Interface,
     Login,
     Me,
     Migration,
@@ -316,6 +317,20 @@ class Client:
         url = f"/api/v1/containers/{_segment(container_id)}/files"
         answer = self._json("POST", url, json={"path": path}, timeout=ACTION_TIMEOUT_S)
         return cast(CopyOut, answer)
+
+    # Hardware interfaces and sensor streams of a device
+
+    def interfaces(self, device: str) -> list[Interface]:
+        path = f"/api/v1/devices/{_segment(device)}/interfaces"
+        return cast(list[Interface], self._json("GET", path))
+
+    def declare_interface(self, device: str, name: str, declaration: dict[str, Any]) -> Interface:
+        path = f"/api/v1/devices/{_segment(device)}/interfaces/{_segment(name)}"
+        return cast(Interface, self._json("PUT", path, json=declaration))
+
+    def remove_interface(self, device: str, name: str) -> None:
+        path = f"/api/v1/devices/{_segment(device)}/interfaces/{_segment(name)}"
+        self._request("DELETE", path)
 
     # Commands and shells inside containers
 

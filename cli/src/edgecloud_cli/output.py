@@ -23,6 +23,7 @@ from .schemas import (
     CreatedToken,
     Device,
     DeviceMetrics,
+    Interface,
     Me,
     Migration,
     Token,
@@ -142,6 +143,23 @@ def devices(items: Iterable[Device], *, now: datetime | None = None) -> None:
             Text(ago(device.get("last_seen"), now=now)),
             Text(MISSING if cpu is None else f"{cpu:.1f}"),
             Text(_usage(metrics.get("memory_used"), device.get("memory_total"))),
+        )
+    _console().print(table)
+
+
+def interfaces(items: Iterable[Interface]) -> None:
+    table = _table("NAME", "KIND", "ON THE NODE", "IN CONTAINERS", "MODE", "HELD BY")
+    for item in items:
+        holders = item.get("holders") or []
+        held = ", ".join(h["name"] or "another tenant" for h in holders) or MISSING
+        mode = ("ro" if item["read_only"] else "rw") + (", shared" if item["shareable"] else "")
+        table.add_row(
+            Text(item["name"]),
+            Text(item["kind"]),
+            Text(item["path"] or item["topic"] or MISSING),
+            Text(item["container_path"] or MISSING),
+            Text(mode),
+            Text(held),
         )
     _console().print(table)
 

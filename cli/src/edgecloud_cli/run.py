@@ -122,6 +122,22 @@ def run(
         RestartPolicy | None,
         typer.Option(help="Restart policy (default: unless-stopped).", show_default=False),
     ] = None,
+    interface: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--interface",
+            metavar="NAME",
+            help="A declared hardware interface of the device to map in; repeat for more.",
+        ),
+    ] = None,
+    subscribe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subscribe",
+            metavar="TOPIC",
+            help="A granted sensor topic fed to /app/inbox.jsonl; repeat for more.",
+        ),
+    ] = None,
     detach: Annotated[
         bool,
         typer.Option(
@@ -163,6 +179,10 @@ def run(
         request["auto_remove"] = True
     if restart is not None:
         request["restart_policy"] = restart.value
+    if interface:
+        request["interfaces"] = interface
+    if subscribe:
+        request["subscriptions"] = subscribe
     terminal = sys.stderr.isatty()
     pull = PullProgress(image, live=terminal) if not detach and (progress or terminal) else None
 

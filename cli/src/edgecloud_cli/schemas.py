@@ -127,6 +127,8 @@ class NewContainer(TypedDict):
     limits: NotRequired[LimitsRequest]
     auto_remove: NotRequired[bool]
     restart_policy: NotRequired[str]
+    interfaces: NotRequired[list[str]]
+    subscriptions: NotRequired[list[str]]
 
 
 class NewArtifact(TypedDict):
@@ -242,3 +244,25 @@ class ExecResult(TypedDict):
     output: str
     truncated: bool
     timed_out: bool
+
+
+class InterfaceHolder(TypedDict):
+    container: str | None
+    """None for another tenant's container."""
+    name: str | None
+    tenant: str | None
+    since: str | None
+
+
+class Interface(TypedDict):
+    name: str
+    device: str
+    kind: str
+    path: str | None
+    container_path: str | None
+    topic: str | None
+    read_only: bool
+    shareable: bool
+    tenants: list[str]
+    description: str
+    holders: NotRequired[list[InterfaceHolder]]
