@@ -170,6 +170,9 @@ class PublicApi:
         response = await self.call("POST", path, json=body or {})
         return response.json() if response.content else None
 
+    async def put(self, path: str, body: dict[str, Any]) -> Any:
+        return (await self.call("PUT", path, json=body)).json()
+
     async def patch(self, path: str, body: dict[str, Any]) -> Any:
         return (await self.call("PATCH", path, json=body)).json()
 

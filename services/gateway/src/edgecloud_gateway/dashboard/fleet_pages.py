@@ -90,20 +90,90 @@ async def devices(request: Request, viewer: ViewerDep) -> HTMLResponse:
 @router.get("/devices/{key}", response_class=HTMLResponse)
 async def device(request: Request, key: str, viewer: ViewerDep) -> HTMLResponse:
     key = segment(key, KEY_PATTERN)
-    device, history, containers = await asyncio.gather(
+    device, history, containers, interfaces = await asyncio.gather(
         viewer.api.get(f"/devices/{key}"),
         optional(viewer.api.get(f"/devices/{key}/history", limit=20), {"items": []}),
         viewer.api.all_pages("/containers", device=key),
+        _interfaces_context(viewer, key),
     )
     return page(
         request,
         "device.html",
         viewer,
-        parts={"device-status": "_device_status.html"},
+        parts={"device-status": "_device_status.html", "interfaces": "_interfaces.html"},
         device=device,
         history=history["items"],
         containers=containers,
+        values={},
+        **interfaces,
     )
+
+
+INTERFACE_KINDS = ("serial", "i2c", "spi", "gpio", "usb", "camera", "sensor")
+
+
+async def _interfaces_context(viewer: Viewer, key: str) -> dict[str, Any]:
+    """The device's interfaces with their holders, and (operators) the tenants to offer."""
+    interfaces, tenants = await asyncio.gather(
+        optional(viewer.api.get(f"/devices/{key}/interfaces"), {}),
+        _tenants_to_offer(viewer),
+    )
+    unavailable = interfaces.get("unavailable") if isinstance(interfaces, dict) else None
+    return {
+        "device_key": key,
+        "interfaces": interfaces if isinstance(interfaces, list) else [],
+        "interfaces_unavailable": unavailable,
+        "tenant_names": {t["id"]: t["name"] for t in tenants},
+        "tenants": tenants,
+        "kinds": INTERFACE_KINDS,
+    }
+
+
+async def _tenants_to_offer(viewer: Viewer) -> list[dict[str, Any]]:
+    return await viewer.api.all_pages("/tenants") if viewer.is_operator else []
+
+
+def _declaration(values: dict[str, str], tenants: list[str]) -> dict[str, Any]:
+    """The form as a declaration: a sensor has a topic, anything else a device file."""
+    sensor = values.get("kind") == "sensor"
+    return {
+        "kind": values.get("kind", ""),
+        "path": None if sensor else values.get("path") or None,
+        "container_path": None if sensor else values.get("container_path") or None,
+        "topic": values.get("topic") or None if sensor else None,
+        "read_only": bool(values.get("read_only")),
+        "shareable": bool(values.get("shareable")),
+        "tenants": tenants,
+        "description": values.get("description", ""),
+    }
+
+
+@router.post("/devices/{key}/interfaces", response_class=HTMLResponse)
+async def declare_interface(request: Request, key: str, viewer: ActingViewerDep) -> Response:
+    """Declare an interface (operators), or with ``remove`` withdraw one."""
+    key = segment(key, KEY_PATTERN)
+    form = await request.form()
+    values = form_values(form)
+    name = values.get("name", "")
+    try:
+        if not name:
+            raise ApiError(
+                422, "invalid_name", "Give the interface a name.", {"name": "is required"}
+            )
+        path = f"/devices/{key}/interfaces/{segment(name)}"
+        if values.get("remove"):
+            await viewer.api.delete(path)
+            done = f"Withdrew {name}."
+        else:
+            tenants = [t for t in form.getlist("tenants") if isinstance(t, str) and t]
+            declaration = _declaration(values, tenants)
+            await viewer.api.put(path, declaration)
+            done = f"Declared {name}."
+    except ApiError as err:
+        context = await _interfaces_context(viewer, key)
+        return page(request, "_interfaces.html", viewer, error=err, values=values, **context)
+    context = await _interfaces_context(viewer, key)
+    return page(request, "_interfaces.html", viewer, notice=done, values={}, **context)
 
 
 # --- operators -------------------------------------------------------------------------------
