@@ -55,6 +55,14 @@ async def test_an_operator_declares_an_interface_and_the_tenant_sees_who_holds_i
     await expect(row).to_contain_text("read-only")
     await expect(row).to_contain_text(lee.username)
 
+    # From the launch form: an interface not declared for lee is refused at its field.
+    await lee.go(f"/launch?device={device}")
+    await lee.page.get_by_label("Name").fill("probe")
+    await lee.page.get_by_label("Image").fill(IMAGE)
+    await lee.page.get_by_label("Hardware interfaces (optional)").fill("serial9")
+    await lee.page.get_by_role("button", name="Launch").click()
+    await expect(lee.page.locator("#e-interfaces")).to_be_visible()
+
     token = await login(stack, lee.username, lee.password)
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60) as client:
         made = await client.post(

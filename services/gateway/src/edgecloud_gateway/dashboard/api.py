@@ -49,6 +49,9 @@ _CODE_FIELDS = {
     "no_matching_device": "device",
     "device_not_eligible": "device",
     "interface_not_declared": "interfaces",
+    "interface_busy": "interfaces",
+    "interfaces_need_a_device": "interfaces",
+    "topic_not_granted": "subscriptions",
     "quota_exceeded": "name",
     "name_taken": "name",
 }

@@ -52,6 +52,11 @@ def _launch_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]
             break
         env[name.strip()] = value
     body["env"] = env
+    # Names and topic filters hold no spaces or commas: either separates them.
+    for name in ("interfaces", "subscriptions"):
+        listed = values.get(name, "").replace(",", " ").split()
+        if listed:
+            body[name] = listed
     limits: dict[str, Any] = {}
     for name, convert, scale in (("memory", int, MIB), ("cpus", float, 1), ("pids", int, 1)):
         text = values.get(name, "")
