@@ -230,7 +230,10 @@ async def data(
     response_model=MigrationAccepted,
     responses={
         404: {"description": "container_not_found: no such container, or another tenant's"},
-        409: {"description": "migration_in_progress: the container is already moving"},
+        409: {
+            "description": "migration_in_progress: the container is already moving; "
+            "holds_hardware: it holds interfaces of its node"
+        },
         422: {
             "description": "no_suitable_peer (no device can take it), device_not_eligible "
             "(the device asked for cannot), or validation_failed"
