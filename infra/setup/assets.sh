@@ -14,6 +14,9 @@ UPLOT_VERSION=1.6.32
 # The dashboard hashes uploads in slices; the browser's own crypto.subtle exists only on
 # https or localhost, and dashboards are also opened at http://<lan address>.
 JS_SHA256_VERSION=0.11.1
+# The container page's terminal, and the release of its fit add-on made for xterm 6.0.
+XTERM_VERSION=6.0.0
+XTERM_FIT_VERSION=0.11.0
 
 vendor_npm() {  # vendor_npm PACKAGE VERSION DEST FILE...
     local package=$1 version=$2 dest=$3
@@ -42,4 +45,6 @@ vendor_npm htmx.org "$HTMX_VERSION" "$VENDOR/htmx" dist/htmx.min.js
 vendor_npm htmx-ext-sse "$HTMX_SSE_VERSION" "$VENDOR/htmx-ext-sse" dist/sse.min.js
 vendor_npm js-sha256 "$JS_SHA256_VERSION" "$VENDOR/js-sha256" build/sha256.min.js
 vendor_npm uplot "$UPLOT_VERSION" "$VENDOR/uplot" dist/uPlot.iife.min.js dist/uPlot.min.css
+vendor_npm @xterm/xterm "$XTERM_VERSION" "$VENDOR/xterm" lib/xterm.js css/xterm.css
+vendor_npm @xterm/addon-fit "$XTERM_FIT_VERSION" "$VENDOR/xterm-addon-fit" lib/addon-fit.js
 say "front-end assets in place"

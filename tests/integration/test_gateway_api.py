@@ -145,7 +145,14 @@ async def test_api_explorer_and_dashboard_are_served_without_a_cdn(client) -> No
     assert sign_in.status_code == 200
     assert "/static/vendor/htmx/htmx.min.js" in sign_in.text
     assert "cdn" not in sign_in.text.lower()
-    for asset in ("htmx/htmx.min.js", "htmx-ext-sse/sse.min.js", "uplot/uPlot.iife.min.js"):
+    for asset in (
+        "htmx/htmx.min.js",
+        "htmx-ext-sse/sse.min.js",
+        "uplot/uPlot.iife.min.js",
+        "xterm/xterm.js",
+        "xterm/xterm.css",
+        "xterm-addon-fit/addon-fit.js",
+    ):
         assert (await client.get(f"/static/vendor/{asset}")).status_code == 200, asset
     page = await client.get("/docs")
     assert page.status_code == 200
