@@ -42,11 +42,13 @@ async def test_an_operator_declares_an_interface_and_the_tenant_sees_who_holds_i
     await panel.get_by_text("Declare an interface").click()
     await panel.get_by_label("Name").fill("Serial 0")  # not a valid name
     await panel.get_by_label("Device file on the node").fill(node)
+    await panel.get_by_label("Tenants that may use it").select_option(lee.username)
     await panel.get_by_role("button", name="Declare").click()
     await expect(panel.get_by_role("alert")).to_contain_text("Not done")
+    # The refused form keeps what was filled in, the tenants chosen too.
+    await expect(panel.get_by_label("Device file on the node")).to_have_value(node)
+    await expect(panel.get_by_label("Tenants that may use it")).to_have_values([lee.username])
     await panel.get_by_label("Name").fill("serial0")
-    await panel.get_by_label("Device file on the node").fill(node)
-    await panel.get_by_label("Tenants that may use it").select_option(lee.username)
     await panel.get_by_label("read-only").check()
     await panel.get_by_role("button", name="Declare").click()
     await expect(panel.get_by_role("status")).to_contain_text("Declared serial0")

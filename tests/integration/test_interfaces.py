@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -63,12 +63,21 @@ async def listed(client: httpx.AsyncClient, user: Account, key: str) -> list[dic
     return answer.json()
 
 
-async def granted_stranger(stack, api: httpx.AsyncClient, key: str) -> Account:
-    """Another tenant, granted the same device."""
-    stranger = await register(stack)
-    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": stranger.tenant_id})
+@pytest.fixture
+async def stranger(stack, api: httpx.AsyncClient, node) -> AsyncIterator[Account]:
+    """Another tenant, granted the same device; its containers are removed afterwards."""
+    agent, _ = node
+    other = await register(stack)
+    granted = await api.post(
+        f"/api/v1/devices/{agent.key}/grants", json={"tenant": other.tenant_id}
+    )
     assert granted.status_code == 201, granted.text
-    return stranger
+    yield other
+    for name in names_on_node(other):
+        docker("rm", "-f", name)
+    volumes = docker("volume", "ls", "-q", "--filter", f"label=edgecloud.tenant={other.tenant_id}")
+    for volume in volumes.stdout.split():
+        docker("volume", "rm", "-f", volume)
 
 
 async def run(client: httpx.AsyncClient, user: Account, container: dict, script: str) -> str:
@@ -88,7 +97,7 @@ def names_on_node(user: Account) -> list[str]:
 
 
 async def test_operators_declare_and_tenants_see_only_their_own(
-    stack, api, client, node, pseudo_devices
+    stack, api, client, node, pseudo_devices, stranger
 ) -> None:
     agent, user = node
     key = agent.key
@@ -97,7 +106,6 @@ async def test_operators_declare_and_tenants_see_only_their_own(
     replaced = await declare(api, key, "serial0", **{**body, "read_only": True})
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["tenants"] == [user.tenant_id]  # a name given, the id kept
-    stranger = await granted_stranger(stack, api, key)
 
     seen = await listed(client, user, key)
     assert [(i["name"], i["read_only"], i["tenants"], i["holders"]) for i in seen] == [
@@ -108,30 +116,44 @@ async def test_operators_declare_and_tenants_see_only_their_own(
         f"/api/v1/devices/{key}/interfaces/mine", json=body, headers=user.headers
     )
     assert_problem(refused, 403, "operator_only")
+    refused = await client.delete(f"/api/v1/devices/{key}/interfaces/serial0", headers=user.headers)
+    assert_problem(refused, 403, "operator_only")
 
-    for name, bad, code in [
-        ("Bad Name", body, "validation_failed"),
-        ("x", {"kind": "sensor", "path": pseudo_devices["null"]}, "validation_failed"),
-        ("x", {"kind": "serial"}, "validation_failed"),
-        ("x", {"kind": "gpio", "path": "/dev/../etc/passwd"}, "validation_failed"),
-        ("x", {"kind": "usb", "path": "/etc/passwd"}, "validation_failed"),
-        ("x", {"kind": "camera", "path": "/dev/video0", "tenants": ["nobody-here"]}, None),
-    ]:
-        answer = await declare(api, key, name, **bad)
-        assert answer.status_code in (404, 422), answer.text
-        if code:
-            assert answer.json()["code"] == code
     outsider = await register(stack)
-    answer = await declare(
-        api, key, "x", kind="camera", path="/dev/video0", tenants=[outsider.tenant_id]
-    )
-    assert_problem(answer, 422, "tenant_not_granted")
+    camera = {"kind": "camera", "path": "/dev/video0"}
+    for name, bad, status, code in [
+        ("Bad Name", body, 422, "validation_failed"),
+        ("x", {"kind": "sensor", "path": pseudo_devices["null"]}, 422, "validation_failed"),
+        ("x", {"kind": "serial"}, 422, "validation_failed"),
+        ("x", {"kind": "gpio", "path": "/dev/../etc/passwd"}, 422, "validation_failed"),
+        ("x", {"kind": "usb", "path": "/etc/passwd"}, 422, "validation_failed"),
+        ("x", {**camera, "tenants": ["nobody-here"]}, 404, "tenant_not_found"),
+        ("x", {**camera, "tenants": [outsider.tenant_id]}, 422, "tenant_not_granted"),
+        ("serial0", {**body, "tenants": [outsider.tenant_id]}, 422, "tenant_not_granted"),
+    ]:
+        assert_problem(await declare(api, key, name, **bad), status, code)
     assert_problem(await declare(api, "no_such_device", "x", **body), 404, "device_not_found")
-    assert [i["name"] for i in await listed(client, api_user(api), key)] == ["serial0"]
+    # Nothing stored, nothing replaced.
+    assert [
+        (i["name"], i["read_only"], i["tenants"]) for i in await listed(client, api_user(api), key)
+    ] == [("serial0", True, [user.tenant_id])]
 
     assert (await api.delete(f"/api/v1/devices/{key}/interfaces/serial0")).status_code == 204
     gone = await api.delete(f"/api/v1/devices/{key}/interfaces/serial0")
     assert_problem(gone, 404, "interface_not_found")
+
+    # Declared for two tenants: each sees only itself; a revoked grant takes the tenant off
+    # the device's interfaces, and granting the device again does not bring them back.
+    shared = {**camera, "shareable": True, "tenants": [user.tenant_id, stranger.tenant_id]}
+    assert (await declare(api, key, "camera", **shared)).status_code == 201
+    for account in (user, stranger):
+        assert [i["tenants"] for i in await listed(client, account, key)] == [[account.tenant_id]]
+    revoked = await api.delete(f"/api/v1/devices/{key}/grants/{stranger.tenant_id}")
+    assert revoked.status_code == 204, revoked.text
+    regranted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": stranger.tenant_id})
+    assert regranted.status_code == 201, regranted.text
+    assert await listed(client, stranger, key) == []
+    assert [i["tenants"] for i in await listed(client, api_user(api), key)] == [[user.tenant_id]]
     actions = [
         e["action"] for e in (await api.get("/api/v1/audit", params={"limit": 50})).json()["items"]
     ]
@@ -186,11 +208,10 @@ async def test_a_container_gets_exactly_the_devices_it_holds(
 
 
 async def test_exclusive_and_shared_interfaces_behave_as_declared(
-    stack, api, client, node, pseudo_devices
+    api, client, node, pseudo_devices, stranger
 ) -> None:
     agent, user = node
     key = agent.key
-    stranger = await granted_stranger(stack, api, key)
     both = [user.tenant_id, stranger.tenant_id]
     await declare(api, key, "gpio", kind="gpio", path=pseudo_devices["null"], tenants=both)
     await declare(api, key, "camera", kind="camera", path=pseudo_devices["zero"],
@@ -227,11 +248,10 @@ async def test_exclusive_and_shared_interfaces_behave_as_declared(
 
 
 async def test_undeclared_or_foreign_devices_are_refused_and_nothing_is_made(
-    stack, api, client, node, pseudo_devices
+    api, client, node, pseudo_devices, stranger
 ) -> None:
     agent, user = node
     key = agent.key
-    stranger = await granted_stranger(stack, api, key)
     await declare(api, key, "serial0", kind="serial", path=pseudo_devices["null"],
                   tenants=[user.tenant_id])  # fmt: skip
     for account, interfaces in [
@@ -260,11 +280,10 @@ async def test_undeclared_or_foreign_devices_are_refused_and_nothing_is_made(
 
 
 async def test_sensor_streams_are_shared_each_tenant_its_granted_topics(
-    stack, api, client, node
+    api, client, node, stranger
 ) -> None:
     agent, user = node
     key = agent.key
-    stranger = await granted_stranger(stack, api, key)
     base = f"edgetest/{secrets.token_hex(4)}"
     await declare(api, key, "temps", kind="sensor", topic=f"{base}/temp/#",
                   tenants=[user.tenant_id, stranger.tenant_id])  # fmt: skip

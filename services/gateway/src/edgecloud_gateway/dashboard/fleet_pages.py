@@ -2,6 +2,7 @@
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -112,8 +113,11 @@ async def device(request: Request, key: str, viewer: ViewerDep) -> HTMLResponse:
 INTERFACE_KINDS = ("serial", "i2c", "spi", "gpio", "usb", "camera", "sensor")
 
 
-async def _interfaces_context(viewer: Viewer, key: str) -> dict[str, Any]:
-    """The device's interfaces with their holders, and (operators) the tenants to offer."""
+async def _interfaces_context(
+    viewer: Viewer, key: str, chosen: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The device's interfaces with their holders, and (operators) the tenants to offer,
+    those ``chosen`` in a refused declaration still selected."""
     interfaces, tenants = await asyncio.gather(
         optional(viewer.api.get(f"/devices/{key}/interfaces"), {}),
         _tenants_to_offer(viewer),
@@ -125,6 +129,7 @@ async def _interfaces_context(viewer: Viewer, key: str) -> dict[str, Any]:
         "interfaces_unavailable": unavailable,
         "tenant_names": {t["id"]: t["name"] for t in tenants},
         "tenants": tenants,
+        "chosen_tenants": set(chosen),
         "kinds": INTERFACE_KINDS,
     }
 
@@ -155,6 +160,7 @@ async def declare_interface(request: Request, key: str, viewer: ActingViewerDep)
     form = await request.form()
     values = form_values(form)
     name = values.get("name", "")
+    chosen = [t for t in form.getlist("tenants") if isinstance(t, str) and t]
     try:
         if not name:
             raise ApiError(
@@ -165,12 +171,10 @@ async def declare_interface(request: Request, key: str, viewer: ActingViewerDep)
             await viewer.api.delete(path)
             done = f"Withdrew {name}."
         else:
-            tenants = [t for t in form.getlist("tenants") if isinstance(t, str) and t]
-            declaration = _declaration(values, tenants)
-            await viewer.api.put(path, declaration)
+            await viewer.api.put(path, _declaration(values, chosen))
             done = f"Declared {name}."
     except ApiError as err:
-        context = await _interfaces_context(viewer, key)
+        context = await _interfaces_context(viewer, key, chosen)
         return page(request, "_interfaces.html", viewer, error=err, values=values, **context)
     context = await _interfaces_context(viewer, key)
     return page(request, "_interfaces.html", viewer, notice=done, values={}, **context)

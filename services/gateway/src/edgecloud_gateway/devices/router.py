@@ -153,7 +153,8 @@ async def revoke_grant(
     session: SessionDep,
     trail: AuditDep,
 ) -> None:
-    """Take the device away from a tenant (operators only)."""
+    """Take the device away from a tenant, and the device's interfaces that were for it
+    (operators only)."""
     trail.begin("device.grant.revoke", target=f"device:{key}", caller=operator)
     found = await find_tenant(session, tenant)
     await registry.request("DELETE", f"/v1/devices/{key}/grants/{found.id}", identity=operator)

@@ -18,6 +18,7 @@ from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.text import OBJECT_ID
 
 from ..deps import CallerDep, OperatorDep, SessionDep
+from ..interfaces import service as interfaces_service
 from . import schemas, service
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -98,4 +99,6 @@ async def revoke_grant(
     session: SessionDep,
     operator: OperatorDep,
 ) -> None:
+    """Take the device from the tenant, and with it the device's interfaces it was for."""
     await service.revoke_grant(session=session, caller=operator, key=key, tenant_id=tenant)
+    await interfaces_service.withdraw_tenant(session=session, key=key, tenant_id=tenant)

@@ -96,6 +96,16 @@ async def list_interfaces(
     ]
 
 
+async def withdraw_tenant(*, session: AsyncSession, key: str, tenant_id: str) -> None:
+    """The device is no longer granted to the tenant: none of its interfaces is for it any
+    more, and granting the device again does not bring them back unasked."""
+    rows = await session.scalars(select(DeviceInterface).where(DeviceInterface.device_key == key))
+    for row in rows.all():
+        if tenant_id in row.tenants:
+            row.tenants = [tenant for tenant in row.tenants if tenant != tenant_id]
+            row.updated_at = utcnow()
+
+
 async def remove(*, session: AsyncSession, caller: Identity, key: str, name: str) -> None:
     """Containers holding it keep their device until they stop; no new one gets it."""
     await devices.get_device(session=session, caller=caller, key=key)
