@@ -1,22 +1,14 @@
-"""The create body, the network policy and the device checks (Docker only for the last)."""
-
-import os
-import secrets
-import stat
-from collections.abc import Callable, Iterator
-from pathlib import Path
+"""The create body and the network policy, without Docker (the device checks: test_devices)."""
 
 import pytest
 from pydantic import ValidationError
 
-from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.errors import PolicyRefused
-from edgecloud_agent.runtime.hardening import ContainerPolicy, create_body, device_entry
+from edgecloud_agent.runtime.hardening import ContainerPolicy, create_body
 from edgecloud_agent.settings import AgentSettings
 from edgecloud_contracts.containers import MIB, Limits
-from edgecloud_contracts.interfaces import DeviceMapping
 
-from .conftest import containers_named, make_spec
+from .conftest import make_spec
 
 
 def test_every_container_is_hardened() -> None:
@@ -99,71 +91,3 @@ def test_settings_refuse_host_network_by_default(monkeypatch: pytest.MonkeyPatch
     assert AgentSettings().container_policy == ContainerPolicy("host", allow_host_network=True)
     monkeypatch.setenv("AGENT_CONTAINER_NETWORK", "none")
     assert AgentSettings().container_policy.network == "none"
-
-
-@pytest.fixture
-def dev_entries(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Things under /dev a spec might name: a character device of the test's own, a
-    block device, a regular file, and links leading out of /dev or to the node's memory."""
-    tag = secrets.token_hex(4)
-    made = {
-        "char": f"/dev/edgecloud-test-{tag}-char",
-        "block": f"/dev/edgecloud-test-{tag}-block",
-        "file": f"/dev/shm/edgecloud-test-{tag}-file",
-        "out": f"/dev/edgecloud-test-{tag}-out",
-        "mem": f"/dev/edgecloud-test-{tag}-mem",
-    }
-    os.mknod(made["char"], 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    os.mknod(made["block"], 0o600 | stat.S_IFBLK, os.makedev(7, 250))
-    Path(made["file"]).write_text("x")
-    os.symlink("/etc/passwd", made["out"])
-    os.symlink("/dev/mem", made["mem"])
-    yield made
-    for path in made.values():
-        Path(path).unlink(missing_ok=True)
-
-
-def mapping(path: str, *, read_only: bool = False) -> DeviceMapping:
-    return DeviceMapping(
-        interface="x", host_path=path, container_path="/dev/ttyS0", read_only=read_only
-    )
-
-
-def test_a_declared_character_device_is_mapped_read_only_when_declared_so(
-    dev_entries: dict[str, str],
-) -> None:
-    spec = make_spec("t-x", devices=[mapping(dev_entries["char"], read_only=True)])
-    body = create_body(spec, ContainerPolicy(network="none"))
-    assert body["HostConfig"]["Devices"] == [
-        {
-            "PathOnHost": dev_entries["char"],
-            "PathInContainer": "/dev/ttyS0",
-            "CgroupPermissions": "r",
-        }
-    ]
-    assert device_entry(mapping(dev_entries["char"]))["CgroupPermissions"] == "rw"
-
-
-@pytest.mark.parametrize("kind", ["block", "file", "out", "mem"])
-def test_anything_but_a_plain_character_device_is_refused(
-    dev_entries: dict[str, str], kind: str
-) -> None:
-    with pytest.raises(PolicyRefused):
-        device_entry(mapping(dev_entries[kind]))
-
-
-@pytest.mark.parametrize(
-    "path", ["/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/tty3", "/dev/nonexistent"]
-)
-def test_the_nodes_own_devices_are_refused(path: str) -> None:
-    with pytest.raises(PolicyRefused):
-        device_entry(mapping(path))
-
-
-async def test_a_refused_device_leaves_no_container(
-    runtime: DockerRuntime, names: Callable[[], str], dev_entries: dict[str, str]
-) -> None:
-    spec = make_spec(names(), devices=[mapping(dev_entries["char"]), mapping("/dev/mem")])
-    with pytest.raises(PolicyRefused):
-        await runtime.create(spec)
-    assert containers_named(spec.docker_name) == []

@@ -18,9 +18,10 @@ from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.feeds import SensorFeeds
 from edgecloud_agent.state.desired import DesiredState
 from edgecloud_contracts.containers import ContainerSpec
+from edgecloud_contracts.interfaces import DeviceMapping
 from edgecloud_contracts.migrations import MigrationExpectation, MigrationOrder
 
-from .conftest import docker_inspect, make_spec
+from .conftest import containers_named, docker_inspect, make_spec
 
 BROKER = "mqtt://127.0.0.1:1883"
 SOURCE, TARGET = "node_source", "node_target"
@@ -175,8 +176,9 @@ async def test_the_target_serves_no_one_without_the_token(
     assert target.desired.get(spec.container_id) is None
 
 
-async def test_the_target_refuses_another_containers_configuration(
-    runtime: DockerRuntime, target: Node, names: Callable[[], str]
+@pytest.mark.parametrize("offered", ["another_container", "devices"])
+async def test_the_target_refuses_a_configuration_it_was_not_promised(
+    runtime: DockerRuntime, target: Node, names: Callable[[], str], offered: str
 ) -> None:
     spec = make_spec(names())
     migration, token = f"m-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
@@ -188,6 +190,12 @@ async def test_the_target_refuses_another_containers_configuration(
         token=token,
     )
     await target.migrations.expect(expected.model_dump(mode="json"))
+    if offered == "another_container":  # not the container the scheduler announced
+        other, code = make_spec(names()), "bad_configuration"
+    else:  # the node's own serial port, which no one declared for it
+        serial = DeviceMapping(interface="serial0", host_path="/dev/ttyS0",
+                               container_path="/dev/ttyS0")  # fmt: skip
+        other, code = spec.model_copy(update={"devices": [serial]}), "holds_hardware"
     sender = PeerChannel(me=SOURCE, broker_url=BROKER)
     await sender.connect(TARGET, topic_of(migration))
     try:
@@ -197,11 +205,11 @@ async def test_the_target_refuses_another_containers_configuration(
         )
         level = await sender.get_message(TARGET, timeout=10)
         assert level.kind == "level"
-        other = make_spec(names())  # not the container the scheduler announced
         await sender.send("configuration", {"spec": other.model_dump(mode="json")})
         refusal = await sender.get_message(TARGET, timeout=10)
     finally:
         await sender.disconnect(end_session=True)
-    assert (refusal.kind, refusal.body["code"]) == ("failed", "bad_configuration")
+    assert (refusal.kind, refusal.body["code"]) == ("failed", code)
     assert target.desired.get(other.container_id) is None
     assert target.desired.get(spec.container_id) is None
+    assert containers_named(spec.docker_name) == []

@@ -247,6 +247,9 @@ class PeerMigrations:
             raise MigrationFailed("bad_configuration", str(err)[:300]) from err
         if spec.container_id != order.container_id or spec.tenant_id != order.tenant_id:
             raise MigrationFailed("bad_configuration", "the configuration is for another container")
+        if spec.devices:
+            # Only the orchestrator gives a container this node's devices, never a peer.
+            raise MigrationFailed("holds_hardware", "a container holding its node's devices stays")
         await channel.send("configuration_ok", {})
 
         sent = await self._next(channel, order.source, "dependencies", REPLY_TIMEOUT_S)

@@ -9,6 +9,7 @@ RuntimeFailure                   the engine refused or failed an operation (dock
 ├── ContainerNotFound            no container of ours by that name (container_not_found)
 ├── NameConflict                 the name is taken by another container (name_conflict)
 └── PolicyRefused                the node's policy forbids it (policy_refused)
+    └── DeviceRefused            a device file the node will not map (device_refused)
 """
 
 
@@ -58,3 +59,10 @@ class NameConflict(RuntimeFailure):
 
 class PolicyRefused(RuntimeFailure):
     code = "policy_refused"
+
+
+class DeviceRefused(PolicyRefused):
+    """A declared interface's device file is missing, not a character device, or the
+    node's own (memory, consoles, disks, ...)."""
+
+    code = "device_refused"

@@ -3,22 +3,20 @@
 Whatever the spec says, a tenant container gets no privileges, no capabilities, no way to
 gain new ones, hard memory/CPU/PID limits, a read-only root with a small no-exec /tmp,
 nothing of the host mounted (so never the Docker socket), no device but the declared
-interfaces it holds (each checked here: a character device of the node's /dev, never one
-that reaches the node's memory, kernel or disks), and the network the node's operator
-chose. Its one writable place that lasts is its own application volume at
+interfaces it holds (each checked by :mod:`.devices`: a character device of the node's
+/dev, never one that reaches the node's memory, kernel or disks), and the network the
+node's operator chose. Its one writable place that lasts is its own application volume at
 ``/app`` (a Docker volume, not a host path), where deployments put the application.
 Every path that creates a container goes through :func:`create_body`.
 """
 
-import os
 import re
-import stat
 from dataclasses import dataclass
 from typing import Any
 
 from edgecloud_contracts.containers import ContainerSpec
-from edgecloud_contracts.interfaces import DeviceMapping
 
+from .devices import device_entries
 from .errors import PolicyRefused
 
 # Docker's own name grammar; anything else must not reach a URL path of the Engine API.
@@ -54,37 +52,6 @@ class ContainerPolicy:
         # Joining another container's namespaces would put two tenants on one network stack.
         if self.network.startswith("container:"):
             raise PolicyRefused("tenant containers may not share another container's network")
-
-
-# Character devices that reach the node itself: memory, I/O ports, the kernel's log and
-# its keyboard, the consoles. Block devices (disks) are refused by kind.
-HOST_DEVICES = frozenset(
-    {"/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/console", "/dev/tty"}
-)
-HOST_DEVICE_PREFIXES = ("/dev/vcs", "/dev/cpu/", "/dev/mapper/", "/dev/vhost")
-VIRTUAL_CONSOLE = re.compile(r"^/dev/tty[0-9]+$")
-CGROUP_READ, CGROUP_READ_WRITE = "r", "rw"  # never "m": no new device nodes
-
-
-def device_entry(device: DeviceMapping) -> dict[str, str]:
-    """The Docker ``Devices`` entry of one declared interface, after checking it on the
-    node: the path must resolve inside /dev to a character device that is not the node's."""
-    real = os.path.realpath(device.host_path)
-    if not real.startswith("/dev/") or real != os.path.normpath(real):
-        raise PolicyRefused(f"{device.host_path} leads outside /dev ({real})")
-    if real in HOST_DEVICES or real.startswith(HOST_DEVICE_PREFIXES) or VIRTUAL_CONSOLE.match(real):
-        raise PolicyRefused(f"{device.host_path} is the node's own device ({real})")
-    try:
-        mode = os.stat(real).st_mode
-    except OSError as err:
-        raise PolicyRefused(f"{device.host_path} is not on this node: {err.strerror}") from err
-    if not stat.S_ISCHR(mode):
-        raise PolicyRefused(f"{device.host_path} is not a character device")
-    return {
-        "PathOnHost": real,
-        "PathInContainer": device.container_path,
-        "CgroupPermissions": CGROUP_READ if device.read_only else CGROUP_READ_WRITE,
-    }
 
 
 def labels(spec: ContainerSpec) -> dict[str, str]:
@@ -135,7 +102,7 @@ def create_body(spec: ContainerSpec, policy: ContainerPolicy) -> dict[str, Any]:
                     "VolumeOptions": {"Labels": labels(spec)},
                 }
             ],
-            "Devices": [device_entry(device) for device in spec.devices] or None,
+            "Devices": device_entries(spec.devices) or None,
             "VolumesFrom": None,
             "NetworkMode": policy.network,
             "PidMode": "",

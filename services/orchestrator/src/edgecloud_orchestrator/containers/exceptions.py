@@ -88,10 +88,8 @@ class InterfaceBusy(Conflict):
 class TopicNotGranted(Unprocessable):
     default_code = "topic_not_granted"
 
-    def __init__(self, topic: str) -> None:
-        super().__init__(
-            f"no sensor stream of the device granted to you covers {topic}", topic=topic
-        )
+    def __init__(self, topic: str, *, where: str = "the device") -> None:
+        super().__init__(f"no sensor stream of {where} granted to you covers {topic}", topic=topic)
 
 
 class HoldsHardware(Conflict):

@@ -2,7 +2,8 @@
 declarations (the registry's, as the caller may see them), then held in turn.
 
 A container holds its interfaces while it is wanted running and not removed: a stopped
-one lets another take an exclusive interface, and must take it back to start again.
+one lets another take an exclusive interface, and must take it back to start again (if it
+is still declared for it as it was).
 Claims of one interface take turns on its lock row, so that two containers asking at
 the same moment never both get an exclusive one (on PostgreSQL the row lock orders
 them; SQLite has one writer at a time).
@@ -44,6 +45,37 @@ class Resolved:
     """Each interface's name: whether it is held alone."""
 
 
+async def declared_for(
+    *, registry: ServiceClient, caller: Identity, device_key: str
+) -> dict[str, InterfaceView]:
+    """The device's interfaces granted to the caller's tenant, by name."""
+    answer = await registry.request("GET", f"/v1/devices/{device_key}/interfaces", identity=caller)
+    return {
+        view.name: view for view in (InterfaceView.model_validate(item) for item in answer.json())
+    }
+
+
+def uncovered(declared: dict[str, InterfaceView], subscriptions: list[str]) -> str | None:
+    """The first of ``subscriptions`` no granted sensor stream covers, if any."""
+    topics = [view.topic for view in declared.values() if view.kind is InterfaceKind.SENSOR]
+    for wanted in subscriptions:
+        if not any(topic is not None and topic_covers(topic, wanted) for topic in topics):
+            return wanted
+    return None
+
+
+def _mapping(name: str, declared: dict[str, InterfaceView]) -> DeviceMapping:
+    found = declared.get(name)
+    if found is None or found.kind is InterfaceKind.SENSOR or found.path is None:
+        raise InterfaceNotDeclared(name)
+    return DeviceMapping(
+        interface=name,
+        host_path=found.path,
+        container_path=found.container_path or found.path,
+        read_only=found.read_only,
+    )
+
+
 async def resolve(
     *, registry: ServiceClient, caller: Identity, request: CreateContainer, device_key: str
 ) -> Resolved:
@@ -53,29 +85,29 @@ async def resolve(
         return Resolved()
     if request.interfaces and request.device is None:
         raise InterfaceNeedsDevice()
-    answer = await registry.request("GET", f"/v1/devices/{device_key}/interfaces", identity=caller)
-    declared = {
-        view.name: view for view in (InterfaceView.model_validate(item) for item in answer.json())
-    }
+    declared = await declared_for(registry=registry, caller=caller, device_key=device_key)
     resolved = Resolved()
     for name in dict.fromkeys(request.interfaces):
-        found = declared.get(name)
-        if found is None or found.kind is InterfaceKind.SENSOR or found.path is None:
-            raise InterfaceNotDeclared(name)
-        resolved.devices.append(
-            DeviceMapping(
-                interface=name,
-                host_path=found.path,
-                container_path=found.container_path or found.path,
-                read_only=found.read_only,
-            )
-        )
-        resolved.exclusive[name] = not found.shareable
-    topics = [view.topic for view in declared.values() if view.kind is InterfaceKind.SENSOR]
-    for wanted in request.subscriptions:
-        if not any(topic is not None and topic_covers(topic, wanted) for topic in topics):
-            raise TopicNotGranted(wanted)
+        resolved.devices.append(_mapping(name, declared))
+        resolved.exclusive[name] = not declared[name].shareable
+    topic = uncovered(declared, request.subscriptions)
+    if topic is not None:
+        raise TopicNotGranted(topic)
     return resolved
+
+
+async def still_declared(
+    *, registry: ServiceClient, caller: Identity, container: Container
+) -> None:
+    """Before a container starts again: each device it holds is still declared for its
+    tenant as it was at create (an interface withdrawn or changed since is refused)."""
+    held = [DeviceMapping.model_validate(item) for item in container.spec.get("devices", [])]
+    if not held:
+        return
+    declared = await declared_for(registry=registry, caller=caller, device_key=container.device_key)
+    for mapping in held:
+        if _mapping(mapping.interface, declared) != mapping:
+            raise InterfaceNotDeclared(mapping.interface)
 
 
 async def hold(

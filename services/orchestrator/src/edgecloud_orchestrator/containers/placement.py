@@ -1,5 +1,6 @@
 """Which device a container goes to: the one named (if the tenant may use it), or the
-least loaded reachable device that matches a placement."""
+least loaded reachable device that matches a placement (and grants the tenant the sensor
+topics the container subscribes to)."""
 
 from typing import Any
 
@@ -8,8 +9,8 @@ from edgecloud_contracts.platforms import fits
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 
-from . import service
-from .exceptions import ArchMismatch, NoMatchingDevice
+from . import interfaces, service
+from .exceptions import ArchMismatch, NoMatchingDevice, TopicNotGranted
 
 
 async def choose_device(
@@ -50,4 +51,31 @@ async def choose_device(
     if not candidates:
         raise NoMatchingDevice()
     # Prefer the WAN link, then the lightest load.
-    return min(candidates, key=lambda d: (d.get("status") != "online", *service.load(d)))
+    ranked = sorted(candidates, key=lambda d: (d.get("status") != "online", *service.load(d)))
+    if not request.subscriptions:
+        return ranked[0]
+    return await _first_granting(
+        registry=registry, caller=caller, ranked=ranked, subscriptions=request.subscriptions
+    )
+
+
+async def _first_granting(
+    *,
+    registry: ServiceClient,
+    caller: Identity,
+    ranked: list[dict[str, Any]],
+    subscriptions: list[str],
+) -> dict[str, Any]:
+    """The first device whose sensor streams granted to the caller cover every topic the
+    container subscribes to: which device is lightest must not decide whether it may."""
+    refused: str | None = None
+    for device in ranked:
+        declared = await interfaces.declared_for(
+            registry=registry, caller=caller, device_key=device["key"]
+        )
+        topic = interfaces.uncovered(declared, subscriptions)
+        if topic is None:
+            return device
+        refused = refused or topic
+    assert refused is not None
+    raise TopicNotGranted(refused, where="any device matching the placement")

@@ -246,7 +246,13 @@ async def act(
     caller: CallerDep,
     sessions: SessionsDep,
     dispatcher: DispatcherDep,
+    registry: RegistryDep,
 ) -> Response:
+    if action != "stop":
+        # Asked before the transaction: no database lock waits for the registry.
+        async with sessions() as session:
+            held = await service.get(session=session, caller=caller, container_id=container_id)
+        await interfaces.still_declared(registry=registry, caller=caller, container=held)
     async with transaction(sessions) as session:
         container = await service.get(session=session, caller=caller, container_id=container_id)
         if action != "stop":
