@@ -27,6 +27,10 @@ from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
 
+# The shell's path does not touch the database but for the tenant's count of open shells,
+# so only that test runs on both; the rest once, to keep the suite's time.
+ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
 
 async def running(client: httpx.AsyncClient, node, name: str = "box") -> dict:
     agent, user = node
@@ -56,6 +60,7 @@ async def no_process(name: str, args: str) -> bool:
     return args not in processes(name)
 
 
+@ONE_DATABASE
 async def test_exec_answers_output_and_exit_code_and_is_audited(client, node) -> None:
     _, user = node
     container = await running(client, node)
@@ -77,6 +82,7 @@ async def test_exec_answers_output_and_exit_code_and_is_audited(client, node) ->
     assert entries[0]["target"] == f"container:{container['id']}"
 
 
+@ONE_DATABASE
 async def test_exec_runs_inside_the_container_with_its_hardening(client, node) -> None:
     _, user = node
     container = await running(client, node)
@@ -91,6 +97,7 @@ async def test_exec_runs_inside_the_container_with_its_hardening(client, node) -
     assert capabilities.json()["output"].split()[-1] == "0000000000000000"
 
 
+@ONE_DATABASE
 async def test_exec_timeout_kills_the_command(client, node) -> None:
     _, user = node
     container = await running(client, node)
@@ -121,6 +128,7 @@ async def test_exec_refusals_change_nothing(stack, client, node) -> None:
     assert failures[0]["detail"]["code"] == "container_not_running"
 
 
+@ONE_DATABASE
 async def test_an_interactive_session_types_resizes_and_exits(stack, client, node) -> None:
     _, user = node
     container = await running(client, node)
@@ -212,6 +220,7 @@ async def test_a_tenant_has_a_limited_number_of_shells(stack, client, node) -> N
             await connection.close()
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize(
     ("message", "close_code", "code"),
     [
@@ -237,6 +246,7 @@ async def test_bad_frames_end_the_session_cleanly(
     await _nothing_left_behind(stack, client, user, container)
 
 
+@ONE_DATABASE
 async def test_a_resize_storm_and_a_dropped_client_leave_nothing_behind(
     stack, client, node
 ) -> None:
@@ -256,6 +266,7 @@ async def test_a_resize_storm_and_a_dropped_client_leave_nothing_behind(
     await _nothing_left_behind(stack, client, user, container)
 
 
+@ONE_DATABASE
 async def test_a_quiet_shell_is_closed_for_idleness(stack, client, node) -> None:
     _, user = node
     container = await running(client, node)
@@ -297,6 +308,7 @@ def cli_env(stack, user: Account, home: Path) -> dict[str, str]:
     }
 
 
+@ONE_DATABASE
 async def test_the_cli_runs_commands_and_shells(stack, client, node, tmp_path) -> None:
     _, user = node
     container = await running(client, node, name="cli")

@@ -50,6 +50,7 @@ _CODE_FIELDS = {
     "device_not_eligible": "device",
     "interface_not_declared": "interfaces",
     "interface_busy": "interfaces",
+    "device_refused": "interfaces",
     "interfaces_need_a_device": "interfaces",
     "topic_not_granted": "subscriptions",
     "quota_exceeded": "name",
