@@ -27,6 +27,10 @@ from tests.support.users import Account
 
 pytestmark = pytest.mark.stack
 
+# The race for one exclusive interface matters on PostgreSQL (SQLite has one writer at a
+# time); the rest runs once, on SQLite, to keep the suite's time.
+ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
 MakeDevice = Callable[..., str]
 # A device Docker does not allow every container anyway (unlike null, zero, ...), so that
 # the device cgroup's "r" is what stands between a container and a write.
@@ -64,6 +68,7 @@ def latency_number() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+@ONE_DATABASE
 async def test_the_kernel_keeps_a_read_only_device_read_only(
     api, client, node, make_device, latency_number
 ) -> None:
@@ -87,6 +92,7 @@ async def test_the_kernel_keeps_a_read_only_device_read_only(
     assert written.split() == ["written"]
 
 
+@ONE_DATABASE
 async def test_a_claim_ends_when_its_holder_is_removed_or_never_made(
     api, client, node, make_device
 ) -> None:
@@ -115,6 +121,7 @@ async def test_a_claim_ends_when_its_holder_is_removed_or_never_made(
     assert [h["container"] for h in held] == [second.json()["id"]]
 
 
+@pytest.mark.parametrize("stack", ["postgresql"], indirect=True)
 async def test_of_several_asking_at_once_one_gets_an_exclusive_interface(
     api, client, node, make_device
 ) -> None:
@@ -136,6 +143,7 @@ async def test_of_several_asking_at_once_one_gets_an_exclusive_interface(
     assert [c["id"] for c in listed_] == [winner["id"]]
 
 
+@ONE_DATABASE
 async def test_a_stopped_holder_takes_back_only_what_is_still_declared_for_it(
     api, client, node, make_device
 ) -> None:
@@ -162,6 +170,7 @@ async def test_a_stopped_holder_takes_back_only_what_is_still_declared_for_it(
     assert [h["container"] for h in (await holders(client, user, key))["port"]] == [container["id"]]
 
 
+@ONE_DATABASE
 async def test_a_container_holding_hardware_does_not_move(
     stack, api, client, node, make_device
 ) -> None:
@@ -196,6 +205,7 @@ async def place(client: httpx.AsyncClient, user: Account, name: str, topic: str)
     return await client.post("/api/v1/containers", json=body, headers=user.headers, timeout=60)
 
 
+@ONE_DATABASE
 async def test_a_placement_goes_where_the_sensor_topics_are_granted(
     api, client, node, agents, enrol
 ) -> None:

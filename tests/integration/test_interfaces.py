@@ -25,6 +25,10 @@ from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
 
+# The declarations are stored on both databases (the first test); what containers do with
+# them runs once, to keep the suite's time.
+ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def pseudo_devices() -> Iterator[dict[str, str]]:
@@ -159,6 +163,7 @@ def api_user(api: httpx.AsyncClient) -> Account:
     return Account("admin", "", "", "", "", token)
 
 
+@ONE_DATABASE
 async def test_a_container_gets_exactly_the_devices_it_holds(
     api, client, node, pseudo_devices
 ) -> None:
@@ -198,6 +203,7 @@ async def test_a_container_gets_exactly_the_devices_it_holds(
     assert not inspect(plain["name"])["HostConfig"]["Devices"]
 
 
+@ONE_DATABASE
 async def test_exclusive_and_shared_interfaces_behave_as_declared(
     api, client, node, pseudo_devices, stranger
 ) -> None:
@@ -238,6 +244,7 @@ async def test_exclusive_and_shared_interfaces_behave_as_declared(
     assert len(cameras["camera"]) == 2
 
 
+@ONE_DATABASE
 async def test_undeclared_or_foreign_devices_are_refused_and_nothing_is_made(
     api, client, node, pseudo_devices, stranger
 ) -> None:
@@ -270,6 +277,7 @@ async def test_undeclared_or_foreign_devices_are_refused_and_nothing_is_made(
         assert names_on_node(account) == []
 
 
+@ONE_DATABASE
 async def test_sensor_streams_are_shared_each_tenant_its_granted_topics(
     api, client, node, stranger
 ) -> None:
