@@ -739,17 +739,9 @@ def process_tree(root: int) -> list[tuple[int, str]]:
     children: dict[int, list[int]] = {}
     started: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may hold spaces: fields follow the last ")".
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        started[pid] = fields[19]
+        if entry.name.isdigit() and (found := _parent_and_start(int(entry.name))):
+            children.setdefault(found[0], []).append(int(entry.name))
+            started[int(entry.name)] = found[1]
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -763,12 +755,23 @@ def kill_same_processes(processes: list[tuple[int, str]]) -> int:
     """SIGKILL each (pid, start time) still alive as the same process; how many were."""
     killed = 0
     for pid, started in processes:
+        found = _parent_and_start(pid)
+        if found is None or found[1] != started:
+            continue
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat[stat.rindex(")") + 2 :].split()[19] != started:
-                continue
             os.kill(pid, signal.SIGKILL)
             killed += 1
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
     return killed
+
+
+def _parent_and_start(pid: int) -> tuple[int, str] | None:
+    """A process's parent and start time from /proc; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: fields follow the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]), fields[19]

@@ -9,7 +9,8 @@ by itself with capped, jittered backoff and re-registers everything on each join
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,19 +196,14 @@ class WampLink:
         limit = timeout if timeout is not None else self.call_timeout
         # Crossbar enforces whole seconds (and autobahn insists on an int).
         options = CallOptions(timeout=max(1, math.ceil(limit)))
-        try:
-            # The router enforces the timeout; ours is a backstop for a dead transport.
-            return await asyncio.wait_for(
-                session.call(uri, *args, options=options, **kwargs), limit + 1
-            )
-        except TimeoutError as err:
-            raise WampTimeout(uri, limit) from err
-        except ApplicationError as err:
-            if err.error == "wamp.error.canceled":
+        with _translated(uri, limit):
+            try:
+                # The router enforces the timeout; ours is a backstop for a dead transport.
+                return await asyncio.wait_for(
+                    session.call(uri, *args, options=options, **kwargs), limit + 1
+                )
+            except TimeoutError as err:
                 raise WampTimeout(uri, limit) from err
-            raise WampCallError(uri, err.error, err.args, err.kwargs) from err
-        except TransportLost as err:
-            raise WampUnavailable(f"transport lost during call to {uri}") from err
 
     async def call_streaming(
         self,
@@ -222,14 +218,8 @@ class WampLink:
         cancels the call at the callee (the router passes the cancel on)."""
         session = self._require_session()
         options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(timeout)))
-        try:
+        with _translated(uri, timeout):
             return await session.call(uri, *args, options=options, **kwargs)
-        except ApplicationError as err:
-            if err.error == "wamp.error.canceled":
-                raise WampTimeout(uri, timeout) from err
-            raise WampCallError(uri, err.error, err.args, err.kwargs) from err
-        except TransportLost as err:
-            raise WampUnavailable(f"transport lost during call to {uri}") from err
 
     async def is_registered(self, uri: str) -> bool:
         """Whether some session has registered ``uri`` now (e.g. a device is connected)."""
@@ -248,3 +238,16 @@ class WampLink:
             raise WampTimeout(topic, self.call_timeout) from err
         except TransportLost as err:
             raise WampUnavailable(f"transport lost during publish to {topic}") from err
+
+
+@contextmanager
+def _translated(uri: str, timeout: float) -> Iterator[None]:
+    """autobahn's errors of a call to ``uri`` as ours."""
+    try:
+        yield
+    except ApplicationError as err:
+        if err.error == "wamp.error.canceled":
+            raise WampTimeout(uri, timeout) from err
+        raise WampCallError(uri, err.error, err.args, err.kwargs) from err
+    except TransportLost as err:
+        raise WampUnavailable(f"transport lost during call to {uri}") from err

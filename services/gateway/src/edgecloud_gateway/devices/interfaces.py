@@ -5,6 +5,7 @@ Operators declare (tenants by name or id); tenants read the interfaces they may 
 holder of another tenant shown without a name.
 """
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
@@ -31,13 +32,12 @@ async def list_interfaces(
 ) -> Any:
     """The device's interfaces you may use (operators: all), with the containers holding
     each."""
-    declared = (
-        await registry.request("GET", f"/v1/devices/{key}/interfaces", identity=identity)
-    ).json()
-    holders = (
-        await orchestrator.request("GET", f"/v1/nodes/{key}/interface-holders", identity=identity)
-    ).json()
-    return [{**item, "holders": holders.get(item["name"], [])} for item in declared]
+    declared, held = await asyncio.gather(
+        registry.request("GET", f"/v1/devices/{key}/interfaces", identity=identity),
+        orchestrator.request("GET", f"/v1/nodes/{key}/interface-holders", identity=identity),
+    )
+    holders = held.json()
+    return [{**item, "holders": holders.get(item["name"], [])} for item in declared.json()]
 
 
 @router.put(

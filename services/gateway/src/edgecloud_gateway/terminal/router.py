@@ -112,6 +112,10 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
         options = _shell_options(websocket.query_params.multi_items())
         entry.detail["cmd"] = _shown(options["cmd"])
         container = await _running_container(app.state.orchestrator, caller, container_id)
+        wamp: WampLink = app.state.wamp
+        if not wamp.connected:
+            raise Unavailable("the router is not reachable now", code="router_unavailable")
+        # Last: an admitted session counts against the tenant's limit until it is closed.
         row = await shell_sessions.admit(
             app.state.sessions,
             caller=caller,
@@ -120,9 +124,6 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
             limit=settings.shell_max_per_tenant,
             stale_after=timedelta(seconds=settings.shell_keepalive_s * 3),
         )
-        wamp: WampLink = app.state.wamp
-        if not wamp.connected:
-            raise Unavailable("the router is not reachable now", code="router_unavailable")
         request = ShellOpen(
             session_id=row.id,
             container_id=container_id,

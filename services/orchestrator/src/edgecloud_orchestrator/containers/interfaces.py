@@ -131,6 +131,8 @@ async def hold(
 
 async def hold_again(session: AsyncSession, container: Container) -> None:
     """A container about to start again takes its interfaces back, if they are free."""
+    if not container.spec.get("devices"):
+        return  # holds none: nothing to ask the database
     claims = await session.scalars(
         select(InterfaceClaim)
         .where(InterfaceClaim.container_id == container.id)
