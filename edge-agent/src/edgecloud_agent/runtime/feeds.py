@@ -11,6 +11,10 @@ messages, and whoever connects next under that id gets them. That is how a conta
 its sensors across a migration (edgecloud_agent.peers.migration): the source stops reading,
 the target connects to the source's broker under the same id and reads on, and sensors go
 on publishing to the broker they always used.
+
+A message is acknowledged to the broker only once its line is in the inbox (paho's manual
+acknowledgement), so a feed stopped at any moment (a move, a stop, a reconnect) leaves the
+broker holding every message not yet written, and the session's next reader gets it again.
 """
 
 import asyncio
@@ -131,6 +135,8 @@ class SensorFeeds:
                     timeout=10,
                     max_queued_incoming_messages=100_000,
                 ) as client:
+                    # aiomqtt does not expose paho's manual acknowledgement; its client does.
+                    client._client.manual_ack_set(True)
                     for topic in spec.subscriptions:
                         await client.subscribe(topic, qos=1)
                     delay = 0.5
@@ -141,6 +147,8 @@ class SensorFeeds:
                             line = _line(str(message.topic), message.payload)
                             out.write(line + "\n")
                             out.flush()
+                            if message.qos > 0:
+                                client._client.ack(message.mid, message.qos)
                             recent.append((time.monotonic(), line))
                             self.delivered += 1
             except (aiomqtt.MqttError, RuntimeFailure, OSError) as err:
