@@ -48,7 +48,7 @@ async def test_a_late_repeat_of_an_answer_changes_nothing(sessions) -> None:
     async with transaction(sessions) as session:
         command_id = queue(session, "node_c", timedelta(hours=1))
     async with transaction(sessions) as session:
-        await service.mark_sent(session=session, command_id=command_id)
+        assert await service.mark_sent(session=session, command_id=command_id, attempts=0)
         done = await service.finish(
             session=session,
             command_id=command_id,
@@ -73,3 +73,16 @@ def test_image_references_and_architectures() -> None:
     assert fits("aarch64", {"amd64", "arm64"})
     assert not fits("aarch64", {"amd64"})
     assert fits("aarch64", None)
+
+
+async def test_replicas_reading_the_same_waiting_command_send_it_once(sessions) -> None:
+    """Two replicas' sweeps read the command at attempt 0; only the first claim counts, and
+    the command can be claimed again only at its new attempt (sent again after a timeout)."""
+    async with transaction(sessions) as session:
+        command_id = queue(session, "node_d", timedelta(hours=1))
+    async with transaction(sessions) as session:
+        assert await service.mark_sent(session=session, command_id=command_id, attempts=0)
+    async with transaction(sessions) as session:
+        assert not await service.mark_sent(session=session, command_id=command_id, attempts=0)
+    async with transaction(sessions) as session:
+        assert await service.mark_sent(session=session, command_id=command_id, attempts=1)

@@ -3,6 +3,7 @@
 UplinkError
 ├── NotConnected     no session right now (the link is down or still joining)
 ├── CallTimeout      the call got no answer in time
+├── CalleeLost       the cloud's replica answering it went away mid-call (called again)
 ├── CallFailed       the cloud answered with a WAMP error URI
 └── LoginRefused     the router refused this node's credential (not retried)
 
@@ -23,6 +24,14 @@ class NotConnected(UplinkError):
 class CallTimeout(UplinkError):
     def __init__(self, uri: str, timeout: float) -> None:
         super().__init__(f"{uri}: no answer after {timeout:g}s")
+        self.uri = uri
+
+
+class CalleeLost(UplinkError):
+    """The service replica that took the call died before answering; not the link's fault."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"{uri}: the cloud's callee went away mid-call")
         self.uri = uri
 
 

@@ -27,11 +27,20 @@ from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.serializer import CBORSerializer
 from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, RegisterOptions
 
-from edgecloud_contracts import uris
+from edgecloud_contracts import errors, uris
 
-from .errors import CallFailed, CallTimeout, CommandRejected, LoginRefused, NotConnected
+from .errors import (
+    CalleeLost,
+    CallFailed,
+    CallTimeout,
+    CommandRejected,
+    LoginRefused,
+    NotConnected,
+)
 
 logger = logging.getLogger(__name__)
+
+CALLEE_LOST_RETRIES = 2
 
 # Refusals that retrying cannot fix (the registry said so): the node needs an operator.
 # Anything else, such as the registry not being up yet, is retried.
@@ -471,6 +480,21 @@ class Uplink:
             await current.leave("agent stopping")
 
     async def call(self, uri: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
+        """Call the cloud. Every call a node makes is idempotent (a heartbeat carries its
+        sequence, a report its id), so one whose callee died mid-call (a service replica
+        killed) is made again at once: another replica of the shared registration answers."""
+        for attempt in range(CALLEE_LOST_RETRIES + 1):
+            try:
+                return await self._call_once(uri, args, kwargs, timeout)
+            except CalleeLost:
+                if attempt == CALLEE_LOST_RETRIES:
+                    raise
+                logger.info("the cloud's callee of %s went away; calling again", uri)
+        raise AssertionError("unreachable")
+
+    async def _call_once(
+        self, uri: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+    ) -> Any:
         session = self._require_session()
         connection = self._current
         try:
@@ -492,7 +516,9 @@ class Uplink:
         except TimeoutError as err:
             raise CallTimeout(uri, timeout) from err
         except ApplicationError as err:
-            if err.error == "wamp.error.canceled":
+            if errors.callee_lost(err.error, err.args):
+                raise CalleeLost(uri) from err
+            if err.error == errors.CANCELED:
                 raise CallTimeout(uri, timeout) from err
             raise CallFailed(uri, err.error, list(err.args), dict(err.kwargs)) from err
         except TransportLost as err:

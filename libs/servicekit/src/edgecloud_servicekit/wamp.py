@@ -18,7 +18,11 @@ from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
 
+from edgecloud_contracts import errors
+
 logger = logging.getLogger(__name__)
+
+CALLEE_LOST_RETRIES = 2
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -36,6 +40,11 @@ class WampTimeout(WampError):
         super().__init__(f"call to {uri} timed out after {timeout:g}s")
         self.uri = uri
         self.timeout = timeout
+
+
+class WampCalleeLost(WampUnavailable):
+    """The callee's session ended before it answered (a replica died mid-call): the call may
+    or may not have run. ``call`` repeats idempotent calls on this by itself."""
 
 
 class WampCallError(WampError):
@@ -190,8 +199,31 @@ class WampLink:
             raise WampUnavailable(f"no WAMP session to {self.url}")
         return self._session
 
-    async def call(self, uri: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Call ``uri``; the router cancels it after ``timeout`` seconds."""
+    async def call(
+        self,
+        uri: str,
+        *args: Any,
+        timeout: float | None = None,
+        idempotent: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``uri``; the router cancels it after ``timeout`` seconds. A callee that dies
+        mid-call (one replica of a shared registration) is called again, up to
+        CALLEE_LOST_RETRIES times, unless the call is not ``idempotent`` (then it is the
+        caller's to know whether to repeat it). Every call the platform makes carries its
+        own id or is a read, so idempotent is the default."""
+        for attempt in range(CALLEE_LOST_RETRIES + 1):
+            try:
+                return await self._call_once(uri, args, kwargs, timeout)
+            except WampCalleeLost:
+                if not idempotent or attempt == CALLEE_LOST_RETRIES:
+                    raise
+                logger.info("callee of %s went away mid-call; calling again", uri)
+        raise AssertionError("unreachable")
+
+    async def _call_once(
+        self, uri: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
         session = self._require_session()
         limit = timeout if timeout is not None else self.call_timeout
         # Crossbar enforces whole seconds (and autobahn insists on an int).
@@ -246,7 +278,9 @@ def _translated(uri: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except ApplicationError as err:
-        if err.error == "wamp.error.canceled":
+        if errors.callee_lost(err.error, err.args):
+            raise WampCalleeLost(f"the callee of {uri} went away mid-call") from err
+        if err.error == errors.CANCELED:
             raise WampTimeout(uri, timeout) from err
         raise WampCallError(uri, err.error, err.args, err.kwargs) from err
     except TransportLost as err:

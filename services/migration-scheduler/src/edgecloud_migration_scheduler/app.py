@@ -10,10 +10,12 @@ from edgecloud_contracts import uris
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
 from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.leases import Lease
 from edgecloud_servicekit.wamp import Procedure
 
 from .moves import router as moves_router
 from .moves.coordinator import Coordinator
+from .moves.models import SchedulerLease
 from .moves.rpc import MigrationRpc
 from .moves.watchdog import NodeLossWatch
 from .placement.planner import Policy
@@ -63,6 +65,12 @@ def create_app(settings: MigrationSchedulerSettings | None = None) -> FastAPI:
                 lost_after_s=settings.node_lost_after_s,
                 check_every_s=settings.node_loss_check_every_s,
                 max_lost_share=settings.max_lost_share,
+                lease=Lease(
+                    sessions=sessions,
+                    model=SchedulerLease,
+                    name="node-loss-watch",
+                    ttl_s=settings.node_loss_check_every_s * 3,
+                ),
             )
             stack.push_async_callback(watch.close)
             background = await stack.enter_async_context(BackgroundTasks())

@@ -206,6 +206,7 @@ class ShellBridge:
                     self._request.session_id,
                     frames,
                     timeout=self._limits.input_call_timeout_s,
+                    idempotent=False,  # keystrokes must not be typed twice
                 )
             except WampCallError as err:
                 if err.error != errors.NOT_FOUND:

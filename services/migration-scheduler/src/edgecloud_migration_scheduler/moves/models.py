@@ -5,6 +5,7 @@ from sqlalchemy import JSON, Float, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from edgecloud_servicekit.db import UTCDateTime
+from edgecloud_servicekit.leases import LeaseColumns
 
 from ..database import MigrationSchedulerBase
 
@@ -37,3 +38,7 @@ class Migration(MigrationSchedulerBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SchedulerLease(LeaseColumns, MigrationSchedulerBase):
+    """Who among the replicas decides on lost nodes now (edgecloud_servicekit.leases)."""

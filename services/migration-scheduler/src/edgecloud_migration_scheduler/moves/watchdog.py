@@ -14,6 +14,10 @@ still runs. So a node counts as lost only when all of these hold:
   silent within one loss window of it): that is a network or cloud problem, which moving
   containers around cannot fix (Kubernetes' node lifecycle controller stops evicting for
   the same reason).
+
+Replicas of the scheduler take turns through a lease (edgecloud_servicekit.leases): only its
+holder checks, so a lost node's containers are restarted once; a new holder first watches
+the control plane for a whole healthy window of its own.
 """
 
 import asyncio
@@ -24,6 +28,7 @@ from datetime import UTC, datetime
 from edgecloud_contracts.devices import DeviceView
 from edgecloud_contracts.heartbeat import DeviceStatus
 from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.leases import Lease
 from edgecloud_servicekit.problems import Problem
 from edgecloud_servicekit.wamp import WampLink
 
@@ -46,6 +51,7 @@ class NodeLossWatch:
         check_every_s: float,
         max_lost_share: float,
         healthy_window_s: float | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """``healthy_window_s``: how long the control plane must have been healthy before
         any node counts as lost (``lost_after_s`` by default)."""
@@ -58,6 +64,7 @@ class NodeLossWatch:
         self._max_lost_share = max_lost_share
         self._healthy_window_s = lost_after_s if healthy_window_s is None else healthy_window_s
         self._healthy_since: float | None = None
+        self._lease = lease
         self._restarting: set[asyncio.Task[None]] = set()
         self._handled: set[str] = set()
         self._outage_told: set[str] = set()
@@ -67,7 +74,10 @@ class NodeLossWatch:
     async def run(self) -> None:
         while True:
             try:
-                await self.check()
+                if self._lease is None or await self._lease.hold():
+                    await self.check()
+                else:  # another replica watches; were this one to take over, it starts afresh
+                    self._healthy_since = None
             except Exception:  # the watch must go on whatever one round met
                 logger.exception("node loss check failed")
             await asyncio.sleep(self._check_every_s)
@@ -180,8 +190,12 @@ class NodeLossWatch:
     async def settled(self) -> None:
         """Return once the restarts under way have ended."""
         await asyncio.gather(*self._restarting, return_exceptions=True)
+        if self._lease is not None:
+            await self._lease.release()
 
     async def close(self) -> None:
         for task in self._restarting:
             task.cancel()
         await asyncio.gather(*self._restarting, return_exceptions=True)
+        if self._lease is not None:
+            await self._lease.release()

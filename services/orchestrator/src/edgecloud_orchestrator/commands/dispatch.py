@@ -119,7 +119,11 @@ class Dispatcher:
         async with transaction(self._sessions) as session:
             # Losing this mark in a crash only means the command is sent again.
             await commit_without_waiting_for_disk(session)
-            await service.mark_sent(session=session, command_id=row.id)
+            claimed = await service.mark_sent(
+                session=session, command_id=row.id, attempts=row.attempts
+            )
+        if not claimed:  # another replica (or request) sends it: replicas never send twice
+            return await self._reload(row.id)
         try:
             payload = with_fresh_grants(
                 row.payload,
@@ -251,6 +255,7 @@ class Dispatcher:
             procedure,
             order.model_dump(mode="json"),
             timeout=request.timeout_s + self._command_timeout,
+            idempotent=False,
         )
         return ExecResult.model_validate(answer)
 

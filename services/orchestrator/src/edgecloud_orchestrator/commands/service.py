@@ -91,12 +91,19 @@ async def get(*, session: AsyncSession, caller: Identity, command_id: str) -> Co
     return row
 
 
-async def mark_sent(*, session: AsyncSession, command_id: str) -> None:
-    await session.execute(
+async def mark_sent(*, session: AsyncSession, command_id: str, attempts: int) -> bool:
+    """Claim the command for one send; False when someone else sent it since it was read
+    with ``attempts`` (another replica's sweep, or a user's request): they deliver it."""
+    claimed = await session.execute(
         update(CommandRow)
-        .where(CommandRow.id == command_id, CommandRow.state.in_(PENDING))
-        .values(state=CommandState.SENT.value, sent_at=utcnow(), attempts=CommandRow.attempts + 1)
+        .where(
+            CommandRow.id == command_id,
+            CommandRow.state.in_(PENDING),
+            CommandRow.attempts == attempts,
+        )
+        .values(state=CommandState.SENT.value, sent_at=utcnow(), attempts=attempts + 1)
     )
+    return getattr(claimed, "rowcount", 0) == 1
 
 
 async def back_to_queue(*, session: AsyncSession, command_id: str, delivered: bool) -> None:
