@@ -18,6 +18,8 @@ class GatewaySettings(ServiceSettings):
     default_port: ClassVar[int] = 8000
 
     registry_url: str = "http://127.0.0.1:8001"
+    """Each service URL here may list replicas, comma-separated (one load-balanced URL
+    does as well): see edgecloud_servicekit.internal_http."""
     orchestrator_url: str = "http://127.0.0.1:8002"
     storage_url: str = "http://127.0.0.1:8003"
     scheduler_url: str = "http://127.0.0.1:8004"

@@ -12,6 +12,8 @@ class MigrationSchedulerSettings(ServiceSettings):
     default_port: ClassVar[int] = 8004
 
     registry_url: str = "http://127.0.0.1:8001"
+    """Each service URL here may list replicas, comma-separated (one load-balanced URL
+    does as well): see edgecloud_servicekit.internal_http."""
     orchestrator_url: str = "http://127.0.0.1:8002"
     max_rtt_ms: PositiveFloat = 100.0
     """Peers farther than this (round trip from the source) are not chosen."""

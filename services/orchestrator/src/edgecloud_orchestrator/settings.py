@@ -11,6 +11,8 @@ class OrchestratorSettings(ServiceSettings):
     default_port: ClassVar[int] = 8002
 
     registry_url: str = "http://127.0.0.1:8001"
+    """Each service URL here may list replicas, comma-separated (one load-balanced URL
+    does as well): see edgecloud_servicekit.internal_http."""
     storage_url: str = "http://127.0.0.1:8003"
     trusted_image_registries: list[str] = ["127.0.0.1:5000"]
     """Image registries the orchestrator reads manifests from (plain HTTP), to check that
