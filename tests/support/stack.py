@@ -87,8 +87,15 @@ class Stack:
     listen_host: str = "127.0.0.1"
     """Where the router and the services listen. ``0.0.0.0`` makes them reachable from the
     testbed's nodes too (at its bridge's address); the URLs below stay on 127.0.0.1."""
+    replicas: dict[str, int] = field(default_factory=dict)
+    """How many replicas of a service to run (one unless given); each listens on a port of
+    its own, and the services' URL settings list them all (see ServiceClient)."""
     router: ManagedProcess | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
+    """The first replica of each service."""
+    more_replicas: dict[str, list[ManagedProcess]] = field(default_factory=dict)
+    """The second and later replicas, with their ports in ``replica_ports``."""
+    replica_ports: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def router_url(self) -> str:
@@ -96,6 +103,14 @@ class Stack:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def urls(self, service: str) -> list[str]:
+        """Every replica's URL, the first one's first."""
+        more = self.replica_ports.get(service, [])
+        return [self.url(service), *(f"http://127.0.0.1:{port}" for port in more)]
+
+    def _listed(self, service: str) -> str:
+        return ",".join(self.urls(service))
 
     def env(self) -> dict[str, str]:
         """Environment every process of the stack shares."""
@@ -110,15 +125,15 @@ class Stack:
             "EDGECLOUD_INTERNAL_SECRET": self.internal_secret,
             "EDGECLOUD_ADMIN_USER": "admin",
             "EDGECLOUD_ADMIN_PASSWORD": self.admin_password,
-            "GATEWAY_REGISTRY_URL": self.url("registry"),
-            "GATEWAY_ORCHESTRATOR_URL": self.url("orchestrator"),
-            "GATEWAY_STORAGE_URL": self.url("storage"),
-            "GATEWAY_SCHEDULER_URL": self.url("migration-scheduler"),
-            "ORCHESTRATOR_STORAGE_URL": self.url("storage"),
-            "ORCHESTRATOR_REGISTRY_URL": self.url("registry"),
+            "GATEWAY_REGISTRY_URL": self._listed("registry"),
+            "GATEWAY_ORCHESTRATOR_URL": self._listed("orchestrator"),
+            "GATEWAY_STORAGE_URL": self._listed("storage"),
+            "GATEWAY_SCHEDULER_URL": self._listed("migration-scheduler"),
+            "ORCHESTRATOR_STORAGE_URL": self._listed("storage"),
+            "ORCHESTRATOR_REGISTRY_URL": self._listed("registry"),
             "ORCHESTRATOR_REDELIVERY_INTERVAL_S": "1",
-            "MIGRATION_SCHEDULER_REGISTRY_URL": self.url("registry"),
-            "MIGRATION_SCHEDULER_ORCHESTRATOR_URL": self.url("orchestrator"),
+            "MIGRATION_SCHEDULER_REGISTRY_URL": self._listed("registry"),
+            "MIGRATION_SCHEDULER_ORCHESTRATOR_URL": self._listed("orchestrator"),
             # The stalled-upload test waits this long for the storage to give up.
             "STORAGE_UPLOAD_IDLE_TIMEOUT_S": "2",
             "GATEWAY_PUBLIC_ROUTER_URL": self.router_url,
@@ -151,18 +166,45 @@ class Stack:
         if self.backend == "postgresql":
             self.pg_database = create_pg_database()
             self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.pg_database}"
+        for service, count in self.replicas.items():
+            self.replica_ports[service] = [free_port() for _ in range(count - 1)]
         self.start_router()
         for service in self.only:
-            package = SERVICES[service]
-            self.services[service] = ManagedProcess(
-                service,
-                [str(PYTHON), "-m", package],
-                self.env(),
-                self.workdir / "logs" / f"{service}.log",
-            ).start()
+            self.services[service] = self._replica_process(service, 1).start()
+            self.more_replicas[service] = [
+                self._replica_process(service, number).start()
+                for number in range(2, self.replicas.get(service, 1) + 1)
+            ]
         for service, process in self.services.items():
             wait_healthy(self.url(service), process)
+            for url, replica in zip(
+                self.urls(service)[1:], self.more_replicas[service], strict=True
+            ):
+                wait_healthy(url, replica)
         return self
+
+    def _replica_process(self, service: str, number: int) -> ManagedProcess:
+        """Replica ``number`` (from 1) of a service, not started."""
+        env = self.env()
+        name = service if number == 1 else f"{service}-{number}"
+        if number > 1:
+            env[f"{prefix(service)}_PORT"] = str(self.replica_ports[service][number - 2])
+        return ManagedProcess(
+            name, [str(PYTHON), "-m", SERVICES[service]], env, self.workdir / "logs" / f"{name}.log"
+        )
+
+    def replica(self, service: str, number: int) -> ManagedProcess:
+        return self.services[service] if number == 1 else self.more_replicas[service][number - 2]
+
+    def restart_replica(self, service: str, number: int) -> None:
+        """Start a replica (killed by a test) again on its own port, and wait until healthy."""
+        self.replica(service, number).stop()  # reaps the killed one
+        process = self._replica_process(service, number).start()
+        if number == 1:
+            self.services[service] = process
+        else:
+            self.more_replicas[service][number - 2] = process
+        wait_healthy(self.urls(service)[number - 1], process)
 
     def start_router(self) -> None:
         cbdir = self.workdir / "router"
@@ -198,10 +240,17 @@ class Stack:
             self.start_router()
             for service, process in self.services.items():
                 wait_healthy(self.url(service), process)
+                for url, replica in zip(
+                    self.urls(service)[1:], self.more_replicas.get(service, []), strict=True
+                ):
+                    wait_healthy(url, replica)
 
     def stop(self) -> None:
         for process in self.services.values():
             process.stop()
+        for replicas in self.more_replicas.values():
+            for process in replicas:
+                process.stop()
         if self.router is not None:
             self.router.stop()
         if self.pg_database:

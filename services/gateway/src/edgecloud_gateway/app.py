@@ -5,6 +5,7 @@ the caller's identity as a signed token.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
@@ -69,14 +71,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             engine, sessions = open_database(stack, settings)
             if settings.admin_password is not None:
-                async with transaction(sessions) as session:
-                    await accounts_service.ensure_bootstrap_operator(
-                        session=session,
-                        username=settings.admin_user,
-                        password=settings.admin_password.get_secret_value(),
-                        tenant_name=settings.admin_tenant,
-                        quotas=settings.default_quotas,
-                    )
+                # Replicas starting together race to make the operator: one insert wins.
+                with contextlib.suppress(IntegrityError):
+                    async with transaction(sessions) as session:
+                        await accounts_service.ensure_bootstrap_operator(
+                            session=session,
+                            username=settings.admin_user,
+                            password=settings.admin_password.get_secret_value(),
+                            tenant_name=settings.admin_tenant,
+                            quotas=settings.default_quotas,
+                        )
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("housekeeping", lambda: housekeeping(sessions))
             rate_limiter = RateLimiter(sessions)
