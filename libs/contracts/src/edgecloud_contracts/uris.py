@@ -42,6 +42,7 @@ EVENT_MIGRATION: Final = "edge.event.migration"
 META_SESSION_ON_JOIN: Final = "wamp.session.on_join"
 META_SESSION_ON_LEAVE: Final = "wamp.session.on_leave"
 META_SESSION_KILL_BY_AUTHID: Final = "wamp.session.kill_by_authid"
+META_SESSION_COUNT: Final = "wamp.session.count"
 
 DEVICE_PREFIX: Final = "edge.device."
 

@@ -2,13 +2,24 @@
 
 Both paths update the database with a row lock, so any number of registry replicas
 can run them side by side and each transition is recorded and announced once.
+
+Silence counts only while the registry itself could have heard: a paused router or
+database (or a registry just started) stops every heartbeat at once. So each round first
+asks the router for a round trip; while it or the database does not answer, no device is
+marked, and once both answer again every device gets its whole window afresh
+(``restart_deadlines``) before anyone's silence counts again. A database that kept a
+round's first statement waiting was paused: that round decides nothing either. The same
+holds for a session that leaves just then (see ``on_session_leave``).
 """
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
@@ -18,6 +29,20 @@ from . import service
 from .events import DeviceEventPublisher
 
 logger = logging.getLogger(__name__)
+
+STALL_S = 2.5
+"""A first statement slower than this means the database was paused or cut off meanwhile
+(a new connection on a busy machine takes well under a second)."""
+RECOVERY_GRACE_S = 5.0
+"""How long after its own outage a session's leaving is still taken for that outage's."""
+
+
+async def _stalled(session: AsyncSession) -> bool:
+    """Whether the database kept this transaction's first statement waiting (it was paused):
+    then what it says about heartbeats is from before that pause."""
+    started = time.monotonic()
+    await session.execute(text("SELECT 1"))
+    return time.monotonic() - started > STALL_S
 
 
 class Liveness:
@@ -35,23 +60,43 @@ class Liveness:
         self._sweep_interval = sweep_interval_s
         self._metrics_retention = metrics_retention
         self._status_retention = status_retention
-        self._healthy = True
+        self._healthy = False  # until a first round proves otherwise: a fresh start is
+        # like the end of an outage (every registry replica may have been down)
+        self._in_outage = False
+        self._outage_ended_at: float | None = None
+        self.router_answers: Callable[[], Awaitable[bool]] | None = None
 
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval)
-            try:
-                async with transaction(self._sessions) as session:
-                    changes = await service.mark_overdue_offline(session=session)
-            except Exception as err:  # keep sweeping; log the breakage once
-                if self._healthy:
-                    logger.error("liveness sweep failed: %s", err)
-                    self._healthy = False
-                continue
-            if not self._healthy:
-                logger.info("liveness sweep recovered")
-                self._healthy = True
-            await self._events.publish(changes)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """One round: mark the devices whose silence counts."""
+        if self.router_answers is not None and not await self.router_answers():
+            self._unhealthy("the router does not answer")
+            return
+        try:
+            async with transaction(self._sessions) as session:
+                if await _stalled(session):
+                    raise TimeoutError("the database stalled")
+                if not self._healthy:
+                    moved = await service.restart_deadlines(session=session, since=utcnow())
+                    logger.info("liveness sweep (re)started: %d devices given a new window", moved)
+                changes = await service.mark_overdue_offline(session=session)
+        except Exception as err:  # keep sweeping; log the breakage once
+            self._unhealthy(f"the database failed: {err}")
+            return
+        self._healthy = True
+        if self._in_outage:
+            self._in_outage, self._outage_ended_at = False, time.monotonic()
+        await self._events.publish(changes)
+
+    def _unhealthy(self, why: str) -> None:
+        if self._healthy:
+            logger.error("liveness sweep paused, no device marked meanwhile: %s", why)
+            self._in_outage = True  # (not before the first good round: starting is none)
+        self._healthy = False
 
     async def prune_forever(self, every_s: float = 300.0) -> None:
         while True:
@@ -79,9 +124,25 @@ class Liveness:
             )
 
     async def on_session_leave(self, session_id: int, *_: Any) -> None:
-        """``wamp.session.on_leave``: a device whose session left is offline now."""
+        """``wamp.session.on_leave``: a device whose session left is offline now, unless the
+        registry could not hear it just before: a node gives up on a frozen router or a
+        cloud that does not answer its heartbeats and connects again, and its old session's
+        leaving is then news of the cloud's outage, not of the node. Such a device gets its
+        whole window to come back instead."""
         async with transaction(self._sessions) as session:
+            if await _stalled(session) or self._recovering():
+                await service.restart_deadlines(
+                    session=session, since=utcnow(), wamp_session=int(session_id)
+                )
+                return
             changes = await service.mark_session_closed(
                 session=session, wamp_session=int(session_id)
             )
         await self._events.publish(changes)
+
+    def _recovering(self) -> bool:
+        """In an outage of its own, or out of one only since moments ago (a fresh start is
+        not one: a leave the registry hears then is a node's own)."""
+        ended = self._outage_ended_at
+        recently = ended is not None and time.monotonic() - ended < RECOVERY_GRACE_S
+        return self._in_outage or recently

@@ -247,6 +247,35 @@ async def mark_overdue_offline(*, session: AsyncSession) -> list[DeviceStatusCha
     )
 
 
+async def restart_deadlines(
+    *, session: AsyncSession, since: datetime, wamp_session: int | None = None
+) -> int:
+    """After an outage of the registry's own (its router or its database), give every
+    device not offline its whole window again from ``since``: no heartbeat could reach the
+    registry meanwhile, so silence then says nothing about the device. With
+    ``wamp_session``: only the device of that session, whose session is forgotten (it left
+    during the outage). How many moved."""
+    only = [] if wamp_session is None else [Device.wamp_session == wamp_session]
+    rows = (
+        await session.execute(
+            select(Device.key, Device.last_seen, Device.deadline_at).where(
+                Device.status != DeviceStatus.OFFLINE.value,
+                Device.deadline_at.is_not(None),
+                Device.last_seen.is_not(None),
+                *only,
+            )
+        )
+    ).all()
+    for row in rows:
+        values: dict[str, Any] = {
+            "deadline_at": max(row.deadline_at, since + (row.deadline_at - row.last_seen))
+        }
+        if wamp_session is not None:
+            values["wamp_session"] = None
+        await session.execute(update(Device).where(Device.key == row.key).values(**values))
+    return len(rows)
+
+
 async def mark_session_closed(
     *, session: AsyncSession, wamp_session: int
 ) -> list[DeviceStatusChanged]:
