@@ -28,7 +28,12 @@ async def node(stack, api, agents: AgentFactory, enrol):
     granted = await api.post(f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id})
     assert granted.status_code == 201
     yield agent, user
-    tenant = f"label=edgecloud.tenant={user.tenant_id}"
+    remove_tenant_containers(user.tenant_id)
+
+
+def remove_tenant_containers(tenant_id: str) -> None:
+    """Every container and application volume of a tenant on this machine's engine."""
+    tenant = f"label=edgecloud.tenant={tenant_id}"
     for line in docker("ps", "-aq", "--filter", tenant).stdout.split():
         docker("rm", "-f", line)
     # Application volumes are named: removing a container leaves them behind.

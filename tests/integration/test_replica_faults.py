@@ -28,7 +28,7 @@ import pytest
 from edgecloud_contracts import uris
 from edgecloud_contracts.heartbeat import Metrics
 from tests.conftest import eventually
-from tests.integration.conftest import docker, online
+from tests.integration.conftest import online, remove_tenant_containers
 from tests.support.agents import AgentFactory
 from tests.support.beats import heartbeat
 from tests.support.stack import SERVICES, Stack
@@ -118,11 +118,7 @@ async def node(replicated: Stack, tmp_path_factory: pytest.TempPathFactory) -> A
     finally:
         await operator.aclose()
         agents.stop_all()
-        tenant = f"label=edgecloud.tenant={user.tenant_id}"
-        for line in docker("ps", "-aq", "--filter", tenant).stdout.split():
-            docker("rm", "-f", line)
-        for line in docker("volume", "ls", "-q", "--filter", tenant).stdout.split():
-            docker("volume", "rm", "-f", line)
+        remove_tenant_containers(user.tenant_id)
 
 
 async def test_killing_one_replica_of_each_service_loses_nothing(
