@@ -186,28 +186,29 @@ def save_images(images: Sequence[str], tar: Path) -> None:
 # --- Mosquitto ---------------------------------------------------------------------------
 
 
-def mosquitto_config(directory: Path, *, port: int) -> Path:
-    """A broker on every address of the node's own namespace, persisting often."""
+NODE_BROKER_CONFIG = Path(__file__).resolve().parents[1] / "node" / "mosquitto.conf"
+
+
+def mosquitto_config(directory: Path, *, port: int, address: str = "") -> Path:
+    """The node broker's shipped configuration (infra/node/mosquitto.conf) on ``port`` of
+    ``address`` (every address of the node's namespace by default), storing in
+    ``directory``."""
     store = directory / "store"
     store.mkdir(parents=True, exist_ok=True)
+    shipped = [
+        line
+        for line in NODE_BROKER_CONFIG.read_text().splitlines()
+        if not line.startswith("listener ")
+    ]
     config = directory / "mosquitto.conf"
     config.write_text(
         "\n".join(
             [
-                f"listener {port}",
-                "allow_anonymous true",
+                f"listener {port} {address}".rstrip(),
+                *shipped,
                 # Started as root it would switch to `mosquitto`, who cannot write here.
                 "user root",
-                "persistence true",
                 f"persistence_location {store}/",
-                # Saved every second: a killed broker loses at most a second of queued messages.
-                "autosave_interval 1",
-                # A container's sensors queue here while it moves to a peer (50 msg/s for
-                # minutes, not the default 1000 messages).
-                "max_queued_messages 100000",
-                # Small QoS 2 handshakes (PUBREC, PUBCOMP) go out at once, not after Nagle's
-                # wait for the peer's delayed ACK (40 ms a message, measured).
-                "set_tcp_nodelay true",
                 "log_dest stdout",
                 "",
             ]
