@@ -27,26 +27,34 @@ SERVICES = {
     "storage": "edgecloud_storage",
     "migration-scheduler": "edgecloud_migration_scheduler",
 }
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_PORT = 5432
+"""The machine's PostgreSQL (a test may run a server of its own: tests/support/postgres.py)."""
+
+
+def pg_admin(port: int = PG_PORT) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+PG_ADMIN = pg_admin()
 
 
 def prefix(service: str) -> str:
     return service.upper().replace("-", "_")
 
 
-def create_pg_database() -> str:
+def create_pg_database(port: int = PG_PORT) -> str:
     name = f"edgecloud_test_{uuid.uuid4().hex[:10]}"
     subprocess.run(
-        ["psql", PG_ADMIN, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
+        ["psql", pg_admin(port), "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
         check=True,
         capture_output=True,
     )
     return name
 
 
-def drop_pg_database(name: str) -> None:
+def drop_pg_database(name: str, port: int = PG_PORT) -> None:
     subprocess.run(
-        ["psql", PG_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+        ["psql", pg_admin(port), "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
         check=False,
         capture_output=True,
     )
@@ -57,7 +65,7 @@ def drop_pg_connections(name: str) -> int:
     done = subprocess.run(
         [
             "psql",
-            PG_ADMIN,
+            pg_admin(),
             "-tAc",
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             f" WHERE datname = '{name}' AND pid <> pg_backend_pid()",
@@ -87,6 +95,10 @@ class Stack:
     listen_host: str = "127.0.0.1"
     """Where the router and the services listen. ``0.0.0.0`` makes them reachable from the
     testbed's nodes too (at its bridge's address); the URLs below stay on 127.0.0.1."""
+    pg_port: int = PG_PORT
+    """The PostgreSQL server of the ``postgresql`` backend."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Settings of this stack's own (e.g. a short node loss window for a fault test)."""
     replicas: dict[str, int] = field(default_factory=dict)
     """How many replicas of a service to run (one unless given); each listens on a port of
     its own, and the services' URL settings list them all (see ServiceClient)."""
@@ -155,6 +167,7 @@ class Stack:
             # A quiet shell is closed soon enough for its test to wait for it.
             "GATEWAY_SHELL_IDLE_TIMEOUT_S": "8",
         }
+        env.update(self.extra_env)
         if self.database_url:
             env["EDGECLOUD_DATABASE_URL"] = self.database_url
         for service, ticket in self.tickets.items():
@@ -164,8 +177,10 @@ class Stack:
 
     def start(self) -> "Stack":
         if self.backend == "postgresql":
-            self.pg_database = create_pg_database()
-            self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.pg_database}"
+            self.pg_database = create_pg_database(self.pg_port)
+            self.database_url = (
+                f"postgresql+asyncpg://postgres@127.0.0.1:{self.pg_port}/{self.pg_database}"
+            )
         for service, count in self.replicas.items():
             self.replica_ports[service] = [free_port() for _ in range(count - 1)]
         self.start_router()
@@ -254,7 +269,7 @@ class Stack:
         if self.router is not None:
             self.router.stop()
         if self.pg_database:
-            drop_pg_database(self.pg_database)
+            drop_pg_database(self.pg_database, self.pg_port)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)

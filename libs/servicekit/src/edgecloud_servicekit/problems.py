@@ -132,8 +132,16 @@ _STATUS_CODES = {
 def database_is_down(exc: BaseException) -> bool:
     """Whether a database error means the server went away (restart, failover, network),
     rather than a bug in the statement."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # A new connection refused while the server shuts down or starts up (SQLSTATE class
+        # 57, "operator intervention"), or a connection exception (class 08).
+        state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", "") or "")
+        if state[:2] in ("08", "57"):
+            return True
+        if isinstance(exc.orig, OSError) or isinstance(exc.__cause__, OSError):
+            return True
     return isinstance(exc, OperationalError | InterfaceError | ConnectionError)
 
 

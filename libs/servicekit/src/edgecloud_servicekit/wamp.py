@@ -18,7 +18,7 @@ from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
 
-from edgecloud_contracts import errors
+from edgecloud_contracts import errors, uris
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +252,15 @@ class WampLink:
         options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(timeout)))
         with _translated(uri, timeout):
             return await session.call(uri, *args, options=options, **kwargs)
+
+    async def router_answers(self, timeout: float = 2.0) -> bool:
+        """Whether the router answers a call now: a frozen router keeps its connections open,
+        so only a round trip tells."""
+        try:
+            await self.call(uris.META_SESSION_COUNT, timeout=timeout)
+        except WampError:
+            return False
+        return True
 
     async def is_registered(self, uri: str) -> bool:
         """Whether some session has registered ``uri`` now (e.g. a device is connected)."""

@@ -89,6 +89,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
                 ],
             )
             events.link = wamp
+            liveness.router_answers = wamp.router_answers
             alert_announcer.link = wamp
             await stack.enter_async_context(wamp)
 
