@@ -138,3 +138,37 @@ async def test_a_session_leaving_during_an_outage_gets_a_window_otherwise_is_off
         assert device.deadline_at is not None
         assert device.deadline_at > utcnow()
     assert [(e.key, e.status) for e in events.published] == [("dev_leaves", "offline")]
+
+
+async def test_only_the_replica_holding_the_lease_marks_and_a_new_holder_starts_afresh(
+    sessions,
+) -> None:
+    from edgecloud_registry.devices.models import RegistryLease
+    from edgecloud_servicekit.leases import Lease
+
+    replicas = []
+    for name in ("a", "b"):
+        events = RecordingEvents()
+        watch = liveness(sessions, events, {"up": True})
+        watch.lease = Lease(
+            sessions=sessions, model=RegistryLease, name="sweep", ttl_s=30, holder=name
+        )
+        replicas.append((watch, events))
+    (first, first_events), (second, second_events) = replicas
+    await first.sweep()
+    await second.sweep()
+    assert first.lease is not None
+    assert first.lease.held
+    await heard(sessions, "dev_lease_1", ago_s=20)  # overdue by 5 s
+    await second.sweep()
+    assert await status(sessions, "dev_lease_1") == "online"
+    await first.sweep()
+    assert await status(sessions, "dev_lease_1") == "offline"
+    assert [e.key for e in first_events.published] == ["dev_lease_1"]
+    assert second_events.published == []
+
+    await heard(sessions, "dev_lease_2", ago_s=20)
+    await first.lease.release()  # (or it lapses: the holder was killed)
+    await second.sweep()  # the new holder cannot know what the old one heard
+    assert await status(sessions, "dev_lease_2") == "online"
+    assert second_events.published == []

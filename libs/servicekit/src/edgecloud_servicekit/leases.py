@@ -24,9 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 class LeaseColumns:
-    """The columns of a service's ``leases`` table: mix into a model of its own base."""
-
-    __tablename__ = "leases"
+    """The columns of a service's leases table: mix into a model of its own base, with a
+    table name of its own (services may share one database)."""
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(120))

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from edgecloud_contracts import uris
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
 from edgecloud_servicekit.background import BackgroundTasks
+from edgecloud_servicekit.leases import Lease
 from edgecloud_servicekit.wamp import Procedure, Subscription
 
 from .alerts import router as alerts_router
@@ -26,6 +27,7 @@ from .devices import router as devices_router
 from .devices.events import DeviceEventPublisher
 from .devices.ingest import HeartbeatIngest
 from .devices.liveness import Liveness
+from .devices.models import RegistryLease
 from .devices.rpc import HeartbeatRpc
 from .interfaces import router as interfaces_router
 from .settings import RegistrySettings
@@ -55,6 +57,13 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
                 metrics_retention=timedelta(days=settings.metrics_retention_days),
                 status_retention=timedelta(days=settings.status_history_retention_days),
             )
+            liveness.lease = Lease(
+                sessions=sessions,
+                model=RegistryLease,
+                name="liveness-sweep",
+                ttl_s=max(5 * settings.liveness_sweep_interval_s, 5.0),
+            )
+            stack.push_async_callback(liveness.lease.release)
             webhooks = WebhookSender(
                 sessions=sessions,
                 timeout_s=settings.alert_webhook_timeout_s,

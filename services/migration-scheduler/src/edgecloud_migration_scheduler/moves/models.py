@@ -42,3 +42,5 @@ class Migration(MigrationSchedulerBase):
 
 class SchedulerLease(LeaseColumns, MigrationSchedulerBase):
     """Who among the replicas decides on lost nodes now (edgecloud_servicekit.leases)."""
+
+    __tablename__ = "scheduler_leases"

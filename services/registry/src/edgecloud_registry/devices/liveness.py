@@ -1,7 +1,8 @@
 """Marking devices offline: when heartbeats stop, and at once when a session leaves.
 
-Both paths update the database with a row lock, so any number of registry replicas
-can run them side by side and each transition is recorded and announced once.
+Both paths update the database with a row lock, so that each transition is recorded and
+announced once; the sweep moreover runs only in the replica holding its lease (the others
+idle), and a replica taking the lease over first gives every device a new window.
 
 Silence counts only while the registry itself could have heard: a paused router or
 database (or a registry just started) stops every heartbeat at once. So each round first
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
 from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.leases import Lease
 
 from . import service
 from .events import DeviceEventPublisher
@@ -37,10 +39,10 @@ RECOVERY_GRACE_S = 5.0
 """How long after its own outage a session's leaving is still taken for that outage's."""
 
 
-async def _stalled(session: AsyncSession) -> bool:
-    """Whether the database kept this transaction's first statement waiting (it was paused):
-    then what it says about heartbeats is from before that pause."""
-    started = time.monotonic()
+async def _stalled(session: AsyncSession, *, since: float | None = None) -> bool:
+    """Whether the database kept this transaction's first statement (or the work since
+    ``since``) waiting: it was paused, and what it says about heartbeats is from before."""
+    started = time.monotonic() if since is None else since
     await session.execute(text("SELECT 1"))
     return time.monotonic() - started > STALL_S
 
@@ -64,7 +66,12 @@ class Liveness:
         # like the end of an outage (every registry replica may have been down)
         self._in_outage = False
         self._outage_ended_at: float | None = None
+        self._led = False
+        """Whether this replica marked devices in its last good round."""
         self.router_answers: Callable[[], Awaitable[bool]] | None = None
+        self.lease: Lease | None = None
+        """Given, only the replica holding it marks devices (every replica still watches its
+        own view of the router and the database, for the sessions that leave)."""
 
     async def sweep_forever(self) -> None:
         while True:
@@ -76,18 +83,24 @@ class Liveness:
         if self.router_answers is not None and not await self.router_answers():
             self._unhealthy("the router does not answer")
             return
+        started = time.monotonic()
+        leading = self.lease is None or await self.lease.hold()
+        changes = []
         try:
             async with transaction(self._sessions) as session:
-                if await _stalled(session):
+                if await _stalled(session, since=started):
                     raise TimeoutError("the database stalled")
-                if not self._healthy:
+                if leading and not (self._healthy and self._led):
+                    # Back from an outage, or just now the sweeping replica: nobody knows
+                    # whether the silence before was heard.
                     moved = await service.restart_deadlines(session=session, since=utcnow())
                     logger.info("liveness sweep (re)started: %d devices given a new window", moved)
-                changes = await service.mark_overdue_offline(session=session)
+                if leading:
+                    changes = await service.mark_overdue_offline(session=session)
         except Exception as err:  # keep sweeping; log the breakage once
             self._unhealthy(f"the database failed: {err}")
             return
-        self._healthy = True
+        self._healthy, self._led = True, leading
         if self._in_outage:
             self._in_outage, self._outage_ended_at = False, time.monotonic()
         await self._events.publish(changes)
@@ -101,6 +114,9 @@ class Liveness:
     async def prune_forever(self, every_s: float = 300.0) -> None:
         while True:
             try:
+                if self.lease is not None and not self.lease.held:  # the sweeper prunes too
+                    await asyncio.sleep(every_s)
+                    continue
                 now = utcnow()
                 async with transaction(self._sessions) as session:
                     await service.prune_history(

@@ -5,6 +5,7 @@ from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from edgecloud_servicekit.db import UTCDateTime
+from edgecloud_servicekit.leases import LeaseColumns
 
 from ..database import RegistryBase
 
@@ -95,3 +96,10 @@ class DeviceGrant(RegistryBase):
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     granted_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RegistryLease(LeaseColumns, RegistryBase):
+    """Which replica runs the liveness sweep and history retention now
+    (edgecloud_servicekit.leases)."""
+
+    __tablename__ = "registry_leases"

@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "leases",
+        "scheduler_leases",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("holder", sa.String(length=120), nullable=False),
         sa.Column("expires_at", edgecloud_servicekit.db.UTCDateTime(timezone=True), nullable=False),
@@ -29,4 +29,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("leases")
+    op.drop_table("scheduler_leases")
