@@ -167,6 +167,9 @@ class Stack:
             # A quiet shell is closed soon enough for its test to wait for it.
             "GATEWAY_SHELL_IDLE_TIMEOUT_S": "8",
         }
+        if any(count > 1 for count in self.replicas.values()):
+            # Ten processes on the machine's one PostgreSQL (max_connections 100).
+            env["EDGECLOUD_DATABASE_POOL_SIZE"] = "3"
         env.update(self.extra_env)
         if self.database_url:
             env["EDGECLOUD_DATABASE_URL"] = self.database_url

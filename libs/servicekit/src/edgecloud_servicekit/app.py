@@ -18,7 +18,7 @@ from .wamp import Procedure, Subscription, WampLink
 def open_database(
     stack: AsyncExitStack, settings: ServiceSettings
 ) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     stack.push_async_callback(engine.dispose)
     return engine, create_session_factory(engine)
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 0
     database_url: str = ""
+    database_pool_size: int = Field(default=10, ge=1, le=100)
+    """Connections each process keeps to PostgreSQL, and as many more at a peak: all replicas
+    of all services together (2 x this each) must stay under the server's max_connections."""
     router_url: str = "ws://127.0.0.1:8080/ws"
     realm: str = "edgecloud"
     wamp_ticket: SecretStr | None = None
