@@ -84,6 +84,7 @@ class AgentFactory:
             # Every test node reads the one busy machine's load: moves only where a test
             # asks for them (the migration tests turn the monitor on with their thresholds).
             "AGENT_MONITOR_ENABLED": "false",
+            "AGENT_LOG_JSON": "true",
         }
         if token:
             env["AGENT_ENROLMENT_TOKEN"] = token

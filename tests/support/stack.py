@@ -130,6 +130,8 @@ class Stack:
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.workdir),
             "EDGECLOUD_ENV": "test",
+            # JSON lines, as in production: tests follow a request id through the logs.
+            "EDGECLOUD_LOG_JSON": "true",
             "EDGECLOUD_VAR_DIR": str(self.workdir / "var"),
             "EDGECLOUD_ROUTER_URL": self.router_url,
             "EDGECLOUD_HOST": self.listen_host,

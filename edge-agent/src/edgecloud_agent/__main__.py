@@ -12,6 +12,7 @@ from edgecloud_agent.agent import Agent
 from edgecloud_agent.settings import AgentSettings
 from edgecloud_agent.state.credentials import CredentialFileError
 from edgecloud_agent.uplink.errors import LoginRefused
+from edgecloud_contracts.logs import log_to_stderr
 
 EX_CONFIG = 78  # sysexits.h: the agent cannot run as configured
 
@@ -25,6 +26,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--state-dir", help="where the node keeps its credential (AGENT_STATE_DIR)")
     parser.add_argument("--location", help="where the node is, e.g. 'building 3' (AGENT_LOCATION)")
     return parser.parse_args()
+
+
+def _configure_logging(settings: AgentSettings) -> None:
+    log_to_stderr(level=settings.log_level, json_lines=settings.log_json)
 
 
 async def _run(agent: Agent) -> None:
@@ -49,11 +54,7 @@ def main() -> None:
         settings = AgentSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         sys.exit(f"edgecloud-agent: invalid settings: {err}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("autobahn").setLevel(logging.WARNING)
+    _configure_logging(settings)
     log = logging.getLogger("edgecloud_agent")
     try:
         agent = Agent(settings)

@@ -128,6 +128,8 @@ class AgentSettings(BaseSettings):
     relay_handshake_timeout_s: PositiveFloat = 5.0
     relay_idle_timeout_s: PositiveFloat = 120.0
     log_level: str = "INFO"
+    log_json: bool = False
+    """One JSON object per log line (edgecloud_contracts.logs), as the services write them."""
 
     @property
     def monitor(self) -> MonitorConfig:

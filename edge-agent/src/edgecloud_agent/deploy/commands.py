@@ -148,16 +148,27 @@ class CommandExecutor:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def _apply_once(self, command: Command) -> CommandResult:
+        fields = {"command_id": command.id, "action": command.action.value}
+        logger.info(
+            "applying %s command %s to %s",
+            command.action,
+            command.id,
+            command.docker_name,
+            extra=fields,
+        )
         try:
             container = await self._apply(command)
         except RuntimeUnavailable as err:
             # Not remembered: the engine was away or silent, so a repeat should try again
             # (a create converges on what Docker may have done; the rest are idempotent).
+            logger.warning("command %s not applied: %s", command.id, err.message, extra=fields)
             return _failed(command, err)
         except RuntimeFailure as err:
             result = _failed(command, err)
+            logger.info("command %s failed: %s", command.id, err.message, extra=fields)
         else:
             result = CommandResult(command_id=command.id, ok=True, container=container)
+            logger.info("command %s done", command.id, extra=fields)
         self._journal.record(command, result)
         return result
 

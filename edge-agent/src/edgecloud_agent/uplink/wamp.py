@@ -22,12 +22,14 @@ from urllib.parse import urlsplit
 
 from autobahn.asyncio.wamp import Session
 from autobahn.asyncio.websocket import WampWebSocketClientFactory
+from autobahn.exception import Disconnected
 from autobahn.wamp.cryptosign import CryptosignKey
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.serializer import CBORSerializer
 from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, RegisterOptions
 
 from edgecloud_contracts import errors, uris
+from edgecloud_contracts.correlation import bound_request_id, pop_request_id, with_request_id
 
 from .errors import (
     CalleeLost,
@@ -498,7 +500,9 @@ class Uplink:
         session = self._require_session()
         connection = self._current
         try:
-            pending = session.call(uri, *args, options=_call_options(timeout), **kwargs)
+            pending = session.call(
+                uri, *args, options=_call_options(timeout), **with_request_id(uri, kwargs)
+            )
             pending.add_done_callback(_retrieve_outcome)
             # Shielded: cancelling autobahn's future makes it send CANCEL, which fails
             # on a transport that is already gone; the router times the call out anyway.
@@ -521,7 +525,9 @@ class Uplink:
             if err.error == errors.CANCELED:
                 raise CallTimeout(uri, timeout) from err
             raise CallFailed(uri, err.error, list(err.args), dict(err.kwargs)) from err
-        except TransportLost as err:
+        except (TransportLost, Disconnected) as err:
+            # Disconnected: the socket closed before the session heard of it (a call made
+            # in that instant fails at once, not with TransportLost).
             raise NotConnected(f"link lost during {uri}") from err
 
     async def register(
@@ -531,15 +537,18 @@ class Uplink:
 
         A handler that ``streams`` gets a ``progress`` keyword: a function sending one
         progressive result (it raises :class:`NotConnected` once the link is gone), or
-        None when the caller did not ask for them."""
+        None when the caller did not ask for them. The caller's request id never reaches
+        the handler: it is the current one while the handler runs (and in its log lines)."""
         session = self._require_session()
 
         async def invoke(*args: Any, **kwargs: Any) -> Any:
+            request_id = pop_request_id(kwargs)
             if streams:
                 details = kwargs.pop("details", None)
                 kwargs["progress"] = _progress_sender(getattr(details, "progress", None))
             try:
-                return await handler(*args, **kwargs)
+                with bound_request_id(request_id):
+                    return await handler(*args, **kwargs)
             except CommandRejected as err:
                 # The only exception autobahn passes to the caller intact.
                 raise ApplicationError(err.uri, err.message) from err
@@ -580,7 +589,7 @@ def _progress_sender(send: Callable[..., None] | None) -> Callable[..., None] | 
     def progress(*args: Any) -> None:
         try:
             send(*args)
-        except TransportLost as err:
+        except (TransportLost, Disconnected) as err:
             raise NotConnected("link lost while streaming a result") from err
 
     return progress

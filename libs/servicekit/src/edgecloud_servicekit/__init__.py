@@ -9,7 +9,9 @@ Modules, each wrapping one concern:
     identity       signed caller identity passed from the gateway to services
     problems       problem+json errors and their handlers
     pagination     opaque list cursors
-    observability  /healthz and /metrics
+    observability  /healthz and /metrics, request logging and timing
+    metrics        the shared Prometheus series, gauges read when /metrics is scraped
+    tracing        request ids over HTTP and WAMP, WAMP calls and invocations timed
     internal_http  clients that call other services (aiohttp)
     background     long-running tasks owned by a lifespan
     app            the building blocks of every create_app

@@ -23,6 +23,8 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from edgecloud_contracts.correlation import REQUEST_ID_HEADER, current_request_id
+
 from .identity import IDENTITY_HEADER, Identity, sign_identity
 from .problems import RemoteProblem, Unavailable
 
@@ -123,11 +125,16 @@ class ServiceClient:
         return Unavailable(f"{self.service} is unreachable", code="upstream_unavailable")
 
     def _signed(self, identity: Identity | None) -> dict[str, str]:
-        if identity is None:
-            return {}
-        return {
-            IDENTITY_HEADER: sign_identity(identity, secret=self._secret, audience=self.service)
-        }
+        """The caller's signed identity, and the request id the other service adopts."""
+        headers = {}
+        request_id = current_request_id()
+        if request_id is not None:
+            headers[REQUEST_ID_HEADER] = request_id
+        if identity is not None:
+            headers[IDENTITY_HEADER] = sign_identity(
+                identity, secret=self._secret, audience=self.service
+            )
+        return headers
 
     async def _send_on(
         self,

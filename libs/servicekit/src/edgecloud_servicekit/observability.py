@@ -1,34 +1,30 @@
-"""``GET /healthz`` and ``GET /metrics`` for every service, plus request timing."""
+"""``GET /healthz`` and ``GET /metrics`` for every service, request ids, and request timing."""
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db import ping
+from .metrics import HTTP_REQUEST_SECONDS, UP, ScrapeHooks
 from .problems import problem_response
+from .tracing import RequestIdMiddleware
 
-# Metrics are process-wide; the service label tells replicas and services apart.
-HTTP_REQUEST_SECONDS = Histogram(
-    "edgecloud_http_request_duration_seconds",
-    "Time to answer an HTTP request",
-    ["service", "method", "route", "status"],
-)
-WAMP_CALLS = Counter(
-    "edgecloud_wamp_invocations_total",
-    "WAMP procedure invocations handled",
-    ["service", "procedure", "outcome"],
-)
-UP = Gauge("edgecloud_dependency_up", "1 when a dependency answers", ["service", "dependency"])
+logger = logging.getLogger(__name__)
+
+# Reads are polled all the time (dashboards, CLIs): their lines only at DEBUG.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RequestTimer:
     """ASGI middleware timing each request by its route template (not its raw path,
-    which would give every device key its own time series)."""
+    which would give every device key its own time series), and logging it: a change at
+    INFO, a read at DEBUG (uvicorn's own access log is off)."""
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
@@ -50,16 +46,36 @@ class RequestTimer:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = str(getattr(route, "path", "unmatched"))
-            HTTP_REQUEST_SECONDS.labels(
-                self.service, scope["method"], template, str(status)
-            ).observe(time.perf_counter() - started)
+            method = scope["method"]
+            HTTP_REQUEST_SECONDS.labels(self.service, method, template, str(status)).observe(
+                elapsed
+            )
+            logger.log(
+                logging.DEBUG if method in _READS else logging.INFO,
+                "%s %s %d in %.1f ms",
+                method,
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={"method": method, "route": template, "status": status},
+            )
 
 
 def install_observability(app: FastAPI, *, service: str) -> None:
     app.add_middleware(RequestTimer, service=service)
+    # Added last, so outermost: everything below it, the timer's log line too, has the id.
+    app.add_middleware(RequestIdMiddleware)
+    app.state.scrape_hooks = ScrapeHooks()
     app.include_router(_health_router(service))
+
+
+def scrape_hooks(app: FastAPI) -> ScrapeHooks:
+    """Where a service's lifespan adds the gauges /metrics refreshes before answering."""
+    hooks: ScrapeHooks = app.state.scrape_hooks
+    return hooks
 
 
 def _health_router(service: str) -> APIRouter:
@@ -93,7 +109,8 @@ def _health_router(service: str) -> APIRouter:
         return problem_response(503, body)
 
     @router.get("/metrics", summary="Prometheus metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        await scrape_hooks(request.app).run()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from autobahn.asyncio.component import Component
+from autobahn.exception import Disconnected
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
 
 from edgecloud_contracts import errors, uris
+from edgecloud_contracts.correlation import with_request_id
+
+from .tracing import timed_call, traced_handler
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +178,8 @@ class WampLink:
                 invoke=procedure.invoke,
                 details_arg="details" if procedure.with_details else None,
             )
-            await session.register(procedure.handler, procedure.uri, options=options)
+            handler = traced_handler(self.authid, procedure.uri, procedure.handler)
+            await session.register(handler, procedure.uri, options=options)
         for subscription in self._subscriptions:
             options_s = SubscribeOptions(
                 match=subscription.match,
@@ -228,11 +233,12 @@ class WampLink:
         limit = timeout if timeout is not None else self.call_timeout
         # Crossbar enforces whole seconds (and autobahn insists on an int).
         options = CallOptions(timeout=max(1, math.ceil(limit)))
-        with _translated(uri, limit):
+        with timed_call(self.authid, uri), _translated(uri, limit):
             try:
                 # The router enforces the timeout; ours is a backstop for a dead transport.
                 return await asyncio.wait_for(
-                    session.call(uri, *args, options=options, **kwargs), limit + 1
+                    session.call(uri, *args, options=options, **with_request_id(uri, kwargs)),
+                    limit + 1,
                 )
             except TimeoutError as err:
                 raise WampTimeout(uri, limit) from err
@@ -250,8 +256,8 @@ class WampLink:
         cancels the call at the callee (the router passes the cancel on)."""
         session = self._require_session()
         options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(timeout)))
-        with _translated(uri, timeout):
-            return await session.call(uri, *args, options=options, **kwargs)
+        with timed_call(self.authid, uri), _translated(uri, timeout):
+            return await session.call(uri, *args, options=options, **with_request_id(uri, kwargs))
 
     async def router_answers(self, timeout: float = 2.0) -> bool:
         """Whether the router answers a call now: a frozen router keeps its connections open,
@@ -277,7 +283,7 @@ class WampLink:
                 await asyncio.wait_for(result, self.call_timeout)
         except TimeoutError as err:
             raise WampTimeout(topic, self.call_timeout) from err
-        except TransportLost as err:
+        except (TransportLost, Disconnected) as err:
             raise WampUnavailable(f"transport lost during publish to {topic}") from err
 
 
@@ -292,5 +298,7 @@ def _translated(uri: str, timeout: float) -> Iterator[None]:
         if err.error == errors.CANCELED:
             raise WampTimeout(uri, timeout) from err
         raise WampCallError(uri, err.error, err.args, err.kwargs) from err
-    except TransportLost as err:
+    except (TransportLost, Disconnected) as err:
+        # Disconnected: the socket closed before the session heard of it (a call made in
+        # that instant fails at once, not with TransportLost).
         raise WampUnavailable(f"transport lost during call to {uri}") from err

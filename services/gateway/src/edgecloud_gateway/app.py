@@ -24,6 +24,7 @@ from edgecloud_servicekit.app import create_service_app, expose, open_database, 
 from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.db import transaction, utcnow
 from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.observability import scrape_hooks
 from edgecloud_servicekit.wamp import Subscription
 
 from . import dashboard
@@ -108,6 +109,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
             stack.push_async_callback(scheduler.aclose)
             hub = EventHub()
+            stack.callback(scrape_hooks(app).add(hub.refresh_gauges))
             wamp = await stack.enter_async_context(
                 wamp_link(
                     settings,

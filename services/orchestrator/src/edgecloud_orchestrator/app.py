@@ -12,11 +12,13 @@ from edgecloud_contracts import uris
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
 from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.internal_http import ServiceClient
+from edgecloud_servicekit.observability import scrape_hooks
 from edgecloud_servicekit.wamp import Procedure, Subscription
 
 from . import retention
 from .commands import router as commands_router
 from .commands.dispatch import Dispatcher
+from .commands.gauges import OutboxGauge
 from .containers import outputs as outputs_router
 from .containers import router as containers_router
 from .containers.images import PlatformCache
@@ -72,6 +74,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                     sessions, keep_data=timedelta(days=settings.data_retention_days)
                 ),
             )
+            stack.callback(scrape_hooks(app).add(OutboxGauge(sessions), max_age_s=2))
             wamp = wamp_link(
                 settings,
                 procedures=[

@@ -15,6 +15,7 @@ from edgecloud_contracts import uris
 from edgecloud_servicekit.app import create_service_app, expose, open_database, wamp_link
 from edgecloud_servicekit.background import BackgroundTasks
 from edgecloud_servicekit.leases import Lease
+from edgecloud_servicekit.observability import scrape_hooks
 from edgecloud_servicekit.wamp import Procedure, Subscription
 
 from .alerts import router as alerts_router
@@ -25,6 +26,7 @@ from .credentials import router as credentials_router
 from .credentials.rpc import DeviceAuthenticator
 from .devices import router as devices_router
 from .devices.events import DeviceEventPublisher
+from .devices.gauges import ConnectedDevicesGauge, HeartbeatQueueGauge
 from .devices.ingest import HeartbeatIngest
 from .devices.liveness import Liveness
 from .devices.models import RegistryLease
@@ -83,6 +85,10 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             background.start("history-retention", liveness.prune_forever)
             background.start("alert-evaluator", evaluator.run_forever)
             background.start("alert-webhooks", webhooks.run)
+
+            gauges = scrape_hooks(app)
+            stack.callback(gauges.add(HeartbeatQueueGauge(ingest)))
+            stack.callback(gauges.add(ConnectedDevicesGauge(sessions), max_age_s=2))
 
             beats = HeartbeatRpc(ingest, sessions)
             wamp = wamp_link(

@@ -9,9 +9,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Gauge
+
+from edgecloud_servicekit.metrics import QUEUE_DEPTH
+
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+EVENT_STREAMS = Gauge(
+    "edgecloud_event_streams", "Live event streams (SSE) open on this replica", ["service"]
+)
 
 
 @dataclass(eq=False)
@@ -44,6 +51,13 @@ class EventHub:
 
     def remove(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+
+    async def refresh_gauges(self) -> None:
+        """For /metrics: the open streams, and the events queued for them not yet sent."""
+        listeners = list(self._listeners)
+        EVENT_STREAMS.labels("gateway").set(len(listeners))
+        waiting = sum(listener.queue.qsize() for listener in listeners)
+        QUEUE_DEPTH.labels("gateway", "sse_events").set(waiting)
 
     def _fan_out(self, kind: str, event: Any) -> None:
         if not isinstance(event, dict):

@@ -26,6 +26,7 @@ from edgecloud_contracts.containers import (
     LogsAnswer,
     LogsRequest,
 )
+from edgecloud_contracts.correlation import bound_request_id
 from edgecloud_contracts.shell import ExecOrder, ExecRequest, ExecResult
 from edgecloud_servicekit.db import commit_without_waiting_for_disk, transaction, utcnow
 from edgecloud_servicekit.wamp import WampCallError, WampLink, WampTimeout, WampUnavailable
@@ -132,7 +133,9 @@ class Dispatcher:
                 secret=self._secret,
                 ttl_s=self._grant_ttl_s,
             )
-            answer = await link.call(procedure, payload, timeout=self.timeout_for(row.action))
+            # The id of the action that made the command, also when the loop sends it later.
+            with bound_request_id(row.correlation_id):
+                answer = await link.call(procedure, payload, timeout=self.timeout_for(row.action))
         except WampCallError as err:
             if err.error in _NOT_CONNECTED:
                 # The router had no such node: nothing was delivered, so no attempt counts.

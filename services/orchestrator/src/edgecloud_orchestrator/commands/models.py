@@ -33,3 +33,6 @@ class CommandRow(OrchestratorBase):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    """The request id of the user action that made the command: every delivery, a late
+    one by the background loop too, carries it to the node."""

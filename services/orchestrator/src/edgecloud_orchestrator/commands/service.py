@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, select, update
+from sqlalchemy import ScalarSelect, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.artifacts import DeploymentOrder
@@ -23,6 +23,7 @@ from edgecloud_contracts.containers import (
     ContainerSpec,
     FilesOrder,
 )
+from edgecloud_contracts.correlation import current_request_id
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.problems import NotFound
@@ -53,6 +54,7 @@ def enqueue(
     files: FilesOrder | None = None,
     command_id: str | None = None,
 ) -> CommandRow:
+    """Put a command in the outbox, with the request id of the action that made it."""
     command_id = command_id or str(uuid.uuid4())
     command = Command(
         id=command_id,
@@ -75,6 +77,7 @@ def enqueue(
         attempts=0,
         created_at=now,
         expires_at=now + ttl,
+        correlation_id=current_request_id(),
     )
     session.add(row)
     return row
@@ -172,6 +175,18 @@ def latest_pending(container_id: Any) -> ScalarSelect[str]:
         .limit(1)
         .scalar_subquery()
     )
+
+
+async def pending_counts(*, session: AsyncSession) -> dict[str, int]:
+    """How many commands are queued and how many sent (awaiting the node's answer)."""
+    rows = await session.execute(
+        select(CommandRow.state, func.count())
+        .where(CommandRow.state.in_(PENDING))
+        .group_by(CommandRow.state)
+    )
+    counts = dict.fromkeys(PENDING, 0)
+    counts.update({state: int(count) for state, count in rows.all()})
+    return counts
 
 
 async def devices_with_pending(*, session: AsyncSession) -> list[str]:

@@ -17,7 +17,6 @@ from edgecloud_contracts.heartbeat import (
     DeviceInfo,
     Heartbeat,
 )
-from edgecloud_servicekit.observability import WAMP_CALLS
 
 from .exceptions import IngestOverloaded
 from .ingest import HeartbeatIngest
@@ -53,7 +52,7 @@ def _parse(model: type[Model], payload: Any, details: CallDetails) -> Model:
 
 
 def _refuse(uri: str, message: str, **fields: Any) -> ApplicationError:
-    WAMP_CALLS.labels("registry", uris.HEARTBEAT, uri.rsplit(".", 1)[-1]).inc()
+    # Counted by its URI's last part in edgecloud_wamp_invocation_duration_seconds.
     return ApplicationError(uri, message, **fields)
 
 
@@ -102,5 +101,4 @@ class HeartbeatRpc:
         except Exception as err:  # database trouble; the device retries at its next beat
             logger.warning("heartbeat of %s not stored: %s", beat.device.key, err)
             raise _refuse(errors.UNAVAILABLE, "heartbeat could not be stored, retry later") from err
-        WAMP_CALLS.labels("registry", uris.HEARTBEAT, "ok").inc()
         return ack.model_dump(mode="json", exclude_none=True)  # no "peers": null on the mesh
