@@ -127,12 +127,12 @@ def test_a_service_accepts_its_pod_environment_and_listens_where_its_probes_look
     assert settings.env.value == "production"
 
     container = the_container(process)
-    probes = [
-        container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in container
-    ]
+    kinds = ("startupProbe", "readinessProbe", "livenessProbe")
+    probes = {kind: container[kind] for kind in kinds if kind in container}
     assert {"readinessProbe", "livenessProbe"} <= set(container)
-    for probe in probes:
-        assert probe["httpGet"]["path"] == "/healthz"
+    for name, probe in probes.items():
+        # Restarts only for a process that does not answer; traffic only when it is ready.
+        assert probe["httpGet"]["path"] == ("/livez" if name == "livenessProbe" else "/healthz")
         assert named_port(container, probe["httpGet"]["port"]) == settings.port
     service = load().named("Service")[process]
     assert [named_port(container, p["targetPort"]) for p in service["spec"]["ports"]] == [
@@ -140,7 +140,8 @@ def test_a_service_accepts_its_pod_environment_and_listens_where_its_probes_look
     ]
 
     app = importlib.import_module(f"{module}.app").create_app(settings)
-    assert "get" in app.openapi()["paths"]["/healthz"], "the probes' path is no route of the app"
+    for path in ("/healthz", "/livez"):
+        assert "get" in app.openapi()["paths"][path], f"the probes' {path} is no route of the app"
 
 
 def test_each_service_logs_in_to_the_router_with_the_ticket_the_router_expects() -> None:

@@ -84,11 +84,17 @@ def process_tree(root: int) -> list[psutil.Process]:
     return [parent, *parent.children(recursive=True)]
 
 
-async def paused(processes: list[psutil.Process], seconds: float) -> None:
+async def paused(processes: list[psutil.Process], seconds: float, stack: Stack) -> None:
     for process in processes:
         process.send_signal(signal.SIGSTOP)
     try:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds / 2)
+        # Not ready, yet alive: nothing for Kubernetes to restart.
+        async with httpx.AsyncClient(timeout=5) as probe:
+            for service in ("registry", "orchestrator"):
+                live = await probe.get(f"{stack.url(service)}/livez")
+                assert live.status_code == 200, f"{service} /livez: {live.status_code}"
+        await asyncio.sleep(seconds / 2)
     finally:
         for process in processes:
             process.send_signal(signal.SIGCONT)
@@ -121,7 +127,7 @@ async def test_pauses_of_the_router_and_the_database_mark_no_one_and_move_nothin
     assert cloud.router is not None
     postgres = int(POSTGRES_PID_FILE.read_text().split()[0])  # noqa: ASYNC240
     for part, pid in (("router", cloud.router.pid), ("postgresql", postgres)):
-        await paused(process_tree(pid), PAUSE_S)
+        await paused(process_tree(pid), PAUSE_S, cloud)
         # Longer than the node loss window after the pause: a wrong decision would be made by now.
         await asyncio.sleep(NODE_LOST_AFTER_S + 2)
         for node in (home, peer):

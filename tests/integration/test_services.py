@@ -19,6 +19,8 @@ async def test_health_and_metrics(stack, service) -> None:
         health = await client.get("/healthz")
         assert health.status_code == 200, health.text
         assert health.json()["checks"] == {"database": "ok", "wamp": "ok"}
+        live = await client.get("/livez")
+        assert live.json() == {"status": "ok", "service": service}
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "edgecloud_http_request_duration_seconds" in metrics.text

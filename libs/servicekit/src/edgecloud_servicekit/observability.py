@@ -81,6 +81,12 @@ def scrape_hooks(app: FastAPI) -> ScrapeHooks:
 def _health_router(service: str) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
+    @router.get("/livez", summary="Alive: the process answers (for restarts, not traffic)")
+    async def livez() -> Response:
+        # Nothing but the event loop: a database or router outage is no reason to restart
+        # every replica (that is what /healthz and readiness are for).
+        return JSONResponse({"status": "ok", "service": service})
+
     @router.get("/healthz", summary="Ready when the database and the WAMP session are up")
     async def healthz(request: Request) -> Response:
         checks: dict[str, str] = {}
