@@ -14,6 +14,10 @@ import pytest
 from tests.support.agents import AgentFactory
 from tests.support.stack import Stack
 
+ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+"""For a whole-stack test whose subject is not the database: run on SQLite only, to keep the
+suite's time (what the cloud records, and races, run on both)."""
+
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def stack(

@@ -12,13 +12,17 @@ import aiomqtt
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import create
 from tests.support.images import build_context
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
+
+# What happens on the node (archive checks, scripts, images loaded and built, log streams)
+# and the gateway's validation runs once, to keep the suite's time; what the cloud keeps
+# (deployments, result files, job logs, data series, whose things they are) on both databases.
 
 IMAGE = "edgecloud/busybox:latest"
 SCRIPT = b"""#!/bin/sh
@@ -130,6 +134,7 @@ async def test_deploy_then_read_the_output_and_fetch_the_result_files(client, no
         assert answer.read() == b"42\n"
 
 
+@ONE_DATABASE
 async def test_a_failing_script_fails_the_deployment_with_its_exit_code(client, node) -> None:
     agent, user = node
     container = await running_container(
@@ -141,6 +146,7 @@ async def test_a_failing_script_fails_the_deployment_with_its_exit_code(client, 
     assert (deployment["exit_code"], deployment["error_code"]) == (3, "script_failed")
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize("evil", ["../escaped.txt", "/etc/edgecloud-canary"])
 async def test_an_unsafe_archive_is_refused_before_anything_is_written(
     client, node, agents, evil
@@ -205,6 +211,7 @@ async def test_deploy_checks_whose_things_they_are(stack, client, node) -> None:
     assert files.status_code == 404
 
 
+@ONE_DATABASE
 async def test_logs_follow_streams_new_lines(client, node) -> None:
     agent, user = node
     container = await running_container(
@@ -287,6 +294,7 @@ async def test_copying_a_missing_path_fails_and_leaves_no_artifact(client, node)
     assert gone.status_code == 404
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize("path", ["relative/path", "/a/../../etc", "/x\ny"])
 async def test_bad_paths_are_refused(client, node, path) -> None:
     agent, user = node
@@ -313,6 +321,7 @@ def image_archive(tmp_path):
     docker("rmi", "-f", name)
 
 
+@ONE_DATABASE
 async def test_an_uploaded_image_archive_runs_without_a_registry(
     client, node, image_archive
 ) -> None:
@@ -333,6 +342,7 @@ async def test_an_uploaded_image_archive_runs_without_a_registry(
     assert docker("image", "inspect", name).returncode == 0
 
 
+@ONE_DATABASE
 async def test_an_archive_without_the_image_fails_the_create(client, node, image_archive) -> None:
     agent, user = node
     _, data = image_archive
@@ -355,6 +365,7 @@ async def test_an_archive_without_the_image_fails_the_create(client, node, image
     assert wrong_kind.json()["code"] == "wrong_artifact_kind"
 
 
+@ONE_DATABASE
 async def test_an_image_built_on_the_node_from_the_tenants_context(client, node) -> None:
     agent, user = node
     name = f"tenantimg/built-{secrets.token_hex(3)}:1"
@@ -380,6 +391,7 @@ async def test_an_image_built_on_the_node_from_the_tenants_context(client, node)
         docker("rmi", "-f", name)
 
 
+@ONE_DATABASE
 async def test_a_build_that_fails_creates_nothing(client, node) -> None:
     agent, user = node
     broken = build_context("FROM edgecloud/busybox:latest\nRUN exit 7\n", {})

@@ -12,7 +12,7 @@ import pytest
 
 from edgecloud_contracts import uris
 from edgecloud_contracts.containers import Action, Command, ContainerSpec
-from tests.conftest import eventually
+from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker, online
 from tests.integration.test_gateway_api import assert_problem
 from tests.support.agents import AgentFactory, AgentHandle
@@ -21,6 +21,9 @@ from tests.support.users import Account, register
 from tests.support.wamp import device_session, probe_key, service_session
 
 pytestmark = pytest.mark.stack
+
+# What the node and the gateway's validation do runs once, to keep the suite's time; what the
+# cloud records (states, queues, delivery once, tenants, quotas, placement) on both databases.
 
 IMAGE = "edgecloud/busybox:latest"
 REGISTRY_IMAGE = "127.0.0.1:5000/edgecloud/busybox:1.0"
@@ -171,6 +174,7 @@ async def test_another_tenant_cannot_see_or_touch_it(stack, client, node) -> Non
     assert inspect(container["name"])["State"]["Running"] is True
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -250,6 +254,7 @@ async def test_placement_picks_a_matching_device(client, node) -> None:
     assert_problem(nowhere, 409, "no_matching_device")
 
 
+@ONE_DATABASE
 async def test_image_is_pulled_when_missing(client, node) -> None:
     agent, user = node
     docker("rmi", "-f", REGISTRY_IMAGE)
@@ -416,6 +421,7 @@ async def test_events_reach_the_owning_tenant_only(stack, client, node) -> None:
     assert "event: container.status" in mine
 
 
+@ONE_DATABASE
 async def test_an_images_platforms_are_read_from_the_trusted_registry(stack, client) -> None:
     user = await register(stack)
 

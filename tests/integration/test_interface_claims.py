@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from edgecloud_servicekit.identity import IDENTITY_HEADER, OPERATOR, Identity, sign_identity
-from tests.conftest import eventually
+from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import online
 from tests.integration.test_containers import IMAGE
 from tests.integration.test_gateway_api import assert_problem
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.stack
 
 # The race for one exclusive interface matters on PostgreSQL (SQLite has one writer at a
 # time); the rest runs once, on SQLite, to keep the suite's time.
-ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 MakeDevice = Callable[..., str]
 # A device Docker does not allow every container anyway (unlike null, zero, ...), so that

@@ -17,7 +17,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import IMAGE, inspect
 from tests.integration.test_gateway_api import assert_problem
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.stack
 
 # The declarations are stored on both databases (the first test); what containers do with
 # them runs once, to keep the suite's time.
-ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgecloud_contracts.correlation import is_valid_request_id
-from tests.conftest import eventually
+from tests.conftest import ONE_DATABASE, eventually
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.stack
 
 # Logs and metrics do not depend on the database: once is enough for the suite's time.
-ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 IMAGE = "edgecloud/busybox:latest"
 

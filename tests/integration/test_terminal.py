@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import eventually
+from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import IMAGE, create, inspect
 from tests.integration.test_gateway_api import assert_problem
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.stack
 
 # The shell's path does not touch the database but for the tenant's count of open shells,
 # so only that test runs on both; the rest once, to keep the suite's time.
-ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 
 async def running(client: httpx.AsyncClient, node, name: str = "box") -> dict:

@@ -8,7 +8,9 @@ A test folder turns it on in its conftest.py::
 ``stack`` then means a cloud side listening on every address (the nodes reach it at the
 bridge's address), on SQLite unless parametrized with ``indirect=True``. A module builds its
 nodes once (``testbed_network``; override ``testbed_nodes`` for another count); each test gets
-them back with its agents stopped, its containers removed and every link as built.
+them back with its agents stopped, its containers removed and every link as built. A module
+with a cloud side of its own (``reachable_stack_of_module``) may give it settings of its own by
+overriding ``testbed_stack_env``.
 """
 
 from collections.abc import Iterator, Mapping
@@ -28,6 +30,7 @@ __all__ = [
     "testbed",
     "testbed_network",
     "testbed_nodes",
+    "testbed_stack_env",
 ]
 
 
@@ -99,18 +102,35 @@ def reachable_stack(
 
 @pytest.fixture(name="stack", scope="module", params=["sqlite"])
 def reachable_stack_of_module(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    testbed_stack_env: dict[str, str],
 ) -> Iterator[Stack]:
     """The same, for one module alone: a module whose tests must not see the nodes of
-    other modules (whose teardown silences them all at once, as an outage would)."""
-    yield from _reachable(request, tmp_path_factory)
+    other modules (whose teardown silences them all at once, as an outage would), with the
+    module's ``testbed_stack_env``."""
+    yield from _reachable(request, tmp_path_factory, testbed_stack_env)
+
+
+@pytest.fixture(scope="module")
+def testbed_stack_env() -> dict[str, str]:
+    """Settings of a module's own cloud side (e.g. a shorter node loss window); a module
+    may override it."""
+    return {}
 
 
 def _reachable(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp(f"testbed-stack-{request.param}")
-    started = Stack(backend=request.param, workdir=workdir, listen_host="0.0.0.0")
+    started = Stack(
+        backend=request.param,
+        workdir=workdir,
+        listen_host="0.0.0.0",
+        extra_env=dict(extra_env or {}),
+    )
     try:
         started.start()
         yield started

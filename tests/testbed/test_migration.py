@@ -32,6 +32,23 @@ pytestmark = pytest.mark.stack
 # scheduler, which then rightly moves nothing).
 stack = reachable_stack_of_module
 
+NODE_LOST_AFTER_S = 30
+
+
+@pytest.fixture(scope="module")
+def testbed_stack_env() -> dict[str, str]:
+    """A node loss window of 30 s instead of 90 s, checked every second instead of every 5
+    (what counts as lost is tested in tests/migration_scheduler and, on a real stack, in
+    tests/integration/test_control_plane_pauses.py; here the cold restart across nodes).
+    Still well past the longest any node of this module is silent while the other runs
+    (a test with one node, a peer killed mid-transfer and the next test's start: < 20 s),
+    so only the test that loses a node loses one."""
+    return {
+        "MIGRATION_SCHEDULER_NODE_LOST_AFTER_S": str(NODE_LOST_AFTER_S),
+        "MIGRATION_SCHEDULER_NODE_LOSS_CHECK_EVERY_S": "1",
+    }
+
+
 IMAGE = "edgecloud/busybox:latest"
 SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
 STEPS = ["select_peer", "resource_request", "configuration", "dependencies", "activation"]
@@ -278,6 +295,9 @@ OVERLOAD_TRIGGER = {
     "AGENT_MONITOR_CPU_PERCENT": "85",
     "AGENT_MONITOR_CPU_CLEAR_PERCENT": "50",
     "AGENT_MONITOR_CPU_FOR_S": "4",
+    # The monitor reads the whole machine: a busy machine can trigger it before the
+    # container exists, and the default 300 s cooldown would then outlast the test.
+    "AGENT_MONITOR_COOLDOWN_S": "5",
 }
 
 
@@ -375,7 +395,7 @@ async def test_a_lost_primary_is_restarted_cold_on_a_peer(
         listed = await client.get("/api/v1/migrations", headers=user.headers)
         return next((m for m in listed.json()["items"] if m["container"] == container["id"]), None)
 
-    migration = await eventually(moved, timeout=180, interval=1)
+    migration = await eventually(moved, timeout=NODE_LOST_AFTER_S + 90, interval=1)
     migration = await ended(client, user, migration["id"])
     assert migration["state"] == "cold_restarted", migration
     assert migration["reason"] == "node_lost"

@@ -82,9 +82,9 @@ def test_a_lowpan_link_is_slow_small_and_ipv6_only(testbed) -> None:
         assert re.fullmatch(r"fdec:[0-9a-f]{1,4}:\d+::\d/64", address), address
     assert state["n1"]["links"]["wan0"]["mtu"] == 1500
 
-    # 200 kB at 250 kbit/s is 6.4 s at best; a WAN-like link would take a fraction of one.
-    seconds = bed.transfer("n1", "n2", 200_000)
-    assert 4 < seconds < 60, seconds
+    # 100 kB at 250 kbit/s is 3.2 s at best; a WAN-like link would take a fraction of one.
+    seconds = bed.transfer("n1", "n2", 100_000)
+    assert 2 < seconds < 60, seconds
 
     # Degraded to total loss, nothing crosses; reset, the link carries again.
     bed.degrade("n1", "n2", loss=1.0)
