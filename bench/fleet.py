@@ -54,11 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import psutil  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from tests.support.fleet import FleetSettings, SimIdentity, new_identities  # noqa: E402
 from tests.support.fleet_processes import FleetProcesses, enrol  # noqa: E402
+from tests.support.processes import tree_rss  # noqa: E402
 from tests.support.stack import PG_ADMIN, SERVICES, Stack  # noqa: E402
 from tests.support.users import Account, register  # noqa: E402
 
@@ -187,21 +187,6 @@ class User:
 
 
 # What the cloud's processes show.
-
-
-def tree_rss(pid: int) -> int:
-    try:
-        process = psutil.Process(pid)
-        members = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for member in members:
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def service_processes(stack: Stack) -> dict[str, int]:

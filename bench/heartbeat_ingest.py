@@ -36,9 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
 
-from tests.support.processes import PYTHON, wait_until  # noqa: E402
+from tests.support.processes import PYTHON, tree_rss, wait_until  # noqa: E402
 from tests.support.stack import PG_ADMIN, Stack  # noqa: E402
 
 READY = "ready"
@@ -218,21 +217,6 @@ def seed_credentials(database: str, agents: list[dict[str, str]], workdir: Path)
         check=True,
         capture_output=True,
     )
-
-
-def tree_rss(pid: int) -> int:
-    try:
-        process = psutil.Process(pid)
-        members = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for member in members:
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 class PeakRss(threading.Thread):

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.agents import AgentFactory
 from tests.support.stack import Stack
+from tests.support.users import operator_headers
 
 ONE_DATABASE = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 """For a whole-stack test whose subject is not the database: run on SQLite only, to keep the
@@ -25,11 +26,8 @@ def stack(
 ) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
     started = Stack(backend=request.param, workdir=workdir)
-    try:
-        started.start()
+    with started.running():
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture
@@ -44,14 +42,9 @@ def agents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The public API, signed in as the bootstrap operator."""
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
-        login = await client.post(
-            "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
-        )
-        assert login.status_code == 200, login.text
-        client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-        client.cookies.clear()
-        yield client
+    headers = await operator_headers(stack)
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), headers=headers, timeout=10) as api:
+        yield api
 
 
 @pytest.fixture

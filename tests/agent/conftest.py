@@ -18,6 +18,7 @@ from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.hardening import ContainerPolicy
 from edgecloud_agent.state.desired import DesiredState
 from edgecloud_agent.state.journal import CommandJournal
+from edgecloud_agent.uplink.wamp import Backoff, Login, Uplink
 from edgecloud_contracts.containers import (
     MIB,
     Action,
@@ -150,3 +151,26 @@ def registry() -> str:
         timeout=120,
     )
     return REGISTRY_IMAGE
+
+
+@pytest.fixture
+async def executor(tmp_path: Path) -> AsyncIterator[CommandExecutor]:
+    """An executor whose Docker engine cannot be reached (for what happens before it)."""
+    journal, desired = CommandJournal(tmp_path), DesiredState(tmp_path)
+    async with DockerRuntime(url="unix:///nonexistent/docker.sock", timeout_s=2) as runtime:
+        yield CommandExecutor(runtime=runtime, journal=journal, desired=desired)
+    journal.close()
+    desired.close()
+
+
+def joined_uplink(session: Any, key: str) -> Uplink:
+    """Node ``key``'s uplink as if joined, over ``session`` (a test's stand-in for
+    autobahn's)."""
+    uplink = Uplink(
+        url="ws://127.0.0.1:1/ws",
+        realm="edgecloud",
+        login=Login(device_key=key, private_key=bytes(32), enrolment_token=None),
+        backoff=Backoff(0.1, 1),
+    )
+    uplink._session = session  # as if joined
+    return uplink

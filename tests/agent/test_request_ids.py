@@ -4,8 +4,7 @@ on to the cloud."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,10 +12,6 @@ from autobahn.wamp.types import RegisterOptions
 
 from edgecloud_agent.deploy import rpc
 from edgecloud_agent.deploy.commands import CommandExecutor
-from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_agent.state.desired import DesiredState
-from edgecloud_agent.state.journal import CommandJournal
-from edgecloud_agent.uplink.wamp import Backoff, Login, Uplink
 from edgecloud_contracts.containers import Action, CommandResult
 from edgecloud_contracts.correlation import (
     REQUEST_ID_KWARG,
@@ -25,7 +20,7 @@ from edgecloud_contracts.correlation import (
     current_request_id,
 )
 
-from .conftest import command_for, make_spec
+from .conftest import command_for, joined_uplink, make_spec
 
 KEY = "node_0200000000bb"
 
@@ -49,32 +44,11 @@ class FakeSession:
         return answered
 
 
-def joined_uplink(session: FakeSession) -> Uplink:
-    uplink = Uplink(
-        url="ws://127.0.0.1:1/ws",
-        realm="edgecloud",
-        login=Login(device_key=KEY, private_key=bytes(32), enrolment_token=None),
-        backoff=Backoff(0.1, 1),
-    )
-    uplink._session = session  # type: ignore[assignment,unused-ignore]  # as if joined
-    return uplink
-
-
-@pytest.fixture
-async def executor(tmp_path: Path) -> AsyncIterator[CommandExecutor]:
-    """An executor whose Docker engine cannot be reached."""
-    journal, desired = CommandJournal(tmp_path), DesiredState(tmp_path)
-    async with DockerRuntime(url="unix:///nonexistent/docker.sock", timeout_s=2) as runtime:
-        yield CommandExecutor(runtime=runtime, journal=journal, desired=desired)
-    journal.close()
-    desired.close()
-
-
 async def test_a_command_is_applied_and_logged_under_the_callers_id(
     executor: CommandExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:
     session = FakeSession()
-    await rpc.register(joined_uplink(session), KEY, executor)
+    await rpc.register(joined_uplink(session, KEY), KEY, executor)
     start = session.registered[f"edge.device.{KEY}.container.start"]
     command = command_for(make_spec("t-traced"), Action.START, "cmd-traced")
     caplog.handler.addFilter(RequestIdFilter())
@@ -91,7 +65,7 @@ async def test_a_command_is_applied_and_logged_under_the_callers_id(
 
 async def test_a_streaming_procedure_gets_its_progress_sender_and_the_id() -> None:
     session = FakeSession()
-    uplink = joined_uplink(session)
+    uplink = joined_uplink(session, KEY)
     seen: list[tuple[tuple[Any, ...], dict[str, Any], str | None]] = []
 
     async def shell_open(*args: Any, **kwargs: Any) -> str:
@@ -107,7 +81,7 @@ async def test_a_streaming_procedure_gets_its_progress_sender_and_the_id() -> No
 
 async def test_calls_to_the_cloud_carry_the_current_id() -> None:
     session = FakeSession()
-    uplink = joined_uplink(session)
+    uplink = joined_uplink(session, KEY)
     await uplink.call("edge.migration.report", {"step": "configuration"}, timeout=5)
     with bound_request_id("req-79"):
         await uplink.call("edge.migration.report", {"step": "dependencies"}, timeout=5)

@@ -1,7 +1,6 @@
 """The container procedures as the cloud calls them: URIs, arguments, answers, errors."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -10,27 +9,13 @@ from autobahn.wamp.types import RegisterOptions
 
 from edgecloud_agent.deploy import rpc
 from edgecloud_agent.deploy.commands import CommandExecutor
-from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_agent.state.desired import DesiredState
-from edgecloud_agent.state.journal import CommandJournal
 from edgecloud_agent.uplink.errors import CommandRejected
-from edgecloud_agent.uplink.wamp import Backoff, Login, Uplink
 from edgecloud_contracts import errors
 from edgecloud_contracts.containers import Action, CommandResult
 
-from .conftest import command_for, make_spec
+from .conftest import command_for, joined_uplink, make_spec
 
 KEY = "node_0200000000aa"
-
-
-@pytest.fixture
-async def executor(tmp_path: Path) -> AsyncIterator[CommandExecutor]:
-    """An executor whose Docker engine cannot be reached."""
-    journal, desired = CommandJournal(tmp_path), DesiredState(tmp_path)
-    async with DockerRuntime(url="unix:///nonexistent/docker.sock", timeout_s=2) as runtime:
-        yield CommandExecutor(runtime=runtime, journal=journal, desired=desired)
-    journal.close()
-    desired.close()
 
 
 class RecordingSession:
@@ -45,20 +30,9 @@ class RecordingSession:
         self.options[uri] = options
 
 
-def joined_uplink(session: RecordingSession) -> Uplink:
-    uplink = Uplink(
-        url="ws://127.0.0.1:1/ws",
-        realm="edgecloud",
-        login=Login(device_key=KEY, private_key=bytes(32), enrolment_token=None),
-        backoff=Backoff(0.1, 1),
-    )
-    uplink._session = session  # type: ignore[assignment,unused-ignore]  # as if joined
-    return uplink
-
-
 async def test_one_procedure_per_action(executor: CommandExecutor) -> None:
     session = RecordingSession()
-    await rpc.register(joined_uplink(session), KEY, executor)
+    await rpc.register(joined_uplink(session, KEY), KEY, executor)
     assert sorted(session.registered) == sorted(
         [f"edge.device.{KEY}.container.{action}" for action in Action]
         + [f"edge.device.{KEY}.container.logs"]
@@ -70,7 +44,7 @@ async def test_one_procedure_per_action(executor: CommandExecutor) -> None:
 
 async def test_refusals_reach_the_caller_as_error_uris(executor: CommandExecutor) -> None:
     session = RecordingSession()
-    await rpc.register(joined_uplink(session), KEY, executor)
+    await rpc.register(joined_uplink(session, KEY), KEY, executor)
     create = session.registered[f"edge.device.{KEY}.container.create"]
     spec = make_spec("t-x")
     good = command_for(spec, Action.CREATE).model_dump(mode="json")

@@ -23,7 +23,7 @@ from tests.conftest import eventually
 from tests.integration.conftest import online, remove_tenant_containers
 from tests.support.agents import HEARTBEAT_INTERVAL_S, AgentFactory
 from tests.support.stack import Stack
-from tests.support.users import Account, register
+from tests.support.users import Account, operator_headers, register
 
 pytestmark = pytest.mark.stack
 
@@ -44,11 +44,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MIGRATION_SCHEDULER_NODE_LOSS_CHECK_EVERY_S": "0.5",
         },
     )
-    try:
-        stack.start()
+    with stack.running():
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +54,8 @@ async def fleet(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Account, list[Any]]]:
     agents = AgentFactory(cloud, tmp_path_factory.mktemp("agents"))
     user = await register(cloud)
-    async with httpx.AsyncClient(base_url=cloud.url("gateway"), timeout=15) as api:
-        login = await api.post(
-            "/api/v1/auth/login", json={"username": "admin", "password": cloud.admin_password}
-        )
-        api.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    headers = await operator_headers(cloud)
+    async with httpx.AsyncClient(base_url=cloud.url("gateway"), headers=headers, timeout=15) as api:
         nodes = []
         for _ in range(2):
             token = (await api.post("/api/v1/devices/enrolments", json={})).json()["token"]

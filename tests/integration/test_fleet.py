@@ -24,7 +24,7 @@ from tests.conftest import eventually
 from tests.support.fleet import FleetSettings, SimIdentity, new_identities
 from tests.support.fleet_processes import FleetProcesses, enrol
 from tests.support.stack import Stack
-from tests.support.users import Account, register
+from tests.support.users import Account, operator_headers, register
 
 pytestmark = pytest.mark.stack
 
@@ -38,11 +38,8 @@ def fleet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A cloud of its own: the router is killed here, and the simulated nodes must not
     become anyone else's peers or placement targets."""
     stack = Stack(backend="postgresql", workdir=tmp_path_factory.mktemp("fleet-stack"))
-    try:
-        stack.start()
+    with stack.running():
         yield stack
-    finally:
-        stack.stop()
 
 
 @dataclass
@@ -58,12 +55,8 @@ class Fleet:
 @pytest.fixture(scope="module")
 async def fleet(fleet_stack: Stack) -> AsyncIterator[Fleet]:
     stack = fleet_stack
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as api:
-        login = await api.post(
-            "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
-        )
-        assert login.status_code == 200, login.text
-        api.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    headers = await operator_headers(stack)
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), headers=headers, timeout=30) as api:
         nodes = new_identities(FLEET_SIZE, prefix="ci")
         members = await enrol(api, nodes, enrolled=set())
         settings = FleetSettings(

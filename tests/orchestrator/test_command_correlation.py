@@ -1,13 +1,12 @@
 """A command keeps the request id of the action that made it, and every delivery carries
 it, also a late one by the delivery loop; the outbox's depth as /metrics reads it."""
 
-from datetime import timedelta
 from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from edgecloud_contracts.containers import Action, CommandResult
+from edgecloud_contracts.containers import CommandResult
 from edgecloud_contracts.correlation import bound_request_id, current_request_id
 from edgecloud_orchestrator.commands import service
 from edgecloud_orchestrator.commands.dispatch import Dispatcher
@@ -15,18 +14,7 @@ from edgecloud_orchestrator.commands.gauges import OutboxGauge
 from edgecloud_orchestrator.events import EventPublisher
 from edgecloud_servicekit.db import transaction
 
-
-def queue(session: AsyncSession, device: str) -> str:
-    row = service.enqueue(
-        session,
-        tenant_id="t",
-        container_id="c-1",
-        device_key=device,
-        docker_name="u-web",
-        action=Action.START,
-        ttl=timedelta(hours=1),
-    )
-    return row.id
+from .conftest import queue
 
 
 class NodeLink:

@@ -2,26 +2,13 @@
 
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from edgecloud_contracts.containers import Action, CommandResult
+from edgecloud_contracts.containers import CommandResult
 from edgecloud_contracts.platforms import fits
 from edgecloud_orchestrator.commands import service
 from edgecloud_orchestrator.containers.images import parse
 from edgecloud_servicekit.db import transaction, utcnow
 
-
-def queue(session: AsyncSession, device: str, ttl: timedelta, action: Action = Action.START) -> str:
-    row = service.enqueue(
-        session,
-        tenant_id="t",
-        container_id="c-1",
-        device_key=device,
-        docker_name="u-web",
-        action=action,
-        ttl=ttl,
-    )
-    return row.id
+from .conftest import queue
 
 
 async def test_commands_wait_in_order_and_expire(sessions) -> None:

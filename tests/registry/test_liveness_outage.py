@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from edgecloud_registry.devices import service
 from edgecloud_registry.devices.liveness import Liveness
-from edgecloud_registry.devices.models import Device
+from edgecloud_registry.devices.models import Device, RegistryLease
 from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.leases import Lease
 
 from .test_ingest import RecordingEvents, beat
 
@@ -35,13 +36,16 @@ async def status(sessions, key: str) -> str:
         return device.status
 
 
-def liveness(sessions, events: RecordingEvents, router: dict[str, bool]) -> Liveness:
+def liveness(
+    sessions, events: RecordingEvents, router: dict[str, bool], lease: Lease | None = None
+) -> Liveness:
     watch = Liveness(
         sessions=sessions,
         events=events,
         sweep_interval_s=1,
         metrics_retention=timedelta(days=1),
         status_retention=timedelta(days=1),
+        lease=lease,
     )
 
     async def answers() -> bool:
@@ -143,16 +147,11 @@ async def test_a_session_leaving_during_an_outage_gets_a_window_otherwise_is_off
 async def test_only_the_replica_holding_the_lease_marks_and_a_new_holder_starts_afresh(
     sessions,
 ) -> None:
-    from edgecloud_registry.devices.models import RegistryLease
-    from edgecloud_servicekit.leases import Lease
-
     replicas = []
     for name in ("a", "b"):
         events = RecordingEvents()
-        watch = liveness(sessions, events, {"up": True})
-        watch.lease = Lease(
-            sessions=sessions, model=RegistryLease, name="sweep", ttl_s=30, holder=name
-        )
+        lease = Lease(sessions=sessions, model=RegistryLease, name="sweep", ttl_s=30, holder=name)
+        watch = liveness(sessions, events, {"up": True}, lease)
         replicas.append((watch, events))
     (first, first_events), (second, second_events) = replicas
     await first.sweep()

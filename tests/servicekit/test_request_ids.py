@@ -30,6 +30,7 @@ from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.logging import JsonFormatter
 from edgecloud_servicekit.observability import install_observability
 from edgecloud_servicekit.tracing import traced_handler
+from tests.support.local_http import serving
 
 SECRET = "a-test-secret-of-at-least-32-bytes"
 CALLER = Identity(user_id="u-1", username="alice", tenant_id="t-1")
@@ -149,23 +150,9 @@ class Recorder:
         return web.json_response({})
 
 
-@asynccontextmanager
-async def serving(recorder: Recorder) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/v1/thing", recorder.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_other_services_are_sent_the_current_id() -> None:
     recorder = Recorder()
-    async with serving(recorder) as url:
+    async with serving(recorder.handle, path="/v1/thing") as url:
         client = ServiceClient(service="orchestrator", base_url=url, secret=SECRET)
         try:
             with bound_request_id("user-action-8"):

@@ -4,8 +4,6 @@ and one that drops a request midway is replaced only where repeating is safe."""
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -13,6 +11,7 @@ from aiohttp import web
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Unavailable
+from tests.support.local_http import serving
 
 SECRET = "a-test-secret-of-at-least-32-bytes"
 CALLER = Identity(user_id="u-1", username="alice", tenant_id="t-1")
@@ -39,21 +38,6 @@ class Replica:
         return web.json_response({"by": self.name})
 
 
-@asynccontextmanager
-async def serving(replica: Replica) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/v1/thing", replica.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 async def ask(client: ServiceClient, method: str = "GET") -> str:
     answer = await client.request(method, "/v1/thing", identity=CALLER, json=None)
     return str(answer.json()["by"])
@@ -61,7 +45,10 @@ async def ask(client: ServiceClient, method: str = "GET") -> str:
 
 async def test_requests_take_the_replicas_in_turn() -> None:
     a, b = Replica("a"), Replica("b")
-    async with serving(a) as url_a, serving(b) as url_b:
+    async with (
+        serving(a.handle, path="/v1/thing") as url_a,
+        serving(b.handle, path="/v1/thing") as url_b,
+    ):
         client = ServiceClient(service="orchestrator", base_url=f"{url_a},{url_b}", secret=SECRET)
         try:
             answers = [await ask(client) for _ in range(4)]
@@ -72,7 +59,7 @@ async def test_requests_take_the_replicas_in_turn() -> None:
 
 async def test_a_replica_refusing_connections_is_passed_over_for_any_method() -> None:
     alive = Replica("alive")
-    async with serving(alive) as url:
+    async with serving(alive.handle, path="/v1/thing") as url:
         dead = f"http://127.0.0.1:{closed_port()}"
         client = ServiceClient(service="orchestrator", base_url=f"{dead},{url}", secret=SECRET)
         try:
@@ -85,7 +72,10 @@ async def test_a_replica_refusing_connections_is_passed_over_for_any_method() ->
 
 async def test_a_replica_dying_midway_is_replaced_only_for_a_repeatable_request() -> None:
     dying, alive = Replica("dying", drops=True), Replica("alive")
-    async with serving(dying) as url_dying, serving(alive) as url_alive:
+    async with (
+        serving(dying.handle, path="/v1/thing") as url_dying,
+        serving(alive.handle, path="/v1/thing") as url_alive,
+    ):
         client = ServiceClient(
             service="orchestrator", base_url=f"{url_dying},{url_alive}", secret=SECRET
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -114,3 +115,20 @@ def wait_port(port: int, process: ManagedProcess, timeout: float = 30) -> None:
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
     wait_until(listening, timeout=timeout, interval=0.1, what=f"{process.name} on port {port}")
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its children (a router's workers, say), in
+    bytes; 0 once it is gone."""
+    try:
+        process = psutil.Process(pid)
+        members = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for member in members:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total

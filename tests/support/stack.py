@@ -6,7 +6,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,15 @@ class Stack:
             env[f"{prefix(service)}_WAMP_TICKET"] = ticket
             env[f"{prefix(service)}_PORT"] = str(self.ports[service])
         return env
+
+    @contextmanager
+    def running(self) -> Iterator["Stack"]:
+        """Started for the block, stopped after it whatever happened (a start that fails
+        halfway stops what it started)."""
+        try:
+            yield self.start()
+        finally:
+            self.stop()
 
     def start(self) -> "Stack":
         if self.backend == "postgresql":

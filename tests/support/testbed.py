@@ -131,11 +131,8 @@ def _reachable(
         listen_host="0.0.0.0",
         extra_env=dict(extra_env or {}),
     )
-    try:
-        started.start()
+    with started.running():
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")

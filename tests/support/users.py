@@ -36,6 +36,11 @@ async def login(stack: Stack, username: str, password: str, tenant: str | None =
         return str(response.json()["access_token"])
 
 
+async def operator_headers(stack: Stack) -> dict[str, str]:
+    """The bootstrap operator's bearer token, as request headers."""
+    return {"Authorization": f"Bearer {await login(stack, 'admin', stack.admin_password)}"}
+
+
 async def register(
     stack: Stack,
     *,

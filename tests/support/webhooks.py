@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .local_http import serving
+
 
 @dataclass
 class Receiver:
@@ -33,15 +35,6 @@ class Receiver:
 @asynccontextmanager
 async def webhook_receiver(status: int = 200) -> AsyncIterator[Receiver]:
     receiver = Receiver(status=status)
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.url = f"http://{host}:{port}/hook"
-    try:
+    async with serving(receiver.handle, path="/hook", method="POST") as url:
+        receiver.url = f"{url}/hook"
         yield receiver
-    finally:
-        await runner.cleanup()

@@ -28,10 +28,6 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _configure_logging(settings: AgentSettings) -> None:
-    log_to_stderr(level=settings.log_level, json_lines=settings.log_json)
-
-
 async def _run(agent: Agent) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -54,7 +50,7 @@ def main() -> None:
         settings = AgentSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         sys.exit(f"edgecloud-agent: invalid settings: {err}")
-    _configure_logging(settings)
+    log_to_stderr(level=settings.log_level, json_lines=settings.log_json)
     log = logging.getLogger("edgecloud_agent")
     try:
         agent = Agent(settings)

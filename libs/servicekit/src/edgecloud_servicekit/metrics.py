@@ -82,6 +82,7 @@ class _Hook:
     refresh: Refresh
     max_age_s: float
     refreshed_at: float = float("-inf")
+    failing: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -94,7 +95,6 @@ class ScrapeHooks:
     def __init__(self, *, timeout_s: float = 2.0) -> None:
         self._hooks: list[_Hook] = []
         self._timeout_s = timeout_s
-        self._failing: set[int] = set()
 
     def add(self, refresh: Refresh, *, max_age_s: float = 0.0) -> Callable[[], None]:
         """Run ``refresh`` before each scrape; returns what removes it again (the lifespan
@@ -113,11 +113,11 @@ class ScrapeHooks:
             try:
                 await asyncio.wait_for(hook.refresh(), self._timeout_s)
             except Exception as err:  # a gauge left stale must not fail the scrape
-                if id(hook) not in self._failing:
-                    self._failing.add(id(hook))
+                if not hook.failing:
                     logger.warning("metrics from %s not refreshed: %r", hook.refresh, err)
+                hook.failing = True
                 return
             hook.refreshed_at = time.monotonic()
-            if id(hook) in self._failing:
-                self._failing.discard(id(hook))
+            if hook.failing:
                 logger.info("metrics from %s refreshed again", hook.refresh)
+            hook.failing = False

@@ -137,7 +137,7 @@ def database_is_down(exc: BaseException) -> bool:
             return True
         # A new connection refused while the server shuts down or starts up (SQLSTATE class
         # 57, "operator intervention"), or a connection exception (class 08).
-        state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", "") or "")
+        state = getattr(exc.orig, "sqlstate", None) or ""
         if state[:2] in ("08", "57"):
             return True
         if isinstance(exc.orig, OSError) or isinstance(exc.__cause__, OSError):

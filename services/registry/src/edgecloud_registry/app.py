@@ -58,14 +58,14 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
                 sweep_interval_s=settings.liveness_sweep_interval_s,
                 metrics_retention=timedelta(days=settings.metrics_retention_days),
                 status_retention=timedelta(days=settings.status_history_retention_days),
+                lease=Lease(
+                    sessions=sessions,
+                    model=RegistryLease,
+                    name="liveness-sweep",
+                    ttl_s=max(5 * settings.liveness_sweep_interval_s, 5.0),
+                ),
             )
-            liveness.lease = Lease(
-                sessions=sessions,
-                model=RegistryLease,
-                name="liveness-sweep",
-                ttl_s=max(5 * settings.liveness_sweep_interval_s, 5.0),
-            )
-            stack.push_async_callback(liveness.lease.release)
+            stack.push_async_callback(liveness.close)  # after the background tasks stop
             webhooks = WebhookSender(
                 sessions=sessions,
                 timeout_s=settings.alert_webhook_timeout_s,

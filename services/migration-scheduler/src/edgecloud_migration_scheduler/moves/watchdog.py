@@ -190,8 +190,6 @@ class NodeLossWatch:
     async def settled(self) -> None:
         """Return once the restarts under way have ended."""
         await asyncio.gather(*self._restarting, return_exceptions=True)
-        if self._lease is not None:
-            await self._lease.release()
 
     async def close(self) -> None:
         for task in self._restarting:

@@ -56,7 +56,11 @@ class Liveness:
         sweep_interval_s: float,
         metrics_retention: timedelta,
         status_retention: timedelta,
+        lease: Lease | None = None,
     ) -> None:
+        """``lease``: given, only the replica holding it marks devices and prunes (every
+        replica still watches its own view of the router and the database, for the
+        sessions that leave)."""
         self._sessions = sessions
         self._events = events
         self._sweep_interval = sweep_interval_s
@@ -68,10 +72,9 @@ class Liveness:
         self._outage_ended_at: float | None = None
         self._led = False
         """Whether this replica marked devices in its last good round."""
+        self.lease = lease
         self.router_answers: Callable[[], Awaitable[bool]] | None = None
-        self.lease: Lease | None = None
-        """Given, only the replica holding it marks devices (every replica still watches its
-        own view of the router and the database, for the sessions that leave)."""
+        """Set once the service's WAMP link exists (it is made after this)."""
 
     async def sweep_forever(self) -> None:
         while True:
@@ -111,21 +114,24 @@ class Liveness:
             self._in_outage = True  # (not before the first good round: starting is none)
         self._healthy = False
 
+    async def close(self) -> None:
+        """Give the lease up, so another replica sweeps at once."""
+        if self.lease is not None:
+            await self.lease.release()
+
     async def prune_forever(self, every_s: float = 300.0) -> None:
         while True:
-            try:
-                if self.lease is not None and not self.lease.held:  # the sweeper prunes too
-                    await asyncio.sleep(every_s)
-                    continue
-                now = utcnow()
-                async with transaction(self._sessions) as session:
-                    await service.prune_history(
-                        session=session,
-                        metrics_before=now - self._metrics_retention,
-                        status_before=now - self._status_retention,
-                    )
-            except Exception as err:  # retention is best effort; retried next round
-                logger.warning("pruning history failed: %s", err)
+            if self.lease is None or self.lease.held:  # the sweeping replica prunes too
+                try:
+                    now = utcnow()
+                    async with transaction(self._sessions) as session:
+                        await service.prune_history(
+                            session=session,
+                            metrics_before=now - self._metrics_retention,
+                            status_before=now - self._status_retention,
+                        )
+                except Exception as err:  # retention is best effort; retried next round
+                    logger.warning("pruning history failed: %s", err)
             await asyncio.sleep(every_s)
 
     async def on_session_join(self, details: dict[str, Any]) -> None:
