@@ -1,5 +1,7 @@
 """Database access shared by the services: SQLite for development, PostgreSQL otherwise."""
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -93,6 +95,28 @@ async def transaction(
 ) -> AsyncIterator[AsyncSession]:
     """A session whose work is committed on success and rolled back on error."""
     async with factory() as session, session.begin():
+        yield session
+
+
+_process_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
+
+
+@asynccontextmanager
+async def exclusive_transaction(
+    factory: async_sessionmaker[AsyncSession], key: str
+) -> AsyncIterator[AsyncSession]:
+    """A :func:`transaction` that no other one holding ``key`` runs beside, until it has
+    committed: for a check-then-insert that must not race (a quota's last place).
+
+    Within this process an asyncio lock serialises them (all SQLite needs: it runs one
+    replica); on PostgreSQL an advisory lock, held until the commit, does so across
+    replicas too."""
+    lock = _process_locks.setdefault(key, asyncio.Lock())
+    async with lock, transaction(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            )
         yield session
 
 

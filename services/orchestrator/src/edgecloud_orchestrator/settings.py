@@ -1,5 +1,6 @@
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import ServiceSettings
@@ -31,5 +32,9 @@ class OrchestratorSettings(ServiceSettings):
     """How long a node may use the transfer URLs in a command it was sent."""
     logs_poll_interval_s: float = 1.0
     """How often a followed log asks the node for new lines."""
+    tenant_node_memory_share: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """The share of one node's memory that a tenant's containers there may reserve
+    together (their memory limits summed); each container's limits are also capped at the
+    node's size. Below 1 leaves room on shared nodes for the other tenants."""
     data_retention_days: float = 30.0
     """How long collected data points are kept."""

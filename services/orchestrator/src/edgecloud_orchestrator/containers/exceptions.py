@@ -22,6 +22,36 @@ class QuotaExceeded(Forbidden):
         super().__init__(f"the tenant's quota of {limit} containers is used up", limit=limit)
 
 
+class ExceedsDevice(Unprocessable):
+    """A limit larger than the whole device: it would be no limit at all."""
+
+    default_code = "exceeds_device"
+
+    def __init__(self, limit: str, asked: float, device: str, has: float) -> None:
+        super().__init__(
+            f"limits.{limit} of {asked:g} is more than {device} has ({has:g})",
+            limit=limit,
+            asked=asked,
+            available=has,
+        )
+
+
+class NodeShareExceeded(Forbidden):
+    """The tenant's containers on the device would reserve more of its memory than the
+    tenant's share of one node."""
+
+    default_code = "node_share_exceeded"
+
+    def __init__(self, device: str, reserved: int, asked: int, allowed: int) -> None:
+        super().__init__(
+            f"the tenant's containers on {device} reserve {reserved} bytes of memory; "
+            f"{asked} more would pass the tenant's share of the node ({allowed} bytes)",
+            reserved=reserved,
+            asked=asked,
+            allowed=allowed,
+        )
+
+
 class NoMatchingDevice(Conflict):
     default_code = "no_matching_device"
 

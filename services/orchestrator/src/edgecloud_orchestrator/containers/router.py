@@ -20,7 +20,7 @@ from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.interfaces import InterfaceHolder
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_contracts.text import OBJECT_ID
-from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.db import exclusive_transaction, transaction
 from edgecloud_servicekit.problems import Forbidden
 from edgecloud_servicekit.wamp import WampError
 
@@ -121,9 +121,18 @@ async def create_container(
     wanted = await interfaces.resolve(
         registry=registry, caller=caller, request=body, device_key=device["key"]
     )
-    async with transaction(sessions) as session:
+    # One create of a tenant at a time between its checks and its commit: creates racing
+    # for a quota's last place (containers, the node's share) must not all pass.
+    async with exclusive_transaction(sessions, f"containers.create:{caller.tenant_id}") as session:
         await service.check_new(
             session=session, caller=caller, request=body, device_key=device["key"]
+        )
+        await service.check_fits(
+            session=session,
+            caller=caller,
+            limits=body.limits,
+            device=device,
+            node_share=request.app.state.settings.tenant_node_memory_share,
         )
         container, command = service.new_container(
             session,

@@ -28,9 +28,11 @@ from ..commands.models import CommandRow
 from .exceptions import (
     ContainerNotFound,
     ContainerRemoved,
+    ExceedsDevice,
     HoldsHardware,
     MovedElsewhere,
     NameTaken,
+    NodeShareExceeded,
     QuotaExceeded,
 )
 from .models import Container
@@ -67,6 +69,40 @@ async def check_new(
     )
     if clash is not None:
         raise NameTaken(name, device_key)
+
+
+async def check_fits(
+    *,
+    session: AsyncSession,
+    caller: Identity,
+    limits: Limits,
+    device: dict[str, Any],
+    node_share: float,
+) -> None:
+    """Refuse limits no node of this size can honour, and a tenant that would reserve more
+    than ``node_share`` of the device's memory with its containers there together (so one
+    tenant cannot take a shared node for itself). A device that has not told its size yet
+    is not checked."""
+    key = str(device["key"])
+    memory_total = int(device.get("memory_total") or 0)
+    cpu_count = int(device.get("cpu_count") or 0)
+    if memory_total and limits.memory > memory_total:
+        raise ExceedsDevice("memory", limits.memory, key, memory_total)
+    if cpu_count and limits.cpus > cpu_count:
+        raise ExceedsDevice("cpus", limits.cpus, key, cpu_count)
+    if not memory_total:
+        return
+    specs = await session.scalars(
+        select(Container.spec).where(
+            Container.tenant_id == caller.tenant_id,
+            Container.device_key == key,
+            Container.removed_at.is_(None),
+        )
+    )
+    reserved = sum(Limits.model_validate(spec.get("limits", {})).memory for spec in specs)
+    allowed = int(memory_total * node_share)
+    if reserved + limits.memory > allowed:
+        raise NodeShareExceeded(key, reserved, limits.memory, allowed)
 
 
 def new_container(
