@@ -10,10 +10,12 @@ decision may be cached only when it is the same for every device.
 """
 
 from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
 
 AUTHORIZE_DEVICE = "edge.router.authorize_device"
 DEVICE_PREFIX = "edge.device."
+INVALID_ARGUMENT = "edge.error.invalid_argument"  # edgecloud_contracts.errors
 
 # Cloud procedures that any device may call: keep in step with edgecloud_contracts.uris.
 DEVICE_CALLABLE = frozenset(
@@ -44,5 +46,12 @@ class DevicePolicy(ApplicationSession):
     def onJoin(self, details):
         yield self.register(self.authorize, AUTHORIZE_DEVICE)
 
-    def authorize(self, session, uri, action, options=None):
-        return decide(session.get("authid") or "", uri, action)
+    def authorize(self, session=None, uri=None, action=None, options=None, *more, **extra):
+        # Only the router calls this as meant; services may call it too (their role allows
+        # every URI), and anything else they send is refused with an error URI.
+        if more or extra or not isinstance(session, dict):
+            raise ApplicationError(INVALID_ARGUMENT, "expected (session, uri, action, options)")
+        authid = session.get("authid")
+        if not isinstance(uri, str) or not isinstance(action, str):
+            raise ApplicationError(INVALID_ARGUMENT, "uri and action must be strings")
+        return decide(authid if isinstance(authid, str) else "", uri, action)

@@ -13,6 +13,12 @@ REALM: Final = "edgecloud"
 ROLE_SERVICE: Final = "service"
 ROLE_DEVICE: Final = "device"
 
+SERVICE_AUTHIDS: Final = frozenset(
+    {"gateway", "registry", "orchestrator", "storage", "migration-scheduler"}
+)
+"""The services' own authids (their ``service_name``): never a device's key, or revoking
+that device would end the service's sessions (the router kills sessions by authid)."""
+
 # Device -> cloud procedures (the router lets devices call exactly these:
 # infra/router/edgecloud_router_policy.py keeps the same list).
 HEARTBEAT: Final = "edge.registry.heartbeat"
@@ -31,6 +37,9 @@ AUTHENTICATE_DEVICE: Final = "edge.registry.authenticate_device"
 
 # Events.
 EVENT_DEVICE_STATUS: Final = "edge.event.device.status"
+EVENT_DEVICE_GRANT: Final = "edge.event.device.grant"
+"""A device granted to or taken from a tenant (edgecloud_contracts.events.DeviceGrantChanged):
+the gateways' event streams follow it at once."""
 EVENT_CONTAINER_STATUS: Final = "edge.event.container.status"
 EVENT_COMMAND: Final = "edge.event.command"
 EVENT_DEPLOYMENT: Final = "edge.event.deployment"

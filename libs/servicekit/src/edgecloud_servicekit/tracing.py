@@ -12,6 +12,7 @@ The id's rules and the context variable holding it are in ``edgecloud_contracts.
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from autobahn.wamp.exception import ApplicationError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edgecloud_contracts import errors
 from edgecloud_contracts.correlation import (
     REQUEST_ID_HEADER,
     adopt_request_id,
@@ -102,8 +104,12 @@ def timed_call(service: str, uri: str) -> Iterator[None]:
 def traced_handler(service: str, uri: str, handler: Any) -> Any:
     """``handler`` as registered for ``uri``: the caller's request id (a reserved keyword
     argument) is taken out and made current while it runs, and the invocation is timed by
-    its outcome (``ok``, the last part of the error URI it raised, or ``runtime_error``)."""
+    its outcome (``ok``, the last part of the error URI it raised, or ``runtime_error``).
+    Arguments that do not fit the handler's signature are refused with
+    ``edge.error.invalid_argument`` before it runs (not a Python TypeError the caller would
+    see as ``wamp.error.runtime_error``)."""
     family = procedure_family(uri)
+    signature = inspect.signature(handler)
 
     @functools.wraps(handler)
     async def invoke(*args: Any, **kwargs: Any) -> Any:
@@ -111,6 +117,10 @@ def traced_handler(service: str, uri: str, handler: Any) -> Any:
         started = time.perf_counter()
         outcome = "ok"
         try:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise ApplicationError(errors.INVALID_ARGUMENT, f"{uri}: {err}") from err
             with bound_request_id(request_id):
                 return await handler(*args, **kwargs)
         except ApplicationError as err:

@@ -115,6 +115,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     settings,
                     subscriptions=[
                         Subscription(uris.EVENT_DEVICE_STATUS, hub.on_device_status),
+                        Subscription(uris.EVENT_DEVICE_GRANT, hub.on_device_grant),
                         Subscription(uris.EVENT_CONTAINER_STATUS, hub.on_container_status),
                         Subscription(uris.EVENT_COMMAND, hub.on_command),
                         Subscription(uris.EVENT_DEPLOYMENT, hub.on_deployment),

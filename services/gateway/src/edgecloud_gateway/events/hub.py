@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Gauge
+from pydantic import ValidationError
 
+from edgecloud_contracts.events import DeviceGrantChanged
 from edgecloud_servicekit.metrics import QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ class Listener:
     tenant_id: str
     operator: bool
     devices: set[str] = field(default_factory=set)
-    """Devices this tenant may see (refreshed by the connection)."""
+    """Devices this tenant may see: followed from grant events, and re-read by the connection
+    every minute in case one was lost."""
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
     )
@@ -65,6 +68,21 @@ class EventHub:
         for listener in list(self._listeners):
             if listener.wants(kind, event):
                 listener.offer(kind, event)
+
+    async def on_device_grant(self, event: Any) -> None:
+        """A grant given or taken: the tenant's streams see the device from now, or no more."""
+        try:
+            change = DeviceGrantChanged.model_validate(event)
+        except ValidationError:
+            logger.warning("malformed grant event dropped")
+            return
+        for listener in list(self._listeners):
+            if listener.operator or listener.tenant_id != change.tenant:
+                continue
+            if change.granted:
+                listener.devices.add(change.key)
+            else:
+                listener.devices.discard(change.key)
 
     async def on_device_status(self, event: Any) -> None:
         self._fan_out("device.status", event)

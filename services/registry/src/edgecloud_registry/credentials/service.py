@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.identity import KEY_PATTERN
+from edgecloud_contracts.uris import SERVICE_AUTHIDS
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.secret_tokens import hash_token, new_token
 
@@ -67,6 +68,8 @@ async def authenticate(
     """Decide whether ``device_key`` may log in with ``public_key``."""
     if not _KEY.match(device_key or ""):
         raise UnknownDevice("authid is not a device key")
+    if device_key in SERVICE_AUTHIDS:
+        raise UnknownDevice(f"{device_key} names a service, not a device")
     if not _PUBLIC_KEY.match(public_key or ""):
         raise KeyMismatch("authextra.pubkey must be 64 lowercase hex characters")
 

@@ -1,14 +1,16 @@
-"""Announcing device status changes on ``edge.event.device.status``.
+"""Announcing device status changes on ``edge.event.device.status``, and grants on
+``edge.event.device.grant``.
 
-The change is already committed to the history table when it is announced, so a
-publish lost to a router outage loses no history.
+The change is already committed (to the history table, to the grants) when it is
+announced, so a publish lost to a router outage loses nothing: the gateways' event streams
+also re-read a tenant's devices every minute.
 """
 
 import logging
 from collections.abc import Iterable
 
 from edgecloud_contracts import uris
-from edgecloud_contracts.events import DeviceStatusChanged
+from edgecloud_contracts.events import DeviceGrantChanged, DeviceStatusChanged
 from edgecloud_servicekit.wamp import WampError, WampLink
 
 logger = logging.getLogger(__name__)
@@ -33,3 +35,11 @@ class DeviceEventPublisher:
                 await self.link.publish(uris.EVENT_DEVICE_STATUS, change.model_dump(mode="json"))
             except WampError as err:
                 logger.warning("status event for %s not published: %s", change.key, err)
+
+
+async def announce_grant(link: WampLink, change: DeviceGrantChanged) -> None:
+    """Tell the gateways at once, so a tenant's live events stop the moment a grant goes."""
+    try:
+        await link.publish(uris.EVENT_DEVICE_GRANT, change.model_dump(mode="json"))
+    except WampError as err:
+        logger.warning("grant event for %s not published: %s", change.key, err)

@@ -14,12 +14,14 @@ from edgecloud_contracts.devices import (
     MetricSeries,
     StatusHistory,
 )
+from edgecloud_contracts.events import DeviceGrantChanged
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.text import OBJECT_ID
 
-from ..deps import CallerDep, OperatorDep, SessionDep
+from ..deps import CallerDep, OperatorDep, SessionDep, WampDep
 from ..interfaces import service as interfaces_service
 from . import schemas, service
+from .events import announce_grant
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -78,11 +80,15 @@ async def grant_device(
     body: GrantRequest,
     session: SessionDep,
     operator: OperatorDep,
+    wamp: WampDep,
     response: Response,
 ) -> Grant:
     created = await service.grant(session=session, caller=operator, key=key, tenant_id=body.tenant)
     if not created:
         response.status_code = status.HTTP_200_OK
+    else:
+        await session.commit()
+        await announce_grant(wamp, DeviceGrantChanged(key=key, tenant=body.tenant, granted=True))
     return Grant(device=key, tenant=body.tenant)
 
 
@@ -98,7 +104,10 @@ async def revoke_grant(
     tenant: Annotated[str, Path(pattern=OBJECT_ID)],
     session: SessionDep,
     operator: OperatorDep,
+    wamp: WampDep,
 ) -> None:
     """Take the device from the tenant, and with it the device's interfaces it was for."""
     await service.revoke_grant(session=session, caller=operator, key=key, tenant_id=tenant)
     await interfaces_service.withdraw_tenant(session=session, key=key, tenant_id=tenant)
+    await session.commit()
+    await announce_grant(wamp, DeviceGrantChanged(key=key, tenant=tenant, granted=False))
