@@ -3,7 +3,12 @@
 Runs with the router's own interpreter (.venv-router), so it uses only the standard
 library. Each service authenticates with its own WAMP ticket, read from the same
 variable the service itself reads (``<SERVICE>_WAMP_TICKET``); in development mode a
-missing ticket falls back to the well-known development value, elsewhere it is an error.
+missing ticket falls back to the well-known development value, elsewhere a ticket that is
+missing, a development value or shorter than 24 characters is an error.
+
+TLS: with ``EDGECLOUD_ROUTER_TLS_CERTFILE`` (PEM certificate, with its chain) and
+``EDGECLOUD_ROUTER_TLS_KEYFILE`` (its key) set, the router listens for ``wss://`` only (TLS
+1.3, Crossbar's minimum); clients trust its authority with their CA file setting.
 """
 
 import argparse
@@ -14,6 +19,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SERVICES = ("gateway", "registry", "orchestrator", "storage", "migration-scheduler")
+MIN_TICKET_LENGTH = 24
+"""As edgecloud_servicekit.settings.MIN_TICKET_LENGTH (the router's venv cannot import it)."""
+REVEALING_LOGLEVELS = ("debug", "trace")
+"""Crossbar prints the service tickets (checking its config) and every HELLO's authextra,
+enrolment tokens included, at these levels: development only."""
 
 
 def ticket_variable(service: str) -> str:
@@ -24,26 +34,61 @@ def development_ticket(service: str) -> str:
     return f"dev-ticket-{service}"
 
 
+def ticket_refusal(variable: str, ticket: str) -> str | None:
+    """Why ``ticket`` may not be used outside development, or None."""
+    if ticket in {development_ticket(service) for service in SERVICES}:
+        return f"router: {variable} is a development default; set a secret of your own"
+    if len(ticket) < MIN_TICKET_LENGTH:
+        return f"router: {variable} must be at least {MIN_TICKET_LENGTH} characters"
+    return None
+
+
 def service_principals(development: bool) -> dict[str, dict[str, str]]:
     principals = {}
     for service in SERVICES:
-        ticket = os.environ.get(ticket_variable(service))
+        variable = ticket_variable(service)
+        ticket = os.environ.get(variable)
         if not ticket:
             if not development:
-                sys.exit(f"router: {ticket_variable(service)} is not set")
+                sys.exit(f"router: {variable} is not set")
             ticket = development_ticket(service)
+        elif not development and (refusal := ticket_refusal(variable, ticket)):
+            sys.exit(refusal)
         principals[service] = {"ticket": ticket, "role": "service"}
     return principals
 
 
-def render(*, host: str, port: int, development: bool) -> dict:
+def tls_files() -> dict[str, str] | None:
+    """Crossbar's ``tls`` endpoint option from the environment; None for plain ``ws://``."""
+    certfile = os.environ.get("EDGECLOUD_ROUTER_TLS_CERTFILE", "")
+    keyfile = os.environ.get("EDGECLOUD_ROUTER_TLS_KEYFILE", "")
+    if not certfile and not keyfile:
+        return None
+    if not certfile or not keyfile:
+        sys.exit(
+            "router: EDGECLOUD_ROUTER_TLS_CERTFILE and EDGECLOUD_ROUTER_TLS_KEYFILE go together"
+        )
+    for variable, path in (
+        ("EDGECLOUD_ROUTER_TLS_CERTFILE", certfile),
+        ("EDGECLOUD_ROUTER_TLS_KEYFILE", keyfile),
+    ):
+        if not Path(path).is_file():
+            sys.exit(f"router: {variable}: {path} is not a file")
+    # Absolute: Crossbar reads relative paths from its cbdir.
+    return {"certificate": str(Path(certfile).resolve()), "key": str(Path(keyfile).resolve())}
+
+
+def render(*, host: str, port: int, development: bool, tls: dict[str, str] | None = None) -> dict:
     text = (HERE / "config.template.json").read_text()
     text = text.replace("@PYTHONPATH@", str(HERE)).replace("@HOST@", host)
     config = json.loads(text.replace('"@PORT@"', str(port)))
     config.pop("$comment", None)
     worker = config["workers"][0]
-    ws_auth = worker["transports"][0]["paths"]["ws"]["auth"]
+    transport = worker["transports"][0]
+    ws_auth = transport["paths"]["ws"]["auth"]
     ws_auth["ticket"]["principals"] = service_principals(development)
+    if tls is not None:
+        transport["endpoint"]["tls"] = tls
     return config
 
 
@@ -58,7 +103,12 @@ def main() -> None:
     args = parser.parse_args()
 
     development = os.environ.get("EDGECLOUD_ENV", "production") == "development"
-    config = render(host=args.host, port=args.port, development=development)
+    if args.loglevel.lower() in REVEALING_LOGLEVELS and not development:
+        sys.exit(
+            f"router: log level {args.loglevel} prints tickets and enrolment tokens;"
+            " use info or warn outside development (EDGECLOUD_ROUTER_LOGLEVEL)"
+        )
+    config = render(host=args.host, port=args.port, development=development, tls=tls_files())
     args.cbdir.mkdir(parents=True, exist_ok=True)
     config_path = args.cbdir / "config.json"
     # The rendered file holds the service tickets.

@@ -33,7 +33,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
     """Every client the commands open answers from this fake."""
     fake = FakeGateway()
 
-    def open_client(url: str, token: str | None = None) -> Client:
+    def open_client(url: str, token: str | None = None, **_: object) -> Client:
         return Client(url, token=token, transport=httpx.MockTransport(fake))
 
     monkeypatch.setattr(context, "open_client", open_client)

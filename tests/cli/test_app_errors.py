@@ -89,7 +89,7 @@ def test_a_gateway_that_does_not_answer_times_out(
     monkeypatch.setattr(
         context,
         "open_client",
-        lambda url, token=None: Client(url, token=token, transport=httpx.MockTransport(hang)),
+        lambda url, token=None, **_: Client(url, token=token, transport=httpx.MockTransport(hang)),
     )
     result = cli("--token", "ec_x", "whoami")
     assert result.exit_code == 1

@@ -20,7 +20,7 @@ def test_production_refuses_missing_secrets() -> None:
 
 
 def test_production_refuses_a_short_internal_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REGISTRY_WAMP_TICKET", "t")
+    monkeypatch.setenv("REGISTRY_WAMP_TICKET", "t" * 24)
     monkeypatch.setenv("EDGECLOUD_INTERNAL_SECRET", "short")
     with pytest.raises(ValidationError, match="at least 32"):
         RegistrySettings()
@@ -43,9 +43,9 @@ def test_service_prefix_overrides_the_platform_prefix(monkeypatch: pytest.Monkey
 
 def test_gateway_admin_password_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert GatewaySettings(env="development").admin_password is not None
-    monkeypatch.setenv("GATEWAY_WAMP_TICKET", "t")
+    monkeypatch.setenv("GATEWAY_WAMP_TICKET", "t" * 24)
     monkeypatch.setenv("EDGECLOUD_INTERNAL_SECRET", "s" * 40)
     assert GatewaySettings().admin_password is None  # no bootstrap account unless asked
-    monkeypatch.setenv("EDGECLOUD_ADMIN_PASSWORD", "admin")
+    monkeypatch.setenv("EDGECLOUD_ADMIN_PASSWORD", "short")
     with pytest.raises(ValidationError, match="at least 12"):
         GatewaySettings()

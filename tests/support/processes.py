@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -92,12 +93,16 @@ class ManagedProcess:
             self.process.wait(5)
 
 
-def wait_healthy(url: str, process: ManagedProcess, timeout: float = 60) -> None:
+def wait_healthy(
+    url: str, process: ManagedProcess, timeout: float = 60, *, verify: ssl.SSLContext | bool = True
+) -> None:
+    """``verify``: a CA file for an https:// URL with a certificate of the test's own."""
+
     def healthy() -> bool:
         if not process.running():
             raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
         try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            return httpx.get(f"{url}/healthz", timeout=2, verify=verify).status_code == 200
         except httpx.TransportError:
             return False
 

@@ -3,6 +3,7 @@ their own (EDGECLOUD_ENV=test: no development defaults)."""
 
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
@@ -78,6 +79,15 @@ def drop_pg_connections(name: str) -> int:
     return int(done.stdout.strip() or 0)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate authority and a server certificate it signed (PEM files)."""
+
+    ca_file: Path
+    certfile: Path
+    keyfile: Path
+
+
 @dataclass
 class Stack:
     backend: str
@@ -100,6 +110,9 @@ class Stack:
     """The PostgreSQL server of the ``postgresql`` backend."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """Settings of this stack's own (e.g. a short node loss window for a fault test)."""
+    tls: TlsFiles | None = None
+    """Serve the router (wss://) and the gateway (https://) with this certificate; the
+    services and agents trust its authority (tests/security/test_tls.py)."""
     replicas: dict[str, int] = field(default_factory=dict)
     """How many replicas of a service to run (one unless given); each listens on a port of
     its own, and the services' URL settings list them all (see ServiceClient)."""
@@ -112,15 +125,27 @@ class Stack:
 
     @property
     def router_url(self) -> str:
-        return f"ws://127.0.0.1:{self.router_port}/ws"
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://127.0.0.1:{self.router_port}/ws"
+
+    def _scheme(self, service: str) -> str:
+        return "https" if self.tls is not None and service == "gateway" else "http"
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+        return f"{self._scheme(service)}://127.0.0.1:{self.ports[service]}"
 
     def urls(self, service: str) -> list[str]:
         """Every replica's URL, the first one's first."""
         more = self.replica_ports.get(service, [])
-        return [self.url(service), *(f"http://127.0.0.1:{port}" for port in more)]
+        scheme = self._scheme(service)
+        return [self.url(service), *(f"{scheme}://127.0.0.1:{port}" for port in more)]
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client checks the gateway's certificate against."""
+        if self.tls is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.tls.ca_file))
 
     def _listed(self, service: str) -> str:
         return ",".join(self.urls(service))
@@ -169,10 +194,23 @@ class Stack:
             "GATEWAY_THROTTLE_ADDRESS_LOCK_AFTER": "100000",
             # A quiet shell is closed soon enough for its test to wait for it.
             "GATEWAY_SHELL_IDLE_TIMEOUT_S": "8",
+            # The slow-client test waits this long for silent connections to be closed.
+            "EDGECLOUD_HTTP_HEAD_TIMEOUT_S": "4",
         }
         if any(count > 1 for count in self.replicas.values()):
             # Ten processes on the machine's one PostgreSQL (max_connections 100).
             env["EDGECLOUD_DATABASE_POOL_SIZE"] = "3"
+        if self.tls is not None:
+            env.update(
+                {
+                    "EDGECLOUD_ROUTER_TLS_CERTFILE": str(self.tls.certfile),
+                    "EDGECLOUD_ROUTER_TLS_KEYFILE": str(self.tls.keyfile),
+                    "GATEWAY_TLS_CERTFILE": str(self.tls.certfile),
+                    "GATEWAY_TLS_KEYFILE": str(self.tls.keyfile),
+                    "EDGECLOUD_CA_FILE": str(self.tls.ca_file),
+                    "AGENT_CA_FILE": str(self.tls.ca_file),
+                }
+            )
         env.update(self.extra_env)
         if self.database_url:
             env["EDGECLOUD_DATABASE_URL"] = self.database_url
@@ -206,11 +244,11 @@ class Stack:
                 for number in range(2, self.replicas.get(service, 1) + 1)
             ]
         for service, process in self.services.items():
-            wait_healthy(self.url(service), process)
+            wait_healthy(self.url(service), process, verify=self.verify)
             for url, replica in zip(
                 self.urls(service)[1:], self.more_replicas[service], strict=True
             ):
-                wait_healthy(url, replica)
+                wait_healthy(url, replica, verify=self.verify)
         return self
 
     def _replica_process(self, service: str, number: int) -> ManagedProcess:
@@ -234,7 +272,7 @@ class Stack:
             self.services[service] = process
         else:
             self.more_replicas[service][number - 2] = process
-        wait_healthy(self.urls(service)[number - 1], process)
+        wait_healthy(self.urls(service)[number - 1], process, verify=self.verify)
 
     def start_router(self) -> None:
         cbdir = self.workdir / "router"
@@ -269,11 +307,11 @@ class Stack:
         finally:
             self.start_router()
             for service, process in self.services.items():
-                wait_healthy(self.url(service), process)
+                wait_healthy(self.url(service), process, verify=self.verify)
                 for url, replica in zip(
                     self.urls(service)[1:], self.more_replicas.get(service, []), strict=True
                 ):
-                    wait_healthy(url, replica)
+                    wait_healthy(url, replica, verify=self.verify)
 
     def stop(self) -> None:
         for process in self.services.values():

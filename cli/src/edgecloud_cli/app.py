@@ -6,6 +6,7 @@ in :mod:`.upload`."""
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,8 +61,17 @@ def _options(
             show_default=False,
         ),
     ] = None,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EDGECLOUD_CA_BUNDLE",
+            help="PEM file of the authorities to trust for an https:// gateway with a private"
+            " or self-signed certificate (default: the system's).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    ctx.obj = Target(url_option=url, token_option=token)
+    ctx.obj = Target(url_option=url, token_option=token, ca_bundle=ca_bundle)
 
 
 @app.command()
@@ -80,7 +90,7 @@ def login(
         # The URL first: no point asking for a password when the stored login is unusable.
         url = context.target(ctx).url()
         username, password = _ask_credentials(username, password_stdin=password_stdin)
-        with context.open_client(url) as client:
+        with context.open_client(url, ca_bundle=context.target(ctx).ca_bundle) as client:
             answer = client.login(username=username, password=password)
         expires_at = answer["expires_at"]
         config.save(Credentials(url, username, answer["access_token"], expires_at))
@@ -113,7 +123,7 @@ def logout(ctx: typer.Context) -> None:
             output.notice(f"Not logged in to {url}")
             return
         try:
-            with context.open_client(url, token) as client:
+            with context.open_client(url, token, ca_bundle=target.ca_bundle) as client:
                 client.logout()
         except ApiError as err:
             # 401: the token is already expired or revoked; forgetting it is all that is left.

@@ -8,8 +8,10 @@ has status 0.
 import contextlib
 import itertools
 import socket
+import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from pathlib import Path
 from typing import Any, NamedTuple, cast
 from urllib.parse import quote, urlencode
 
@@ -133,6 +135,22 @@ class Stream:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+def _unreachable(base_url: str, err: BaseException) -> ApiError:
+    """No answer; said plainly when it is the gateway's certificate that failed to verify."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            detail = cause.verify_message or str(cause)
+            return ApiError(
+                NO_ANSWER,
+                "certificate_not_trusted",
+                f"cannot verify the certificate of {base_url}: {detail}"
+                " (a private CA? pass --ca-bundle or set EDGECLOUD_CA_BUNDLE)",
+            )
+        cause = cause.__cause__ or cause.__context__
+    return ApiError(NO_ANSWER, "unreachable", f"cannot reach {base_url}")
+
+
 class Client:
     """The public API as seen by one caller; use it as a context manager."""
 
@@ -143,10 +161,21 @@ class Client:
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: float = TIMEOUT_S,
+        ca_bundle: Path | None = None,
     ) -> None:
+        """``ca_bundle``: PEM file of the authorities trusted for an ``https://`` gateway
+        (a private CA); None: the system's. The certificate is always verified."""
         self.base_url = base_url
         self._token = token
         self._timeout = timeout
+        try:
+            self._tls = ssl.create_default_context(
+                cafile=str(ca_bundle) if ca_bundle is not None else None
+            )
+        except (OSError, ssl.SSLError) as err:
+            raise ApiError(
+                NO_ANSWER, "invalid_ca_bundle", f"cannot use the CA bundle {ca_bundle}: {err}"
+            ) from err
         headers = {"User-Agent": f"edgecloud-cli/{__version__}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -160,6 +189,7 @@ class Client:
                 cookies=jar,
                 timeout=timeout,
                 transport=transport,
+                verify=self._tls,
             )
         except httpx.InvalidURL as err:
             raise ApiError(NO_ANSWER, "invalid_url", f"invalid URL {base_url}: {err}") from err
@@ -357,7 +387,10 @@ class Client:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             return websockets.sync.client.connect(
-                str(url), additional_headers=headers, open_timeout=self._timeout
+                str(url),
+                additional_headers=headers,
+                open_timeout=self._timeout,
+                ssl=self._tls if url.scheme == "wss" else None,
             )
         except websockets.exceptions.InvalidStatus as err:
             raise _error_from(
@@ -368,7 +401,7 @@ class Client:
                 )
             ) from err
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as err:
-            raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
+            raise _unreachable(self.base_url, err) from err
 
     # Migrations
 
@@ -407,7 +440,7 @@ class Client:
         try:
             response = self._http.send(request, stream=True)
         except httpx.HTTPError as err:
-            raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
+            raise _unreachable(self.base_url, err) from err
         try:
             if response.is_error:
                 response.read()
@@ -455,7 +488,7 @@ class Client:
                 NO_ANSWER, "timeout", f"{self.base_url} did not answer within {timeout:g} s"
             ) from err
         except (httpx.TransportError, httpx.InvalidURL) as err:
-            raise ApiError(NO_ANSWER, "unreachable", f"cannot reach {self.base_url}") from err
+            raise _unreachable(self.base_url, err) from err
         if response.is_error:
             raise _error_from(response)
         return response

@@ -3,6 +3,7 @@ reported as one line on stderr."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
@@ -16,9 +17,9 @@ class CliError(Exception):
     """A failure the command explains in its message, e.g. an id that matches no container."""
 
 
-def open_client(url: str, token: str | None = None) -> Client:
+def open_client(url: str, token: str | None = None, *, ca_bundle: Path | None = None) -> Client:
     """The client every command uses; tests replace this to answer from a fake gateway."""
-    return Client(url, token=token)
+    return Client(url, token=token, ca_bundle=ca_bundle)
 
 
 @contextmanager
@@ -43,4 +44,4 @@ def target(ctx: typer.Context) -> Target:
 def client(ctx: typer.Context) -> Client:
     """A client for the gateway in use, signed in."""
     chosen = target(ctx)
-    return open_client(chosen.url(), chosen.token())
+    return open_client(chosen.url(), chosen.token(), ca_bundle=chosen.ca_bundle)

@@ -1,6 +1,7 @@
 """Which gateway to talk to and as whom: the global options first, then the stored login."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import config
 from .config import Credentials
@@ -26,6 +27,9 @@ class Target:
 
     url_option: str | None = None
     token_option: str | None = None
+    ca_bundle: Path | None = None
+    """``--ca-bundle``/``EDGECLOUD_CA_BUNDLE``: the authorities an https:// gateway's
+    certificate is verified against (None: the system's)."""
     _stored: Credentials | None = field(default=None, init=False)
     _loaded: bool = field(default=False, init=False)
 

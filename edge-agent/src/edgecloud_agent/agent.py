@@ -62,6 +62,8 @@ class Agent:
         self.credential = credentials.load_or_create(settings.state_dir, self.probe.key)
         token = settings.enrolment_token.get_secret_value() if settings.enrolment_token else None
         self._presents_token = bool(token) and not self.credential.enrolled
+        # Only with a CA file of its own: otherwise the libraries' defaults (system CAs).
+        self._tls = settings.tls_context() if settings.ca_file is not None else None
         self.uplink = Uplink(
             transports=settings.transports,
             realm=settings.realm,
@@ -75,6 +77,7 @@ class Agent:
             return_after=settings.return_after_probes,
             duty_cycle=settings.duty_cycle,
             on_join=self._on_join,
+            tls=self._tls,
         )
         self._stop = asyncio.Event()
         self.executor: CommandExecutor | None = None
@@ -160,7 +163,7 @@ class Agent:
                 uplink=self.uplink, outbox=outbox, timeout_s=settings.call_timeout_s
             )
             # Bulk transfers pause on the slow mesh and resume on the WAN.
-            files = CloudFiles(settings.api_url, gate=self.uplink.wait_bulk_ok)
+            files = CloudFiles(settings.api_url, gate=self.uplink.wait_bulk_ok, tls=self._tls)
             stack.push_async_callback(files.close)
             outgoing = settings.state_dir / "outgoing"
             deployments = Deployments(

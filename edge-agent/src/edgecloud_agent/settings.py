@@ -1,3 +1,4 @@
+import ssl
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
@@ -22,6 +23,10 @@ class AgentSettings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     """The node's own broker, where applications publish data points (empty: none)."""
     realm: str = "edgecloud"
+    ca_file: Path | None = None
+    """PEM file of the certificate authorities trusted for ``wss://`` uplinks and an
+    ``https://`` api_url (a private CA, a self-signed certificate); unset: the system's.
+    Certificates and host names are always verified."""
     state_dir: Path = Path("/var/lib/edgecloud-agent")
     enrolment_token: SecretStr | None = None
     """One-time token from an operator; needed only until the node is enrolled."""
@@ -130,6 +135,21 @@ class AgentSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     """One JSON object per log line (edgecloud_contracts.logs), as the services write them."""
+
+    def tls_context(self) -> ssl.SSLContext:
+        """For ``wss://`` and ``https://``: verifies against :attr:`ca_file` or the system."""
+        return ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file is not None else None
+        )
+
+    @model_validator(mode="after")
+    def _readable_ca_file(self) -> Self:
+        if self.ca_file is not None:
+            try:
+                self.tls_context()
+            except (OSError, ssl.SSLError) as err:
+                raise ValueError(f"AGENT_CA_FILE: {self.ca_file}: {err}") from err
+        return self
 
     @property
     def monitor(self) -> MonitorConfig:

@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 import aiohttp
 
+from edgecloud_contracts.logs import redact
+
 __all__ = ["DownloadFailed", "DownloadProgress", "download"]
 
 _PROGRESS_EVERY = 256 * 1024
@@ -188,8 +190,10 @@ async def download(
                 except _RETRYABLE as err:
                     failures = 0 if part.received > start else failures + 1
                     if failures >= attempts:
+                        # redact: aiohttp's errors may quote the URL, grant and all.
                         raise DownloadFailed(
-                            "download_failed", f"{failures} attempts in a row failed: {err!r}"
+                            "download_failed",
+                            f"{failures} attempts in a row failed: {redact(repr(err))}",
                         ) from err
                     delay = min(max_backoff_s, backoff_s * 2 ** max(0, failures - 1))
                     await asyncio.sleep(random.uniform(delay / 2, delay))

@@ -10,11 +10,14 @@ import asyncio
 import hashlib
 import logging
 import random
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+
+from edgecloud_contracts.logs import redact
 
 from .download import DownloadFailed, DownloadProgress, download
 
@@ -60,9 +63,12 @@ class CloudFiles:
         attempts: int = 8,
         read_timeout_s: float = 30.0,
         gate: Gate | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``gate`` is awaited before every request: bulk transfers pause on the slow mesh
-        (and resume where they were on the WAN)."""
+        (and resume where they were on the WAN). ``tls`` verifies an ``https://`` api_url
+        (None: the system's authorities)."""
+        self._tls = tls
         self._api_url = api_url.rstrip("/")
         self._gate = gate
         self._attempts = attempts
@@ -72,7 +78,8 @@ class CloudFiles:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self._read_timeout)
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self._read_timeout),
+                connector=aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True),
             )
         return self._session
 
@@ -119,7 +126,9 @@ class CloudFiles:
             except (aiohttp.ClientError, TimeoutError) as err:
                 failures += 1
                 if failures >= self._attempts:
-                    raise UploadFailed("upload_failed", f"the upload kept failing: {err}") from err
+                    raise UploadFailed(
+                        "upload_failed", f"the upload kept failing: {redact(str(err))}"
+                    ) from err
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
             offset = await self._where(url)
 

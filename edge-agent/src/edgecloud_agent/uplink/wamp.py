@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -132,8 +133,16 @@ class Transport:
 class _Connection:
     """One WAMP session over one transport, from connecting to its end."""
 
-    def __init__(self, transport: Transport, index: int, realm: str, login: Login) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        index: int,
+        realm: str,
+        login: Login,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.transport = transport
+        self._tls = tls
         self.index = index
         """Its place in the uplink's order of preference (0 is the best)."""
         self.session = _NodeSession(ComponentConfig(realm=realm), login)
@@ -175,7 +184,7 @@ class _Connection:
         try:
             async with asyncio.timeout(self.transport.open_timeout_s):
                 self._socket, _ = await loop.create_connection(
-                    factory, host, port, ssl=parts.scheme == "wss"
+                    factory, host, port, ssl=(self._tls or True) if parts.scheme == "wss" else None
                 )
                 waiting: set[asyncio.Future[Any]] = {self._joined, self.ended}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -238,7 +247,9 @@ class Uplink:
         return_after: int = 3,
         duty_cycle: "DutyCycle | None" = None,
         on_join: Callable[[], Awaitable[None]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: how ``wss://`` transports verify the router (None: the system's CAs)."""
         if url is not None:
             transports = [Transport("wan", url, ping_interval_s, ping_timeout_s), *transports]
         if not transports:
@@ -252,6 +263,7 @@ class Uplink:
         self._duty = duty_cycle
         self._awake_until = 0.0
         self._on_join = on_join
+        self._tls = tls
         self._current: _Connection | None = None
         self._session: Session | None = None
         self._joined = asyncio.Event()
@@ -349,7 +361,9 @@ class Uplink:
         for index in order:
             if self._stopping:
                 return None
-            connection = _Connection(self.transports[index], index, self._realm, self._login)
+            connection = _Connection(
+                self.transports[index], index, self._realm, self._login, self._tls
+            )
             if await connection.open():
                 return connection
         return None
@@ -426,7 +440,7 @@ class Uplink:
                 streak[better] = streak[better] + 1 if await self._reachable(better) else 0
                 if streak[better] >= self._return_after:
                     connection = _Connection(
-                        self.transports[better], better, self._realm, self._login
+                        self.transports[better], better, self._realm, self._login, self._tls
                     )
                     if await connection.open():
                         return connection

@@ -5,9 +5,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .body_limit import BodyLimit, body_within_limit
 from .db import create_engine, create_session_factory
 from .observability import install_observability
 from .problems import install_problem_handlers
@@ -35,6 +36,7 @@ def wamp_link(
         authid=settings.service_name,
         ticket=settings.ticket,
         call_timeout=settings.wamp_call_timeout_s,
+        ca_file=settings.ca_file,
         procedures=procedures,
         subscriptions=subscriptions,
     )
@@ -56,9 +58,12 @@ def create_service_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(body_within_limit)],
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    # Inside the observability middleware: a refused body is timed and logged too.
+    app.add_middleware(BodyLimit, default_bytes=settings.max_body_bytes)
     install_observability(app, service=settings.service_name)
     for router in routers:
         app.include_router(router)

@@ -8,6 +8,7 @@ Exception tree::
     ├── Forbidden           403
     ├── NotFound            404   (also for another tenant's objects)
     ├── Conflict            409
+    ├── PayloadTooLarge     413
     ├── TooManyRequests     429   with Retry-After
     ├── RemoteProblem       any: another service's problem, passed on
     ├── Unprocessable       422
@@ -73,6 +74,10 @@ class NotFound(Problem):
 
 class Conflict(Problem):
     status, default_code, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(Problem):
+    status, default_code, title = 413, "payload_too_large", "Payload too large"
 
 
 class Unprocessable(Problem):

@@ -9,10 +9,13 @@ by itself with capped, jittered backoff and re-registers everything on each join
 import asyncio
 import logging
 import math
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from autobahn.asyncio.component import Component
 from autobahn.exception import Disconnected
@@ -90,6 +93,17 @@ def _is_fatal(error: Exception) -> bool:
     )
 
 
+def _tls_endpoint(url: str, ca_file: Path | None) -> dict[str, Any]:
+    """For a ``wss://`` URL: a TCP endpoint whose TLS verifies the router's certificate and
+    host name against ``ca_file`` (the system's authorities when None); {} for ``ws://``."""
+    parts = urlsplit(url)
+    if parts.scheme != "wss":
+        return {}
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    host = parts.hostname or "127.0.0.1"
+    return {"endpoint": {"type": "tcp", "host": host, "port": parts.port or 443, "tls": context}}
+
+
 class WampLink:
     def __init__(
         self,
@@ -102,7 +116,9 @@ class WampLink:
         subscriptions: Sequence[Subscription] = (),
         call_timeout: float = 10.0,
         serializer: str = "cbor",
+        ca_file: Path | None = None,
     ) -> None:
+        """``ca_file``: the authorities trusted for a ``wss://`` URL (None: the system's)."""
         self.url = url
         self.authid = authid
         self.call_timeout = call_timeout
@@ -116,6 +132,7 @@ class WampLink:
                 {
                     "type": "websocket",
                     "url": url,
+                    **_tls_endpoint(url, ca_file),
                     "serializers": [serializer],
                     "max_retries": -1,
                     "initial_retry_delay": 0.25,
@@ -257,7 +274,15 @@ class WampLink:
         session = self._require_session()
         options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(timeout)))
         with timed_call(self.authid, uri), _translated(uri, timeout):
-            return await session.call(uri, *args, options=options, **with_request_id(uri, kwargs))
+            try:
+                # As in call: the router times it out; ours is for a transport that died
+                # without a word (an oversized message ends the socket, the call stays open).
+                async with asyncio.timeout(timeout + 1):
+                    return await session.call(
+                        uri, *args, options=options, **with_request_id(uri, kwargs)
+                    )
+            except TimeoutError as err:
+                raise WampTimeout(uri, timeout) from err
 
     async def router_answers(self, timeout: float = 2.0) -> bool:
         """Whether the router answers a call now: a frozen router keeps its connections open,

@@ -1,15 +1,23 @@
 from datetime import timedelta
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from edgecloud_servicekit.settings import Environment, ServiceSettings
+from edgecloud_servicekit.settings import (
+    DEVELOPMENT_SECRETS,
+    Environment,
+    ServerTls,
+    ServiceSettings,
+    refuse_weak_secret,
+)
 
 from .accounts.service import TenantQuotas
 from .accounts.throttle import ThrottlePolicy
 
 DEVELOPMENT_ADMIN_PASSWORD = "admin"
+MIN_ADMIN_PASSWORD_LENGTH = 12
 
 
 class GatewaySettings(ServiceSettings):
@@ -29,11 +37,21 @@ class GatewaySettings(ServiceSettings):
     public_router_url: str = "ws://127.0.0.1:8080/ws"
     """Where agents reach the router; shown in enrolment instructions."""
 
+    tls_certfile: Path | None = None
+    """PEM certificate (with its chain) to serve HTTPS with (``GATEWAY_TLS_CERTFILE``);
+    unset: plain HTTP, for a gateway behind a TLS-terminating proxy or in development."""
+    tls_keyfile: Path | None = None
+    """The certificate's private key (``GATEWAY_TLS_KEYFILE``); both or neither."""
+
     admin_user: str = "admin"
     admin_password: SecretStr | None = None
+    """The bootstrap operator's password (``EDGECLOUD_ADMIN_PASSWORD``); no bootstrap
+    account when unset outside development, and at least 12 characters."""
     admin_tenant: str = "operators"
     login_token_hours: float = 12.0
     cookie_secure: bool | None = None
+    """Mark the dashboard's cookies Secure; by default when serving HTTPS and outside
+    development and test mode."""
     registration: Literal["open", "invite"] = "open"
     """open: anyone may sign up and gets a tenant of their own; invite: invitations only."""
 
@@ -63,13 +81,34 @@ class GatewaySettings(ServiceSettings):
         if self.admin_password is None and development:
             self.admin_password = SecretStr(DEVELOPMENT_ADMIN_PASSWORD)
         password = self.admin_password
-        if password is not None and not development and len(password.get_secret_value()) < 12:
-            raise ValueError("EDGECLOUD_ADMIN_PASSWORD must be at least 12 characters")
+        if password is not None and not development:
+            refuse_weak_secret(
+                "EDGECLOUD_ADMIN_PASSWORD",
+                password.get_secret_value(),
+                min_length=MIN_ADMIN_PASSWORD_LENGTH,
+                known=DEVELOPMENT_SECRETS | {DEVELOPMENT_ADMIN_PASSWORD},
+            )
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("GATEWAY_TLS_CERTFILE and GATEWAY_TLS_KEYFILE go together")
+        for variable, path in (
+            ("GATEWAY_TLS_CERTFILE", self.tls_certfile),
+            ("GATEWAY_TLS_KEYFILE", self.tls_keyfile),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{variable}: {path} is not a file")
         if self.cookie_secure is None:
-            self.cookie_secure = not development and self.env is not Environment.TEST
+            self.cookie_secure = self.tls_certfile is not None or (
+                not development and self.env is not Environment.TEST
+            )
         if not self.public_url:
-            self.public_url = f"http://{self.host}:{self.port}"
+            scheme = "https" if self.tls_certfile is not None else "http"
+            self.public_url = f"{scheme}://{self.host}:{self.port}"
         return self
+
+    def server_tls(self) -> ServerTls | None:
+        if self.tls_certfile is None or self.tls_keyfile is None:
+            return None
+        return ServerTls(certfile=self.tls_certfile, keyfile=self.tls_keyfile)
 
     @property
     def login_token_lifetime(self) -> timedelta:

@@ -1,4 +1,10 @@
-from edgecloud_servicekit.problems import Conflict, NotFound, Problem, Unprocessable
+from edgecloud_servicekit.problems import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    Unprocessable,
+)
 
 
 class ArtifactNotFound(NotFound):
@@ -6,10 +12,6 @@ class ArtifactNotFound(NotFound):
 
     def __init__(self, artifact_id: str) -> None:
         super().__init__(f"artifact {artifact_id} not found")
-
-
-class PayloadTooLarge(Problem):
-    status, default_code, title = 413, "payload_too_large", "Payload too large"
 
 
 class QuotaExceeded(PayloadTooLarge):

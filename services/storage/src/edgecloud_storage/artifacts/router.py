@@ -30,6 +30,7 @@ from edgecloud_servicekit.identity import CallerDep, Identity
 from edgecloud_servicekit.problems import (
     BadRequest,
     Forbidden,
+    PayloadTooLarge,
     Problem,
     Unauthenticated,
     Unprocessable,
@@ -37,7 +38,7 @@ from edgecloud_servicekit.problems import (
 from edgecloud_servicekit.transfer_tokens import TransferDenied, TransferGrant, verify_transfer
 
 from .backends import READ_CHUNK
-from .exceptions import ArtifactIncomplete, PayloadTooLarge, RangeNotSatisfiable
+from .exceptions import ArtifactIncomplete, RangeNotSatisfiable
 from .models import Artifact
 from .service import Artifacts, parse_content_range, to_view
 
@@ -60,6 +61,8 @@ ArtifactsDep = Annotated[Artifacts, Depends(_artifacts)]
     status_code=status.HTTP_201_CREATED,
     response_model=ArtifactView,
     openapi_extra=CREATE_ARTIFACT_OPENAPI,
+    # A one-request upload is checked against max_multipart_bytes by the handler.
+    max_body_size=UPLOAD_BODY_LIMIT,
 )
 async def create_artifact(
     request: Request, caller: CallerDep, artifacts: ArtifactsDep

@@ -27,6 +27,7 @@ from edgecloud_contracts.artifacts import (
 from edgecloud_servicekit.db import transaction, upsert, utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+from edgecloud_servicekit.problems import PayloadTooLarge
 
 from .backends import BlobStore, TooMuchData
 from .exceptions import (
@@ -35,7 +36,6 @@ from .exceptions import (
     BadContentRange,
     ChecksumMismatch,
     OffsetMismatch,
-    PayloadTooLarge,
     QuotaExceeded,
     UploadBusy,
 )

@@ -207,3 +207,72 @@ async def test_another_tenants_ids_answer_404_and_change_nothing(stack, api, vic
                     assert value not in response.json().get("title", "")
         after = await snapshot(client, victim)
     assert after == before
+
+
+# Every GET route without an id in its path, with the victim's ids as its filters where it
+# takes any: the attacker's answer names nothing of the victim's.
+LISTS: dict[str, dict[str, str]] = {
+    "/livez": {},
+    "/healthz": {},
+    "/metrics": {},
+    "/api/v1/me": {},
+    "/api/v1/tokens": {},
+    "/api/v1/invitations": {},
+    "/api/v1/members": {},
+    "/api/v1/tenants": {},
+    "/api/v1/audit": {"tenant": "{tenant_id}"},
+    "/api/v1/devices": {},
+    "/api/v1/containers": {"device": "{key}"},
+    "/api/v1/images/platforms": {"image": "edgecloud/busybox:latest"},
+    "/api/v1/artifacts": {"container": "{container_id}"},
+    "/api/v1/artifacts/usage": {},
+    "/api/v1/alert-rules": {},
+    "/api/v1/alerts": {"rule": "{rule_id}"},
+    "/api/v1/migrations": {"container": "{container_id}"},
+}
+NOT_LISTED = {
+    # A live stream: tests/security/test_event_isolation.py publishes the victim's events
+    # while another tenant listens.
+    "/api/v1/events",
+}
+GENERIC_IDS = {"action", "name"}
+"""Entries of the victim's ids that are ordinary words (``stop``, ``serial0``)."""
+
+
+async def test_every_list_route_is_checked(stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
+        spec = (await client.get("/openapi.json")).json()
+    lists = {
+        path
+        for path, operations in spec["paths"].items()
+        if "{" not in path and "get" in operations
+    }
+    assert lists == set(LISTS) | NOT_LISTED, "add the new list route to LISTS (or NOT_LISTED)"
+
+
+async def test_lists_show_another_tenant_nothing_of_the_victims(stack, victim) -> None:
+    attacker = await register(stack)
+    secrets_of_the_victim = {
+        value for key, value in victim["ids"].items() if key not in GENERIC_IDS
+    } | {
+        victim["admin"].username,
+        victim["member"].username,
+        victim["admin"].tenant_name,
+        victim["api_token"],
+    }
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=20) as client:
+        for path, filters in LISTS.items():
+            for params in ({}, {k: v.format(**victim["ids"]) for k, v in filters.items()}):
+                response = await client.get(path, params=params, headers=attacker.headers)
+                assert response.status_code < 500, f"{path} {params}: {response.text[:300]}"
+                if response.status_code >= 400:
+                    assert response.headers["content-type"].startswith("application/problem+json")
+                leaked = [s for s in secrets_of_the_victim if s in response.text]
+                assert not leaked, f"{path} {params} shows the victim's {leaked}"
+        # The victim's own lists do show them: the check above looks in the right places.
+        own = await client.get(
+            "/api/v1/containers",
+            params={"device": victim["ids"]["key"]},
+            headers=victim["admin"].headers,
+        )
+        assert victim["ids"]["container_id"] in own.text
