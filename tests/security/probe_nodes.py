@@ -1,4 +1,5 @@
-"""Test device sessions that answer the orchestrator's commands the way a node does."""
+"""Test devices for the security tests: offline ones known from one heartbeat, and sessions
+that answer the orchestrator's commands the way a node does; and the services' health."""
 
 import secrets
 from typing import Any
@@ -7,8 +8,33 @@ import httpx
 
 from edgecloud_agent.uplink.wamp import Uplink
 from edgecloud_contracts import uris
+from edgecloud_contracts.uris import SERVICE_AUTHIDS
+from tests.support.beats import heartbeat
 from tests.support.stack import Stack
 from tests.support.users import Account
+from tests.support.wamp import device_session, probe_key
+
+
+async def offline_device(
+    stack: Stack, api: httpx.AsyncClient, token: str, *, tenant_id: str, **beat: Any
+) -> str:
+    """A device enrolled with ``token`` (one heartbeat, then gone: offline), granted by the
+    operator's ``api`` to ``tenant_id``. Creates on it wait with their command queued (202)."""
+    key = probe_key()
+    async with device_session(
+        stack, key=key, private_key=secrets.token_bytes(32), token=token
+    ) as uplink:
+        await uplink.call(uris.HEARTBEAT, heartbeat(key, **beat), timeout=5)
+    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": tenant_id})
+    assert granted.status_code == 201, granted.text
+    return key
+
+
+async def assert_services_healthy(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service in sorted(SERVICE_AUTHIDS):
+            answer = await client.get(f"{stack.url(service)}/healthz")
+            assert answer.status_code == 200, (service, answer.text)
 
 
 async def answer_creates(uplink: Uplink, key: str) -> None:

@@ -5,15 +5,12 @@ fails this test until it says how it is isolated. (The shell's WebSocket is not 
 list: tests/integration/test_terminal.py refuses it to another tenant.)
 """
 
-import secrets
-
 import httpx
 import pytest
 
-from tests.support.beats import heartbeat
+from tests.security.probe_nodes import offline_device
 from tests.support.migrations import store_migration
 from tests.support.users import Account, invite, register
-from tests.support.wamp import device_session, probe_key
 
 pytestmark = pytest.mark.stack
 
@@ -92,13 +89,7 @@ async def victim(stack, api, enrol):
         invitation = (
             await client.post("/api/v1/invitations", json={}, headers=admin.headers)
         ).json()
-    key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
-        await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
-    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": admin.tenant_id})
-    assert granted.status_code == 201
+    key = await offline_device(stack, api, await enrol(), tenant_id=admin.tenant_id)
     # The device is offline now: the container waits with its create command queued.
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
         queued = await client.post(

@@ -4,7 +4,6 @@ most its share of the node's memory (``ORCHESTRATOR_TENANT_NODE_MEMORY_SHARE``),
 bomb or a memory hog stays inside its container while another tenant's keeps answering."""
 
 import asyncio
-import secrets
 import time
 from pathlib import Path
 
@@ -13,11 +12,10 @@ import pytest
 
 from tests.conftest import ONE_DATABASE
 from tests.integration.test_gateway_api import assert_problem
+from tests.security.probe_nodes import offline_device
 from tests.security.test_container_policy import assert_hardened, exec_in, inspect
 from tests.security.test_injection import tenant_containers
-from tests.support.beats import heartbeat
 from tests.support.users import Account, register
-from tests.support.wamp import device_session, probe_key
 
 pytestmark = pytest.mark.stack
 
@@ -140,13 +138,7 @@ async def test_creates_racing_for_the_last_places_never_pass_the_quota(stack, ap
     """Many creates at once, from one tenant and on the same node: exactly as many are
     accepted as the quota has places left, in a single replica or several."""
     user = await register(stack)
-    key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
-        await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
-    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": user.tenant_id})
-    assert granted.status_code == 201, granted.text
+    key = await offline_device(stack, api, await enrol(), tenant_id=user.tenant_id)
     quota = await api.patch(f"/api/v1/tenants/{user.tenant_id}/quotas", json={"containers": 3})
     assert quota.status_code == 200, quota.text
     # The node is offline: each accepted create waits with its command queued (202).

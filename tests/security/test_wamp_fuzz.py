@@ -12,7 +12,6 @@ import asyncio
 import secrets
 from typing import Any
 
-import httpx
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 
 from edgecloud_contracts import uris
 from tests.conftest import ONE_DATABASE
+from tests.security.probe_nodes import assert_services_healthy
 from tests.security.raw_wamp import RawSession, raw_device, raw_session
 from tests.security.test_wamp_isolation import DEVICE_CALLABLE, registered_procedures
 from tests.support.beats import heartbeat
@@ -29,7 +29,6 @@ pytestmark = [pytest.mark.stack, ONE_DATABASE]
 
 EXAMPLES = 10
 CALL_TIMEOUT_S = 20  # generous: "does not hang", not a speed limit
-SERVICES = ("gateway", "registry", "orchestrator", "storage", "migration-scheduler")
 
 
 def _deep(levels: int) -> Any:
@@ -131,13 +130,6 @@ VALID: dict[str, Any] = {
 }
 
 
-async def healthy(stack) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
-        for service in SERVICES:
-            answer = await client.get(f"{stack.url(service)}/healthz")
-            assert answer.status_code == 200, (service, answer.text)
-
-
 async def test_malformed_payloads_get_an_error_uri_from_every_procedure(stack, enrol) -> None:
     before = {p for p in await registered_procedures(stack) if not p.startswith("edge.device.")}
     assert set(DEVICE_CALLABLE) <= before
@@ -166,6 +158,6 @@ async def test_malformed_payloads_get_an_error_uri_from_every_procedure(stack, e
         assert not service.ended.done()
         assert not device.ended.done()
     assert not failures, "\n".join(failures[:20])
-    await healthy(stack)
+    await assert_services_healthy(stack)
     after = {p for p in await registered_procedures(stack) if not p.startswith("edge.device.")}
     assert after == before

@@ -18,11 +18,12 @@ from edgecloud_contracts import errors, uris
 from edgecloud_contracts.containers import Action
 from edgecloud_contracts.heartbeat import CompactBeat
 from tests.conftest import ONE_DATABASE
+from tests.security.probe_nodes import offline_device
 from tests.security.raw_wamp import raw_device
 from tests.support.beats import heartbeat
 from tests.support.migrations import store_migration
 from tests.support.users import Account, register
-from tests.support.wamp import device_session, probe_key, service_session
+from tests.support.wamp import probe_key, service_session
 
 pytestmark = [pytest.mark.stack, ONE_DATABASE]
 
@@ -111,13 +112,9 @@ async def _victim(stack, api, enrol) -> dict[str, Any]:
     """Tenant B: its device (offline, known from one heartbeat), a container on it whose
     create waits, and a migration still under way."""
     admin = await register(stack)
-    key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
-        await uplink.call(uris.HEARTBEAT, heartbeat(key, location="lab-b"), timeout=5)
-    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": admin.tenant_id})
-    assert granted.status_code == 201, granted.text
+    key = await offline_device(
+        stack, api, await enrol(), tenant_id=admin.tenant_id, location="lab-b"
+    )
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
         queued = await client.post(
             "/api/v1/containers",

@@ -15,7 +15,11 @@ from autobahn.wamp.exception import ApplicationError
 
 from edgecloud_contracts import errors, uris
 from tests.conftest import ONE_DATABASE
-from tests.security.probe_nodes import answer_creates, create_container
+from tests.security.probe_nodes import (
+    answer_creates,
+    assert_services_healthy,
+    create_container,
+)
 from tests.security.raw_wamp import raw_device
 from tests.support.beats import heartbeat
 from tests.support.users import register
@@ -24,14 +28,6 @@ from tests.support.wamp import device_session, probe_key, service_session
 pytestmark = [pytest.mark.stack, ONE_DATABASE]
 
 ROUTER_MAX_MESSAGE = 1 << 20  # infra/router/config.template.json
-SERVICES = ("gateway", "registry", "orchestrator", "storage", "migration-scheduler")
-
-
-async def all_ready(stack) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
-        for service in SERVICES:
-            ready = await client.get(f"{stack.url(service)}/healthz")
-            assert ready.status_code == 200, (service, ready.text)
 
 
 async def test_an_oversized_message_ends_only_its_senders_connection(stack, enrol) -> None:
@@ -61,7 +57,7 @@ async def test_an_oversized_message_ends_only_its_senders_connection(stack, enro
         async with service_session(stack, service="orchestrator") as cloud:
             await cloud.wait_joined(10)
             assert await cloud.is_registered(uris.HEARTBEAT)
-        await all_ready(stack)
+        await assert_services_healthy(stack)
 
 
 async def test_a_large_allowed_payload_is_refused_by_the_procedures_own_limit(stack, enrol) -> None:
@@ -122,7 +118,7 @@ async def test_a_node_that_never_answers_gives_a_clear_timeout(stack, api, enrol
             # While the call hangs: the same tenant, the same node and other tenants are served.
             assert (await client.get(f"/api/v1/containers/{container['id']}")).status_code == 200
             await node.call(uris.HEARTBEAT, heartbeat(key, seq=2), timeout=5)
-            await all_ready(stack)
+            await assert_services_healthy(stack)
             answer = await logs
             waited = time.monotonic() - started
         never.set()
