@@ -301,7 +301,7 @@ class DockerRuntime:
         try:
             async with (
                 self._calling(f"remove volume {name}", self._timeout),
-                self._client()._query(f"volumes/{name}", "DELETE"),
+                _response(self._client(), f"volumes/{name}", "DELETE"),
             ):
                 pass
         except RuntimeFailure as err:
@@ -319,7 +319,8 @@ class DockerRuntime:
         data = await self._owned(docker_name, container_id)
         async with (
             self._calling(f"copy into {docker_name}", self._transfer_timeout),
-            self._client()._query(
+            _response(
+                self._client(),
                 f"containers/{data['Id']}/archive",
                 "PUT",
                 params={"path": path},
@@ -339,7 +340,8 @@ class DockerRuntime:
         try:
             async with (
                 self._calling(f"copy out of {docker_name}", self._transfer_timeout),
-                self._client()._query(
+                _response(
+                    self._client(),
                     f"containers/{data['Id']}/archive",
                     "GET",
                     params={"path": path},
@@ -436,7 +438,7 @@ class DockerRuntime:
             params["since"] = f"{since.timestamp():.9f}"
         async with (
             self._calling(f"logs of {docker_name}", self._timeout),
-            self._client()._query(f"containers/{data['Id']}/logs", params=params) as response,
+            _response(self._client(), f"containers/{data['Id']}/logs", params=params) as response,
         ):
             raw = await response.read()
         running = bool(data.get("State", {}).get("Running"))
@@ -459,8 +461,8 @@ class DockerRuntime:
         except ValueError as err:
             raise RuntimeUnavailable(f"logs: {err}") from err
         try:
-            async with docker._query(
-                f"containers/{docker_id}/logs", params=params, timeout=None
+            async with _response(
+                docker, f"containers/{docker_id}/logs", params=params, timeout=None
             ) as response:
                 frames = reports.FrameReader()
                 async for chunk in response.content.iter_any():
@@ -480,8 +482,8 @@ class DockerRuntime:
         written = 0
         async with (
             self._calling(f"logs of {docker_id}", self._transfer_timeout),
-            self._client()._query(
-                f"containers/{docker_id}/logs", params=params, timeout=None
+            _response(
+                self._client(), f"containers/{docker_id}/logs", params=params, timeout=None
             ) as response,
         ):
             frames = reports.FrameReader()
@@ -515,8 +517,8 @@ class DockerRuntime:
         written = 0
         async with (
             self._calling(f"save {image}", self._transfer_timeout),
-            self._client()._query(
-                "images/get", "GET", params={"names": image}, timeout=None
+            _response(
+                self._client(), "images/get", "GET", params={"names": image}, timeout=None
             ) as response,
         ):
             with destination.open("wb") as out:
@@ -532,7 +534,8 @@ class DockerRuntime:
         try:
             async with (
                 self._calling(f"build {tag}", self._pull_timeout),
-                self._client()._query(
+                _response(
+                    self._client(),
                     "build",
                     "POST",
                     params={
@@ -564,7 +567,8 @@ class DockerRuntime:
         try:
             async with (
                 self._calling(f"load {archive.name}", self._transfer_timeout),
-                self._client()._query(
+                _response(
+                    self._client(),
                     "images/load",
                     "POST",
                     data=_file_chunks(archive),
@@ -642,6 +646,24 @@ class DockerRuntime:
                     await asyncio.wait({pump})
         finally:
             await docker.close()
+
+
+@asynccontextmanager
+async def _response(
+    docker: aiodocker.Docker, path: str, method: str = "GET", **options: Any
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """One Engine API response, closed on the way out whatever happened.
+
+    aiodocker's ``_query`` leaves the response to its caller. A stream left half-read (a
+    cancelled log follower, a copy that timed out) would keep its connection until the
+    garbage collector found it, after the client was closed: aiohttp's "Unclosed
+    connection". Closing a response read to its end is a no-op: its connection is back in
+    the pool already."""
+    async with docker._query(path, method, **options) as response:
+        try:
+            yield response
+        finally:
+            response.close()
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
