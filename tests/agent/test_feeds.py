@@ -41,10 +41,14 @@ async def test_a_feed_restarted_under_a_fast_sensor_loses_nothing(
     inbox = await runtime.volume_path(spec.container_id) / INBOX
     try:
         await feeds.reconcile([spec])
-        for _ in range(100):  # subscribed: its broker session now keeps what it misses
+        # Subscribed (the inbox is opened after the SUBSCRIBE is acknowledged): its broker
+        # session now keeps what it misses. Before that, a message would have no session to
+        # wait in; on a loaded machine the first subscription can take seconds.
+        for _ in range(600):
             if inbox.exists():
                 break
             await asyncio.sleep(0.05)
+        assert inbox.exists(), "the feed did not subscribe within 30 s"
         publishing = asyncio.create_task(publish_numbered(topic))
         restarts = 0
         while not publishing.done():
