@@ -26,7 +26,7 @@ from tests.agent.test_peer_migration import BROKER, SOURCE, TARGET, Node
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker, online
 from tests.integration.test_applications import deploy, finished, tar_of
-from tests.support.users import Account, register
+from tests.support.users import Account
 
 pytestmark = pytest.mark.stack
 
@@ -281,15 +281,11 @@ def probe_results(output: str) -> tuple[dict[str, int], str]:
 
 @ONE_DATABASE
 async def test_escapes_from_a_tenant_container_fail_for_the_right_reason(
-    stack, api, client, node
+    client, node, neighbours
 ) -> None:
     agent, user = node
     # Another tenant on the same node, with a process anyone would recognise.
-    neighbour = await register(stack)
-    granted = await api.post(
-        f"/api/v1/devices/{agent.key}/grants", json={"tenant": neighbour.tenant_id}
-    )
-    assert granted.status_code == 201, granted.text
+    neighbour = await neighbours(agent.key)
     await create(client, neighbour, agent.key, "neighbour", command=["sleep", "4242"])
     mine = await create(client, user, agent.key, "prisoner", command=["sleep", "3600"])
 

@@ -34,17 +34,9 @@ async def create(
     )
 
 
-async def neighbour_on(stack, api: httpx.AsyncClient, key: str) -> Account:
-    """Another tenant, granted the same node."""
-    other = await register(stack)
-    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": other.tenant_id})
-    assert granted.status_code == 201, granted.text
-    return other
-
-
 @ONE_DATABASE
 async def test_limits_beyond_the_node_or_the_tenants_share_are_refused(
-    stack, api, client, node
+    api, client, node, neighbours
 ) -> None:
     agent, user = node
     device = (await api.get(f"/api/v1/devices/{agent.key}")).json()
@@ -76,7 +68,7 @@ async def test_limits_beyond_the_node_or_the_tenants_share_are_refused(
     assert len(tenant_containers(user)) == 1
 
     # The share is per tenant: another tenant still gets its own on the same node.
-    other = await neighbour_on(stack, api, agent.key)
+    other = await neighbours(agent.key)
     theirs = await create(client, other, agent.key, "big", limits={"memory": big})
     assert theirs.status_code == 201, theirs.text
     # And a removed container gives its share back.
@@ -88,12 +80,12 @@ async def test_limits_beyond_the_node_or_the_tenants_share_are_refused(
 
 @ONE_DATABASE
 async def test_a_fork_bomb_and_a_memory_hog_stay_in_their_container(
-    stack, api, client, node
+    client, node, neighbours
 ) -> None:
     agent, user = node
     limits = {"memory": 16 * MIB, "cpus": 0.2, "pids": 32}
     bomber = (await create(client, user, agent.key, "bomber", limits=limits)).json()
-    other = await neighbour_on(stack, api, agent.key)
+    other = await neighbours(agent.key)
     made = await create(client, other, agent.key, "bystander")
     assert made.status_code == 201, made.text
     bystander = made.json()
