@@ -8,7 +8,7 @@ list: tests/integration/test_terminal.py refuses it to another tenant.)
 import httpx
 import pytest
 
-from tests.security.probe_nodes import offline_device
+from tests.security.probe_nodes import create_container, offline_device
 from tests.support.migrations import store_migration
 from tests.support.users import Account, invite, register
 
@@ -91,13 +91,7 @@ async def victim(stack, api, enrol):
         ).json()
     key = await offline_device(stack, api, await enrol(), tenant_id=admin.tenant_id)
     # The device is offline now: the container waits with its create command queued.
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
-        queued = await client.post(
-            "/api/v1/containers",
-            json={"device": key, "name": "web", "image": "edgecloud/busybox:latest"},
-            headers=admin.headers,
-        )
-    assert queued.status_code == 202, queued.text
+    queued = await create_container(stack, admin, key, expect=(202,))
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
         artifact = await client.post(
             "/api/v1/artifacts", files={"file": ("run.sh", b"echo hi\n")}, headers=admin.headers
@@ -105,7 +99,7 @@ async def victim(stack, api, enrol):
     assert artifact.status_code == 201, artifact.text
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
         deployed = await client.post(
-            f"/api/v1/containers/{queued.json()['id']}/deploy",
+            f"/api/v1/containers/{queued['id']}/deploy",
             json={"artifact": artifact.json()["id"], "script": artifact.json()["id"]},
             headers=admin.headers,
         )
@@ -119,7 +113,7 @@ async def victim(stack, api, enrol):
     assert rule.status_code == 201, rule.text
     # Stored directly: nothing migrates containers before peer migration (#8).
     migration_id = await store_migration(
-        stack, tenant_id=admin.tenant_id, container_id=queued.json()["id"]
+        stack, tenant_id=admin.tenant_id, container_id=queued["id"]
     )
     return {
         "admin": admin,
@@ -131,8 +125,8 @@ async def victim(stack, api, enrol):
             "invitation_id": invitation["id"],
             "user_id": member.user_id,
             "tenant_id": admin.tenant_id,
-            "container_id": queued.json()["id"],
-            "command_id": queued.json()["command"],
+            "container_id": queued["id"],
+            "command_id": queued["command"],
             "artifact_id": artifact.json()["id"],
             "deployment_id": deployed.json()["deployment"],
             "rule_id": rule.json()["id"],

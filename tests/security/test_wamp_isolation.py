@@ -18,7 +18,7 @@ from edgecloud_contracts import errors, uris
 from edgecloud_contracts.containers import Action
 from edgecloud_contracts.heartbeat import CompactBeat
 from tests.conftest import ONE_DATABASE
-from tests.security.probe_nodes import offline_device
+from tests.security.probe_nodes import create_container, offline_device
 from tests.security.raw_wamp import raw_device
 from tests.support.beats import heartbeat
 from tests.support.migrations import store_migration
@@ -115,14 +115,7 @@ async def _victim(stack, api, enrol) -> dict[str, Any]:
     key = await offline_device(
         stack, api, await enrol(), tenant_id=admin.tenant_id, location="lab-b"
     )
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=10) as client:
-        queued = await client.post(
-            "/api/v1/containers",
-            json={"device": key, "name": "web", "image": "edgecloud/busybox:latest"},
-            headers=admin.headers,
-        )
-    assert queued.status_code == 202, queued.text
-    container = queued.json()
+    container = await create_container(stack, admin, key, expect=(202,))
     migration = await store_migration(
         stack, tenant_id=admin.tenant_id, container_id=container["id"], completed=False
     )
