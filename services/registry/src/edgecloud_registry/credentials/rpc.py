@@ -6,7 +6,7 @@ from typing import Any
 from autobahn.wamp.exception import ApplicationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from edgecloud_contracts import uris
+from edgecloud_contracts import errors, uris
 from edgecloud_servicekit.db import transaction
 
 from . import service
@@ -23,14 +23,29 @@ class DeviceAuthenticator:
         self, realm: str, authid: str | None, details: dict[str, Any]
     ) -> dict[str, Any]:
         """Called by the router with the client's HELLO; answers with its principal."""
-        extra = details.get("authextra") or {}
+        extra = details.get("authextra") if isinstance(details, dict) else None
+        extra = extra or {}
+        token = extra.get("enrolment_token") if isinstance(extra, dict) else None
+        if (
+            not isinstance(details, dict)
+            or not isinstance(extra, dict)
+            or not isinstance(authid, str | None)
+            or not isinstance(token, str | None)
+        ):
+            # Only services may call this (the router does, as meant); anything else they
+            # send is refused in words, not with a Python error.
+            raise ApplicationError(
+                errors.INVALID_ARGUMENT,
+                "expected (realm, authid, details) with details and details.authextra objects"
+                " and its enrolment_token a string",
+            )
         try:
             async with transaction(self._sessions) as session:
                 result = await service.authenticate(
                     session=session,
                     device_key=authid or "",
                     public_key=str(extra.get("pubkey") or ""),
-                    enrolment_token=extra.get("enrolment_token") or None,
+                    enrolment_token=token or None,
                 )
         except CredentialError as err:
             logger.warning("device login refused: %s", err.message, extra={"device": authid})
