@@ -3,7 +3,6 @@ logout, and containers on a device that is offline."""
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -124,9 +123,7 @@ async def offline_device(
     heartbeat, then gone."""
     account = await register(stack)
     key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
+    async with device_session(stack, key=key, token=await enrol()) as uplink:
         await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
     granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": account.tenant_id})
     assert granted.status_code == 201, granted.text

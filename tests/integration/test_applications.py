@@ -75,9 +75,11 @@ async def finished(client, user, deployment_id: str) -> dict:
     return await eventually(done, timeout=60, interval=0.2)
 
 
-async def deploy(client, user, container_id: str, archive: bytes, script: bytes = SCRIPT):
+async def deploy(
+    client, user, container_id: str, archive: bytes, script: bytes = SCRIPT, *, script_name="run.sh"
+):
     artifact = await upload(client, user, "app.tar", archive, "application")
-    script_id = await upload(client, user, "run.sh", script, "script")
+    script_id = await upload(client, user, script_name, script, "script")
     answer = await client.post(
         f"/api/v1/containers/{container_id}/deploy",
         json={"artifact": artifact, "script": script_id},
@@ -85,6 +87,21 @@ async def deploy(client, user, container_id: str, archive: bytes, script: bytes 
     )
     assert answer.status_code == 202, answer.text
     return answer.json()
+
+
+async def copied_out(client, user, container_id: str, path: str) -> dict:
+    """Copy ``path`` out of the container: the result artifact, once complete."""
+    copied = await client.post(
+        f"/api/v1/containers/{container_id}/files", json={"path": path}, headers=user.headers
+    )
+    assert copied.status_code == 202, copied.text
+    artifact_id = copied.json()["artifact"]
+
+    async def complete() -> dict | None:
+        found = (await client.get(f"/api/v1/artifacts/{artifact_id}", headers=user.headers)).json()
+        return found if found["state"] == "complete" else None
+
+    return await eventually(complete, timeout=30, interval=0.2)
 
 
 async def test_deploy_then_read_the_output_and_fetch_the_result_files(client, node) -> None:
@@ -109,19 +126,7 @@ async def test_deploy_then_read_the_output_and_fetch_the_result_files(client, no
 
     await eventually(output, timeout=10)
 
-    copied = await client.post(
-        f"/api/v1/containers/{container['id']}/files",
-        json={"path": "/app/results"},
-        headers=user.headers,
-    )
-    assert copied.status_code == 202, copied.text
-    artifact_id = copied.json()["artifact"]
-
-    async def complete() -> dict | None:
-        found = (await client.get(f"/api/v1/artifacts/{artifact_id}", headers=user.headers)).json()
-        return found if found["state"] == "complete" else None
-
-    artifact = await eventually(complete, timeout=30, interval=0.2)
+    artifact = await copied_out(client, user, container["id"], "/app/results")
     assert (artifact["kind"], artifact["name"], artifact["container"]) == (
         "result",
         "results.tar",

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import os
-import secrets
 import signal
 import uuid
 
@@ -444,9 +443,7 @@ async def test_an_images_platforms_are_read_from_the_trusted_registry(stack, cli
 async def test_image_built_for_another_architecture_is_refused(stack, client, api, enrol) -> None:
     user = await register(stack)
     key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
+    async with device_session(stack, key=key, token=await enrol()) as uplink:
         await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)  # an aarch64 node
         await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": user.tenant_id})
         refused = await create(client, user, device=key, name="wrong-arch", image=REGISTRY_IMAGE)

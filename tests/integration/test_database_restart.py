@@ -8,7 +8,6 @@ acknowledged (a 201, an acknowledged heartbeat) is there afterwards.
 
 import asyncio
 import itertools
-import secrets
 import time
 from collections.abc import Iterator
 
@@ -97,9 +96,7 @@ async def restart_under_load(
             await asyncio.sleep(0.05)
 
     async def beat() -> None:
-        async with device_session(
-            stack, key=probe, private_key=secrets.token_bytes(32), token=token
-        ) as uplink:
+        async with device_session(stack, key=probe, token=token) as uplink:
             for seq in itertools.count(1):
                 if done.is_set():
                     return

@@ -109,16 +109,13 @@ async def test_bad_cursor_is_400(api) -> None:
 
 
 async def test_device_list_pages(api, stack, enrol) -> None:
-    import secrets
 
     from tests.support.beats import heartbeat
     from tests.support.wamp import device_session, probe_key
 
     keys = sorted(probe_key() for _ in range(3))
     for key in keys:
-        async with device_session(
-            stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as uplink:
+        async with device_session(stack, key=key, token=await enrol()) as uplink:
             await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
     seen: list[str] = []
     cursor = None

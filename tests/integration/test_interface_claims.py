@@ -17,13 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edgecloud_servicekit.identity import IDENTITY_HEADER, OPERATOR, Identity, sign_identity
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import online
 from tests.integration.test_containers import IMAGE
 from tests.integration.test_gateway_api import assert_problem
 from tests.integration.test_interfaces import create, declare, listed, names_on_node, run
-from tests.support.users import Account
+from tests.support.users import Account, scheduler_headers
 
 pytestmark = pytest.mark.stack
 
@@ -184,14 +183,11 @@ async def test_a_container_holding_hardware_does_not_move(
     assert_problem(moved, 409, "holds_hardware")
 
     # Nor does the orchestrator move its record, whoever asks.
-    scheduler = Identity(user_id="migration-scheduler", username="migration-scheduler",
-                         tenant_id=user.tenant_id, roles=frozenset({OPERATOR}))  # fmt: skip
-    token = sign_identity(scheduler, secret=stack.internal_secret, audience="orchestrator")
     async with httpx.AsyncClient(base_url=stack.url("orchestrator"), timeout=10) as orchestrator:
         relocated = await orchestrator.post(
             f"/v1/containers/{container['id']}/relocation",
             json={"source": agent.key, "target": "some_other_node", "migration": "m-1"},
-            headers={IDENTITY_HEADER: token},
+            headers=scheduler_headers(stack, user.tenant_id),
         )
     assert_problem(relocated, 409, "holds_hardware")
     answer = await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)

@@ -1,6 +1,5 @@
 """Node reports carrying an id are applied once, however often the node sends them."""
 
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -25,9 +24,7 @@ def data_report(container_id: str, value: float, at: datetime, report_id: str | 
 async def test_a_repeated_report_is_stored_once(stack, client, api, enrol) -> None:
     user = await register(stack)
     key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
+    async with device_session(stack, key=key, token=await enrol()) as uplink:
         await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
         granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": user.tenant_id})
         assert granted.status_code == 201, granted.text

@@ -102,9 +102,7 @@ async def test_a_heartbeat_whose_registry_replica_dies_is_not_lost(stack: Stack,
     dying = Replica("dying", dies=True)
     async with (
         replica(stack, uris.HEARTBEAT, dying),
-        device_session(
-            stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as uplink,
+        device_session(stack, key=key, token=await enrol()) as uplink,
     ):
         acks = [
             await uplink.call(uris.HEARTBEAT, heartbeat(key, seq=seq), timeout=5)

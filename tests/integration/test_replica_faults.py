@@ -16,7 +16,6 @@ At a small size here; bench/fleet.py runs the platform at full size.
 
 import asyncio
 import itertools
-import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -142,9 +141,7 @@ async def test_killing_one_replica_of_each_service_loses_nothing(
         done = asyncio.Event()
 
         async def heartbeats() -> None:
-            async with device_session(
-                stack, key=probe, private_key=secrets.token_bytes(32), token=token
-            ) as uplink:
+            async with device_session(stack, key=probe, token=token) as uplink:
                 for seq in itertools.count(1):
                     if done.is_set():
                         return

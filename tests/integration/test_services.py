@@ -57,15 +57,12 @@ async def test_registry_refuses_unsigned_or_stale_identities(stack, case, header
 
 
 async def test_registry_scopes_devices_by_tenant(stack, enrol) -> None:
-    import secrets
 
     from tests.support.beats import heartbeat
     from tests.support.wamp import device_session, probe_key
 
     key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
+    async with device_session(stack, key=key, token=await enrol()) as uplink:
         await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
 
     member = Identity(user_id="u-2", username="m", tenant_id="t-acme", roles=frozenset({"member"}))

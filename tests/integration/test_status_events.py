@@ -1,7 +1,6 @@
 """Status changes are published on edge.event.device.status and survive a router restart."""
 
 import asyncio
-import secrets
 
 import pytest
 
@@ -29,9 +28,7 @@ async def test_status_changes_are_published(stack, enrol) -> None:
     async with link:
         await link.wait_joined(10)
         key = probe_key()
-        async with device_session(
-            stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as uplink:
+        async with device_session(stack, key=key, token=await enrol()) as uplink:
             from tests.support.beats import heartbeat
 
             await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)

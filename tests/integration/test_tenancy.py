@@ -107,9 +107,7 @@ async def test_operator_creates_a_tenant_and_invites_its_admin(stack, client, ap
 async def test_tenant_sees_only_granted_devices(stack, client, api, enrol) -> None:
     tenant_user = await register(stack)
     key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as uplink:
+    async with device_session(stack, key=key, token=await enrol()) as uplink:
         await uplink.call("edge.registry.heartbeat", heartbeat(key), timeout=5)
 
     assert_problem(

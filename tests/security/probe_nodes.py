@@ -21,9 +21,7 @@ async def offline_device(
     """A device enrolled with ``token`` (one heartbeat, then gone: offline), granted by the
     operator's ``api`` to ``tenant_id``. Creates on it wait with their command queued (202)."""
     key = probe_key()
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=token
-    ) as uplink:
+    async with device_session(stack, key=key, token=token) as uplink:
         await uplink.call(uris.HEARTBEAT, heartbeat(key, **beat), timeout=5)
     granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": tenant_id})
     assert granted.status_code == 201, granted.text

@@ -7,6 +7,7 @@ arbitrary arguments.
 """
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -108,15 +109,15 @@ async def raw_session(stack: Stack, **login: Any) -> AsyncIterator[RawSession]:
 
 @asynccontextmanager
 async def raw_device(
-    stack: Stack, *, key: str, private_key: bytes, token: str | None = None
+    stack: Stack, *, key: str, private_key: bytes | None = None, token: str | None = None
 ) -> AsyncIterator[RawSession]:
-    """A device logged in with its own key, as the agent does."""
+    """A device logged in with its own key (a fresh one unless given), as the agent does."""
     async with raw_session(
         stack,
         authmethods=["cryptosign"],
         authid=key,
         authrole="device",
-        private_key=private_key,
+        private_key=private_key or secrets.token_bytes(32),
         enrolment_token=token,
     ) as session:
         yield session

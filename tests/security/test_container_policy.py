@@ -7,7 +7,6 @@ deliberately unhardened control container of the same image."""
 
 import json
 import os
-import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from edgecloud_agent.peers.channel import PeerChannel
-from edgecloud_agent.peers.migration import topic_of
 from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_contracts.containers import MIB, ContainerSpec, Limits
-from edgecloud_contracts.migrations import MigrationExpectation
-from edgecloud_servicekit.identity import IDENTITY_HEADER, OPERATOR, Identity, sign_identity
+from edgecloud_contracts.containers import MIB, Limits
 from tests.agent.conftest import make_spec
-from tests.agent.test_peer_migration import BROKER, SOURCE, TARGET, Node
+from tests.agent.test_peer_migration import TARGET, Node, source_asking
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker, online
 from tests.integration.test_applications import deploy, finished, tar_of
-from tests.support.users import Account
+from tests.support.users import Account, scheduler_headers
 
 pytestmark = pytest.mark.stack
 
@@ -146,14 +141,11 @@ async def test_create_deploy_restarts_and_a_cold_restart_elsewhere_all_harden(
     assert granted.status_code == 201, granted.text
     gone = docker("rm", "-f", name)
     assert gone.returncode == 0, gone.stderr
-    scheduler = Identity(user_id="migration-scheduler", username="migration-scheduler",
-                         tenant_id=user.tenant_id, roles=frozenset({OPERATOR}))  # fmt: skip
-    token = sign_identity(scheduler, secret=stack.internal_secret, audience="orchestrator")
     async with httpx.AsyncClient(base_url=stack.url("orchestrator"), timeout=30) as orchestrator:
         moved = await orchestrator.post(
             f"/v1/containers/{container['id']}/relocation",
             json={"source": agent.key, "target": other.key, "migration": "m-cold", "restart": True},
-            headers={IDENTITY_HEADER: token},
+            headers=scheduler_headers(stack, user.tenant_id),
         )
     assert moved.status_code == 200, moved.text
 
@@ -169,35 +161,17 @@ async def test_create_deploy_restarts_and_a_cold_restart_elsewhere_all_harden(
     assert_hardened(again, **LIMITS)
 
 
-def expectation(spec: ContainerSpec, migration: str, token: str) -> MigrationExpectation:
-    return MigrationExpectation(
-        migration=migration,
-        container_id=spec.container_id,
-        tenant_id=spec.tenant_id,
-        source=SOURCE,
-        token=token,
-    )
-
-
 async def test_a_migration_restored_on_the_peer_is_hardened(
     runtime: DockerRuntime, names, tmp_path: Path
 ) -> None:
     """The peer's side of a migration, driven by a scripted source over the real broker: the
-    spec comes from another node, and the container it starts gets this node's policy."""
+    spec comes from another node, and the container it starts gets this node's policy. (A
+    peer that slips Docker options in beside the spec is refused: tests/agent/
+    test_peer_migration.py::test_the_target_refuses_a_configuration_it_was_not_promised.)"""
     target = Node(TARGET, runtime, tmp_path / "target")
     spec = make_spec(names(), limits=Limits(memory=40 * MIB, cpus=0.25, pids=40))
-    migration, token = f"m-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
-    expected = expectation(spec, migration, token)
     try:
-        assert await target.migrations.expect(expected.model_dump(mode="json")) == {"ok": True}
-        source = PeerChannel(me=SOURCE, broker_url=BROKER)
-        await source.connect(TARGET, topic_of(migration))
-        try:
-            await source.send(
-                "resource_request",
-                {"token": token, "container_id": spec.container_id, "image": spec.image},
-            )
-            assert (await source.get_message(TARGET, timeout=20)).kind == "level"
+        async with source_asking(target, spec) as source:
             await source.send("configuration", {"spec": spec.model_dump(mode="json")})
             assert (await source.get_message(TARGET, timeout=20)).kind == "configuration_ok"
             await source.send("dependencies", {"image": False, "context": False})
@@ -206,53 +180,10 @@ async def test_a_migration_restored_on_the_peer_is_hardened(
             activated = await source.get_message(TARGET, timeout=30)
             assert activated.kind == "activated", activated.body
             await source.send("done", {})
-        finally:
-            await source.disconnect(end_session=True)
         restored = inspect(spec.docker_name)
         assert restored["Id"] == activated.body["docker_id"]
         assert restored["State"]["Running"] is True
         assert_hardened(restored, memory=40 * MIB, cpus=0.25, pids=40)
-    finally:
-        await target.close()
-
-
-def spec_with(spec: ContainerSpec, **extra: Any) -> dict[str, Any]:
-    return {**spec.model_dump(mode="json"), **extra}
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {"privileged": True},
-        {"host_config": {"Binds": ["/:/host"]}},
-        {"cap_add": ["SYS_ADMIN"]},
-    ],
-    ids=["privileged", "binds", "cap_add"],
-)
-async def test_a_peer_cannot_smuggle_docker_options_into_a_restore(
-    runtime: DockerRuntime, names, tmp_path: Path, extra: dict[str, Any]
-) -> None:
-    target = Node(TARGET, runtime, tmp_path / "target")
-    spec = make_spec(names())
-    migration, token = f"m-{secrets.token_hex(6)}", secrets.token_urlsafe(24)
-    expected = expectation(spec, migration, token)
-    try:
-        await target.migrations.expect(expected.model_dump(mode="json"))
-        source = PeerChannel(me=SOURCE, broker_url=BROKER)
-        await source.connect(TARGET, topic_of(migration))
-        try:
-            await source.send(
-                "resource_request",
-                {"token": token, "container_id": spec.container_id, "image": spec.image},
-            )
-            assert (await source.get_message(TARGET, timeout=20)).kind == "level"
-            await source.send("configuration", {"spec": spec_with(spec, **extra)})
-            refusal = await source.get_message(TARGET, timeout=20)
-        finally:
-            await source.disconnect(end_session=True)
-        assert (refusal.kind, refusal.body["code"]) == ("failed", "bad_configuration")
-        assert target.desired.get(spec.container_id) is None
-        assert docker("inspect", "--type", "container", spec.docker_name).returncode != 0
     finally:
         await target.close()
 

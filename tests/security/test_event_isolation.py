@@ -84,12 +84,8 @@ async def test_another_tenants_events_never_reach_a_tenants_stream(stack, api, e
     a, b = await register(stack), await register(stack)
     a_key, b_key = probe_key(), probe_key()
     async with (
-        device_session(
-            stack, key=a_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as a_node,
-        device_session(
-            stack, key=b_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as b_node,
+        device_session(stack, key=a_key, token=await enrol()) as a_node,
+        device_session(stack, key=b_key, token=await enrol()) as b_node,
     ):
         for key, node, account in ((a_key, a_node, a), (b_key, b_node, b)):
             await node.call(uris.HEARTBEAT, heartbeat(key), timeout=5)
@@ -160,12 +156,8 @@ async def test_a_grant_taken_away_stops_the_devices_events_at_once(stack, api, e
     tenant = await register(stack)
     taken_key, given_key = probe_key(), probe_key()
     async with (
-        device_session(
-            stack, key=taken_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as taken_node,
-        device_session(
-            stack, key=given_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as given_node,
+        device_session(stack, key=taken_key, token=await enrol()) as taken_node,
+        device_session(stack, key=given_key, token=await enrol()) as given_node,
     ):
         for key, node in ((taken_key, taken_node), (given_key, given_node)):
             await node.call(uris.HEARTBEAT, heartbeat(key), timeout=5)

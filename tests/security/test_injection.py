@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from edgecloud_cli import app as cli_app
 from edgecloud_contracts.containers import NAME_PATTERN
-from tests.conftest import ONE_DATABASE, eventually
+from tests.conftest import ONE_DATABASE
 from tests.integration.conftest import docker
-from tests.integration.test_applications import finished, tar_of, upload
+from tests.integration.test_applications import copied_out, deploy, finished, tar_of
 from tests.integration.test_gateway_api import assert_problem
 from tests.security.test_container_policy import assert_hardened, exec_in, inspect
 from tests.support.users import Account
@@ -139,17 +139,7 @@ async def test_hostile_strings_are_refused_or_passed_literally(client, node, tmp
     odd = "/app/$(id)`id`;&&x --privileged"
     made_file = await exec_in(client, user, container["id"], f"echo inside > '{odd}'")
     assert made_file["exit_code"] == 0, made_file
-    copied = await client.post(
-        f"/api/v1/containers/{container['id']}/files", json={"path": odd}, headers=user.headers
-    )
-    assert copied.status_code == 202, copied.text
-    artifact_id = copied.json()["artifact"]
-
-    async def complete() -> dict | None:
-        found = (await client.get(f"/api/v1/artifacts/{artifact_id}", headers=user.headers)).json()
-        return found if found["state"] == "complete" else None
-
-    artifact = await eventually(complete, timeout=30, interval=0.2)
+    artifact = await copied_out(client, user, container["id"], odd)
     content = await client.get(artifact["content_url"], headers=user.headers)
     with tarfile.open(fileobj=io.BytesIO(content.content)) as archive:
         assert archive.getnames() == [odd.rsplit("/", 1)[1]]
@@ -168,15 +158,11 @@ async def test_hostile_strings_are_refused_or_passed_literally(client, node, tmp
         f"echo ran > /app/ran.txt\ntouch {canary.sibling}\nrm -f {canary.file}\n"
         f"echo {payloads[1]}\n"
     ).encode()
-    artifact = await upload(client, user, "app.tar", tar_of({"a.txt": b"a"}), "application")
-    script_id = await upload(client, user, "run (1) = a,b.sh", script, "script")
-    accepted = await client.post(
-        f"/api/v1/containers/{container['id']}/deploy",
-        json={"artifact": artifact, "script": script_id},
-        headers=user.headers,
+    app = tar_of({"a.txt": b"a"})
+    accepted = await deploy(
+        client, user, container["id"], app, script, script_name="run (1) = a,b.sh"
     )
-    assert accepted.status_code == 202, accepted.text
-    done = await finished(client, user, accepted.json()["deployment"])
+    done = await finished(client, user, accepted["deployment"])
     # What the script does is the tenant's business inside the container (whose /tmp has no
     # such directory): it touches nothing of the node.
     assert done["state"] in ("succeeded", "failed"), done

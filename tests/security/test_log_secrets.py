@@ -3,13 +3,11 @@
 internal secret, transfer grants, exec), then every line any process wrote is searched for
 each secret value and for anything shaped like one of our tokens or a signed grant."""
 
-import io
 import json
 import logging
 import re
 import secrets
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -22,13 +20,13 @@ from edgecloud_agent.deploy.download import DownloadFailed, download
 from edgecloud_contracts.logs import line_formatter
 from tests.conftest import eventually
 from tests.integration.conftest import remove_tenant_containers
+from tests.integration.test_applications import deploy, finished, running_container, tar_of
 from tests.support.agents import AgentFactory
 from tests.support.stack import Stack
 from tests.support.users import register
 
 pytestmark = pytest.mark.stack
 
-IMAGE = "edgecloud/busybox:latest"
 TOKEN_SHAPES = {
     # Bearer, enrolment and invitation tokens: a prefix and 43 URL-safe characters.
     "token": re.compile(r"\bec[ei]?_[A-Za-z0-9_-]{32,}"),
@@ -53,16 +51,6 @@ def debug_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     with started.running():
         yield started
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def logs_of(*directories: Path) -> dict[Path, str]:
@@ -155,52 +143,19 @@ async def test_no_secret_reaches_any_log(
                 headers=operator,
             )
             assert granted.status_code == 201, granted.text
-            created = await client.post(
-                "/api/v1/containers",
-                json={
-                    "device": agent.key,
-                    "name": "logs",
-                    "image": IMAGE,
-                    "command": ["sleep", "600"],
-                },
-                headers=user.headers,
+            container = await running_container(
+                client, user, "logs", device=agent.key, command=["sleep", "600"]
             )
-            assert created.status_code == 201, created.text
-            container = created.json()["id"]
             ran = await client.post(
-                f"/api/v1/containers/{container}/exec",
+                f"/api/v1/containers/{container['id']}/exec",
                 json={"cmd": ["echo", "hello"], "timeout_s": 20},
                 headers=user.headers,
             )
             assert ran.status_code == 200, ran.text
-            artifacts = []
-            for name, data, kind in (
-                ("app.tar", tar_of({"hello.txt": b"hi\n"}), "application"),
-                ("run.sh", b"#!/bin/sh\ncat hello.txt\n", "script"),
-            ):
-                uploaded = await client.post(
-                    "/api/v1/artifacts",
-                    files={"file": (name, data)},
-                    data={"kind": kind},
-                    headers=user.headers,
-                )
-                assert uploaded.status_code == 201, uploaded.text
-                artifacts.append(uploaded.json()["id"])
-            deployed = await client.post(
-                f"/api/v1/containers/{container}/deploy",
-                json={"artifact": artifacts[0], "script": artifacts[1]},
-                headers=user.headers,
-            )
-            assert deployed.status_code == 202, deployed.text
-
-            async def finished() -> dict | None:
-                found = await client.get(
-                    f"/api/v1/deployments/{deployed.json()['deployment']}", headers=user.headers
-                )
-                state = found.json()
-                return state if state["state"] in ("succeeded", "failed") else None
-
-            assert (await eventually(finished, timeout=60, interval=0.2))["state"] == "succeeded"
+            app = tar_of({"hello.txt": b"hi\n"})
+            deployed = await deploy(client, user, container["id"], app, b"cat hello.txt\n")
+            done = await finished(client, user, deployed["deployment"])
+            assert done["state"] == "succeeded", done
 
             # Signing out: the API token and the login token are revoked.
             for bearer in (api_token, operator_token):

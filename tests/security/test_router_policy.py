@@ -74,7 +74,7 @@ async def test_device_cannot_take_over_cloud_procedures_or_meta_api(two_devices)
 async def test_device_cannot_log_in_as_another_with_its_own_key(stack, two_devices) -> None:
     _, (b_key, _, _) = two_devices
     with pytest.raises(LoginRefused) as refused:
-        async with device_session(stack, key=b_key, private_key=secrets.token_bytes(32)):
+        async with device_session(stack, key=b_key):
             pass
     assert refused.value.reason == "edge.error.auth.key_mismatch"
 
@@ -84,9 +84,7 @@ async def test_device_cannot_hijack_an_enrolled_key_with_a_new_token(
 ) -> None:
     _, (b_key, _, _) = two_devices
     with pytest.raises(LoginRefused) as refused:
-        async with device_session(
-            stack, key=b_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ):
+        async with device_session(stack, key=b_key, token=await enrol()):
             pass
     assert refused.value.reason == "edge.error.auth.key_mismatch"
 
@@ -111,8 +109,8 @@ async def _nothing(*_: object) -> None:
 async def test_device_publishes_and_subscribes_only_in_its_own_namespace(stack, enrol) -> None:
     a_key, b_key = probe_key(), probe_key()
     async with (
-        raw_device(stack, key=a_key, private_key=secrets.token_bytes(32), token=await enrol()) as a,
-        raw_device(stack, key=b_key, private_key=secrets.token_bytes(32), token=await enrol()) as b,
+        raw_device(stack, key=a_key, token=await enrol()) as a,
+        raw_device(stack, key=b_key, token=await enrol()) as b,
     ):
         acknowledged = PublishOptions(acknowledge=True)
         # Its own namespace: allowed (the control).
@@ -168,9 +166,7 @@ async def test_device_publishes_and_subscribes_only_in_its_own_namespace(stack, 
 
 async def test_device_cannot_call_cloud_procedures_not_meant_for_devices(stack, enrol) -> None:
     key = probe_key()
-    async with raw_device(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as a:
+    async with raw_device(stack, key=key, token=await enrol()) as a:
         for procedure in [
             uris.AUTHENTICATE_DEVICE,
             "edge.router.authorize_device",

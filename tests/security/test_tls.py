@@ -164,18 +164,20 @@ async def test_services_join_the_router_over_wss(tls_stack: Stack) -> None:
         await link.wait_joined(15)
 
 
-async def test_a_service_without_the_ca_does_not_join(tls_stack: Stack) -> None:
-    """No silent fall-back to an unverified connection: without the authority the link
-    keeps failing the handshake (the system's CAs do not know ours)."""
+async def assert_never_joins(stack: Stack, url: str) -> None:
+    """A service's link to ``url`` with no CA file of its own keeps failing to join."""
     link = WampLink(
-        url=tls_stack.router_url,
-        realm="edgecloud",
-        authid="orchestrator",
-        ticket=tls_stack.tickets["orchestrator"],
+        url=url, realm="edgecloud", authid="orchestrator", ticket=stack.tickets["orchestrator"]
     )
     async with link:
         with pytest.raises(WampUnavailable):
             await link.wait_joined(2)
+
+
+async def test_a_service_without_the_ca_does_not_join(tls_stack: Stack) -> None:
+    """No silent fall-back to an unverified connection: without the authority the link
+    keeps failing the handshake (the system's CAs do not know ours)."""
+    await assert_never_joins(tls_stack, tls_stack.router_url)
 
 
 async def test_an_agent_enrols_and_comes_online_over_wss(
@@ -269,15 +271,7 @@ async def test_plain_http_and_ws_to_the_tls_ports_fail(tls_stack: Stack) -> None
         for url in (gateway, router):
             with pytest.raises(httpx.TransportError):
                 await plain.get(url)
-    link = WampLink(
-        url=tls_stack.router_url.replace("wss://", "ws://"),
-        realm="edgecloud",
-        authid="orchestrator",
-        ticket=tls_stack.tickets["orchestrator"],
-    )
-    async with link:
-        with pytest.raises(WampUnavailable):
-            await link.wait_joined(2)
+    await assert_never_joins(tls_stack, tls_stack.router_url.replace("wss://", "ws://"))
 
 
 async def test_dashboard_cookies_are_secure_under_tls(tls_stack: Stack) -> None:

@@ -9,7 +9,6 @@ router's meta procedures (``wamp.*``, Crossbar's own).
 """
 
 import asyncio
-import secrets
 from typing import Any
 
 import pytest
@@ -144,9 +143,7 @@ async def test_malformed_payloads_get_an_error_uri_from_every_procedure(stack, e
             authrole="service",
             ticket=stack.tickets["gateway"],
         ) as service,
-        raw_device(
-            stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as device,
+        raw_device(stack, key=key, token=await enrol()) as device,
     ):
         await device.call(uris.HEARTBEAT, heartbeat(key))
         for procedure in sorted(before):

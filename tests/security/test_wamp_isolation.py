@@ -99,9 +99,7 @@ async def test_every_procedure_is_in_the_matrix(stack, node) -> None:
 
 
 async def test_a_device_calling_a_non_device_procedure_is_not_authorized(stack, enrol) -> None:
-    async with raw_device(
-        stack, key=probe_key(), private_key=secrets.token_bytes(32), token=await enrol()
-    ) as device:
+    async with raw_device(stack, key=probe_key(), token=await enrol()) as device:
         for procedure in sorted(NOT_FOR_DEVICES | META):
             with pytest.raises(ApplicationError) as refused:
                 await device.call(procedure, {"key": "anything"})
@@ -165,9 +163,7 @@ async def test_a_device_reaches_nothing_of_another_tenant(stack, api, enrol) -> 
     now = datetime.now(UTC).isoformat()
     b_key, b_container = victim["key"], victim["container"]
     a_key = probe_key()
-    async with raw_device(
-        stack, key=a_key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as a:
+    async with raw_device(stack, key=a_key, token=await enrol()) as a:
         await a.call(uris.HEARTBEAT, heartbeat(a_key))
         granted = await api.post(
             f"/api/v1/devices/{a_key}/grants", json={"tenant": attacker.tenant_id}

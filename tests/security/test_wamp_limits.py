@@ -4,7 +4,6 @@ gives the cloud's caller a clear timeout, not a hang."""
 
 import asyncio
 import contextlib
-import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -33,12 +32,8 @@ ROUTER_MAX_MESSAGE = 1 << 20  # infra/router/config.template.json
 async def test_an_oversized_message_ends_only_its_senders_connection(stack, enrol) -> None:
     big_key, other_key = probe_key(), probe_key()
     async with (
-        device_session(
-            stack, key=other_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as other,
-        raw_device(
-            stack, key=big_key, private_key=secrets.token_bytes(32), token=await enrol()
-        ) as big,
+        device_session(stack, key=other_key, token=await enrol()) as other,
+        raw_device(stack, key=big_key, token=await enrol()) as big,
     ):
         oversized = heartbeat(big_key, padding="x" * (ROUTER_MAX_MESSAGE + 1024))
         # The router drops the connection; the call itself never gets an answer.
@@ -62,9 +57,7 @@ async def test_an_oversized_message_ends_only_its_senders_connection(stack, enro
 
 async def test_a_large_allowed_payload_is_refused_by_the_procedures_own_limit(stack, enrol) -> None:
     key = probe_key()
-    async with raw_device(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as device:
+    async with raw_device(stack, key=key, token=await enrol()) as device:
         # Under the router's limit, over the heartbeat's.
         large = heartbeat(key, padding="x" * (200 * 1024))
         with pytest.raises(ApplicationError) as refused:
@@ -97,9 +90,7 @@ async def test_a_node_that_never_answers_gives_a_clear_timeout(stack, api, enrol
         called.set()
         await never.wait()
 
-    async with device_session(
-        stack, key=key, private_key=secrets.token_bytes(32), token=await enrol()
-    ) as node:
+    async with device_session(stack, key=key, token=await enrol()) as node:
         await node.call(uris.HEARTBEAT, heartbeat(key), timeout=5)
         granted = await api.post(
             f"/api/v1/devices/{key}/grants", json={"tenant": account.tenant_id}

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from edgecloud_servicekit.identity import IDENTITY_HEADER, OPERATOR, Identity, sign_identity
+
 from .stack import Stack
 
 
@@ -78,3 +80,16 @@ async def invite(stack: Stack, admin: Account, role: str = "member") -> str:
         )
         assert response.status_code == 201, response.text
         return str(response.json()["token"])
+
+
+def scheduler_headers(stack: Stack, tenant_id: str) -> dict[str, str]:
+    """What the migration-scheduler sends the orchestrator when it moves a tenant's
+    container (the relocation of a migration or a cold restart)."""
+    scheduler = Identity(
+        user_id="migration-scheduler",
+        username="migration-scheduler",
+        tenant_id=tenant_id,
+        roles=frozenset({OPERATOR}),
+    )
+    token = sign_identity(scheduler, secret=stack.internal_secret, audience="orchestrator")
+    return {IDENTITY_HEADER: token}

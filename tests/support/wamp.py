@@ -17,13 +17,19 @@ def probe_key() -> str:
 
 @asynccontextmanager
 async def device_session(
-    stack: Stack, *, key: str, private_key: bytes, token: str | None = None
+    stack: Stack, *, key: str, private_key: bytes | None = None, token: str | None = None
 ) -> AsyncIterator[Uplink]:
-    """A joined device session; raises the uplink's LoginRefused if refused."""
+    """A joined device session, with a fresh key pair unless ``private_key`` is given;
+    raises the uplink's LoginRefused if refused."""
+    login = Login(
+        device_key=key,
+        private_key=private_key or secrets.token_bytes(32),
+        enrolment_token=token,
+    )
     uplink = Uplink(
         url=stack.router_url,
         realm="edgecloud",
-        login=Login(device_key=key, private_key=private_key, enrolment_token=token),
+        login=login,
         backoff=Backoff(0.1, 0.5),
     )
     running = asyncio.create_task(uplink.run())

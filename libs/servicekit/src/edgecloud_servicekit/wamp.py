@@ -244,19 +244,25 @@ class WampLink:
         raise AssertionError("unreachable")
 
     async def _call_once(
-        self, uri: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+        self,
+        uri: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        on_progress: Callable[..., None] | None = None,
     ) -> Any:
         session = self._require_session()
         limit = timeout if timeout is not None else self.call_timeout
         # Crossbar enforces whole seconds (and autobahn insists on an int).
-        options = CallOptions(timeout=max(1, math.ceil(limit)))
+        options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(limit)))
         with timed_call(self.authid, uri), _translated(uri, limit):
             try:
-                # The router enforces the timeout; ours is a backstop for a dead transport.
-                return await asyncio.wait_for(
-                    session.call(uri, *args, options=options, **with_request_id(uri, kwargs)),
-                    limit + 1,
-                )
+                # The router enforces the timeout; ours is a backstop for a transport that
+                # died without a word (an oversized message ends the socket, the call stays).
+                async with asyncio.timeout(limit + 1):
+                    return await session.call(
+                        uri, *args, options=options, **with_request_id(uri, kwargs)
+                    )
             except TimeoutError as err:
                 raise WampTimeout(uri, limit) from err
 
@@ -271,18 +277,7 @@ class WampLink:
         """Call ``uri`` for progressive results: ``on_progress`` gets each one's arguments
         as it comes, then the final result is returned. Cancelling the awaiting task
         cancels the call at the callee (the router passes the cancel on)."""
-        session = self._require_session()
-        options = CallOptions(on_progress=on_progress, timeout=max(1, math.ceil(timeout)))
-        with timed_call(self.authid, uri), _translated(uri, timeout):
-            try:
-                # As in call: the router times it out; ours is for a transport that died
-                # without a word (an oversized message ends the socket, the call stays open).
-                async with asyncio.timeout(timeout + 1):
-                    return await session.call(
-                        uri, *args, options=options, **with_request_id(uri, kwargs)
-                    )
-            except TimeoutError as err:
-                raise WampTimeout(uri, timeout) from err
+        return await self._call_once(uri, args, kwargs, timeout, on_progress=on_progress)
 
     async def router_answers(self, timeout: float = 2.0) -> bool:
         """Whether the router answers a call now: a frozen router keeps its connections open,
