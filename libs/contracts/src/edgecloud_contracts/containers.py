@@ -27,6 +27,11 @@ IMAGE_PATTERN = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+RESERVED_ENV_PREFIX = "EDGECLOUD_"
+"""The node sets these itself (the container's broker identity, its data topic)."""
+TENANT_IMAGES = "edgecloud-tenants"
+"""The node's own namespace for images tenants brought (archives, builds): never a name a
+tenant may ask for, or it could run another tenant's private image."""
 # Docker's own container-name grammar (it ends up in Engine API paths on the node).
 DOCKER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 NO_NUL = r"^[^\x00]*$"
@@ -35,6 +40,7 @@ MIB = 1 << 20
 DEFAULT_MEMORY = 256 * MIB
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS = 256
+DEFAULT_DISK = 256 * MIB
 
 
 class Action(StrEnum):
@@ -66,6 +72,23 @@ class Limits(WireModel):
     memory: Annotated[int, Field(ge=6 * MIB, le=64 << 30, description="bytes")] = DEFAULT_MEMORY
     cpus: Annotated[float, Field(gt=0, le=64)] = DEFAULT_CPUS
     pids: Annotated[int, Field(ge=8, le=32768)] = DEFAULT_PIDS
+    disk: Annotated[int, Field(ge=16 * MIB, le=64 << 30, description="bytes")] = DEFAULT_DISK
+    """The size of the container's ``/app`` (its only writable place that lasts): writes
+    past it fail inside the container. The node sets the space aside at create."""
+
+
+class PortMapping(WireModel):
+    """A container port published on the node, from the range its operator allows."""
+
+    container: Annotated[int, Field(ge=1, le=65535)]
+    host: Annotated[int, Field(ge=1, le=65535)]
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+NetworkMode = Literal["tenant", "none"]
+"""``tenant``: the tenant's own network on the node (the Internet, unless the node's
+operator turned it off; nothing of other tenants, of the node or of its neighbours);
+``none``: no network at all."""
 
 
 class ContainerConfig(WireModel):
@@ -86,6 +109,9 @@ class ContainerConfig(WireModel):
     limits: Limits = Limits()
     auto_remove: bool = False
     restart_policy: Literal["no", "on-failure", "unless-stopped"] = "unless-stopped"
+    network: NetworkMode = "tenant"
+    ports: Annotated[list[PortMapping], Field(max_length=16)] = []
+    """Published on the node: each ``host`` port within the node's range and free there."""
     subscriptions: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=200, pattern=SENSOR_TOPIC)]],
         Field(max_length=16),
@@ -100,7 +126,38 @@ class ContainerConfig(WireModel):
         for name in env:
             if not ENV_NAME.match(name):
                 raise ValueError(f"not an environment variable name: {name!r}")
+            if name.upper().startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"{name}: names beginning {RESERVED_ENV_PREFIX} are the node's")
         return env
+
+    @field_validator("image")
+    @classmethod
+    def _not_reserved_image(cls, image: str) -> str:
+        if is_reserved_image(image):
+            raise ValueError(f"{image!r} names an image the node keeps for itself")
+        return image
+
+    @model_validator(mode="after")
+    def _ports(self) -> "ContainerConfig":
+        seen: set[tuple[int, str]] = set()
+        for port in self.ports:
+            if (port.host, port.protocol) in seen:
+                raise ValueError(f"host port {port.host}/{port.protocol} is published twice")
+            seen.add((port.host, port.protocol))
+        if self.ports and self.network == "none":
+            raise ValueError("a container without a network publishes no ports")
+        return self
+
+
+def is_reserved_image(image: str) -> bool:
+    """Whether ``image`` names the node's tenant-scoped images, or an image by its id
+    (``sha256:...``), which Docker would look up among every tenant's images."""
+    path = image.split("@", 1)[0]
+    first, _, rest = path.partition("/")
+    if first in ("docker.io", "index.docker.io") and rest:
+        path = rest
+    repository = path.rsplit(":", 1)[0] if ":" in path.rsplit("/", 1)[-1] else path
+    return repository in ("sha256", TENANT_IMAGES) or repository.startswith(f"{TENANT_IMAGES}/")
 
 
 class ContainerSpec(ContainerConfig):

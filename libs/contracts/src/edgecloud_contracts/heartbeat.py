@@ -30,6 +30,22 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class NodePolicy(WireModel):
+    """What the node's operator allows tenant containers, so that the cloud refuses a create
+    the node would refuse before it is sent."""
+
+    pids_per_container: Annotated[int, Field(ge=8, le=4_194_304)]
+    """The most PIDs one container may have here."""
+    pids_total: Annotated[int, Field(ge=8, le=4_194_304)]
+    """The PIDs the node has for tenants: a tenant's share of the node is a share of these."""
+    ports: (
+        tuple[Annotated[int, Field(ge=1, le=65535)], Annotated[int, Field(ge=1, le=65535)]] | None
+    ) = None
+    """The range tenants may publish container ports from (inclusive); None: none."""
+    internet: bool = True
+    """Whether tenant containers reach the Internet from this node."""
+
+
 class DeviceInfo(WireModel):
     """What a node says about itself; the first heartbeat registers it."""
 
@@ -51,6 +67,8 @@ class DeviceInfo(WireModel):
     collaboration_level: Annotated[int, Field(ge=0, le=2)] = 2
     """What the node offers peers at most: 0 messaging only, 1 storage too, 2 storage,
     CPU and memory (it may answer a resource request with less when it is busy)."""
+    policy: NodePolicy | None = None
+    """None from agents that predate it: the cloud then applies its own defaults."""
 
 
 MAX_NEIGHBOURS = 32
@@ -71,6 +89,9 @@ class ContainerState(WireModel):
     image: Annotated[str, Field(max_length=400)]
     state: Annotated[str, Field(max_length=40)]
     status: ShortText = ""
+    tenant: Annotated[str, Field(max_length=64)] | None = None
+    """The tenant whose container it is (its label); None: not a tenant's (the operator's
+    own, or Docker's). A tenant is shown only its own."""
 
 
 class Heartbeat(WireModel):

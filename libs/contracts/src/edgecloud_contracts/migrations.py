@@ -123,6 +123,28 @@ class MigrationAccepted(WireModel):
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
 
 
+BROKER_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class BrokerLogin(WireModel):
+    """An identity on a node's broker that its agent made for one purpose (the source's
+    side of one migration, a moved container's sensor session), limited to that purpose's
+    topics. The client id is random and bound to the identity: nobody else can take its
+    session over."""
+
+    username: Annotated[str, Field(pattern=BROKER_NAME)]
+    password: Annotated[str, Field(pattern=TOKEN_PATTERN)]
+    client_id: Annotated[str, Field(pattern=BROKER_NAME)]
+
+
+class MigrationReady(WireModel):
+    """The target's answer to :class:`MigrationExpectation`: the login the source uses on
+    the target's broker (None from a target whose broker admits anyone)."""
+
+    ok: bool = True
+    login: BrokerLogin | None = None
+
+
 class MigrationExpectation(WireModel):
     """``edge.device.<target>.migration.expect``: a migration is coming from ``source``;
     only a peer presenting ``token`` is served."""
@@ -144,6 +166,8 @@ class MigrationOrder(WireModel):
     target: Annotated[str, Field(pattern=KEY_PATTERN)]
     target_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
     token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
+    login: BrokerLogin | None = None
+    """Who the source is on the target's broker (:class:`MigrationReady`)."""
 
 
 class MigrationOutcome(WireModel):
