@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.agents import AgentFactory
+from tests.support.brokers import NodeBroker
 from tests.support.stack import Stack
 from tests.support.users import operator_headers
 
@@ -30,9 +31,21 @@ def stack(
         yield started
 
 
+@pytest.fixture(scope="session")
+def node_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeBroker]:
+    """The node broker of the agents that run on this machine (as broker-setup makes it)."""
+    broker = NodeBroker(tmp_path_factory.mktemp("node-broker")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture
-def agents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFactory]:
-    factory = AgentFactory(stack, tmp_path_factory.mktemp("agents"))
+def agents(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory, node_broker: NodeBroker
+) -> Iterator[AgentFactory]:
+    factory = AgentFactory(stack, tmp_path_factory.mktemp("agents"), node_broker)
     try:
         yield factory
     finally:

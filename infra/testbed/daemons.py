@@ -15,9 +15,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecloud_agent.broker.setup import Listener, init_store, node_config
 from infra.testbed.network import TestbedError, ip, nsenter, run
 
-ENGINE_FLAGS = ["--bridge=none", "--iptables=false", "--ip-forward=false", "--shutdown-timeout=2"]
+ENGINE_FLAGS = ["--shutdown-timeout=2"]
+"""Docker's own defaults otherwise (the ``docker0`` bridge, iptables, IP forwarding), as on
+a real node: tenant networks and every attack through them run on the production network."""
 
 
 @dataclass(frozen=True)
@@ -186,32 +189,25 @@ def save_images(images: Sequence[str], tar: Path) -> None:
 # --- Mosquitto ---------------------------------------------------------------------------
 
 
-NODE_BROKER_CONFIG = Path(__file__).resolve().parents[1] / "node" / "mosquitto.conf"
-
-
-def mosquitto_config(directory: Path, *, port: int, address: str = "") -> Path:
-    """The node broker's shipped configuration (infra/node/mosquitto.conf) on ``port`` of
-    ``address`` (every address of the node's namespace by default), storing in
-    ``directory``."""
+def mosquitto_config(
+    directory: Path, *, listeners: Sequence[tuple[str, int]], admin_secret: Path
+) -> Path:
+    """The node broker's configuration exactly as ``edgecloud-agent broker-setup`` writes
+    it (the agent's shipped settings, the dynamic security plugin with the agent as its
+    administrator, whose password goes to ``admin_secret``), listening on ``listeners``
+    and storing in ``directory``."""
     store = directory / "store"
     store.mkdir(parents=True, exist_ok=True)
-    shipped = [
-        line
-        for line in NODE_BROKER_CONFIG.read_text().splitlines()
-        if not line.startswith("listener ")
-    ]
+    identities = directory / "dynamic-security.json"
+    init_store(identities, admin_secret)
     config = directory / "mosquitto.conf"
     config.write_text(
-        "\n".join(
-            [
-                f"listener {port} {address}".rstrip(),
-                *shipped,
-                # Started as root it would switch to `mosquitto`, who cannot write here.
-                "user root",
-                f"persistence_location {store}/",
-                "log_dest stdout",
-                "",
-            ]
+        node_config(
+            listeners=[Listener(host, port) for host, port in listeners],
+            store=identities,
+            persistence_dir=store,
+            # Started as root it would switch to `mosquitto`, who cannot write here.
+            extra=["user root", "log_dest stdout"],
         )
     )
     return config

@@ -105,6 +105,34 @@ def add_wan(*, bridge: str, root_end: str, netns: str, v4: str, v6: str) -> None
     configure("wan0", netns=netns, addresses=[v4, v6])
 
 
+def add_host(*, netns: str, root_end: str, address: str, gateway: str) -> None:
+    """A namespace at the far end of a veth from the root namespace: ``address`` there,
+    ``gateway`` (same /24) the root namespace's end, which routes to it."""
+    ip("link", "add", root_end, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    ip("addr", "add", f"{gateway}/24", "dev", root_end)
+    ip("link", "set", root_end, "up")
+    configure("eth0", netns=netns, addresses=[f"{address}/24"])
+    ip("route", "add", "default", "via", gateway, netns=netns)
+
+
+def accept_forwarding(chain: str, interfaces: Sequence[str]) -> None:
+    """Let the root namespace forward to and from ``interfaces`` whatever its FORWARD
+    policy (Docker turns it to DROP when it has to switch forwarding on itself), through
+    ``chain``, the first rule of FORWARD."""
+    rules = [f":{chain} - [0:0]"]
+    for interface in interfaces:
+        rules += [f"-A {chain} -i {interface} -j ACCEPT", f"-A {chain} -o {interface} -j ACCEPT"]
+    run(["iptables-restore", "-w", "--noflush"], stdin="\n".join(["*filter", *rules, "COMMIT", ""]))
+    run(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
+
+
+def remove_forwarding(chain: str) -> None:
+    while run(["iptables", "-w", "-D", "FORWARD", "-j", chain], check=False).returncode == 0:
+        pass
+    run(["iptables", "-w", "-F", chain], check=False)
+    run(["iptables", "-w", "-X", chain], check=False)
+
+
 def add_lowpan(a: tuple[str, str, str], b: tuple[str, str, str], *, mtu: int) -> None:
     """A veth between two namespaces; each end is ``(netns, interface, IPv6 address/len)``."""
     (a_ns, a_if, a_addr), (b_ns, b_if, b_addr) = a, b

@@ -26,9 +26,20 @@ from typing import Any, Self
 # Run as a script, only this folder is on the path: make `infra.testbed` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from edgecloud_agent.broker.setup import ADMIN_SECRET_FILE
 from infra.testbed import daemons, network
 from infra.testbed.controls import LinkControls
-from infra.testbed.topology import LOWPAN_MTU, MQTT_PORT, PREFIX, Node, NodeRef, new_run_id
+from infra.testbed.topology import (
+    INTERNET_GATEWAY,
+    INTERNET_IP,
+    INTERNET_NET,
+    LOWPAN_MTU,
+    MQTT_PORT,
+    PREFIX,
+    Node,
+    NodeRef,
+    new_run_id,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = Path("/run/ectb")
@@ -117,6 +128,14 @@ class Testbed(LinkControls):
         self.save()
         self.workdir.mkdir(parents=True, exist_ok=True)
         network.add_bridge(self.bridge, v4=f"{self.cloud_ip}/24", v6=f"{self.cloud_ip6}/64")
+        network.add_namespace(self.internet_netns)
+        network.add_host(
+            netns=self.internet_netns,
+            root_end=self.internet_end,
+            address=INTERNET_IP,
+            gateway=INTERNET_GATEWAY,
+        )
+        network.accept_forwarding(self.forward_chain, [self.bridge, self.internet_end])
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
             network.add_namespace(node.netns)
@@ -128,6 +147,9 @@ class Testbed(LinkControls):
                 v6=f"{node.wan_ip6}/64",
             )
             network.install_controls("wan0", netns=node.netns, inbound_loss=True)
+            # The Internet is beyond the cloud side; nothing else is routed (a default route
+            # would send a stray lookup off this machine).
+            network.ip("route", "add", INTERNET_NET, "via", self.cloud_ip, netns=node.netns)
         for link in self.links:
             a, b = link.ends()
             network.add_lowpan(
@@ -165,6 +187,11 @@ class Testbed(LinkControls):
             network.run(["umount", "--lazy", str(point)], check=False)
         for node in self.nodes:
             network.delete_namespace(node.netns)
+        if self.internet_netns in network.namespaces():
+            found = daemons.processes(self.internet_netns)
+            daemons.terminate([process.pid for process in found], timeout=5)
+        network.delete_namespace(self.internet_netns)
+        network.remove_forwarding(self.forward_chain)
         for name in network.interfaces(prefix=self.bridge):
             network.delete_interface(name)
         self._keep_logs()
@@ -180,6 +207,7 @@ class Testbed(LinkControls):
         left = network.namespaces(f"{PREFIX}-{self.run}-")
         left += network.interfaces(prefix=self.bridge)
         left += network.root_rules(f"{PREFIX}-{self.run}") + network.root_rules(self.bridge)
+        left += [self.internet_netns] if self.internet_netns in network.namespaces() else []
         return left + [str(path) for path in (self.workdir,) if path.exists()]
 
     def _keep_logs(self) -> None:
@@ -236,8 +264,21 @@ class Testbed(LinkControls):
         self._stop(node, {"containerd"})
 
     def start_broker(self, node: NodeRef) -> None:
+        """The node's broker as ``broker-setup`` makes it: on the node's loopback (its agent
+        and sensors), its engine's default bridge (tenant containers) and its WAN address
+        (peers); the agent's admin login in the node's agent state directory. Needs the
+        node's engine (its bridge) up."""
         here = self.node(node)
-        config = daemons.mosquitto_config(here.directory / "mosquitto", port=MQTT_PORT)
+        here.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = daemons.mosquitto_config(
+            here.directory / "mosquitto",
+            listeners=[
+                ("127.0.0.1", MQTT_PORT),
+                (self.bridge_address(here), MQTT_PORT),
+                (here.wan_ip, MQTT_PORT),
+            ],
+            admin_secret=here.state_dir / ADMIN_SECRET_FILE,
+        )
         process = self._spawn(here, "mosquitto", ["mosquitto", "-c", str(config)])
         daemons.wait_ready(
             lambda: daemons.listening(here.netns, MQTT_PORT),
@@ -246,6 +287,11 @@ class Testbed(LinkControls):
             what=f"mosquitto of {here.netns}",
             timeout=20,
         )
+
+    def bridge_address(self, node: NodeRef) -> str:
+        """The address of the node's ``docker0``, where its containers reach the node."""
+        [link] = network.ip("-j", "-4", "addr", "show", "docker0", netns=self.node(node).netns)
+        return str(link["addr_info"][0]["local"])
 
     def stop_broker(self, node: NodeRef) -> None:
         self._stop(node, {"mosquitto"})
@@ -302,6 +348,16 @@ class Testbed(LinkControls):
     def nsenter(self, node: NodeRef) -> list[str]:
         """The command prefix that runs a program in the node's network (as the daemons are)."""
         return network.nsenter(self.node(node).netns)
+
+    def internet(self, argv: Sequence[str]) -> "subprocess.Popen[str]":
+        """Start a program on the Internet stand-in (at ``INTERNET_IP``)."""
+        return subprocess.Popen(
+            [*network.nsenter(self.internet_netns), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     def docker(self, node: NodeRef, *args: str, timeout: float = 60) -> Completed:
         """Run the docker CLI against the node's own engine."""

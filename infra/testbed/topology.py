@@ -19,6 +19,11 @@ from infra.testbed.daemons import Engine
 
 PREFIX = "ectb"
 MQTT_PORT = 1883
+INTERNET_IP = "203.0.113.1"
+"""A stand-in for the Internet (TEST-NET-3, a public-looking address no node is on): a
+namespace of the run's own, reached from the nodes through the cloud side."""
+INTERNET_NET = "203.0.113.0/24"
+INTERNET_GATEWAY = "203.0.113.254"
 RELAY_PORT = 8099
 LOWPAN_MTU = 1280
 
@@ -160,6 +165,21 @@ class Topology:
         return f"10.{self.subnet}.0.1"
 
     @property
+    def internet_netns(self) -> str:
+        return f"{PREFIX}-{self.run}-net"
+
+    @property
+    def internet_end(self) -> str:
+        """The root namespace's end of the link to the Internet stand-in."""
+        return f"{PREFIX}{self.run}net"
+
+    @property
+    def forward_chain(self) -> str:
+        """The root namespace's chain that lets the run's traffic through whatever the
+        FORWARD policy (Docker turns it to DROP when it enables forwarding itself)."""
+        return f"{PREFIX}-{self.run}-fwd"
+
+    @property
     def cloud_ip6(self) -> str:
         return f"fdec:{self.run}::1"
 
@@ -211,8 +231,6 @@ class Topology:
             "AGENT_HOSTNAME": here.name,
             "AGENT_MAC": here.mac,
             "AGENT_LOCATION": f"testbed {self.run}",
-            # The node's engine has no bridge network.
-            "AGENT_CONTAINER_NETWORK": "none",
         }
         if token:
             env["AGENT_ENROLMENT_TOKEN"] = token
@@ -235,6 +253,7 @@ class Topology:
         return {
             "run": self.run,
             "cloud": {"bridge": self.bridge, "ipv4": self.cloud_ip, "ipv6": self.cloud_ip6},
+            "internet": {"netns": self.internet_netns, "ipv4": INTERNET_IP},
             "router_url": self.router_url,
             "api_url": self.api_url,
             "nodes": {

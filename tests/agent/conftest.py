@@ -1,7 +1,10 @@
-"""Fixtures for the agent's tests against the machine's real Docker engine.
+"""Fixtures for the agent's tests against the machine's real Docker engine, which runs with
+Docker's defaults (its bridge and iptables on) as on a node; the agent's isolation
+(edgecloud_agent.isolation: tenant networks, the node firewall, /app disks, the node
+broker's identities) is the real one too.
 
 Containers get unique names (``t-<random>``) and are removed after each test, whatever
-happened. The engine runs with ``--bridge=none``, so tenant containers use network none.
+happened, with everything the node gave them.
 """
 
 import json
@@ -13,7 +16,15 @@ from typing import Any
 
 import pytest
 
+from edgecloud_agent.broker.control import DynsecAdmin
+from edgecloud_agent.broker.identities import BrokerIdentities
+from edgecloud_agent.broker.setup import read_admin_secret
 from edgecloud_agent.deploy.commands import CommandExecutor
+from edgecloud_agent.isolation.disks import AppDisks
+from edgecloud_agent.isolation.firewall import FirewallPolicy, NodeFirewall
+from edgecloud_agent.isolation.images import TenantImages
+from edgecloud_agent.isolation.networks import TenantNetworks
+from edgecloud_agent.isolation.provision import BrokerAddress, Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.hardening import ContainerPolicy
 from edgecloud_agent.state.desired import DesiredState
@@ -23,15 +34,17 @@ from edgecloud_contracts.containers import (
     MIB,
     Action,
     Command,
+    ContainerReport,
     ContainerSpec,
     Limits,
     PullProgress,
 )
+from tests.support.agents import release_disks
+from tests.support.brokers import NodeBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "edgecloud/busybox:latest"
 REGISTRY_IMAGE = "127.0.0.1:5000/edgecloud/busybox:1.0"
-NETWORK = "none"
 
 
 def docker(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -96,22 +109,77 @@ def names() -> Iterator[Callable[[], str]]:
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[DockerRuntime]:
-    async with DockerRuntime(
-        timeout_s=20, pull_timeout_s=60, policy=ContainerPolicy(network=NETWORK)
-    ) as opened:
+    async with DockerRuntime(timeout_s=20, pull_timeout_s=60, policy=ContainerPolicy()) as opened:
         yield opened
+
+
+async def isolation(
+    runtime: DockerRuntime, state_dir: Path, broker: NodeBroker | None = None
+) -> Provisioner:
+    """The node's isolation as the agent sets it up, in ``state_dir`` (the firewall's
+    rules are the machine's own, as on a node)."""
+    identities = address = None
+    if broker is not None:
+        broker.admin_env(state_dir)
+        secret = read_admin_secret(broker.secret_file)
+        assert secret is not None
+        admin = DynsecAdmin(url=broker.url, username="edgecloud-agent", password=secret)
+        identities = BrokerIdentities(admin=admin, state_dir=state_dir)
+        address = BrokerAddress(broker.container_host, broker.port)
+    firewall = NodeFirewall(
+        FirewallPolicy(broker=(address.host, address.port) if address is not None else None)
+    )
+    await firewall.apply()
+    return Provisioner(
+        runtime=runtime,
+        images=TenantImages(runtime=runtime, state_dir=state_dir, work_dir=state_dir / "images"),
+        networks=TenantNetworks(runtime),
+        firewall=firewall,
+        disks=AppDisks(runtime=runtime, root=state_dir / "disks", reserve_bytes=64 * MIB),
+        identities=identities,
+        broker=address,
+    )
+
+
+@pytest.fixture
+async def provisioner(
+    runtime: DockerRuntime, tmp_path: Path, node_broker: NodeBroker
+) -> AsyncIterator[Provisioner]:
+    """The node's isolation in a state directory of the test's own."""
+    state_dir = tmp_path / "node"
+    made = await isolation(runtime, state_dir, node_broker)
+    yield made
+    made.images.close()
+    if made.identities is not None:
+        made.identities.close()
+    release_disks(state_dir)
+
+
+@pytest.fixture
+def create(provisioner: Provisioner) -> Callable[[ContainerSpec], Any]:
+    """Create (not start) a container as the node would: its image resolved for its tenant
+    (pulled if missing), then provisioned."""
+
+    async def make(spec: ContainerSpec) -> ContainerReport:
+        image_id = await provisioner.images.find(spec)
+        if image_id is None:
+            image_id = await provisioner.images.pull(spec.image)
+        return await provisioner.create(spec, image_id)
+
+    return make
 
 
 class Node:
     """An executor with its journal and desired state in one state directory."""
 
-    def __init__(self, runtime: DockerRuntime, state_dir: Path) -> None:
+    def __init__(self, provisioner: Provisioner, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.pulls: list[PullProgress] = []
         self.journal = CommandJournal(state_dir)
         self.desired = DesiredState(state_dir)
+        self.node = provisioner
         self.executor = CommandExecutor(
-            runtime=runtime,
+            node=provisioner,
             journal=self.journal,
             desired=self.desired,
             stop_timeout_s=1,
@@ -124,11 +192,11 @@ class Node:
 
 
 @pytest.fixture
-def node_factory(runtime: DockerRuntime, tmp_path: Path) -> Iterator[Callable[..., Node]]:
+def node_factory(provisioner: Provisioner, tmp_path: Path) -> Iterator[Callable[..., Node]]:
     opened: list[Node] = []
 
-    def make(state_dir: Path | None = None, docker_runtime: DockerRuntime | None = None) -> Node:
-        opened.append(Node(docker_runtime or runtime, state_dir or tmp_path / "state"))
+    def make(state_dir: Path | None = None, node: Provisioner | None = None) -> Node:
+        opened.append(Node(node or provisioner, state_dir or tmp_path / "state"))
         return opened[-1]
 
     yield make
@@ -158,7 +226,17 @@ async def executor(tmp_path: Path) -> AsyncIterator[CommandExecutor]:
     """An executor whose Docker engine cannot be reached (for what happens before it)."""
     journal, desired = CommandJournal(tmp_path), DesiredState(tmp_path)
     async with DockerRuntime(url="unix:///nonexistent/docker.sock", timeout_s=2) as runtime:
-        yield CommandExecutor(runtime=runtime, journal=journal, desired=desired)
+        node = Provisioner(
+            runtime=runtime,
+            images=TenantImages(runtime=runtime, state_dir=tmp_path, work_dir=tmp_path / "i"),
+            networks=TenantNetworks(runtime),
+            firewall=NodeFirewall(FirewallPolicy()),
+            disks=AppDisks(runtime=runtime, root=tmp_path / "disks", reserve_bytes=0),
+            identities=None,
+            broker=None,
+        )
+        yield CommandExecutor(node=node, journal=journal, desired=desired)
+        node.images.close()
     journal.close()
     desired.close()
 

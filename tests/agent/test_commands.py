@@ -2,14 +2,13 @@
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_agent.runtime.hardening import ContainerPolicy
 from edgecloud_agent.uplink.errors import CommandRejected
 from edgecloud_contracts import errors
-from edgecloud_contracts.containers import Action
+from edgecloud_contracts.containers import Action, Limits, PortMapping
 
 from .conftest import Node, command_for, containers_named, docker, make_spec
 
@@ -63,11 +62,11 @@ async def test_a_caller_giving_up_does_not_cut_a_create_short(
 
 
 async def test_crash_between_docker_and_journal_converges(
-    node: Node, runtime: DockerRuntime, names: Callable[[], str]
+    node: Node, create: Callable[..., Any], names: Callable[[], str]
 ) -> None:
     spec = make_spec(names())
     # The agent got as far as Docker's create, then died before starting or recording it.
-    made = await runtime.create(spec)
+    made = await create(spec)
     result = await node.executor.execute(command_for(spec, Action.CREATE))
     assert result.ok
     assert not result.replayed
@@ -189,18 +188,18 @@ async def test_a_start_that_fails_leaves_no_container(node: Node, names: Callabl
     assert containers_named(spec.docker_name) == []
 
 
-async def test_host_network_is_refused(
-    node_factory: Callable[..., Node],
-    tmp_path_factory: pytest.TempPathFactory,
-    names: Callable[[], str],
+async def test_a_spec_beyond_the_nodes_policy_is_refused_and_leaves_nothing(
+    node: Node, names: Callable[[], str]
 ) -> None:
-    async with DockerRuntime(policy=ContainerPolicy(network="host")) as refusing:
-        node = node_factory(tmp_path_factory.mktemp("host"), refusing)
-        spec = make_spec(names())
+    pids = make_spec(names(), limits=Limits(pids=4096))  # above the node's 1024
+    ported = make_spec(names(), ports=[PortMapping(container=80, host=30080)])  # no range here
+    for spec, code in ((pids, "policy_refused"), (ported, "port_refused")):
         result = await node.executor.execute(command_for(spec, Action.CREATE))
-    assert not result.ok
-    assert result.error_code == "policy_refused"
-    assert containers_named(spec.docker_name) == []
+        assert not result.ok
+        assert result.error_code == code
+        assert containers_named(spec.docker_name) == []
+        assert node.desired.get(spec.container_id) is None
+        assert not node.node.disks.image(spec.container_id).exists()
 
 
 async def test_malformed_commands_are_rejected(node: Node, names: Callable[[], str]) -> None:

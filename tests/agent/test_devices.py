@@ -7,13 +7,13 @@ import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgecloud_agent.runtime.devices import device_entries, reaches_node
-from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.errors import DeviceRefused
-from edgecloud_agent.runtime.hardening import ContainerPolicy, create_body
+from edgecloud_agent.runtime.hardening import ContainerPolicy, Placement, create_body
 from edgecloud_contracts.interfaces import DeviceMapping
 
 from .conftest import containers_named, make_spec
@@ -60,7 +60,8 @@ def test_a_declared_character_device_is_mapped_read_only_when_declared_so(
     dev_entries: dict[str, str],
 ) -> None:
     spec = make_spec("t-x", devices=[mapping(dev_entries["null"], read_only=True)])
-    body = create_body(spec, ContainerPolicy(network="none"))
+    placed = Placement(image_id="sha256:" + "0" * 64, network="none", volume="edgecloud-app-x")
+    body = create_body(spec, ContainerPolicy(), placed)
     assert body["HostConfig"]["Devices"] == [
         {
             "PathOnHost": dev_entries["null"],
@@ -120,9 +121,9 @@ def test_device_numbers_of_the_node() -> None:
 
 
 async def test_a_refused_device_leaves_no_container(
-    runtime: DockerRuntime, names: Callable[[], str], dev_entries: dict[str, str]
+    create: Callable[..., Any], names: Callable[[], str], dev_entries: dict[str, str]
 ) -> None:
     spec = make_spec(names(), devices=[mapping(dev_entries["null"]), mapping(dev_entries["mem"])])
     with pytest.raises(DeviceRefused):
-        await runtime.create(spec)
+        await create(spec)
     assert containers_named(spec.docker_name) == []

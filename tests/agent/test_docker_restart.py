@@ -1,7 +1,9 @@
 """A Docker engine of our own that we restart: the agent outlives it.
 
 The shared engine must not be restarted under other tests, so this starts a private
-dockerd (own socket, data root, exec root and pid file) and loads the test image into it.
+dockerd (own socket, data root, exec root and pid file) with Docker's defaults, in a network
+namespace of its own (so its docker0 and iptables are not the shared engine's), and loads
+the test image into it.
 """
 
 import asyncio
@@ -17,8 +19,8 @@ import pytest
 
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.errors import RuntimeUnavailable
-from edgecloud_agent.runtime.hardening import ContainerPolicy
-from edgecloud_contracts.containers import ContainerReport
+from edgecloud_agent.runtime.hardening import ContainerPolicy, Placement, app_volume
+from edgecloud_contracts.containers import ContainerReport, ContainerSpec
 
 from .conftest import IMAGE, make_spec
 
@@ -31,6 +33,7 @@ class PrivateEngine:
         self.root = Path(tempfile.mkdtemp(prefix="ecd-"))
         self.socket = self.root / "docker.sock"
         self.url = f"unix://{self.socket}"
+        self.netns = f"ecd-{self.root.name.removeprefix('ecd-')}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -39,12 +42,15 @@ class PrivateEngine:
         )
 
     def start(self) -> None:
+        if not Path(f"/var/run/netns/{self.netns}").exists():
+            subprocess.run(["ip", "netns", "add", self.netns], check=True, timeout=30)
         log = (self.root / "dockerd.log").open("ab")
         self.process = subprocess.Popen(
             [
+                # nsenter, not `ip netns exec` (which remounts /sys: no cgroups for dockerd).
+                "nsenter",
+                f"--net=/var/run/netns/{self.netns}",
                 "dockerd",
-                "--bridge=none",
-                "--iptables=false",
                 "--data-root",
                 str(self.root / "data"),
                 "--exec-root",
@@ -75,6 +81,11 @@ class PrivateEngine:
                 self.process.wait(10)
         self.process = None
 
+    def remove(self) -> None:
+        self.stop()
+        subprocess.run(["ip", "netns", "delete", self.netns], check=False, timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[PrivateEngine]:
@@ -93,8 +104,7 @@ def engine() -> Iterator[PrivateEngine]:
         assert loaded.returncode == 0, loaded.stderr
         yield private
     finally:
-        private.stop()
-        shutil.rmtree(private.root, ignore_errors=True)
+        private.remove()
 
 
 @contextlib.asynccontextmanager
@@ -121,13 +131,21 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
             await asyncio.sleep(0.05)
 
 
+def placed(runtime_image: str, spec: ContainerSpec) -> Placement:
+    """The engine alone (the node's isolation has its own tests): no network, a plain volume."""
+    return Placement(image_id=runtime_image, network="none", volume=app_volume(spec.container_id))
+
+
 async def test_events_resume_after_the_engine_restarts(engine: PrivateEngine) -> None:
     async with (
-        DockerRuntime(url=engine.url, timeout_s=5, policy=ContainerPolicy("none")) as runtime,
+        DockerRuntime(url=engine.url, timeout_s=5, policy=ContainerPolicy()) as runtime,
         collecting(runtime) as seen,
     ):
+        found = await runtime.image_inspect(IMAGE)
+        assert found is not None
+        image_id = str(found["Id"])
         before = make_spec("t-before")
-        await runtime.create(before)
+        await runtime.create(before, placed(image_id, before))
         await runtime.start(before.docker_name, container_id=before.container_id)
         await until(lambda: any(r.container_id == before.container_id for r in seen), 10)
 
@@ -139,7 +157,7 @@ async def test_events_resume_after_the_engine_restarts(engine: PrivateEngine) ->
         engine.start()
 
         after = make_spec("t-after", restart_policy="no")
-        await runtime.create(after)
+        await runtime.create(after, placed(image_id, after))
         await runtime.start(after.docker_name, container_id=after.container_id)
         await until(
             lambda: any(

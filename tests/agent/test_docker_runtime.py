@@ -1,4 +1,7 @@
-"""The runtime against the real Docker engine: hardening, lifecycle, pulls, events."""
+"""The runtime against the real Docker engine: hardening, lifecycle, pulls, events.
+
+Containers are made as the node makes them (their image resolved for their tenant, then
+provisioned: the tenant's network, an /app disk, a broker login)."""
 
 import asyncio
 import contextlib
@@ -7,26 +10,28 @@ import subprocess
 import tarfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgecloud_agent.deploy.outbox import Outbox
 from edgecloud_agent.deploy.reports import ReportSender, forward_container_events
+from edgecloud_agent.isolation.networks import network_name
+from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.errors import (
     ContainerNotFound,
-    ImageBuildFailed,
     ImagePullFailed,
     NameConflict,
     PolicyRefused,
 )
-from edgecloud_agent.runtime.hardening import ContainerPolicy
 from edgecloud_agent.runtime.reports import PullStatus
 from edgecloud_contracts import uris
 from edgecloud_contracts.containers import MIB, ContainerReport, NodeReport
-from tests.support.images import build_context as context_bytes
 
-from .conftest import NETWORK, containers_named, docker, docker_inspect, make_spec
+from .conftest import containers_named, docker, docker_inspect, make_spec
+
+Create = Callable[..., Any]
 
 pytestmark = pytest.mark.stack
 
@@ -34,10 +39,10 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 async def test_created_container_is_hardened(
-    runtime: DockerRuntime, names: Callable[[], str]
+    runtime: DockerRuntime, create: Create, names: Callable[[], str]
 ) -> None:
     spec = make_spec(names())
-    created = await runtime.create(spec)
+    created = await create(spec)
     assert created.state == "created"
     assert created.container_id == spec.container_id
     started = await runtime.start(spec.docker_name, container_id=spec.container_id)
@@ -64,7 +69,8 @@ async def test_created_container_is_hardened(
         ("volume", f"edgecloud-app-{spec.container_id}", "/app", True)
     ]
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}
-    assert host["NetworkMode"] == NETWORK
+    assert host["NetworkMode"] == network_name("tenant-1")
+    assert host["Sysctls"] == {"net.ipv6.conf.all.disable_ipv6": "1"}
     assert host["PidMode"] == ""
     assert host["IpcMode"] == "private"
     assert host["LogConfig"] == {
@@ -77,23 +83,30 @@ async def test_created_container_is_hardened(
         "edgecloud.container_id": spec.container_id,
         "edgecloud.tenant": "tenant-1",
         "edgecloud.owner": "alice",
+        "edgecloud.image": spec.image,
+        "edgecloud.auto_remove": "false",
     }
+    # Made from the image's ID, never from a name another tenant could move.
+    assert data["Config"]["Image"].startswith("sha256:")
+    assert created.image == spec.image
     assert "GREETING=hello" in data["Config"]["Env"]
     assert data["Config"]["Cmd"] == ["sleep", "600"]
 
 
-async def test_host_network_refused_by_default(names: Callable[[], str]) -> None:
+async def test_pids_above_the_nodes_cap_are_refused(
+    provisioner: Provisioner, create: Create, names: Callable[[], str]
+) -> None:
     spec = make_spec(names())
-    async with DockerRuntime(policy=ContainerPolicy(network="host")) as refusing:
-        with pytest.raises(PolicyRefused):
-            await refusing.create(spec)
+    capped = spec.model_copy(update={"limits": spec.limits.model_copy(update={"pids": 4096})})
+    with pytest.raises(PolicyRefused):
+        await create(capped)
     assert containers_named(spec.docker_name) == []
 
 
-async def test_lifecycle(runtime: DockerRuntime, names: Callable[[], str]) -> None:
+async def test_lifecycle(runtime: DockerRuntime, create: Create, names: Callable[[], str]) -> None:
     spec = make_spec(names())
     name, cid = spec.docker_name, spec.container_id
-    await runtime.create(spec)
+    await create(spec)
     running = await runtime.start(name, container_id=cid)
     assert running.state == "running"
     assert running.started_at is not None
@@ -131,12 +144,12 @@ async def test_lifecycle(runtime: DockerRuntime, names: Callable[[], str]) -> No
 
 
 async def test_name_taken_by_a_container_we_did_not_make(
-    runtime: DockerRuntime, names: Callable[[], str]
+    runtime: DockerRuntime, create: Create, names: Callable[[], str]
 ) -> None:
     name = names()
     docker("create", "--network", "none", "--name", name, "edgecloud/busybox:latest", check=True)
     with pytest.raises(NameConflict) as conflict:
-        await runtime.create(make_spec(name))
+        await create(make_spec(name))
     assert conflict.value.code == "name_conflict"
     foreign = await runtime.inspect(name)
     assert foreign is not None
@@ -146,33 +159,28 @@ async def test_name_taken_by_a_container_we_did_not_make(
 
 
 async def test_create_converges_on_its_own_container(
-    runtime: DockerRuntime, names: Callable[[], str]
+    create: Create, names: Callable[[], str]
 ) -> None:
     spec = make_spec(names())
-    first = await runtime.create(spec)
-    second = await runtime.create(spec)
+    first = await create(spec)
+    second = await create(spec)
     assert second.docker_id == first.docker_id
     assert containers_named(spec.docker_name) == [first.docker_id]
 
 
-async def test_create_pulls_only_a_missing_image(
-    runtime: DockerRuntime, registry: str, names: Callable[[], str]
+async def test_a_pull_reports_its_progress_and_gives_the_image_id(
+    provisioner: Provisioner, registry: str
 ) -> None:
     docker("image", "rm", "-f", registry)
-    assert docker("image", "inspect", registry).returncode != 0
+    assert await provisioner.images.shared(registry) is None
     progress: list[PullStatus] = []
-    created = await runtime.create(make_spec(names(), image=registry), progress.append)
-    assert created.state == "created"
-    assert docker("image", "inspect", registry).returncode == 0
+    image_id = await provisioner.images.pull(registry, progress.append)
+    assert image_id == docker("image", "inspect", "-f", "{{.Id}}", registry).stdout.strip()
     assert len(progress) >= 2
     assert progress[0].status.startswith("Pulling")
     assert progress[-1].status == "done"
     assert all(update.image == registry for update in progress)
-
-    progress.clear()
-    # Present now: no pull, no progress.
-    await runtime.create(make_spec(names(), image=registry), progress.append)
-    assert progress == []
+    assert await provisioner.images.shared(registry) == image_id
 
 
 @pytest.fixture
@@ -230,14 +238,14 @@ async def test_pull_progress_counts_bytes(runtime: DockerRuntime, fresh_image: s
 
 
 async def test_pull_of_an_image_that_does_not_exist(
-    runtime: DockerRuntime, registry: str, names: Callable[[], str]
+    runtime: DockerRuntime, create: Create, registry: str, names: Callable[[], str]
 ) -> None:
     with pytest.raises(ImagePullFailed) as failed:
         await runtime.pull("127.0.0.1:5000/edgecloud/no-such-image:1.0")
     assert failed.value.code == "image_pull_failed"
     name = names()
     with pytest.raises(ImagePullFailed):
-        await runtime.create(make_spec(name, image="127.0.0.1:5000/edgecloud/busybox:no-such-tag"))
+        await create(make_spec(name, image="127.0.0.1:5000/edgecloud/busybox:no-such-tag"))
     assert containers_named(name) == []
 
 
@@ -290,12 +298,12 @@ async def wait_for_state(uplink: RecordingUplink, container_id: str, state: str)
 
 
 async def test_state_changes_are_reported(
-    runtime: DockerRuntime, names: Callable[[], str], tmp_path: Path
+    runtime: DockerRuntime, create: Create, names: Callable[[], str], tmp_path: Path
 ) -> None:
     spec = make_spec(names())
     name, cid = spec.docker_name, spec.container_id
     async with reporting(runtime, tmp_path) as uplink:
-        await runtime.create(spec)
+        await create(spec)
         await runtime.start(name, container_id=cid)
         await wait_for_state(uplink, cid, "running")
         await runtime.stop(name, container_id=cid, timeout_s=0)
@@ -310,39 +318,3 @@ async def test_state_changes_are_reported(
     # (Other platform containers on this engine, e.g. of a dev stack, may report too.)
     assert other not in {report.docker_name for report in uplink.containers()}
     assert {r.docker_name for r in uplink.containers() if r.container_id == cid} == {name}
-
-
-def build_context(directory: Path, dockerfile: str, files: dict[str, str]) -> Path:
-    tar_path = directory / "context.tar"
-    tar_path.write_bytes(context_bytes(dockerfile, files))
-    return tar_path
-
-
-async def test_an_image_is_built_from_a_context_without_network(
-    runtime: DockerRuntime, tmp_path: Path
-) -> None:
-    tag = f"edgecloud-test/built-{secrets.token_hex(4)}:1"
-    context = build_context(
-        tmp_path,
-        # The base is on the node already; RUN has no network to reach anything with.
-        "FROM edgecloud/busybox:latest\nCOPY hello.txt /hello.txt\n"
-        "RUN ! wget -q -T 2 -O /dev/null http://127.0.0.1:1/ \n",
-        {"hello.txt": "built here\n"},
-    )
-    try:
-        await runtime.build_image(context, tag=tag, memory=64 << 20)
-        assert await runtime.image_present(tag)
-        shown = docker("run", "--rm", "--network", "none", tag, "cat", "/hello.txt")
-        assert shown.stdout == "built here\n"
-    finally:
-        docker("rmi", "-f", tag)
-
-
-async def test_a_failing_build_is_refused_and_makes_no_image(
-    runtime: DockerRuntime, tmp_path: Path
-) -> None:
-    tag = f"edgecloud-test/broken-{secrets.token_hex(4)}:1"
-    context = build_context(tmp_path, "FROM edgecloud/busybox:latest\nRUN exit 3\n", {})
-    with pytest.raises(ImageBuildFailed):
-        await runtime.build_image(context, tag=tag, memory=64 << 20)
-    assert not await runtime.image_present(tag)

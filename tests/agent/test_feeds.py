@@ -1,28 +1,39 @@
-"""Sensor feeds against this machine's Mosquitto and Docker engine: a feed stopped and started
-again while a sensor publishes fast loses no message (each is acknowledged to the broker only
-once it is in the container's inbox, so the broker gives the unwritten ones again)."""
+"""Sensor feeds against a node broker (as broker-setup makes it) and this machine's Docker
+engine: a feed stopped and started again while a sensor publishes fast loses no message
+(each is acknowledged to the broker only once it is in the container's inbox, so the broker
+gives the unwritten ones again)."""
 
 import asyncio
 import json
 import secrets
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
+from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_agent.runtime.feeds import INBOX, SensorFeeds
+from edgecloud_agent.sensors.feeds import INBOX, SensorFeeds
+from edgecloud_contracts.migrations import BrokerLogin
+from tests.support.brokers import NodeBroker
 
 from .conftest import make_spec
 
-BROKER = "mqtt://127.0.0.1:1883"
 MESSAGES = 1500
 BURST = 50  # messages sent back to back, then a 20 ms pause: bursts of about 2,500 msg/s
 
 
-async def publish_numbered(topic: str) -> None:
-    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"sensor-{secrets.token_hex(4)}") as c:
+async def publish_numbered(broker: NodeBroker, login: BrokerLogin, topic: str) -> None:
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        identifier=login.client_id,
+        username=login.username,
+        password=login.password,
+    ) as sensor:
         for number in range(MESSAGES):
-            await c.publish(topic, json.dumps({"n": number}), qos=1)
+            await sensor.publish(topic, json.dumps({"n": number}), qos=1)
             if number % BURST == BURST - 1:
                 await asyncio.sleep(0.02)
 
@@ -32,13 +43,28 @@ def numbers_in(inbox_text: str) -> set[int]:
 
 
 async def test_a_feed_restarted_under_a_fast_sensor_loses_nothing(
-    runtime: DockerRuntime, names: Callable[[], str]
+    runtime: DockerRuntime,
+    provisioner: Provisioner,
+    create: Callable[..., Any],
+    node_broker: NodeBroker,
+    names: Callable[[], str],
 ) -> None:
     topic = f"sensors/feeds-{secrets.token_hex(4)}/t"
     spec = make_spec(names(), subscriptions=[topic])
-    await runtime.start_created(await runtime.create(spec))
-    feeds = SensorFeeds(runtime=runtime, local_broker_url=BROKER)
-    inbox = await runtime.volume_path(spec.container_id) / INBOX
+    await runtime.start_created(await create(spec))
+    assert provisioner.identities is not None
+    sensor = await provisioner.identities.sensor(f"feeds-{secrets.token_hex(4)}", [topic])
+    root = provisioner.app_root(spec.container_id)
+    assert root is not None
+
+    async def app_root(container_id: str) -> Path:
+        assert root is not None
+        return root
+
+    feeds = SensorFeeds(
+        app_root=app_root, identities=provisioner.identities, local_broker_url=node_broker.url
+    )
+    inbox = root / INBOX
     try:
         await feeds.reconcile([spec])
         # Subscribed (the inbox is opened after the SUBSCRIBE is acknowledged): its broker
@@ -49,7 +75,7 @@ async def test_a_feed_restarted_under_a_fast_sensor_loses_nothing(
                 break
             await asyncio.sleep(0.05)
         assert inbox.exists(), "the feed did not subscribe within 30 s"
-        publishing = asyncio.create_task(publish_numbered(topic))
+        publishing = asyncio.create_task(publish_numbered(node_broker, sensor, topic))
         restarts = 0
         while not publishing.done():
             await asyncio.sleep(0.07)

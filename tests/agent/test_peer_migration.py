@@ -1,8 +1,9 @@
-"""A peer migration's bad input, on this machine's Docker engine and Mosquitto: a peer that
-offers less than compute, says something out of turn or gives up midway, and a source
-without the right token or with another container's configuration. The other side is
-scripted here over a real PeerChannel; the scheduler's WAMP side is recorded (the whole move
-between two nodes runs in tests/testbed/test_migration.py)."""
+"""A peer migration's bad input, on this machine's Docker engine and a node broker (as
+broker-setup makes it): a peer that offers less than compute, says something out of turn or
+gives up midway, and a source without the right token or with another container's
+configuration. The other side is scripted here over a real PeerChannel, with the login the
+target made for it; the scheduler's WAMP side is recorded (the whole move between two nodes
+runs in tests/testbed/test_migration.py)."""
 
 import asyncio
 import secrets
@@ -13,36 +14,52 @@ from typing import Any
 
 import pytest
 
+from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.peers.channel import PeerChannel
 from edgecloud_agent.peers.migration import PeerMigrations, topic_of
 from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_agent.runtime.feeds import SensorFeeds
+from edgecloud_agent.sensors.feeds import SensorFeeds
 from edgecloud_agent.state.desired import DesiredState
 from edgecloud_contracts.containers import ContainerSpec
 from edgecloud_contracts.interfaces import DeviceMapping
-from edgecloud_contracts.migrations import MigrationExpectation, MigrationOrder
+from edgecloud_contracts.migrations import (
+    BrokerLogin,
+    MigrationExpectation,
+    MigrationOrder,
+    MigrationReady,
+)
+from tests.support.agents import release_disks
+from tests.support.brokers import NodeBroker
 
-from .conftest import containers_named, docker_inspect, make_spec
+from .conftest import containers_named, docker_inspect, isolation, make_spec
 
-BROKER = "mqtt://127.0.0.1:1883"
 SOURCE, TARGET = "node_source", "node_target"
 
 
 class Node:
     """One agent's migration role, with its desired state; the scheduler's calls recorded."""
 
-    def __init__(self, me: str, runtime: DockerRuntime, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, me: str, node: Provisioner, broker: NodeBroker, state_dir: Path) -> None:
         self.desired = DesiredState(state_dir)
+        self.node = node
+        self.state_dir = state_dir
         self.reports: list[Any] = []
-        self.feeds = SensorFeeds(runtime=runtime, local_broker_url=BROKER)
+
+        async def app_root(container_id: str) -> Path:
+            root = node.app_root(container_id)
+            assert root is not None
+            return root
+
+        self.feeds = SensorFeeds(
+            app_root=app_root, identities=node.identities, local_broker_url=broker.url
+        )
         self.migrations = PeerMigrations(
             me=me,
-            runtime=runtime,
+            node=node,
             desired=self.desired,
             call=self._call,
             work_dir=state_dir,
-            local_broker_url=BROKER,
+            local_broker_url=broker.url,
             collaboration_level=2,
             feeds=self.feeds,
             contexts_dir=state_dir / "contexts",
@@ -56,46 +73,81 @@ class Node:
         await self.migrations.close()
         await self.feeds.close()
         self.desired.close()
+        self.node.images.close()
+        if self.node.identities is not None:
+            self.node.identities.close()
+        release_disks(self.state_dir)
+
+
+@asynccontextmanager
+async def peer_node(
+    me: str, runtime: DockerRuntime, broker: NodeBroker, state_dir: Path
+) -> AsyncIterator[Node]:
+    node = Node(me, await isolation(runtime, state_dir, broker), broker, state_dir)
+    try:
+        yield node
+    finally:
+        await node.close()
 
 
 @pytest.fixture
-async def source(runtime: DockerRuntime, tmp_path: Path) -> AsyncIterator[Node]:
-    node = Node(SOURCE, runtime, tmp_path / "source")
-    yield node
-    await node.close()
+async def source(
+    runtime: DockerRuntime, node_broker: NodeBroker, tmp_path: Path
+) -> AsyncIterator[Node]:
+    async with peer_node(SOURCE, runtime, node_broker, tmp_path / "source") as node:
+        yield node
 
 
 @pytest.fixture
-async def target(runtime: DockerRuntime, tmp_path: Path) -> AsyncIterator[Node]:
-    node = Node(TARGET, runtime, tmp_path / "target")
-    yield node
-    await node.close()
+async def target(
+    runtime: DockerRuntime, node_broker: NodeBroker, tmp_path: Path
+) -> AsyncIterator[Node]:
+    async with peer_node(TARGET, runtime, node_broker, tmp_path / "target") as node:
+        yield node
 
 
-async def running_container(
-    runtime: DockerRuntime, node: Node, names: Callable[[], str]
-) -> ContainerSpec:
+async def running_container(node: Node, names: Callable[[], str]) -> ContainerSpec:
     spec = make_spec(names())
     node.desired.put(spec, running=True)
-    report = await runtime.create(spec)
-    await runtime.start_created(report)
+    image_id = await node.node.images.find(spec)
+    assert image_id is not None
+    report = await node.node.create(spec, image_id)
+    await node.node.runtime.start_created(report)
     return spec
 
 
-def order_for(spec: ContainerSpec, migration: str) -> MigrationOrder:
+def order_for(
+    spec: ContainerSpec, migration: str, broker: NodeBroker, login: BrokerLogin
+) -> MigrationOrder:
     return MigrationOrder(
         migration=migration,
         container_id=spec.container_id,
         docker_name=spec.docker_name,
         target=TARGET,
-        target_url=BROKER,
+        target_url=broker.url,
         token=secrets.token_urlsafe(24),
+        login=login,
     )
 
 
-async def scripted_peer(migration: str, answer: Callable[[str], tuple[str, dict] | None]) -> Any:
+async def expect(target: Node, expectation: MigrationExpectation) -> BrokerLogin:
+    """Announce a migration to the target as the scheduler does; the source's login."""
+    ready = MigrationReady.model_validate(
+        await target.migrations.expect(expectation.model_dump(mode="json"))
+    )
+    assert ready.ok
+    assert ready.login is not None
+    return ready.login
+
+
+async def scripted_peer(
+    migration: str,
+    broker: NodeBroker,
+    login: BrokerLogin,
+    answer: Callable[[str], tuple[str, dict] | None],
+) -> Any:
     """The target's side, answering each of the source's messages by its kind."""
-    peer = PeerChannel(me=TARGET, broker_url=BROKER)
+    peer = PeerChannel(me=TARGET, broker_url=broker.url, login=login)
     await peer.connect(SOURCE, topic_of(migration))
 
     async def converse() -> None:
@@ -130,16 +182,21 @@ async def scripted_peer(migration: str, answer: Callable[[str], tuple[str, dict]
     ids=["lower_level", "out_of_turn", "peer_gives_up"],
 )
 async def test_a_peer_that_cannot_take_it_leaves_the_source_serving(
-    runtime: DockerRuntime,
     source: Node,
+    node_broker: NodeBroker,
     names: Callable[[], str],
     answer: Callable[[str], Any],
     code: str,
 ) -> None:
-    spec = await running_container(runtime, source, names)
+    spec = await running_container(source, names)
     migration = f"m-{secrets.token_hex(6)}"
-    peer = await scripted_peer(migration, answer)
-    outcome = await source.migrations.start(order_for(spec, migration).model_dump(mode="json"))
+    assert source.node.identities is not None  # on the one broker, as the target's would be
+    for_target, for_source = await source.node.identities.migration(
+        migration, me=TARGET, peer=SOURCE
+    )
+    peer = await scripted_peer(migration, node_broker, for_target, answer)
+    order = order_for(spec, migration, node_broker, for_source)
+    outcome = await source.migrations.start(order.model_dump(mode="json"))
     peer.cancel()
     await asyncio.gather(peer, return_exceptions=True)
 
@@ -151,7 +208,7 @@ async def test_a_peer_that_cannot_take_it_leaves_the_source_serving(
 
 
 async def test_the_target_serves_no_one_without_the_token(
-    runtime: DockerRuntime, target: Node, names: Callable[[], str]
+    target: Node, node_broker: NodeBroker, names: Callable[[], str]
 ) -> None:
     spec = make_spec(names())
     migration = f"m-{secrets.token_hex(6)}"
@@ -162,8 +219,9 @@ async def test_the_target_serves_no_one_without_the_token(
         source=SOURCE,
         token=secrets.token_urlsafe(24),
     )
-    assert await target.migrations.expect(expected.model_dump(mode="json")) == {"ok": True}
-    intruder = PeerChannel(me=SOURCE, broker_url=BROKER)
+    # Even with the source's login (the broker admits no one else on the migration's topics).
+    login = await expect(target, expected)
+    intruder = PeerChannel(me=SOURCE, broker_url=node_broker.url, login=login)
     await intruder.connect(TARGET, topic_of(migration))
     try:
         await intruder.send(
@@ -178,7 +236,9 @@ async def test_the_target_serves_no_one_without_the_token(
 
 
 @asynccontextmanager
-async def source_asking(target: Node, spec: ContainerSpec) -> AsyncIterator[PeerChannel]:
+async def source_asking(
+    target: Node, broker: NodeBroker, spec: ContainerSpec
+) -> AsyncIterator[PeerChannel]:
     """The source's side, scripted: the scheduler has announced the move of ``spec`` to
     ``target``, and the source has asked for resources with the right token and heard the
     target's level. Send it the configuration next."""
@@ -190,13 +250,19 @@ async def source_asking(target: Node, spec: ContainerSpec) -> AsyncIterator[Peer
         source=SOURCE,
         token=token,
     )
-    assert await target.migrations.expect(expected.model_dump(mode="json")) == {"ok": True}
-    sender = PeerChannel(me=SOURCE, broker_url=BROKER)
+    login = await expect(target, expected)
+    sender = PeerChannel(me=SOURCE, broker_url=broker.url, login=login)
     await sender.connect(TARGET, topic_of(migration))
     try:
+        shared = await target.node.images.shared(spec.image)
         await sender.send(
             "resource_request",
-            {"token": token, "container_id": spec.container_id, "image": spec.image},
+            {
+                "token": token,
+                "container_id": spec.container_id,
+                "image": spec.image,
+                "image_id": shared,
+            },
         )
         assert (await sender.get_message(TARGET, timeout=20)).kind == "level"
         yield sender
@@ -214,7 +280,7 @@ SMUGGLED: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("offered", ["another_container", "devices", *SMUGGLED])
 async def test_the_target_refuses_a_configuration_it_was_not_promised(
-    runtime: DockerRuntime, target: Node, names: Callable[[], str], offered: str
+    target: Node, node_broker: NodeBroker, names: Callable[[], str], offered: str
 ) -> None:
     spec = make_spec(names())
     if offered == "another_container":  # not the container the scheduler announced
@@ -226,7 +292,7 @@ async def test_the_target_refuses_a_configuration_it_was_not_promised(
     else:
         other, code = spec, "bad_configuration"
     configuration = {**other.model_dump(mode="json"), **SMUGGLED.get(offered, {})}
-    async with source_asking(target, spec) as sender:
+    async with source_asking(target, node_broker, spec) as sender:
         await sender.send("configuration", {"spec": configuration})
         refusal = await sender.get_message(TARGET, timeout=10)
     assert (refusal.kind, refusal.body["code"]) == ("failed", code)

@@ -19,9 +19,11 @@ from tests.conftest import eventually
 
 
 @pytest.fixture
-async def box(runtime: DockerRuntime, names: Callable[[], str]) -> ContainerSpec:
+async def box(
+    runtime: DockerRuntime, create: Callable[..., Any], names: Callable[[], str]
+) -> ContainerSpec:
     spec = make_spec(names())
-    await runtime.create(spec)
+    await create(spec)
     await runtime.start(spec.docker_name, container_id=spec.container_id)
     return spec
 

@@ -17,10 +17,11 @@ import pytest
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_contracts.containers import MIB, Limits
 from tests.agent.conftest import make_spec
-from tests.agent.test_peer_migration import TARGET, Node, source_asking
+from tests.agent.test_peer_migration import TARGET, peer_node, source_asking
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker, online
 from tests.integration.test_applications import deploy, finished, tar_of
+from tests.support.brokers import NodeBroker
 from tests.support.users import Account, scheduler_headers
 
 pytestmark = pytest.mark.stack
@@ -162,30 +163,29 @@ async def test_create_deploy_restarts_and_a_cold_restart_elsewhere_all_harden(
 
 
 async def test_a_migration_restored_on_the_peer_is_hardened(
-    runtime: DockerRuntime, names, tmp_path: Path
+    runtime: DockerRuntime, node_broker: NodeBroker, names, tmp_path: Path
 ) -> None:
     """The peer's side of a migration, driven by a scripted source over the real broker: the
     spec comes from another node, and the container it starts gets this node's policy. (A
     peer that slips Docker options in beside the spec is refused: tests/agent/
     test_peer_migration.py::test_the_target_refuses_a_configuration_it_was_not_promised.)"""
-    target = Node(TARGET, runtime, tmp_path / "target")
     spec = make_spec(names(), limits=Limits(memory=40 * MIB, cpus=0.25, pids=40))
-    try:
-        async with source_asking(target, spec) as source:
-            await source.send("configuration", {"spec": spec.model_dump(mode="json")})
-            assert (await source.get_message(TARGET, timeout=20)).kind == "configuration_ok"
-            await source.send("dependencies", {"image": False, "context": False})
-            await source.send_file("app", tar_of({"./data.txt": b"moved"}))
-            await source.send("activate", {})
-            activated = await source.get_message(TARGET, timeout=30)
-            assert activated.kind == "activated", activated.body
-            await source.send("done", {})
-        restored = inspect(spec.docker_name)
-        assert restored["Id"] == activated.body["docker_id"]
-        assert restored["State"]["Running"] is True
-        assert_hardened(restored, memory=40 * MIB, cpus=0.25, pids=40)
-    finally:
-        await target.close()
+    async with (
+        peer_node(TARGET, runtime, node_broker, tmp_path / "target") as target,
+        source_asking(target, node_broker, spec) as source,
+    ):
+        await source.send("configuration", {"spec": spec.model_dump(mode="json")})
+        assert (await source.get_message(TARGET, timeout=20)).kind == "configuration_ok"
+        await source.send("dependencies", {"image": False, "context": False})
+        await source.send_file("app", tar_of({"./data.txt": b"moved"}))
+        await source.send("activate", {})
+        activated = await source.get_message(TARGET, timeout=30)
+        assert activated.kind == "activated", activated.body
+        await source.send("done", {})
+    restored = inspect(spec.docker_name)
+    assert restored["Id"] == activated.body["docker_id"]
+    assert restored["State"]["Running"] is True
+    assert_hardened(restored, memory=40 * MIB, cpus=0.25, pids=40)
 
 
 # Each probe prints "<name>=<exit code>" after its own messages.

@@ -1,13 +1,16 @@
 """Real agent processes for tests, each with its own identity and state directory."""
 
 import itertools
+import os
 import secrets
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgecloud_contracts.identity import device_id, device_key
 
+from .brokers import NodeBroker
 from .processes import PYTHON, ManagedProcess
 from .stack import Stack
 
@@ -38,9 +41,12 @@ class AgentHandle:
 
 
 class AgentFactory:
-    def __init__(self, stack: Stack, workdir: Path) -> None:
+    def __init__(self, stack: Stack, workdir: Path, broker: NodeBroker | None = None) -> None:
+        """``broker``: the node broker agents on this machine use (the testbed's nodes bring
+        their own through ``extra_env``); None: no broker at all."""
         self._stack = stack
         self._workdir = workdir
+        self._broker = broker
         self.started: list[AgentHandle] = []
 
     def identity(self, label: str = "node") -> tuple[str, str, Path]:
@@ -74,8 +80,6 @@ class AgentFactory:
             "AGENT_MAC": mac,
             "AGENT_LOCATION": location,
             "AGENT_HEARTBEAT_INTERVAL_S": str(heartbeat_interval_s),
-            # This machine's engine runs with --bridge=none.
-            "AGENT_CONTAINER_NETWORK": "none",
             # `sleep` as PID 1 ignores SIGTERM: do not wait Docker's usual 10 s to kill it.
             "AGENT_STOP_TIMEOUT_S": "1",
             "AGENT_INVENTORY_INTERVAL_S": "1",
@@ -88,6 +92,7 @@ class AgentFactory:
         }
         if token:
             env["AGENT_ENROLMENT_TOKEN"] = token
+        env |= self._broker.admin_env(state_dir) if self._broker else {"AGENT_MQTT_URL": ""}
         env.update(extra_env or {})
         process = ManagedProcess(
             f"agent {hostname}",
@@ -102,3 +107,18 @@ class AgentFactory:
     def stop_all(self) -> None:
         for handle in self.started:
             handle.process.stop()
+        for handle in self.started:
+            release_disks(handle.state_dir)
+
+
+def release_disks(state_dir: Path) -> None:
+    """Detach the /app disks an agent mounted under its state directory (its containers
+    may outlive the test; their disks then go when they do)."""
+    disks = state_dir / "disks"
+    if not disks.is_dir():
+        return
+    for mount_point in sorted(disks.iterdir()):
+        if mount_point.is_dir() and os.path.ismount(mount_point):
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=False, timeout=30)
+    for image in disks.glob("*.img"):
+        image.unlink(missing_ok=True)

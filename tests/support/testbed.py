@@ -20,7 +20,7 @@ import pytest
 from infra.testbed.testbed import Testbed
 from infra.testbed.topology import NodeRef
 
-from .agents import HEARTBEAT_INTERVAL_S, AgentFactory, AgentHandle
+from .agents import HEARTBEAT_INTERVAL_S, AgentFactory, AgentHandle, release_disks
 from .stack import Stack
 
 __all__ = [
@@ -88,6 +88,7 @@ class TestbedFleet:
         self._on.clear()
         for node in self.bed.nodes:
             node.engine.remove_containers()
+            release_disks(node.state_dir)
         self.bed.reset_links()
 
 

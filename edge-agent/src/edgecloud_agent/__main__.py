@@ -1,4 +1,6 @@
-"""``edgecloud-agent``: run the agent of this edge node in the foreground."""
+"""``edgecloud-agent``: run the agent of this edge node in the foreground; or, as a
+command, set the node's broker up (``broker-setup``) and give its sensors logins
+(``sensor add``)."""
 
 import argparse
 import asyncio
@@ -9,6 +11,7 @@ import sys
 from pydantic import SecretStr, ValidationError
 
 from edgecloud_agent.agent import Agent
+from edgecloud_agent.broker.cli import add_commands
 from edgecloud_agent.settings import AgentSettings
 from edgecloud_agent.state.credentials import CredentialFileError
 from edgecloud_agent.uplink.errors import LoginRefused
@@ -25,6 +28,7 @@ def _parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--state-dir", help="where the node keeps its credential (AGENT_STATE_DIR)")
     parser.add_argument("--location", help="where the node is, e.g. 'building 3' (AGENT_LOCATION)")
+    add_commands(parser.add_subparsers(title="commands", dest="name"))
     return parser.parse_args()
 
 
@@ -50,6 +54,8 @@ def main() -> None:
         settings = AgentSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         sys.exit(f"edgecloud-agent: invalid settings: {err}")
+    if getattr(args, "command", None) is not None:
+        sys.exit(args.command(args, settings))
     log_to_stderr(level=settings.log_level, json_lines=settings.log_json)
     log = logging.getLogger("edgecloud_agent")
     try:

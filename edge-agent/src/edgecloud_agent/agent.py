@@ -3,6 +3,9 @@
 identity      state/credentials.py    the node's key pair and enrolment state
 telemetry     telemetry/              device info, load, heartbeats, collected data points
 runtime       runtime/docker.py       the node's Docker engine (hardening: runtime/hardening.py)
+isolation     isolation/              what tenants share on the node, held apart: networks and
+                                      firewall, images, /app disks (isolation/provision.py)
+broker        broker/                 the node broker's identities, one per client and purpose
 journal       state/journal.py        commands applied recently, and their results
 desired       state/desired.py        the containers the cloud wants on this node
 commands      deploy/commands.py      applying container commands once each
@@ -14,7 +17,7 @@ reports       deploy/reports.py       container changes, pull and deployment pro
 outbox        deploy/outbox.py        reports written before they are sent, until acknowledged
 uplink        uplink/wamp.py          the WAMP session to the cloud over the best link (WAN, mesh)
 relay         uplink/relay.py         border router: neighbours' uplinks over LoWPAN to the router
-feeds         runtime/feeds.py        sensor topics into containers, in sessions that survive moves
+feeds         sensors/feeds.py        sensor topics into containers, in sessions that survive moves
 neighbours    peers/neighbours.py     round trips to nearby peers, reported in heartbeats
 migrations    peers/migration.py      moving containers to and from peers (MQTT, peers/channel.py)
 monitor       monitor/                pressure, health and drain triggers: edge.migration.request
@@ -24,9 +27,14 @@ terminal      terminal/               exec and interactive shells inside tenant 
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from edgecloud_contracts.containers import ContainerReport
 
+from .broker.control import DynsecAdmin
+from .broker.identities import BrokerError, BrokerIdentities
+from .broker.setup import read_admin_secret
 from .deploy import rpc
 from .deploy.applications import Deployments
 from .deploy.commands import CommandExecutor, contexts_dir
@@ -34,11 +42,17 @@ from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
+from .isolation.disks import AppDisks
+from .isolation.firewall import FirewallError, FirewallPolicy, NodeFirewall
+from .isolation.images import TenantImages
+from .isolation.networks import TenantNetworks
+from .isolation.provision import BrokerAddress, Provisioner
 from .monitor.monitor import Monitor, request_over
 from .peers.migration import PeerMigrations
 from .peers.neighbours import NeighbourProber
 from .runtime.docker import DockerRuntime
-from .runtime.feeds import SensorFeeds, run_feeds
+from .runtime.errors import RuntimeFailure
+from .sensors.feeds import SensorFeeds, run_feeds
 from .settings import AgentSettings
 from .state import credentials
 from .state.desired import DesiredState
@@ -107,6 +121,100 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
 
+    def _broker_identities(self) -> BrokerIdentities | None:
+        """The node broker's identities, if the agent can administer the broker."""
+        settings = self.settings
+        if not settings.mqtt_url:
+            return None
+        secret = read_admin_secret(settings.admin_secret_file)
+        if secret is None:
+            logger.error(
+                "no broker administrator login in %s: containers get no broker login and no"
+                " sensor feed runs (set the broker up with `edgecloud-agent broker-setup`)",
+                settings.admin_secret_file,
+            )
+            return None
+        admin = DynsecAdmin(
+            url=settings.mqtt_url, username=settings.broker_admin_user, password=secret
+        )
+        return BrokerIdentities(admin=admin, state_dir=settings.state_dir)
+
+    async def _isolation(self, stack: AsyncExitStack, runtime: DockerRuntime) -> Provisioner:
+        """The node's isolation of tenants, set up before any container is touched."""
+        settings = self.settings
+        images = TenantImages(
+            runtime=runtime, state_dir=settings.state_dir, work_dir=settings.state_dir / "images"
+        )
+        stack.callback(images.close)
+        identities = self._broker_identities()
+        if identities is not None:
+            stack.callback(identities.close)
+        broker = None
+        if identities is not None:
+            host = settings.broker_container_host
+            if not host:
+                try:
+                    host = await runtime.gateway_of("bridge") or ""
+                except RuntimeFailure as err:
+                    logger.error("Docker's default bridge is unknown: %s", err)
+            if host:
+                broker = BrokerAddress(host, urlsplit(settings.mqtt_url).port or 1883)
+            else:
+                logger.error("containers cannot reach the node's broker (broker_container_host)")
+        firewall = NodeFirewall(
+            FirewallPolicy(
+                broker=(broker.host, broker.port) if broker is not None else None,
+                internet=settings.tenant_internet,
+                extra_blocked=tuple(settings.tenant_blocked_networks),
+            )
+        )
+        try:
+            await firewall.apply()
+        except FirewallError as err:
+            # Containers with a network are refused until the rules are in place.
+            logger.error("%s", err.message)
+        return Provisioner(
+            runtime=runtime,
+            images=images,
+            networks=TenantNetworks(runtime),
+            firewall=firewall,
+            disks=AppDisks(
+                runtime=runtime,
+                root=settings.state_dir / "disks",
+                reserve_bytes=settings.disk_reserve_bytes,
+            ),
+            identities=identities,
+            broker=broker,
+        )
+
+    async def _recover(self, node: Provisioner, desired: DesiredState) -> None:
+        """After a start: disks mounted again, what a crash left behind released, older
+        containers moved onto their tenant's networks."""
+        wanted = {entry.spec.container_id for entry in desired.all()}
+        try:
+            present = {r.container_id for r in await node.runtime.managed_containers()}
+        except RuntimeFailure as err:
+            logger.warning("cannot list the node's containers (%s): keeping every disk", err)
+            present = None
+        if present is not None:
+            await node.disks.remount(keep=wanted | {cid for cid in present if cid})
+            try:
+                await node.adopt([entry.spec for entry in desired.all()])
+            except RuntimeFailure as err:
+                logger.warning("older containers not moved to their networks: %s", err)
+        else:
+            await node.disks.remount(keep=wanted | {i.stem for i in node.disks.images()})
+        identities = node.identities
+        if identities is not None:
+            try:
+                # No migration runs across a restart; containers gone meanwhile lose theirs.
+                for migration in identities.owners("peer"):
+                    await identities.forget("peer", migration)
+                for container_id in identities.owners("container") - wanted:
+                    await identities.forget("container", container_id)
+            except BrokerError as err:
+                logger.warning("the broker's identities were not tidied: %s", err)
+
     async def _start_relay(self, stack: AsyncExitStack) -> None:
         """The border-router role: neighbours' uplinks over the mesh, on to our router."""
         settings = self.settings
@@ -157,6 +265,8 @@ class Agent:
             stack.callback(journal.close)
             desired = DesiredState(settings.state_dir)
             stack.callback(desired.close)
+            node = await self._isolation(stack, runtime)
+            await self._recover(node, desired)
             outbox = Outbox(settings.state_dir)
             stack.callback(outbox.close)
             reports = ReportSender(
@@ -175,7 +285,7 @@ class Agent:
             )
             stack.push_async_callback(deployments.close)
             jobs = Jobs(
-                runtime=runtime,
+                node=node,
                 desired=desired,
                 uplink=self.uplink,
                 files=files,
@@ -185,7 +295,12 @@ class Agent:
             )
             stack.push_async_callback(jobs.close)
             collector = DataCollector(
-                runtime=runtime, desired=desired, send=reports.data, mqtt_url=settings.mqtt_url
+                runtime=runtime,
+                desired=desired,
+                send=reports.data,
+                mqtt_url=settings.mqtt_url,
+                identities=node.identities,
+                owner=self.credential.device_key,
             )
             stack.push_async_callback(collector.close)
 
@@ -194,7 +309,7 @@ class Agent:
                 collector.observe(report)
 
             self.executor = CommandExecutor(
-                runtime=runtime,
+                node=node,
                 journal=journal,
                 desired=desired,
                 stop_timeout_s=settings.stop_timeout_s,
@@ -203,15 +318,24 @@ class Agent:
                 files=files,
                 outgoing_dir=outgoing,
                 bulk_gate=self.uplink.wait_bulk_ok,
+                copy_out_max_bytes=settings.copy_out_max_bytes,
             )
             stack.callback(setattr, self, "executor", None)
-            feeds = SensorFeeds(runtime=runtime, local_broker_url=settings.mqtt_url)
+
+            async def app_root(container_id: str) -> Path:
+                mounted = node.app_root(container_id)
+                # Containers made before /app disks keep a plain Docker volume.
+                return mounted if mounted is not None else await runtime.volume_path(container_id)
+
+            feeds = SensorFeeds(
+                app_root=app_root, identities=node.identities, local_broker_url=settings.mqtt_url
+            )
             stack.push_async_callback(feeds.close)
             migrations_dir = settings.state_dir / "migrations"
             migrations_dir.mkdir(parents=True, exist_ok=True)
             self.migrations = PeerMigrations(
                 me=self.credential.device_key,
-                runtime=runtime,
+                node=node,
                 desired=desired,
                 call=self.uplink.call,
                 work_dir=migrations_dir,
@@ -276,6 +400,7 @@ class Agent:
                 data_task = tasks.create_task(
                     collector.run(ready=self.uplink.wait_connected), name="data-points"
                 )
+                firewall_task = tasks.create_task(node.firewall.watch(), name="firewall")
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
                 # Let commands in progress finish and their answers go out, then the beat
@@ -288,6 +413,7 @@ class Agent:
                 feeds_task.cancel()
                 inventory_task.cancel()
                 data_task.cancel()
+                firewall_task.cancel()
                 reports_task.cancel()
                 reporter.stop()
                 await reporter_task

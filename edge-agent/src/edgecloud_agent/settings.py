@@ -1,14 +1,15 @@
+import ipaddress
 import ssl
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .broker.setup import ADMIN_SECRET_FILE
 from .monitor.monitor import MonitorConfig
 from .monitor.pressure import Limit
-from .runtime.errors import PolicyRefused
 from .runtime.hardening import ContainerPolicy
 from .uplink.relay import listen_address, router_address
 from .uplink.wamp import DutyCycle, Transport
@@ -44,10 +45,35 @@ class AgentSettings(BaseSettings):
     call_timeout_s: float = 10.0
     docker_url: str | None = None
     """Docker Engine API address; the local socket when unset."""
-    container_network: str = "bridge"
-    """Docker network of tenant containers (``none`` where the engine has no bridge)."""
-    allow_host_network: bool = False
-    """Operator policy: may tenant containers use the host's network (``host`` above)?"""
+
+    # What tenants get on this node (edgecloud_agent.isolation): each tenant has a network
+    # of its own; these are the operator's choices around it.
+    tenant_internet: bool = True
+    """Whether tenant containers reach the Internet (never the node, its LAN or the mesh)."""
+    tenant_blocked_networks: list[str] = []
+    """More destinations tenant containers may not reach (CIDRs as JSON, e.g. a public
+    address of the node's own), beyond every private, link-local and reserved range."""
+    published_ports: str = ""
+    """The range tenants may publish container ports from, ``LOW-HIGH`` (e.g.
+    ``30000-30999``); empty: none."""
+    container_pids_max: Annotated[int, Field(ge=8, le=4_194_304)] = 1024
+    """The most PIDs one tenant container may have here (its limit is refused above it)."""
+    node_pids: Annotated[int, Field(ge=8, le=4_194_304)] | None = None
+    """The PIDs the node gives tenants altogether (each tenant's share is a share of them);
+    unset: the kernel's ``pid_max``."""
+    disk_reserve_bytes: Annotated[int, Field(ge=0)] = 1 << 30
+    """Free disk the node always keeps: a container's /app, a copy out of a container or an
+    image download that would eat into it is refused."""
+    copy_out_max_bytes: Annotated[int, Field(ge=1)] = 1 << 30
+    """The largest tar a copy out of a container (result files, a migration's /app) may be."""
+    broker_admin_user: str = "edgecloud-agent"
+    broker_admin_password_file: Path | None = None
+    """The agent's own administrator login of the node's broker (``broker-setup`` writes
+    it); unset: ``broker-admin.secret`` in the state directory. Without it the node's
+    containers get no broker login and no sensor feeds run."""
+    broker_container_host: str = ""
+    """Where tenant containers reach the node's broker (a listener of it); unset: the
+    address of Docker's default bridge, ``docker0``, which every tenant network routes to."""
     stop_timeout_s: float = 10.0
     """Grace between SIGTERM and SIGKILL when a container is stopped or restarted."""
     pull_timeout_s: float = 600.0
@@ -234,15 +260,32 @@ class AgentSettings(BaseSettings):
 
     @property
     def container_policy(self) -> ContainerPolicy:
-        return ContainerPolicy(
-            network=self.container_network, allow_host_network=self.allow_host_network
-        )
+        return ContainerPolicy(pids_per_container=self.container_pids_max, ports=self.port_range)
+
+    @property
+    def port_range(self) -> tuple[int, int] | None:
+        """The parsed :attr:`published_ports`."""
+        if not self.published_ports.strip():
+            return None
+        low, dash, high = self.published_ports.strip().partition("-")
+        if not dash or not low.strip().isdigit() or not high.strip().isdigit():
+            raise ValueError(f"published_ports: {self.published_ports!r} is not LOW-HIGH")
+        first, last = int(low), int(high)
+        if not 1 <= first <= last <= 65535:
+            raise ValueError(f"published_ports: {self.published_ports!r} is not within 1-65535")
+        return first, last
+
+    @property
+    def admin_secret_file(self) -> Path:
+        return self.broker_admin_password_file or self.state_dir / ADMIN_SECRET_FILE
 
     @model_validator(mode="after")
-    def _network_policy(self) -> Self:
+    def _valid_tenant_policy(self) -> Self:
         # Refused at start, not at the first create: the operator learns it at once.
-        try:
-            self.container_policy.check()
-        except PolicyRefused as err:
-            raise ValueError(f"container_network={self.container_network}: {err}") from err
+        _ = self.port_range
+        for network in self.tenant_blocked_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as err:
+                raise ValueError(f"tenant_blocked_networks: {network!r}: {err}") from err
         return self

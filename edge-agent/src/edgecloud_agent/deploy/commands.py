@@ -26,6 +26,7 @@ from edgecloud_contracts.containers import (
     PullProgress,
 )
 
+from ..isolation.provision import Provisioner
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import (
     ContainerNotFound,
@@ -87,7 +88,7 @@ class CommandExecutor:
     def __init__(
         self,
         *,
-        runtime: DockerRuntime,
+        node: Provisioner,
         journal: CommandJournal,
         desired: DesiredState,
         stop_timeout_s: float = 10.0,
@@ -96,9 +97,12 @@ class CommandExecutor:
         files: CloudFiles | None = None,
         outgoing_dir: Path | None = None,
         bulk_gate: Callable[[], Awaitable[None]] | None = None,
+        copy_out_max_bytes: int | None = None,
     ) -> None:
         """``bulk_gate`` holds image pulls while the node is on the slow mesh."""
-        self._runtime = runtime
+        self._node = node
+        self._runtime = node.runtime
+        self._copy_out_max = copy_out_max_bytes
         self._bulk_gate = bulk_gate
         self._journal = journal
         self._desired = desired
@@ -196,8 +200,13 @@ class CommandExecutor:
                 return report
             case Action.REMOVE:
                 # The cloud no longer wants it, whatever Docker says next.
+                desired = self._desired.get(container_id)
                 self._desired.remove(container_id)
-                await self._runtime.remove(name, container_id=container_id)
+                await self._node.remove(
+                    name,
+                    container_id=container_id,
+                    tenant_id=desired.spec.tenant_id if desired is not None else None,
+                )
                 return None
             case Action.DEPLOY:
                 assert command.deployment is not None  # check() made sure
@@ -214,22 +223,14 @@ class CommandExecutor:
         raise CommandRejected(errors.INVALID_ARGUMENT, f"unknown action {command.action}")
 
     async def _create(self, command_id: str, spec: ContainerSpec) -> ContainerReport:
-        """Pull if missing, create, start: all of it, or no container at all."""
-        self._runtime.policy.check()
+        """Image, create, start: all of it, or no container at all. A container of that
+        name from before is found by create itself (a name clash): ours is taken over,
+        anyone else's refused."""
+        self._runtime.policy.check(spec)
         self._desired.put(spec, running=True)
         try:
-            if spec.image_archive is not None:
-                await self._load_image(command_id, spec)
-            elif spec.build_context is not None:
-                await self._build_image(command_id, spec)
-            elif self._bulk_gate is not None and not await self._runtime.image_present(spec.image):
-                listener = self._pull_listener(command_id)
-                if listener is not None:
-                    listener(PullStatus(spec.image, "waiting for the WAN link to pull"))
-                await self._bulk_gate()
-            # A container of that name from before is found by create itself (a name clash):
-            # ours is taken over, anyone else's refused.
-            report = await self._runtime.create(spec, self._pull_listener(command_id))
+            image_id = await self._image(command_id, spec)
+            report = await self._node.create(spec, image_id)
             if report.state == "created":
                 report = await self._runtime.start_created(report)
             return report
@@ -238,13 +239,29 @@ class CommandExecutor:
             await self._discard(spec)
             raise
 
-    async def _load_image(self, command_id: str, spec: ContainerSpec) -> None:
-        """Load the tenant's image archive (``docker save``) when the engine lacks the
-        image: nodes without registry access still run custom images."""
+    async def _image(self, command_id: str, spec: ContainerSpec) -> str:
+        """The ID of the image the container runs: the one the node keeps for its tenant,
+        else loaded from the tenant's archive, built from its context or pulled."""
+        images = self._node.images
+        found = await images.find(spec)
+        if found is not None:
+            return found
+        if spec.image_archive is not None:
+            return await self._load_image(command_id, spec)
+        if spec.build_context is not None:
+            return await self._build_image(command_id, spec)
+        listener = self._pull_listener(command_id)
+        if self._bulk_gate is not None:
+            if listener is not None:
+                listener(PullStatus(spec.image, "waiting for the WAN link to pull"))
+            await self._bulk_gate()
+        return await images.pull(spec.image, listener)
+
+    async def _load_image(self, command_id: str, spec: ContainerSpec) -> str:
+        """Load the tenant's image archive (``docker save``): nodes without registry access
+        still run custom images. It becomes the tenant's own (:mod:`..isolation.images`)."""
         archive = spec.image_archive
         assert archive is not None
-        if await self._runtime.image_present(spec.image):
-            return
         incoming = self._need(self._outgoing).parent / "images"
         target = incoming / f"{archive.sha256}.tar"
         await self._fetch(command_id, spec, archive, target, "archive")
@@ -252,30 +269,28 @@ class CommandExecutor:
         try:
             if progress is not None:
                 progress(PullStatus(spec.image, "loading", None, None))
-            await self._runtime.load_image(target)
+            image_id = await self._node.images.load(spec, target)
         finally:
             target.unlink(missing_ok=True)
-        if not await self._runtime.image_present(spec.image):
-            raise ImageLoadFailed(f"the archive {archive.name} does not hold {spec.image}")
         if progress is not None:
             progress(PullStatus(spec.image, "done", None, None))
+        return image_id
 
-    async def _build_image(self, command_id: str, spec: ContainerSpec) -> None:
-        """Build the image from the tenant's build context when the engine lacks it. The
-        context is kept (``contexts_dir``): a migration sends it to the peer to build."""
+    async def _build_image(self, command_id: str, spec: ContainerSpec) -> str:
+        """Build the image from the tenant's build context. The context is kept
+        (``contexts_dir``): a migration sends it to the peer to build."""
         context = spec.build_context
         assert context is not None
-        if await self._runtime.image_present(spec.image):
-            return
         target = contexts_dir(self._need(self._outgoing)) / f"{context.sha256}.tar"
         if not target.exists():
             await self._fetch(command_id, spec, context, target, "build context")
         progress = self._pull_listener(command_id)
         if progress is not None:
             progress(PullStatus(spec.image, "building", None, None))
-        await self._runtime.build_image(target, tag=spec.image, memory=spec.limits.memory)
+        image_id = await self._node.images.build(spec, target)
         if progress is not None:
             progress(PullStatus(spec.image, "done", None, None))
+        return image_id
 
     async def _fetch(
         self, command_id: str, spec: ContainerSpec, ref: TransferRef, target: Path, what: str
@@ -283,6 +298,7 @@ class CommandExecutor:
         """Download an artifact the image comes from, with progress, checked."""
         files = self._need(self._files)
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._node.disks.room(ref.size)
         progress = self._pull_listener(command_id)
 
         def downloading(done: DownloadProgress) -> None:
@@ -309,6 +325,8 @@ class CommandExecutor:
                 container_id=command.container_id,
                 path=command.files.path,
                 destination=tar,
+                max_bytes=self._copy_out_max,
+                room=self._node.disks.room,
             )
             try:
                 await files.upload(command.files.url, tar)
@@ -325,7 +343,9 @@ class CommandExecutor:
 
     async def _discard(self, spec: ContainerSpec) -> None:
         try:
-            await self._runtime.remove(spec.docker_name, container_id=spec.container_id)
+            await self._node.remove(
+                spec.docker_name, container_id=spec.container_id, tenant_id=spec.tenant_id
+            )
         except RuntimeFailure as err:
             logger.warning("could not remove %s after a failed create: %s", spec.docker_name, err)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from edgecloud_contracts import errors, uris
 from edgecloud_contracts.containers import ContainerReport
 
-from ..runtime.docker import DockerRuntime
+from ..isolation.provision import Provisioner
 from ..runtime.errors import RuntimeFailure
 from ..runtime.reports import REMOVED
 from ..state.desired import DesiredState
@@ -36,7 +36,7 @@ class Jobs:
     def __init__(
         self,
         *,
-        runtime: DockerRuntime,
+        node: Provisioner,
         desired: DesiredState,
         uplink: Caller,
         files: CloudFiles,
@@ -44,7 +44,8 @@ class Jobs:
         on_removed: Callable[[ContainerReport], None],
         timeout_s: float = 10.0,
     ) -> None:
-        self._runtime = runtime
+        self._node = node
+        self._runtime = node.runtime
         self._desired = desired
         self._uplink = uplink
         self._files = files
@@ -90,9 +91,14 @@ class Jobs:
                 logger.info("logs of %s not shipped yet: %s", report.docker_name, err)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_S[1])
+        wanted = self._desired.get(report.container_id)
         self._desired.remove(report.container_id)
         try:
-            await self._runtime.remove(report.docker_name, container_id=report.container_id)
+            await self._node.remove(
+                report.docker_name,
+                container_id=report.container_id,
+                tenant_id=wanted.spec.tenant_id if wanted is not None else None,
+            )
         except RuntimeFailure as err:
             logger.warning("finished job %s not removed: %s", report.docker_name, err)
             return

@@ -2,11 +2,13 @@
 
 Both sides use the target node's Mosquitto: the target locally, the source remotely. Each
 side publishes to ``<topic>/<me>`` and subscribes to ``<topic>/<peer>``, at QoS 2, with a
-persistent session (MQTT 3.1.1, ``clean_session=False``) under a client id derived from
-``me`` and ``topic``: what the broker queued for a side while it was away reaches it when
-it connects again, provided it had connected once before (that is what makes the session).
-Two clients with the same id throw each other off the broker, so keep exactly one
-:class:`PeerChannel` per (``me``, ``topic``) at a time, in the whole fleet.
+persistent session (MQTT 3.1.1, ``clean_session=False``) under a client id of its own: the
+one its ``login`` (made by the target's agent for this migration, and bound to it by the
+broker) gives, or else one derived from ``me`` and ``topic``. What the broker queued for a
+side while it was away reaches it when it connects again, provided it had connected once
+before (that is what makes the session). Two clients with the same id throw each other off
+the broker, so keep exactly one :class:`PeerChannel` per (``me``, ``topic``) at a time, in
+the whole fleet.
 
 aiomqtt acknowledges a message before the agent has handled it, so a message that was
 received but is lost to a full queue is lost for good: both queues hold ``queue_max``,
@@ -32,6 +34,8 @@ from typing import IO, Any, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
+
+from edgecloud_contracts.migrations import BrokerLogin
 
 from .wire import (
     FILE_CHUNK,
@@ -117,6 +121,7 @@ class PeerChannel:
         broker_timeout: float = 30.0,
         keepalive_s: int = 60,
         last_will: tuple[str, dict[str, Any]] | None = None,
+        login: BrokerLogin | None = None,
     ) -> None:
         """``broker_timeout`` bounds connecting, subscribing and each single publish.
         ``last_will`` (kind, body) is what the broker tells the peer in this side's name
@@ -138,6 +143,7 @@ class PeerChannel:
         self._broker_timeout = broker_timeout
         self._keepalive_s = keepalive_s
         self._last_will = last_will
+        self._login = login
         if last_will is not None:
             check_kind(last_will[0])
         # With the sequence number this names each message uniquely, also across restarts.
@@ -179,8 +185,11 @@ class PeerChannel:
             raise ValueError(f"bad topic {topic!r}")
         self._peer = device_id
         self._inbox_topic, self._outbox_topic = f"{topic}/{device_id}", f"{topic}/{self.me}"
-        name = hashlib.sha256(f"{self.me}\n{topic}".encode()).hexdigest()[:32]
-        self._client_id = f"edgecloud-peer-{name}"
+        if self._login is not None:
+            self._client_id = self._login.client_id
+        else:
+            name = hashlib.sha256(f"{self.me}\n{topic}".encode()).hexdigest()[:32]
+            self._client_id = f"edgecloud-peer-{name}"
         client = self._new_client(clean_session=False)
         stack = AsyncExitStack()
         try:
@@ -352,6 +361,8 @@ class PeerChannel:
             self._host,
             self._port,
             identifier=self._client_id,
+            username=self._login.username if self._login is not None else None,
+            password=self._login.password if self._login is not None else None,
             protocol=aiomqtt.ProtocolVersion.V311,
             clean_session=clean_session,
             timeout=self._broker_timeout,

@@ -1,18 +1,22 @@
 """Moving a container to a peer node, and taking one in from a peer (ARCHITECTURE 4.6).
 
 The scheduler tells the target what to expect (``migration.expect``: the migration, the
-source, a one-time token), then asks the source to move the container
-(``migration.start``). The two agents then talk through the target's Mosquitto at QoS 2
-(:class:`~.channel.PeerChannel`):
+source, a one-time token); the target makes two logins on its broker for this migration
+alone (its own side and the source's) and answers with the source's; the scheduler hands it
+to the source with ``migration.start``. The two agents then talk through the target's
+Mosquitto at QoS 2 (:class:`~.channel.PeerChannel`), nobody else being allowed on the
+migration's topics:
 
     source                                   target
     resource_request {token, image, needs} ->
                                           <- level {level, has_image}
-    configuration {spec}                   ->
+    configuration {spec, feed login}       ->
                                           <- configuration_ok
     file "image" (only if the target lacks that image id), file "app" (/app's tar)
-    activate                               ->  load, create with the node's own hardening,
-                                               restore /app, start
+    activate                               ->  load or build as the tenant's own image,
+                                               create as any create on the node (its
+                                               hardening, network, disk), restore /app,
+                                               start
                                           <- activated {activation_ms}
     (the scheduler moves the record)           the source stops and removes its copy
     done                                   ->
@@ -41,17 +45,22 @@ from pydantic import ValidationError
 from edgecloud_contracts import errors, uris
 from edgecloud_contracts.containers import ContainerSpec
 from edgecloud_contracts.migrations import (
+    BrokerLogin,
     MigrationExpectation,
     MigrationOrder,
     MigrationOutcome,
+    MigrationReady,
     MigrationState,
     MigrationStep,
     StepReport,
 )
 
-from ..runtime.docker import DockerRuntime
+from ..broker.identities import BrokerError
+from ..isolation import volume_files
+from ..isolation.provision import Provisioner
+from ..runtime.docker import file_chunks
 from ..runtime.errors import RuntimeFailure
-from ..runtime.feeds import INBOX, SensorFeeds
+from ..sensors.feeds import INBOX, SensorFeeds
 from ..state.desired import DesiredState
 from ..uplink.errors import CommandRejected, UplinkError
 from .channel import PeerChannel
@@ -136,6 +145,7 @@ class StepReporter:
 @dataclass
 class _Expected:
     order: MigrationExpectation
+    source_login: BrokerLogin | None = None
     task: "asyncio.Task[None] | None" = None
     created: list[str] = field(default_factory=list)
 
@@ -147,7 +157,7 @@ class PeerMigrations:
         self,
         *,
         me: str,
-        runtime: DockerRuntime,
+        node: Provisioner,
         desired: DesiredState,
         call: Callable[..., Awaitable[Any]],
         work_dir: Path,
@@ -158,7 +168,8 @@ class PeerMigrations:
         own_peer_url: str = "",
     ) -> None:
         self._me = me
-        self._runtime = runtime
+        self._node = node
+        self._runtime = node.runtime
         self._desired = desired
         self._call = call
         self._work_dir = work_dir
@@ -187,23 +198,42 @@ class PeerMigrations:
     async def expect(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         order = _parse(MigrationExpectation, args, kwargs)
         if order.migration in self._expected:
-            return {"ok": True}  # a repeated call: already waiting
+            # A repeated call: already waiting, with the same login for the source.
+            ready = MigrationReady(login=self._expected[order.migration].source_login)
+            return ready.model_dump(mode="json")
         if self._level < 2:
             raise CommandRejected(
                 errors.FAILED_PRECONDITION, f"this node offers peers level {self._level} only"
             )
+        mine = theirs = None
+        identities = self._node.identities
+        if identities is not None:
+            try:
+                mine, theirs = await identities.migration(
+                    order.migration, me=self._me, peer=order.source
+                )
+            except BrokerError as err:
+                raise CommandRejected(errors.UNAVAILABLE, f"the local broker: {err}") from err
         # Subscribed before answering: the source starts talking as soon as it has the answer.
-        channel = self._channel(self._broker_url)
+        channel = self._channel(self._broker_url, mine)
         try:
             await channel.connect(order.source, topic_of(order.migration))
         except PeerError as err:
+            await self._forget_logins(order.migration)
             raise CommandRejected(errors.UNAVAILABLE, f"the local broker: {err}") from err
-        expected = _Expected(order)
+        expected = _Expected(order, theirs)
         self._expected[order.migration] = expected
         expected.task = asyncio.create_task(
             self._receive(expected, channel), name=f"migration-in-{order.migration}"
         )
-        return {"ok": True}
+        return MigrationReady(login=theirs).model_dump(mode="json")
+
+    async def _forget_logins(self, migration: str) -> None:
+        if self._node.identities is not None:
+            try:
+                await self._node.identities.forget("peer", migration)
+            except BrokerError as err:
+                logger.warning("logins of migration %s not removed: %s", migration, err)
 
     async def _receive(self, expected: _Expected, channel: PeerChannel) -> None:
         order = expected.order
@@ -228,6 +258,7 @@ class PeerMigrations:
         finally:
             with contextlib.suppress(Exception):
                 await channel.disconnect(end_session=True)
+            await self._forget_logins(order.migration)
             shutil.rmtree(incoming, ignore_errors=True)
             self._expected.pop(order.migration, None)
 
@@ -236,8 +267,11 @@ class PeerMigrations:
         request = await self._next(channel, order.source, "resource_request", EXPECTATION_TTL_S)
         if request.get("token") != order.token or request.get("container_id") != order.container_id:
             raise MigrationFailed("not_expected", "no such migration is expected here")
-        image_id = await self._runtime.image_id(str(request.get("image", "")))
-        has_image = image_id is not None and image_id == request.get("image_id")
+        offered_image = str(request.get("image_id") or "")
+        # The tenant's own image, or a shared one of that name: never another tenant's.
+        has_image = bool(offered_image) and await self._node.images.may_use(
+            order.tenant_id, str(request.get("image", "")), offered_image
+        )
         await channel.send("level", {"level": self._offered_level(request), "has_image": has_image})
 
         configuration = await self._next(channel, order.source, "configuration", REPLY_TIMEOUT_S)
@@ -250,6 +284,16 @@ class PeerMigrations:
         if spec.devices:
             # Only the orchestrator gives a container this node's devices, never a peer.
             raise MigrationFailed("holds_hardware", "a container holding its node's devices stays")
+        try:
+            self._runtime.policy.check(spec)
+        except RuntimeFailure as err:
+            raise MigrationFailed(err.code, err.message) from err
+        feed = configuration.get("feed")
+        if spec.subscriptions:
+            try:
+                feed_login = BrokerLogin.model_validate(feed)
+            except ValidationError as err:
+                raise MigrationFailed("bad_configuration", "no login for its sensors") from err
         await channel.send("configuration_ok", {})
 
         sent = await self._next(channel, order.source, "dependencies", REPLY_TIMEOUT_S)
@@ -273,26 +317,40 @@ class PeerMigrations:
 
         await self._next(channel, order.source, "activate", REPLY_TIMEOUT_S)
         started = time.perf_counter()
-        if sent.get("image"):
-            await self._runtime.load_image(image_file)
-        elif sent.get("context"):
-            await self._runtime.build_image(context_file, tag=spec.image, memory=spec.limits.memory)
-        # The same path as any create on this node: its own policy and hardening apply.
         spec = spec.model_copy(update={"image_archive": None})
-        self._runtime.policy.check()
+        if sent.get("image"):
+            # Loaded as the tenant's own image, under no tag the archive may carry.
+            image_id = await self._node.images.load(
+                spec, image_file, source=f"image:{offered_image}"
+            )
+            if image_id != offered_image:
+                raise MigrationFailed("bad_image", "the image sent is not the one announced")
+        elif sent.get("context"):
+            image_id = await self._node.images.build(spec, context_file)
+        elif has_image:
+            image_id = offered_image
+        else:
+            raise MigrationFailed("no_image", "neither the image nor its context came")
+        if spec.subscriptions:
+            assert self._node.identities is not None
+            self._node.identities.remember_remote_feed(spec.container_id, feed_login)
         # Its sensors are read here only once the source has stopped reading them.
         await self._feeds.hold(spec.container_id)
         self._desired.put(spec, running=True)
         expected.created.append(spec.container_id)
-        report = await self._runtime.create(spec)
+        # The same path as any create on this node: its own policy, hardening, network,
+        # disk and broker login.
+        report = await self._node.create(spec, image_id)
         await self._runtime.put_archive(
             spec.docker_name,
             container_id=spec.container_id,
             path=APP_PATH,
-            tar=_file_chunks(app_file),
+            tar=file_chunks(app_file),
         )
         # The source's inbox came along with the volume: its lines were handled there.
-        (await self._runtime.volume_path(spec.container_id) / INBOX).unlink(missing_ok=True)
+        root = self._node.app_root(spec.container_id)
+        if root is not None:
+            await asyncio.to_thread(volume_files.remove_file, root, INBOX)
         if report.state == "created":
             report = await self._runtime.start_created(report)
         await channel.send(
@@ -328,7 +386,11 @@ class PeerMigrations:
             self._desired.remove(container_id)
             if desired is not None:
                 with contextlib.suppress(RuntimeFailure):
-                    await self._runtime.remove(desired.spec.docker_name, container_id=container_id)
+                    await self._node.remove(
+                        desired.spec.docker_name,
+                        container_id=container_id,
+                        tenant_id=desired.spec.tenant_id,
+                    )
         expected.created.clear()
 
     # The source's side.
@@ -353,12 +415,14 @@ class PeerMigrations:
             )
         spec = desired.spec
         outgoing = Path(tempfile.mkdtemp(prefix=f"out-{order.migration}-", dir=self._work_dir))
-        channel = self._channel(order.target_url)
+        channel = self._channel(order.target_url, order.login)
         activated = False
         try:
             await channel.connect(order.target, topic_of(order.migration))
             async with steps.step("resource_request", MigrationState.TRANSFERRING):
-                image_id = await self._runtime.image_id(spec.image)
+                image_id = await self._runtime.image_of(
+                    spec.docker_name, container_id=spec.container_id
+                )
                 await channel.send(
                     "resource_request",
                     {
@@ -385,7 +449,12 @@ class PeerMigrations:
                         )
                     # The sensors stay with this node's broker: the target reads them there.
                     moved = spec.model_copy(update={"sensor_broker": self._own_peer_url})
-                await channel.send("configuration", {"spec": moved.model_dump(mode="json")})
+                configuration: dict[str, Any] = {"spec": moved.model_dump(mode="json")}
+                if spec.subscriptions:
+                    # The target reads its sensors on, under the same login and session.
+                    login = await self._feeds.login(spec)
+                    configuration["feed"] = login.model_dump(mode="json")
+                await channel.send("configuration", configuration)
                 await self._next(channel, order.target, "configuration_ok", REPLY_TIMEOUT_S)
             async with steps.step("dependencies"):
                 missing = not level.get("has_image")
@@ -399,7 +468,7 @@ class PeerMigrations:
                     await channel.send_file("context", context)
                 if send_image:
                     image_file = outgoing / "image.tar"
-                    await self._runtime.save_image(spec.image, image_file)
+                    await self._node.images.save(image_id, image_file)
                     await channel.send_file("image", image_file)
                 app_file = outgoing / "app.tar"
                 await self._runtime.copy_out(
@@ -432,11 +501,17 @@ class PeerMigrations:
             async with steps.step("stop_source"):
                 self._desired.remove(order.container_id)
                 with contextlib.suppress(RuntimeFailure):
-                    await self._runtime.remove(spec.docker_name, container_id=spec.container_id)
+                    # Its feed login stays: the target reads this broker with it now.
+                    await self._node.remove(
+                        spec.docker_name,
+                        container_id=spec.container_id,
+                        tenant_id=spec.tenant_id,
+                        keep_feed=True,
+                    )
             self._feeds.release(order.container_id)
             self._feeds.forget(order.container_id)
             return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=round(freeze_ms, 2))
-        except (MigrationFailed, PeerError, RuntimeFailure, TimeoutError) as err:
+        except (MigrationFailed, PeerError, RuntimeFailure, BrokerError, TimeoutError) as err:
             code = getattr(err, "code", None) or (
                 "peer_timeout" if isinstance(err, TimeoutError) else "runtime_error"
             )
@@ -464,10 +539,11 @@ class PeerMigrations:
         kept = self._contexts_dir / f"{spec.build_context.sha256}.tar"
         return kept if kept.exists() else None
 
-    def _channel(self, broker_url: str) -> PeerChannel:
+    def _channel(self, broker_url: str, login: BrokerLogin | None) -> PeerChannel:
         return PeerChannel(
             me=self._me,
             broker_url=broker_url,
+            login=login,
             keepalive_s=PEER_KEEPALIVE_S,
             # Said by the broker if this node vanishes: the peer stops waiting at once.
             last_will=("failed", {"code": "peer_lost", "message": f"{self._me} went away"}),
@@ -485,12 +561,6 @@ class PeerMigrations:
         if message.kind != kind:
             raise MigrationFailed("unexpected_message", f"expected {kind}, got {message.kind}")
         return message.body
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
-            yield chunk
 
 
 def _parse(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

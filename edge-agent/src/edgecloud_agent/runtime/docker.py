@@ -8,11 +8,13 @@ label, so a stale or wrong command can never touch a container the cloud did not
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
-from collections.abc import AsyncGenerator, AsyncIterator
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ import aiodocker
 import aiodocker.execs
 import aiodocker.stream
 import aiohttp
+import psutil
 
 from edgecloud_contracts.containers import ContainerReport, ContainerSpec, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
@@ -29,6 +32,7 @@ from edgecloud_contracts.heartbeat import ContainerState
 from . import reports
 from .errors import (
     ContainerNotFound,
+    FilesTooLarge,
     ImageBuildFailed,
     ImageLoadFailed,
     ImagePullFailed,
@@ -42,7 +46,9 @@ from .hardening import (
     DOCKER_NAME,
     LABEL_CONTAINER_ID,
     LABEL_MANAGED,
+    LABEL_TENANT,
     ContainerPolicy,
+    Placement,
     app_volume,
     create_body,
 )
@@ -172,15 +178,60 @@ class DockerRuntime:
             raise ContainerNotFound(f"no container {docker_name} for {container_id} on this node")
         return data
 
-    async def image_present(self, image: str) -> bool:
+    async def image_of(self, docker_name: str, *, container_id: str) -> str:
+        """The ID of the image our container ``docker_name`` was made from."""
+        data = await self._owned(docker_name, container_id)
+        return str(data.get("Image", ""))
+
+    async def tenant_of(self, docker_name: str, *, container_id: str) -> str | None:
+        """The tenant label of our container ``docker_name``; None if there is none."""
+        try:
+            data = await self._owned(docker_name, container_id)
+        except ContainerNotFound:
+            return None
+        return reports.label(data, LABEL_TENANT)
+
+    async def image_inspect(self, image: str) -> dict[str, Any] | None:
+        """``GET /images/{name}/json``; None when the engine has no such image.
+
+        Docker also takes an image ID or a prefix of one here: callers that resolve a
+        tenant's image name check the answer's tags (``edgecloud_agent.isolation.images``)."""
         try:
             async with self._calling(f"inspect image {image}", self._timeout):
-                await self._client().images.inspect(image)
+                data: dict[str, Any] = await self._client().images.inspect(image)
         except RuntimeFailure as err:
             if err.status == 404:
-                return False
+                return None
             raise
-        return True
+        return data
+
+    async def info(self) -> dict[str, Any]:
+        """``GET /info``: the engine's set-up (cgroup driver and version, ...)."""
+        async with self._calling("info", self._timeout):
+            data = await self._client().system.info()
+        return dict(data)
+
+    async def tag(self, image_id: str, *, repository: str, tag: str) -> None:
+        async with self._calling(f"tag {image_id}", self._timeout):
+            await self._client().images.tag(image_id, repository, tag=tag)
+
+    async def untag(self, reference: str, *, prune: bool = False) -> None:
+        """Remove one tag; the image goes with its last tag unless a container uses it
+        (and, with ``prune``, its untagged parent layers too)."""
+        try:
+            async with (
+                self._calling(f"untag {reference}", self._timeout),
+                _response(
+                    self._client(),
+                    f"images/{reference}",
+                    "DELETE",
+                    params={"noprune": "0" if prune else "1"},
+                ),
+            ):
+                pass
+        except RuntimeFailure as err:
+            if err.status not in (404, 409):
+                raise
 
     async def pull(self, image: str, on_progress: PullCallback | None = None) -> None:
         """Pull ``image`` from its registry, reporting progress through ``on_progress``."""
@@ -195,27 +246,12 @@ class DockerRuntime:
                 raise
             tracker.finish("failed")
             raise ImagePullFailed(err.message) from err
-        if not await self.image_present(image):
-            raise ImagePullFailed(f"pull {image}: the engine did not store the image")
         tracker.finish("done")
 
-    async def create(
-        self, spec: ContainerSpec, on_progress: PullCallback | None = None
-    ) -> ContainerReport:
-        """Create (not start) a hardened container, pulling its image first if the node
-        lacks it; converge on one we made before."""
-        body = create_body(spec, self.policy)
-        try:
-            return await self._create_once(spec, body)
-        except RuntimeFailure as err:
-            if err.status != 404:
-                raise
-        # The engine has no such image (as with `docker run`, asking first would cost every
-        # create a round trip): pull it, then create once more.
-        await self.pull(spec.image, on_progress)
-        return await self._create_once(spec, body)
-
-    async def _create_once(self, spec: ContainerSpec, body: dict[str, Any]) -> ContainerReport:
+    async def create(self, spec: ContainerSpec, placement: Placement) -> ContainerReport:
+        """Create (not start) a hardened container as the node placed it; converge on one
+        we made before."""
+        body = create_body(spec, self.policy, placement)
         try:
             async with self._calling(f"create {spec.docker_name}", self._timeout):
                 created = await self._client().containers.create(body, name=spec.docker_name)
@@ -238,6 +274,101 @@ class DockerRuntime:
             image=spec.image,
             state="created",
         )
+
+    # Networks and volumes: the tenants' own networks and the containers' /app disks
+    # (edgecloud_agent.isolation decides; these are the engine's calls).
+
+    async def network(self, name: str) -> dict[str, Any] | None:
+        """``GET /networks/{name}``; None when there is no such network."""
+        try:
+            async with self._calling(f"inspect network {name}", self._timeout):
+                data: dict[str, Any] = await self._client()._query_json(f"networks/{name}")
+        except RuntimeFailure as err:
+            if err.status == 404:
+                return None
+            raise
+        return data
+
+    async def create_network(self, body: dict[str, Any]) -> None:
+        async with self._calling(f"create network {body.get('Name')}", self._timeout):
+            await self._client()._query_json("networks/create", "POST", data=body)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove a network; one that is not there is not an error."""
+        try:
+            async with (
+                self._calling(f"remove network {name}", self._timeout),
+                _response(self._client(), f"networks/{name}", "DELETE"),
+            ):
+                pass
+        except RuntimeFailure as err:
+            if err.status != 404:
+                raise
+
+    async def containers_on_network(self, name: str) -> int:
+        """How many containers, running or not, are attached to the network."""
+        async with self._calling(f"list containers on {name}", self._timeout):
+            listed = await self._client().containers.list(
+                all=True, filters=json.dumps({"network": [name]})
+            )
+        return len(listed)
+
+    async def inspect_networks(self, docker_name: str) -> set[str] | None:
+        """The networks a container is attached to; None when there is no such container."""
+        data = await self._inspect_raw(docker_name)
+        if data is None:
+            return None
+        return set(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+
+    async def connect(self, network: str, docker_name: str) -> None:
+        async with self._calling(f"connect {docker_name} to {network}", self._timeout):
+            await self._client()._query_json(
+                f"networks/{network}/connect", "POST", data={"Container": docker_name}
+            )
+
+    async def disconnect(self, network: str, docker_name: str) -> None:
+        async with self._calling(f"disconnect {docker_name} from {network}", self._timeout):
+            await self._client()._query_json(
+                f"networks/{network}/disconnect",
+                "POST",
+                data={"Container": docker_name, "Force": True},
+            )
+
+    async def images_of_tenant(self, tenant_id: str) -> set[str]:
+        """The image IDs the tenant's containers on this node use."""
+        async with self._calling("list containers of a tenant", self._timeout):
+            listed = await self._client().containers.list(
+                all=True, filters=json.dumps({"label": [f"{LABEL_TENANT}={tenant_id}"]})
+            )
+        return {str(container._container.get("ImageID", "")) for container in listed}
+
+    async def gateway_of(self, network: str) -> str | None:
+        """The node's own address on a network (its bridge's), e.g. Docker's ``bridge``."""
+        data = await self.network(network) or {}
+        for config in (data.get("IPAM") or {}).get("Config") or []:
+            gateway = config.get("Gateway")
+            if gateway and ":" not in gateway:
+                return str(gateway)
+        # Docker's default bridge names no gateway: it is the address of its interface.
+        interface = (data.get("Options") or {}).get("com.docker.network.bridge.name")
+        for address in psutil.net_if_addrs().get(str(interface), []):
+            if address.family == socket.AF_INET:
+                return str(address.address)
+        return None
+
+    async def create_volume(
+        self, name: str, *, options: dict[str, str], labels: dict[str, str]
+    ) -> None:
+        """A named volume of the ``local`` driver (creating one that exists changes nothing)."""
+        async with self._calling(f"create volume {name}", self._timeout):
+            await self._client()._query_json(
+                "volumes/create",
+                "POST",
+                data={"Name": name, "Driver": "local", "DriverOpts": options, "Labels": labels},
+            )
+
+    async def remove_volume(self, name: str) -> None:
+        await self._remove_volume(name)
 
     async def start_created(self, report: ContainerReport) -> ContainerReport:
         """Start a container this node has just created (it is ours: no need to look it up)."""
@@ -332,9 +463,19 @@ class DockerRuntime:
             await response.read()
 
     async def copy_out(
-        self, docker_name: str, *, container_id: str, path: str, destination: Path
+        self,
+        docker_name: str,
+        *,
+        container_id: str,
+        path: str,
+        destination: Path,
+        max_bytes: int | None = None,
+        room: Callable[[int], None] | None = None,
     ) -> int:
-        """Write the tar of ``path`` in the container to ``destination``; its size."""
+        """Write the tar of ``path`` in the container to ``destination``; its size.
+
+        A tar growing past ``max_bytes`` is cut off (:class:`FilesTooLarge`); ``room`` is
+        asked before each chunk is written and raises when the node's disk cannot take it."""
         data = await self._owned(docker_name, container_id)
         written = 0
         try:
@@ -350,9 +491,17 @@ class DockerRuntime:
             ):
                 with destination.open("wb") as out:
                     async for chunk in response.content.iter_chunked(1 << 20):
-                        out.write(chunk)
+                        if max_bytes is not None and written + len(chunk) > max_bytes:
+                            raise FilesTooLarge(
+                                f"{path} in {docker_name} is larger than this node copies out"
+                                f" ({max_bytes} bytes)"
+                            )
+                        if room is not None:
+                            room(len(chunk))
+                        await asyncio.to_thread(out.write, chunk)
                         written += len(chunk)
         except RuntimeFailure as err:
+            await asyncio.to_thread(destination.unlink, missing_ok=True)
             if err.status == 404:
                 raise PathNotFound(f"{path} does not exist in {docker_name}") from err
             raise
@@ -501,17 +650,6 @@ class DockerRuntime:
             data = await self._client()._query_json(f"volumes/{name}")
         return Path(data["Mountpoint"])
 
-    async def image_id(self, image: str) -> str | None:
-        """The engine's id (content digest) of ``image``; None when it lacks the image."""
-        try:
-            async with self._calling(f"inspect image {image}", self._timeout):
-                data = await self._client().images.inspect(image)
-        except RuntimeFailure as err:
-            if err.status == 404:
-                return None
-            raise
-        return str(data["Id"])
-
     async def save_image(self, image: str, destination: Path) -> int:
         """Write ``docker save`` of ``image`` to ``destination``; its size."""
         written = 0
@@ -527,27 +665,21 @@ class DockerRuntime:
                     written += len(chunk)
         return written
 
-    async def build_image(self, context: Path, *, tag: str, memory: int) -> None:
-        """Build ``tag`` from a build context tar (its ``Dockerfile`` at the root). The
-        tenant's steps run without network and within ``memory``; the base image must be
-        on the node already (nothing is pulled)."""
+    async def build_image(
+        self, context: AsyncIterator[bytes], *, params: dict[str, str], what: str
+    ) -> str:
+        """Build from a build context tar stream with the engine's ``/build`` parameters
+        (``edgecloud_agent.isolation.images`` sets them); the new image's ID. No tag: the
+        caller tags it where it belongs."""
         try:
             async with (
-                self._calling(f"build {tag}", self._pull_timeout),
+                self._calling(f"build {what}", self._pull_timeout),
                 _response(
                     self._client(),
                     "build",
                     "POST",
-                    params={
-                        "t": tag,
-                        "networkmode": "none",
-                        "pull": "0",
-                        "rm": "1",
-                        "forcerm": "1",
-                        "memory": str(memory),
-                        "memswap": str(memory),
-                    },
-                    data=_file_chunks(context),
+                    params=params,
+                    data=context,
                     headers={"Content-Type": "application/x-tar"},
                     timeout=None,
                 ) as response,
@@ -556,22 +688,28 @@ class DockerRuntime:
         except RuntimeFailure as err:
             raise ImageBuildFailed(err.message) from err
         # Like a load: 200, with any failure in the body's JSON lines.
+        image_id = None
         for line in answer.splitlines():
             if b'"error"' in line or b'"errorDetail"' in line:
                 detail = line.decode(errors="replace")[:300]
-                raise ImageBuildFailed(f"build {tag}: {detail}")
+                raise ImageBuildFailed(f"build {what}: {detail}")
+            if line.startswith(b'{"aux"'):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    image_id = str(json.loads(line)["aux"]["ID"])
+        if image_id is None:
+            raise ImageBuildFailed(f"build {what}: the engine named no image")
+        return image_id
 
-    async def load_image(self, archive: Path) -> None:
-        """Load a ``docker save`` archive into the engine."""
-
+    async def load_image(self, archive: AsyncIterator[bytes], *, what: str) -> None:
+        """Load a ``docker save`` archive stream into the engine."""
         try:
             async with (
-                self._calling(f"load {archive.name}", self._transfer_timeout),
+                self._calling(f"load {what}", self._transfer_timeout),
                 _response(
                     self._client(),
                     "images/load",
                     "POST",
-                    data=_file_chunks(archive),
+                    data=archive,
                     headers={"Content-Type": "application/x-tar"},
                     params={"quiet": "1"},
                     timeout=None,
@@ -583,7 +721,7 @@ class DockerRuntime:
         # The engine answers 200 and puts a refusal in the body's JSON lines.
         for line in answer.splitlines():
             if b'"error"' in line or b'"errorDetail"' in line:
-                raise ImageLoadFailed(f"load {archive.name}: {line.decode(errors='replace')[:300]}")
+                raise ImageLoadFailed(f"load {what}: {line.decode(errors='replace')[:300]}")
 
     async def container_events(self) -> AsyncGenerator[ContainerReport, None]:
         """State changes of our containers as they happen; runs until cancelled.
@@ -666,9 +804,10 @@ async def _response(
             response.close()
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A file's bytes, 1 MiB at a time, read off the event loop."""
     with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
+        while chunk := await asyncio.to_thread(source.read, 1 << 20):
             yield chunk
 
 

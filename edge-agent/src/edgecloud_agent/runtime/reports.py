@@ -9,7 +9,7 @@ from typing import Any, Literal
 from edgecloud_contracts.containers import ContainerReport, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
 
-from .hardening import LABEL_CONTAINER_ID
+from .hardening import LABEL_CONTAINER_ID, LABEL_IMAGE, LABEL_TENANT
 
 # ContainerReport.state for a container that no longer exists (the orchestrator's word too).
 REMOVED = "removed"
@@ -39,11 +39,13 @@ def from_inspect(data: dict[str, Any]) -> ContainerReport:
     state = data.get("State") or {}
     status = str(state.get("Status", "unknown"))
     exit_code = state.get("ExitCode")
+    found = config.get("Labels") or {}
     return ContainerReport(
-        container_id=(config.get("Labels") or {}).get(LABEL_CONTAINER_ID),
+        container_id=found.get(LABEL_CONTAINER_ID),
         docker_id=str(data.get("Id", "")),
         docker_name=str(data.get("Name", "")).lstrip("/"),
-        image=str(config.get("Image", "")),
+        # Made from an image ID: the tenant's own name for it is in the label.
+        image=str(found.get(LABEL_IMAGE) or config.get("Image", "")),
         state=status,
         exit_code=int(exit_code)
         if status in _FINISHED_STATES and isinstance(exit_code, int)
@@ -59,7 +61,7 @@ def removed(docker_id: str, attributes: dict[str, Any]) -> ContainerReport:
         container_id=attributes.get(LABEL_CONTAINER_ID),
         docker_id=docker_id,
         docker_name=str(attributes.get("name", "")),
-        image=str(attributes.get("image", "")),
+        image=str(attributes.get(LABEL_IMAGE) or attributes.get("image", "")),
         state=REMOVED,
     )
 
@@ -77,12 +79,15 @@ def after_ns(time_ns: int) -> str:
 
 def summary(data: dict[str, Any]) -> ContainerState:
     names = data.get("Names") or [""]
+    found = data.get("Labels") or {}
+    tenant = found.get(LABEL_TENANT)
     return ContainerState(
         id=str(data.get("Id", ""))[:64],
         name=str(names[0]).lstrip("/")[:200],
-        image=str(data.get("Image", ""))[:400],
+        image=str(found.get(LABEL_IMAGE) or data.get("Image", ""))[:400],
         state=str(data.get("State", "unknown"))[:40],
         status=str(data.get("Status", ""))[:200],
+        tenant=str(tenant)[:64] if tenant else None,
     )
 
 

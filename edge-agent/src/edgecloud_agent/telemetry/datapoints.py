@@ -1,9 +1,14 @@
 """Collected data: the numbers applications publish, forwarded to the cloud in batches.
 
 An application publishes by printing ``EDGECLOUD_DATA {"name": number, ...}`` on its
-output, or by sending that JSON object to ``edgecloud/data/<container name>`` on the
-node's MQTT broker. The agent follows the output of each running tenant container and
-subscribes to the broker's data topics; points are sent about once a second.
+output, or by sending that JSON object to its data topic on the node's MQTT broker
+(``EDGECLOUD_DATA_TOPIC``, with the login in its ``EDGECLOUD_MQTT_*`` variables). The agent
+follows the output of each running tenant container and subscribes to the broker's data
+topics under a login of its own; points are sent about once a second.
+
+A point published on the broker is credited to the container whose identity sent it: the
+topic names the identity, and the broker lets only that identity publish there
+(:mod:`edgecloud_agent.broker.identities`). Nothing is credited by a container's name.
 """
 
 import asyncio
@@ -18,13 +23,14 @@ from pydantic import ValidationError
 
 from edgecloud_contracts.containers import DATA_PREFIX, ContainerReport, DataBatch, DataPoint
 
+from ..broker.identities import DATA_PREFIX as DATA_TOPIC_PREFIX
+from ..broker.identities import DATA_TOPICS, BrokerError, BrokerIdentities
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import RuntimeFailure
 from ..state.desired import DesiredState
 
 logger = logging.getLogger(__name__)
 
-DATA_TOPICS = "edgecloud/data/+"
 MAX_POINTS_PER_REPORT = 2000
 START_SLACK = timedelta(seconds=1)
 MAX_PENDING = 20_000
@@ -54,10 +60,16 @@ class DataCollector:
         desired: DesiredState,
         send: Callable[[list[DataBatch]], None],
         mqtt_url: str,
+        identities: BrokerIdentities | None = None,
+        owner: str = "agent",
         flush_every_s: float = 1.0,
     ) -> None:
+        """``identities`` make the collector's own login on the broker (and say whose a
+        data topic is); without them it reads applications' output only."""
         self._runtime = runtime
         self._desired = desired
+        self._identities = identities
+        self._owner = owner
         self._send = send
         self._mqtt_url = mqtt_url
         self._flush_every = flush_every_s
@@ -98,7 +110,7 @@ class DataCollector:
         opens a broker connection it would then have to wait out when it exits). Runs
         until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            if self._mqtt_url:
+            if self._mqtt_url and self._identities is not None:
                 tasks.create_task(self._listen(ready), name="data-mqtt")
             while True:
                 await asyncio.sleep(self._flush_every)
@@ -142,26 +154,35 @@ class DataCollector:
         # Imported here: a node configured without a broker never loads the MQTT client.
         import aiomqtt
 
+        assert self._identities is not None
         address = urlsplit(self._mqtt_url)
         delay = 1.0
         while True:
             try:
+                login = await self._identities.data(self._owner)
                 async with aiomqtt.Client(
-                    address.hostname or "127.0.0.1", port=address.port or 1883, timeout=5
+                    address.hostname or "127.0.0.1",
+                    port=address.port or 1883,
+                    identifier=login.client_id,
+                    username=login.username,
+                    password=login.password,
+                    timeout=5,
                 ) as client:
                     await client.subscribe(DATA_TOPICS, qos=1)
                     delay = 1.0
                     async for message in client.messages:
                         self._received(str(message.topic), message.payload)
-            except aiomqtt.MqttError as err:
+            except (aiomqtt.MqttError, BrokerError) as err:
                 logger.debug("node broker unavailable (%s); again in %.0f s", err, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
     def _received(self, topic: str, payload: object) -> None:
-        docker_name = topic.rsplit("/", 1)[-1]
-        wanted = self._desired.by_docker_name(docker_name)
-        if wanted is None or not isinstance(payload, bytes | bytearray):
-            return  # not a container of ours: nobody to credit it to
+        assert self._identities is not None
+        if not topic.startswith(DATA_TOPIC_PREFIX) or not isinstance(payload, bytes | bytearray):
+            return
+        container_id = self._identities.container_of(topic[len(DATA_TOPIC_PREFIX) :])
+        if container_id is None or self._desired.get(container_id) is None:
+            return  # no container of ours sent it: nobody to credit it to
         points = parse(bytes(payload).decode(errors="replace"), datetime.now(UTC))
-        self.add(wanted.spec.container_id, points)
+        self.add(container_id, points)

@@ -4,16 +4,25 @@ import platform
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import psutil
 
-from edgecloud_contracts.heartbeat import DeviceInfo, Metrics
+from edgecloud_contracts.heartbeat import DeviceInfo, Metrics, NodePolicy
 from edgecloud_contracts.identity import device_id, device_key, normalise_mac
 
 from .. import __version__
 from ..settings import AgentSettings
 
 INFO_REFRESH_S = 60.0
+PID_MAX = Path("/proc/sys/kernel/pid_max")
+
+
+def kernel_pid_max() -> int:
+    try:
+        return int(PID_MAX.read_text())
+    except (OSError, ValueError):
+        return 32768
 
 
 def _primary_mac() -> str:
@@ -53,6 +62,12 @@ class SystemProbe:
         self._peer_url = settings.peer_url
         self._collaboration_level = settings.collaboration_level
         self._disk_path = str(settings.disk_path)
+        self._policy = NodePolicy(
+            pids_per_container=settings.container_pids_max,
+            pids_total=settings.node_pids or kernel_pid_max(),
+            ports=settings.port_range,
+            internet=settings.tenant_internet,
+        )
         self._info: DeviceInfo | None = None
         self._info_read_at = float("-inf")
         psutil.cpu_percent(interval=None)  # the first reading is meaningless; prime it
@@ -80,6 +95,7 @@ class SystemProbe:
             agent_version=__version__,
             peer_url=self._peer_url,
             collaboration_level=self._collaboration_level,
+            policy=self._policy,
         )
 
     def metrics(self) -> Metrics:

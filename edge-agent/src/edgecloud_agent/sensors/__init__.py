@@ -1,0 +1,1 @@
+"""Sensor messages from the node's broker into the containers granted them."""
