@@ -164,6 +164,8 @@ class ContainerRoutes(ABC):
             device=device["key"],
             image=body["image"],
             limits={"memory": 256 * MIB, "cpus": 1.0, "pids": 256, **body.get("limits", {})},
+            network=body.get("network", "tenant"),
+            ports=[{"protocol": "tcp", **port} for port in body.get("ports", [])],
         )
         self.containers.insert(0, created)
         if device["status"] == "offline":

@@ -26,7 +26,15 @@ def fleet(gateway: FakeGateway) -> None:
     """web on pi-1 (online), db on nuc (offline), cache on pi-1: three, so ps follows pages."""
     gateway.devices = [device(PI), device(NUC, status="offline")]
     gateway.containers = [
-        container(WEB, "web", device=PI),
+        container(
+            WEB,
+            "web",
+            device=PI,
+            ports=[
+                {"host": 30080, "container": 80, "protocol": "tcp"},
+                {"host": 30053, "container": 53, "protocol": "udp"},
+            ],
+        ),
         container(DB, "db", device=NUC, state="exited", desired_state="stopped", exit_code=0),
         container(
             CACHE,
@@ -46,12 +54,16 @@ def test_ps_lists_every_page_as_a_table(cli: Run, gateway: FakeGateway) -> None:
     assert [r.url.params.get("cursor") for r in gateway.sent("GET", "/api/v1/containers")] == [
         None, "2"
     ]  # fmt: skip
-    assert [[c.strip() for c in row] for row in rows(result.stdout)] == [
-        ["ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED"],
-        ["3f2a9c1b-4d5", "admin-web", PI, "edgecloud/busybox:latest", "running", "5m ago"],
-        ["3f2a9c1b-9e8", "admin-db", NUC, "edgecloud/busybox:latest", "exited", "5m ago"],
-        ["8c1d2e3f-000", "admin-cache", PI, "redis:7", "pending", "2h ago"],
-    ]
+    # The widest ports pad the PORTS heading: blank cells are left out.
+    assert [[c.strip() for c in row if c.strip()] for row in rows(result.stdout)] == [
+        ["ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED", "PORTS"],
+        [
+            "3f2a9c1b-4d5", "admin-web", PI, "edgecloud/busybox:latest", "running", "5m ago",
+            "30080->80/tcp, 30053->53/udp",
+        ],
+        ["3f2a9c1b-9e8", "admin-db", NUC, "edgecloud/busybox:latest", "exited", "5m ago", "-"],
+        ["8c1d2e3f-000", "admin-cache", PI, "redis:7", "pending", "2h ago", "-"],
+    ]  # fmt: skip
 
 
 def test_ps_for_one_device_asks_for_it_on_every_page(cli: Run, gateway: FakeGateway) -> None:
@@ -84,7 +96,7 @@ def test_ps_with_no_containers(cli: Run, gateway: FakeGateway) -> None:
     gateway.containers = []
     result = cli("ps")
     assert result.exit_code == 0, result.output
-    assert result.stdout.split() == ["ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED"]
+    assert result.stdout.split() == ["ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED", "PORTS"]
 
 
 @pytest.mark.parametrize("ref", [WEB, "3f2a9c1b-4", "3f2a9c1b-4d5", "web", "admin-web"])

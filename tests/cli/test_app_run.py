@@ -6,7 +6,7 @@ import json
 import pytest
 
 from edgecloud_cli.events import Event
-from edgecloud_cli.run import PullProgress, parse_env, parse_size
+from edgecloud_cli.run import PullProgress, parse_env, parse_publish, parse_size
 
 from .conftest import Run
 from .fake_containers import MIB, progress_event
@@ -234,6 +234,70 @@ def test_a_name_already_taken_on_the_device(cli: Run) -> None:
     assert (
         again.stderr == f"error: a container named admin-web already exists on {PI} (name_taken)\n"
     )
+
+
+def test_run_publishes_ports_and_sizes_the_disk(cli: Run, gateway: FakeGateway) -> None:
+    result = cli(
+        "run", IMAGE, "--name", "web", "--device", PI,
+        "--publish", "30080:80", "-p", "30053:53/udp", "--disk", "1g",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    body = sent_body(gateway)
+    assert body["ports"] == [
+        {"host": 30080, "container": 80, "protocol": "tcp"},
+        {"host": 30053, "container": 53, "protocol": "udp"},
+    ]
+    assert body["limits"] == {"disk": 1 << 30}
+    assert "network" not in body
+    assert result.stderr == f"admin-web: running on {PI} (30080->80/tcp, 30053->53/udp)\n"
+
+
+def test_run_without_a_network(cli: Run, gateway: FakeGateway) -> None:
+    result = cli("run", IMAGE, "--name", "job", "--device", PI, "--no-network")
+    assert result.exit_code == 0, result.output
+    assert sent_body(gateway)["network"] == "none"
+    assert result.stderr == f"admin-job: running on {PI}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--publish", "80"], "'80' is not HOST:CONTAINER"),
+        (["-p", "30080:80/sctp"], "is not HOST:CONTAINER"),
+        (["-p", "a:b"], "is not HOST:CONTAINER"),
+        (["--no-network", "-p", "30080:80"], "a container without a network publishes no ports"),
+        (["--disk", "lots"], "'lots' is not a size"),
+    ],
+)
+def test_malformed_ports_and_disk_are_usage_errors(
+    cli: Run, gateway: FakeGateway, args: list[str], message: str
+) -> None:
+    result = cli("run", IMAGE, "--name", "web", "--device", PI, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert gateway.requests == []
+
+
+def test_parse_publish() -> None:
+    assert parse_publish(" 8080:80 ") == {"host": 8080, "container": 80, "protocol": "tcp"}
+    assert parse_publish("5353:53/udp") == {"host": 5353, "container": 53, "protocol": "udp"}
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "detail"),
+    [
+        ("port_taken", 409, f"host port 30080/tcp is published on {PI} already"),
+        ("port_out_of_range", 422, f"host port 80/tcp is outside the range {PI} publishes from"),
+        ("ports_not_allowed", 422, f"{PI} publishes no ports for tenants"),
+    ],
+)
+def test_a_refused_port_is_reported_with_its_code(
+    cli: Run, gateway: FakeGateway, code: str, status: int, detail: str
+) -> None:
+    gateway.answers["POST", "/api/v1/containers"] = problem(status, code, detail, port=30080)
+    result = cli("run", IMAGE, "--name", "web", "--device", PI, "-p", "30080:80")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {detail} ({code})\n")
 
 
 def test_the_quota_is_used_up(cli: Run, gateway: FakeGateway) -> None:

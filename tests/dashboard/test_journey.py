@@ -82,6 +82,8 @@ async def test_a_tenant_runs_an_application_from_the_browser(
     await alice.page.get_by_label("Image").fill(IMAGE)
     await expect(alice.page.locator("#h-device")).to_contain_text("cannot be read here")
     await alice.page.get_by_label("Command (optional)").fill("sleep 3600")
+    # Half a CPU each for this one and the next: a tenant's share of a node is half of it.
+    await alice.page.get_by_label("CPUs").fill("0.5")
     await alice.shot("launch")
     await alice.page.get_by_role("button", name="Launch").click()
     await expect(alice.page).to_have_url(re.compile(r"/containers/[^/]+$"))
@@ -97,7 +99,13 @@ async def test_a_tenant_runs_an_application_from_the_browser(
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=40) as client:
         created = await client.post(
             "/api/v1/containers",
-            json={"device": device, "name": "worker", "image": IMAGE, "command": ["sleep", "3600"]},
+            json={
+                "device": device,
+                "name": "worker",
+                "image": IMAGE,
+                "command": ["sleep", "3600"],
+                "limits": {"cpus": 0.5},
+            },
             headers={"Authorization": f"Bearer {token}"},
         )
     assert created.status_code == 201, created.text

@@ -4,6 +4,7 @@ registry and the orchestrator are stood in for; the records are on the real (SQL
 schema."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,6 @@ from edgecloud_migration_scheduler.placement.planner import DEFAULT_POLICY
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceAnswer
 from tests.migration_scheduler.test_node_loss import FakeService, device
-from tests.support.databases import migrated_sessions
 
 ALICE = Identity(user_id="u-a", username="alice", tenant_id="t1")
 
@@ -45,12 +45,6 @@ def container(container_id: str, *, interfaces: list[str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def sessions(tmp_path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with migrated_sessions(tmp_path, "edgecloud_migration_scheduler") as factory:
-        yield factory
-
-
-@pytest.fixture
 async def coordinator(sessions) -> AsyncIterator[tuple[Coordinator, RecordingService]]:
     """n1 holds c-hw (with a serial port) and c-plain; no other node can take anything."""
     registry = FakeService(
@@ -67,18 +61,30 @@ async def coordinator(sessions) -> AsyncIterator[tuple[Coordinator, RecordingSer
             ],
             "/v1/containers/c-hw": container("c-hw", interfaces=["serial0"]),
             "/v1/containers/c-plain": container("c-plain", interfaces=[]),
+            "/v1/nodes/ports": [],
         }
     )
+    async with coordinating(sessions, registry, orchestrator) as found:
+        yield found, orchestrator
+
+
+@asynccontextmanager
+async def coordinating(
+    sessions: async_sessionmaker[AsyncSession], registry: Any, orchestrator: Any
+) -> AsyncIterator[Coordinator]:
+    """A coordinator over stand-ins for the registry and the orchestrator."""
     found = Coordinator(
         sessions=sessions,
-        registry=registry,  # type: ignore[arg-type]
-        orchestrator=orchestrator,  # type: ignore[arg-type]
+        registry=registry,
+        orchestrator=orchestrator,
         policy=DEFAULT_POLICY,
         expect_timeout_s=1,
         move_timeout_s=1,
     )
-    yield found, orchestrator
-    await found.close()
+    try:
+        yield found
+    finally:
+        await found.close()
 
 
 async def moved(sessions: async_sessionmaker[AsyncSession]) -> list[str]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from edgecloud_contracts.heartbeat import NodePolicy
 from edgecloud_migration_scheduler.placement import planner
 from edgecloud_migration_scheduler.placement.planner import (
     Candidate,
@@ -273,3 +274,47 @@ def test_a_container_listed_twice_is_refused() -> None:
 def test_a_policy_that_keeps_everything_is_refused() -> None:
     with pytest.raises(ValueError, match="headroom"):
         Policy(headroom=1.0)
+
+
+PUBLISHES = frozenset({(30080, "tcp")})
+RANGE = NodePolicy(pids_per_container=512, pids_total=4096, ports=(30000, 30099))
+NO_RANGE = RANGE.model_copy(update={"ports": None})
+LOW_RANGE = RANGE.model_copy(update={"ports": (1, 1024)})
+
+
+@pytest.mark.parametrize(
+    ("unfit", "reason"),
+    [
+        (node("node_bad"), "ports_not_allowed"),  # an agent that reports no policy
+        (node("node_bad", policy=NO_RANGE), "ports_not_allowed"),
+        (node("node_bad", policy=LOW_RANGE), "port_out_of_range"),
+        (node("node_bad", policy=RANGE, ports_taken=PUBLISHES), "port_taken"),
+    ],
+)  # fmt: skip
+def test_a_peer_must_publish_the_containers_ports(unfit: Candidate, reason: str) -> None:
+    udp_taken = node("node_ok", policy=RANGE, ports_taken=frozenset({(30080, "udp")}))
+    result = plan([demand(ports=PUBLISHES)], [unfit, udp_taken])
+    assert targets(result) == {"c-1": "node_ok"}
+    assert result.excluded["c-1"] == [Exclusion(unfit.key, reason)]  # type: ignore[arg-type]
+    # A container publishing nothing goes anywhere.
+    assert targets(plan([demand()], [unfit]))["c-1"] == "node_bad"
+
+
+@pytest.mark.parametrize("assign", [plan, greedy])
+def test_containers_moving_together_never_share_a_port_on_a_peer(assign: Any) -> None:
+    # Both fit on the near peer by every resource, but only one may have its port there.
+    near = node("node_near", policy=RANGE, rtt_ms={"node_src": 1.0}, cpu_free=16.0)
+    far = node("node_far", policy=RANGE, rtt_ms={"node_src": 50.0})
+    both = [demand("c-1", ports=PUBLISHES), demand("c-2", ports=PUBLISHES)]
+    result = assign(both, [near, far])
+    assert sorted(targets(result).values()) == ["node_far", "node_near"]
+    assert result.method == ("milp" if assign is plan else "greedy")
+
+    alone = assign(both, [near])
+    assert len(alone.choices) == 1
+    assert alone.unplaced == [
+        Unplaced(next(iter({"c-1", "c-2"} - set(targets(alone)))), "no_capacity")
+    ]
+    # Other ports share a peer as before.
+    apart = [demand("c-1", ports=PUBLISHES), demand("c-2", ports=frozenset({(30081, "tcp")}))]
+    assert set(targets(assign(apart, [near])).values()) == {"node_near"}

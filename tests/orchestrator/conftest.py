@@ -1,6 +1,9 @@
-"""The orchestrator's tables on its real schema, in a SQLite file per test module."""
+"""The orchestrator's tables on its real schema, in a SQLite file per test module (and on
+PostgreSQL where the database decides: races)."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -8,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.containers import Action
 from edgecloud_orchestrator.commands import service
-from tests.support.databases import migrated_sqlite, session_factory
+from edgecloud_servicekit import migrations
+from tests.support.databases import migrated_sessions, migrated_sqlite, session_factory
+from tests.support.stack import PG_PORT, create_pg_database, drop_pg_database
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +44,39 @@ def queue(
         ttl=ttl,
     )
     return row.id
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def backend_sessions(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The orchestrator's real schema on each backend: a SQLite file, and a fresh database
+    on the machine's PostgreSQL (dropped after the module)."""
+    if request.param == "sqlite":
+        directory = tmp_path_factory.mktemp("orchestrator-sqlite")
+        async with migrated_sessions(directory, "edgecloud_orchestrator") as factory:
+            yield factory
+        return
+    async with migrated_postgres() as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+async def pg_sessions() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The orchestrator's real schema on PostgreSQL, where transactions really overlap."""
+    async with migrated_postgres() as factory:
+        yield factory
+
+
+@asynccontextmanager
+async def migrated_postgres() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    name = await asyncio.to_thread(create_pg_database)
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{PG_PORT}/{name}"
+    try:
+        await asyncio.to_thread(
+            migrations.upgrade, package="edgecloud_orchestrator", database_url=url
+        )
+        async with session_factory(url) as factory:
+            yield factory
+    finally:
+        await asyncio.to_thread(drop_pg_database, name)

@@ -1,7 +1,8 @@
 """A tenant cannot take a shared node for itself: every container has limits (defaults when
 none are asked, maxima the node's own size), a tenant's containers on one node reserve at
-most its share of the node's memory (``ORCHESTRATOR_TENANT_NODE_MEMORY_SHARE``), and a fork
-bomb or a memory hog stays inside its container while another tenant's keeps answering."""
+most its share of the node's memory, CPUs and PIDs (``ORCHESTRATOR_TENANT_NODE_*_SHARE``,
+half of each by default; tests/orchestrator/test_node_fit.py checks each), and a fork bomb
+or a memory hog stays inside its container while another tenant's keeps answering."""
 
 import asyncio
 import time
@@ -52,8 +53,8 @@ async def test_limits_beyond_the_node_or_the_tenants_share_are_refused(
     assert listed.json()["items"] == []
     assert tenant_containers(user) == []
 
-    # Each within the node, but two of them together would be more than all of it.
-    big = (total * 3 // 5) // MIB * MIB
+    # Each within the tenant's half of the node, but two of them together would be more.
+    big = (total * 3 // 10) // MIB * MIB
     first = await create(client, user, agent.key, "big-1", limits={"memory": big})
     assert first.status_code == 201, first.text
     assert_hardened(inspect(first.json()["name"]), memory=big, cpus=1.0, pids=256)
@@ -62,7 +63,8 @@ async def test_limits_beyond_the_node_or_the_tenants_share_are_refused(
         403,
         "node_share_exceeded",
     )
-    assert (second["reserved"], second["asked"], second["allowed"]) == (big, big, total)
+    assert (second["resource"], second["reserved"], second["asked"]) == ("memory", big, big)
+    assert second["allowed"] == total // 2
     assert [c["name"] for c in (await client.get("/api/v1/containers", headers=user.headers))
             .json()["items"]] == [first.json()["name"]]  # fmt: skip
     assert len(tenant_containers(user)) == 1
@@ -94,7 +96,7 @@ async def test_a_fork_bomb_and_a_memory_hog_stay_in_their_container(
     hog = await exec_in(client, user, bomber["id"], "tail /dev/zero; echo hog=$?")
     assert "hog=137" in hog["output"], hog
 
-    pids = cgroup("pids", inspect(bomber["name"])["Id"])
+    pids = cgroup("pids", inspect(bomber["name"]))
     assert (pids / "pids.max").read_text().strip() == str(limits["pids"])
     # A fork bomb, then processes that stay: busybox's shell gives up at the first fork the
     # kernel refuses, and leaves its container full.
@@ -114,9 +116,12 @@ async def test_a_fork_bomb_and_a_memory_hog_stay_in_their_container(
     assert inspect(bystander["name"])["State"]["Running"] is True
 
 
-def cgroup(controller: str, docker_id: str) -> Path:
-    """The container's cgroup (v1, Docker's cgroupfs driver: this machine's engine)."""
-    found = Path("/sys/fs/cgroup") / controller / "docker" / docker_id
+def cgroup(controller: str, seen: dict) -> Path:
+    """The container's cgroup (v1, Docker's cgroupfs driver: this machine's engine), inside
+    its tenant's."""
+    parent = seen["HostConfig"]["CgroupParent"].strip("/")
+    assert parent.startswith("edgecloud-tenant-"), seen["HostConfig"]["CgroupParent"]
+    found = Path("/sys/fs/cgroup") / controller / parent / seen["Id"]
     assert found.is_dir(), f"no {controller} cgroup at {found}"
     return found
 
@@ -136,7 +141,11 @@ async def test_creates_racing_for_the_last_places_never_pass_the_quota(stack, ap
     # The node is offline: each accepted create waits with its command queued (202).
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60) as client:
         answers = await asyncio.gather(
-            *(create(client, user, key, f"racer{number}") for number in range(12))
+            # Small enough for all of them to fit the tenant's share of the node's CPUs.
+            *(
+                create(client, user, key, f"racer{number}", limits={"cpus": 0.25})
+                for number in range(12)
+            )
         )
         listed = await client.get("/api/v1/containers", headers=user.headers)
     statuses = sorted(answer.status_code for answer in answers)

@@ -26,6 +26,7 @@ from .schemas import (
     Interface,
     Me,
     Migration,
+    PortMapping,
     Token,
 )
 
@@ -188,7 +189,7 @@ def created_token(token: CreatedToken) -> None:
 
 def containers(items: Iterable[Container], *, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
-    table = _table("ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED")
+    table = _table("ID", "NAME", "DEVICE", "IMAGE", "STATE", "CREATED", "PORTS")
     for container in items:
         table.add_row(
             Text(container["id"][:SHORT_ID]),
@@ -197,8 +198,14 @@ def containers(items: Iterable[Container], *, now: datetime | None = None) -> No
             Text(container["image"]),
             Text(container["state"], style=STATE_STYLES.get(container["state"], "")),
             Text(ago(container["created_at"], now=now)),
+            Text(describe_ports(container.get("ports") or []) or MISSING),
         )
     _console().print(table)
+
+
+def describe_ports(ports: Iterable[PortMapping]) -> str:
+    """``30080->80/tcp, 30053->53/udp``: each host port on the device and where it leads."""
+    return ", ".join(f"{p['host']}->{p['container']}/{p['protocol']}" for p in ports)
 
 
 def migrations(items: Iterable[Migration], *, now: datetime | None = None) -> None:

@@ -16,10 +16,11 @@ import typer
 from . import containers, context, output
 from .context import reported
 from .events import Event, Follower
-from .schemas import LimitsRequest, NewContainer, Placement
+from .schemas import LimitsRequest, NewContainer, Placement, PortMapping
 
 SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmg]?)(?:i?b)?", re.IGNORECASE)
 UNIT_POWERS = {"": 0, "k": 1, "m": 2, "g": 3}
+PUBLISH = re.compile(r"(?P<host>\d{1,5}):(?P<container>\d{1,5})(?:/(?P<protocol>tcp|udp))?")
 
 
 class RestartPolicy(StrEnum):
@@ -39,6 +40,19 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"{pair!r} has no name before the =")
         env[name] = value
     return env
+
+
+def parse_publish(text: str) -> PortMapping:
+    """``HOST:CONTAINER`` (TCP) or ``HOST:CONTAINER/udp``, as Docker's ``-p`` without an
+    address: the node decides where it listens."""
+    match = PUBLISH.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not HOST:CONTAINER or HOST:CONTAINER/udp")
+    return PortMapping(
+        host=int(match["host"]),
+        container=int(match["container"]),
+        protocol=match["protocol"] or "tcp",
+    )
 
 
 def parse_size(text: str) -> int:
@@ -115,6 +129,23 @@ def run(
     ] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     pids: Annotated[int | None, typer.Option(help="Process limit.")] = None,
+    disk: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", help="Size of the container's /app: bytes, or k, m, g."),
+    ] = None,
+    publish: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--publish",
+            "-p",
+            metavar="HOST:CONTAINER[/udp]",
+            help="Publish a container port on the device's HOST port (from the range the "
+            "device allows); repeat for more.",
+        ),
+    ] = None,
+    no_network: Annotated[
+        bool, typer.Option("--no-network", help="Give the container no network at all.")
+    ] = False,
     auto_remove: Annotated[
         bool, typer.Option("--rm", help="Remove the container when it exits.")
     ] = False,
@@ -172,9 +203,18 @@ def run(
             request["env"] = parse_env(env)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--env") from None
-    limits = _limits(memory=memory, cpus=cpus, pids=pids)
+    limits = _limits(memory=memory, cpus=cpus, pids=pids, disk=disk)
     if limits:
         request["limits"] = limits
+    if no_network:
+        if publish:
+            raise typer.BadParameter("a container without a network publishes no ports")
+        request["network"] = "none"
+    if publish:
+        try:
+            request["ports"] = [parse_publish(item) for item in publish]
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--publish") from None
     if auto_remove:
         request["auto_remove"] = True
     if restart is not None:
@@ -200,7 +240,9 @@ def run(
             state = containers.command_state(client, created["command"])
             output.queued(created, action="create", command_state=state)
         else:
-            output.notice(f"{created['name']}: {created['state']} on {created['device']}")
+            published = output.describe_ports(created.get("ports") or [])
+            where = f" ({published})" if published else ""
+            output.notice(f"{created['name']}: {created['state']} on {created['device']}{where}")
     output.info(created["id"])
 
 
@@ -213,16 +255,24 @@ def _placement(*, location: str | None, arch: str | None) -> Placement:
     return placement
 
 
-def _limits(*, memory: str | None, cpus: float | None, pids: int | None) -> LimitsRequest:
+def _limits(
+    *, memory: str | None, cpus: float | None, pids: int | None, disk: str | None
+) -> LimitsRequest:
     """Only the limits given; the platform's defaults for the others."""
     limits = LimitsRequest()
     if memory is not None:
-        try:
-            limits["memory"] = parse_size(memory)
-        except ValueError as err:
-            raise typer.BadParameter(str(err), param_hint="--memory") from None
+        limits["memory"] = _size(memory, option="--memory")
+    if disk is not None:
+        limits["disk"] = _size(disk, option="--disk")
     if cpus is not None:
         limits["cpus"] = cpus
     if pids is not None:
         limits["pids"] = pids
     return limits
+
+
+def _size(text: str, *, option: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint=option) from None

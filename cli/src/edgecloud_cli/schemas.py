@@ -68,6 +68,16 @@ class Limits(TypedDict):
     memory: int
     cpus: float
     pids: int
+    disk: NotRequired[int]
+
+
+class PortMapping(TypedDict):
+    """A container port published on its node's ``host`` port."""
+
+    container: int
+    host: int
+    protocol: str
+    """tcp or udp."""
 
 
 class Container(TypedDict):
@@ -86,6 +96,9 @@ class Container(TypedDict):
     limits: Limits
     command: str | None
     """The id of the command still waiting for the device, else None."""
+    network: NotRequired[str]
+    """tenant (the tenant's own network on the node) or none."""
+    ports: NotRequired[list[PortMapping]]
 
 
 class Command(TypedDict):
@@ -113,6 +126,7 @@ class LimitsRequest(TypedDict, total=False):
     memory: int
     cpus: float
     pids: int
+    disk: int
 
 
 class NewContainer(TypedDict):
@@ -129,6 +143,8 @@ class NewContainer(TypedDict):
     restart_policy: NotRequired[str]
     interfaces: NotRequired[list[str]]
     subscriptions: NotRequired[list[str]]
+    network: NotRequired[str]
+    ports: NotRequired[list[PortMapping]]
 
 
 class NewArtifact(TypedDict):

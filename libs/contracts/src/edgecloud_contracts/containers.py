@@ -401,6 +401,9 @@ class ContainerView(WireModel):
     """The pending command when the node has not answered yet."""
     interfaces: list[str] = []
     """The node's hardware interfaces it holds (it is bound to that node: it never moves)."""
+    network: NetworkMode = "tenant"
+    ports: list[PortMapping] = []
+    """Its published ports, on its node's addresses."""
 
 
 class ContainerPage(WireModel):

@@ -1,11 +1,13 @@
 """Devices as the registry shows them to the gateway (and the gateway to users)."""
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .heartbeat import ContainerState, DeviceStatus, Link
+from .containers import PortMapping
+from .heartbeat import ContainerState, DeviceStatus, Link, NodePolicy
 from .text import Note, ObjectId
 
 
@@ -34,9 +36,16 @@ class DeviceView(BaseModel):
     next_contact_at: datetime | None = None
     """For a node on a duty cycle: when it will next connect (commands queue until then)."""
     peer_url: str = ""
+    """Where peers reach the node's broker: the node's plumbing, shown to operators only
+    (empty for a tenant)."""
     collaboration_level: int = 2
     neighbours: dict[str, float] = {}
-    """Round trips (ms) the node measured to its peers."""
+    """Round trips (ms) the node measured to its peers; a tenant is shown only those to
+    devices granted to it."""
+    policy: NodePolicy | None = None
+    """What the node's operator allows tenant containers (its PIDs, the range host ports
+    are published from); null from an agent that predates it, which then gets the
+    cloud's defaults: no published ports."""
 
 
 class DeviceDetail(DeviceView):
@@ -51,6 +60,45 @@ class DeviceDetail(DeviceView):
     status_reason: str
     load_1m: float | None
     containers: list[ContainerState]
+    """What the node's engine runs; a tenant is shown only its own containers."""
+
+
+PortRefusal = Literal["ports_not_allowed", "port_out_of_range", "port_taken"]
+"""Why a node cannot publish a container's ports, as the problem code that says so."""
+HostPort = tuple[int, str]
+"""A port published on a node, and its protocol (``tcp`` or ``udp``)."""
+
+
+def port_refusal(
+    policy: NodePolicy | None, ports: Iterable[HostPort], taken: Collection[HostPort] = ()
+) -> tuple[PortRefusal, HostPort] | None:
+    """Why the host ``ports`` cannot be published on a node with ``policy`` where ``taken``
+    are in use already, with the first port refused; None when they can. A node without a
+    policy (an older agent) or without a range publishes none."""
+    for port in ports:
+        if policy is None or policy.ports is None:
+            return "ports_not_allowed", port
+        low, high = policy.ports
+        if not low <= port[0] <= high:
+            return "port_out_of_range", port
+        if port in taken:
+            return "port_taken", port
+    return None
+
+
+def host_ports(ports: Iterable[PortMapping]) -> list[HostPort]:
+    """The host side of a container's published ports."""
+    return [(port.host, port.protocol) for port in ports]
+
+
+class PublishedPort(BaseModel):
+    """A host port a live container publishes on its node (operators only: the
+    migration-scheduler places moving containers where their ports are free)."""
+
+    device: str
+    host: int
+    protocol: Literal["tcp", "udp"]
+    container: str
 
 
 class MetricPoint(BaseModel):

@@ -1,5 +1,6 @@
-"""Forgetting what is kept only for a while: collected data points, and the ids of the
-reports nodes sent (kept to apply a repeated report once)."""
+"""Forgetting what is kept only for a while: collected data points, the ids of the
+reports nodes sent (kept to apply a repeated report once), and the port rows of containers
+gone from their nodes (free already: containers/ports.py)."""
 
 import asyncio
 import logging
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_servicekit.db import transaction
 
+from .containers import ports
 from .data import service as data_service
 from .reports import service as reports_service
 
@@ -23,6 +25,7 @@ async def prune_forever(
             async with transaction(sessions) as session:
                 await data_service.prune(session=session, keep=keep_data)
                 await reports_service.prune(session=session)
+                await ports.prune(session=session)
         except Exception as err:  # the database may be away; try again next round
             logger.warning("pruning old data points and report ids failed: %s", err)
         await asyncio.sleep(every_s)

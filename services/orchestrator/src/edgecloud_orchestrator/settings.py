@@ -32,9 +32,17 @@ class OrchestratorSettings(ServiceSettings):
     """How long a node may use the transfer URLs in a command it was sent."""
     logs_poll_interval_s: float = 1.0
     """How often a followed log asks the node for new lines."""
-    tenant_node_memory_share: Annotated[float, Field(gt=0, le=1)] = 1.0
+    tenant_node_memory_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     """The share of one node's memory that a tenant's containers there may reserve
     together (their memory limits summed); each container's limits are also capped at the
     node's size. Below 1 leaves room on shared nodes for the other tenants."""
+    tenant_node_cpu_share: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """The same for the node's CPUs (their CPU limits summed, of the node's cpu_count). Off
+    by default: CPU time gives way rather than runs out, and each node holds every tenant's
+    containers together to its share of the CPU time itself (``AGENT_TENANT_SHARE``, the
+    tenant's cgroup). Below 1 also refuses creates that reserve more."""
+    tenant_node_pids_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """The same for the PIDs the node has for tenants (their PID limits summed, of the
+    pids_total the node reports; 32768 for an agent that reports none)."""
     data_retention_days: float = 30.0
     """How long collected data points are kept."""

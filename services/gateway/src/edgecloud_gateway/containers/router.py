@@ -34,7 +34,21 @@ router = APIRouter(prefix="/api/v1", tags=["containers"])
     status_code=status.HTTP_201_CREATED,
     response_model=ContainerView,
     responses={
-        202: {"model": ContainerView, "description": "queued: the device is offline or busy"}
+        202: {"model": ContainerView, "description": "queued: the device is offline or busy"},
+        403: {
+            "description": "quota_exceeded; node_share_exceeded: the tenant's containers on "
+            "the node would reserve more than its share of the node's memory, cpus or pids "
+            "(named in resource)"
+        },
+        409: {
+            "description": "name_taken; port_taken: another container publishes a host port "
+            "on the node already; no_matching_device"
+        },
+        422: {
+            "description": "validation_failed; exceeds_device: a limit beyond the node "
+            "(named in limit); ports_not_allowed: the node publishes no ports for tenants; "
+            "port_out_of_range: a host port outside the node's range; arch_mismatch; ..."
+        },
     },
 )
 async def create_container(
@@ -44,7 +58,8 @@ async def create_container(
     session: SessionDep,
     trail: AuditDep,
 ) -> Response:
-    """Create and start a container on a device (or one chosen by ``placement``)."""
+    """Create and start a container on a device (or one chosen by ``placement``), on its
+    tenant's network or none (``network``), publishing ``ports`` from the node's range."""
     entry = trail.begin("container.create", target=f"container:{body.name}", caller=identity)
     answer = await orchestrator.request(
         "POST", "/v1/containers", identity=identity, json=body.model_dump(mode="json")
@@ -232,11 +247,13 @@ async def data(
         404: {"description": "container_not_found: no such container, or another tenant's"},
         409: {
             "description": "migration_in_progress: the container is already moving; "
-            "holds_hardware: it holds interfaces of its node"
+            "holds_hardware: it holds interfaces of its node; port_taken: the device asked "
+            "for publishes one of its host ports for another container"
         },
         422: {
             "description": "no_suitable_peer (no device can take it), device_not_eligible "
-            "(the device asked for cannot), or validation_failed"
+            "(the device asked for cannot), ports_not_allowed or port_out_of_range (the "
+            "device asked for does not publish its ports), or validation_failed"
         },
         503: {"description": "the migration-scheduler (or what it needs) is not available now"},
     },

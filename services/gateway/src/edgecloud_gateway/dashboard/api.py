@@ -55,7 +55,14 @@ _CODE_FIELDS = {
     "topic_not_granted": "subscriptions",
     "quota_exceeded": "name",
     "name_taken": "name",
+    "ports_not_allowed": "ports",
+    "port_out_of_range": "ports",
+    "port_taken": "ports",
 }
+# Refusals about one of a few fields, named in the problem: the limit a node cannot give.
+_CODE_FIELD_NAMED_BY = {"exceeds_device": "limit", "node_share_exceeded": "resource"}
+_NESTED_FIELDS = {"limits"}
+"""Objects whose members are fields of their own in the forms (the launch form's limits)."""
 
 
 @dataclass
@@ -92,6 +99,8 @@ def _field_errors(errors: list[dict[str, Any]]) -> dict[str, str]:
         loc = [str(part) for part in err.get("loc", [])[1:]]  # drop "body"/"query"
         if not loc:
             continue
+        if loc[0] in _NESTED_FIELDS and len(loc) > 1:
+            loc = loc[1:]
         msg = _FIELD_WORDS.get(err.get("type", ""), err.get("msg", "is not valid"))
         fields.setdefault(loc[0], msg.removeprefix("Value error, "))
     return fields
@@ -112,8 +121,10 @@ def error_from(response: httpx.Response) -> ApiError:
         body = {}
     code = str(body.get("code") or f"http_{response.status_code}")
     fields = _field_errors(body.get("errors") or [])
-    if code in _CODE_FIELDS and body.get("detail"):
-        fields.setdefault(_CODE_FIELDS[code], "- " + str(body["detail"]))
+    named_by = _CODE_FIELD_NAMED_BY.get(code)
+    field_name = _CODE_FIELDS.get(code) or (str(body.get(named_by) or "") if named_by else "")
+    if field_name and body.get("detail"):
+        fields.setdefault(field_name, "- " + str(body["detail"]))
     message = _PLAIN_WORDS.get(code) or str(body.get("detail") or response.reason_phrase)
     if fields and code == "validation_failed":
         message = _fix_these(fields)

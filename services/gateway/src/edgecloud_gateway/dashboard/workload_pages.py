@@ -2,6 +2,7 @@
 and data."""
 
 import asyncio
+import re
 import shlex
 from typing import Any
 
@@ -26,6 +27,25 @@ from .render import (
 router = APIRouter(include_in_schema=False)
 
 ACTIONS = ("start", "stop", "restart")
+PUBLISHED = re.compile(r"(?P<host>\d{1,5}):(?P<container>\d{1,5})(?:/(?P<protocol>tcp|udp))?")
+"""A published port as the form takes it: ``HOST:CONTAINER``, ``/udp`` for UDP."""
+
+
+def _published(text: str) -> list[dict[str, Any]]:
+    """``8080:80 5353:53/udp`` as the API's ports; ValueError naming what is not one."""
+    ports = []
+    for item in text.replace(",", " ").split():
+        match = PUBLISHED.fullmatch(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not HOST:CONTAINER or HOST:CONTAINER/udp")
+        ports.append(
+            {
+                "host": int(match["host"]),
+                "container": int(match["container"]),
+                "protocol": match["protocol"] or "tcp",
+            }
+        )
+    return ports
 
 
 def _launch_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -57,8 +77,24 @@ def _launch_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]
         listed = values.get(name, "").replace(",", " ").split()
         if listed:
             body[name] = listed
+    if values.get("no_network") == "on":
+        body["network"] = "none"
+    try:
+        ports = _published(values.get("ports", ""))
+    except ValueError as err:
+        problems["ports"] = f"has {err}"
+    else:
+        if ports and body.get("network") == "none":
+            problems["ports"] = "cannot be published by a container without a network"
+        elif ports:
+            body["ports"] = ports
     limits: dict[str, Any] = {}
-    for name, convert, scale in (("memory", int, MIB), ("cpus", float, 1), ("pids", int, 1)):
+    for name, convert, scale in (
+        ("memory", int, MIB),
+        ("cpus", float, 1),
+        ("pids", int, 1),
+        ("disk", int, MIB),
+    ):
         text = values.get(name, "")
         if not text:
             continue
@@ -105,7 +141,7 @@ async def launch_form(request: Request, viewer: ViewerDep, device: str = "") -> 
         request,
         "launch.html",
         viewer,
-        values={"device": device, "memory": "256", "cpus": "1", "pids": "256"},
+        values={"device": device, "memory": "256", "cpus": "1", "pids": "256", "disk": "256"},
         **(await _launch_context(viewer)),
     )
 

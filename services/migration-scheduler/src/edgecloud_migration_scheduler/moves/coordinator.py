@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import errors, uris
 from edgecloud_contracts.containers import ContainerView
-from edgecloud_contracts.devices import DeviceView
+from edgecloud_contracts.devices import DeviceView, HostPort, PublishedPort, port_refusal
 from edgecloud_contracts.heartbeat import DeviceStatus
 from edgecloud_contracts.migrations import (
     MIGRATION_DONE,
@@ -31,6 +31,7 @@ from edgecloud_contracts.migrations import (
     MigrationExpectation,
     MigrationOrder,
     MigrationOutcome,
+    MigrationReady,
     MigrationReason,
     MigrationState,
     MigrationStep,
@@ -45,7 +46,13 @@ from edgecloud_servicekit.wamp import WampCallError, WampError, WampLink
 
 from ..placement.planner import Candidate, Demand, Plan, Policy, plan
 from . import service
-from .exceptions import DeviceNotEligible, HoldsHardware, MigrationInProgress, NoSuitablePeer
+from .exceptions import (
+    DeviceNotEligible,
+    HoldsHardware,
+    MigrationInProgress,
+    NoSuitablePeer,
+    PortsRefused,
+)
 from .models import Migration
 
 logger = logging.getLogger(__name__)
@@ -108,13 +115,18 @@ class Coordinator:
         async with self._sessions() as session:
             if await _unfinished_for(session, container_id) is not None:
                 raise MigrationInProgress(container_id)
-        listed = await self._registry.request(
-            "GET", "/v1/devices", identity=caller, params={"limit": 1000}
-        )
-        devices = {d.key: d for d in (DeviceView.model_validate(i) for i in listed.json()["items"])}
-        source = devices.get(container.device)
+        everything = await self._all_devices()
+        devices = await self._usable_by(caller, everything)
+        source = everything.get(container.device)
         if device is not None and (device not in devices or device == container.device):
             raise DeviceNotEligible(device, "not a device of this tenant other than the source")
+        published = await self._published()
+        ports = _ports_of(container.id, published)
+        taken = _taken(published)
+        if device is not None:
+            refused = port_refusal(devices[device].policy, ports, taken.get(device, set()))
+            if refused is not None:
+                raise PortsRefused(device, *refused)
         demand = Demand(
             container_id=container.id,
             tenant_id=caller.tenant_id,
@@ -125,9 +137,10 @@ class Coordinator:
             cpus=0.0,
             memory=container.limits.memory,
             disk=0,
+            ports=ports,
         )
         candidates = [
-            _candidate(d, tenant_id=caller.tenant_id, source=source)
+            _candidate(d, tenant_id=caller.tenant_id, source=source, taken=taken)
             for d in devices.values()
             if device is None or d.key in (device, container.device)
         ]
@@ -158,10 +171,7 @@ class Coordinator:
         """A node's monitor wants its containers off it: all of them are placed together
         (exactly, when several move), then moved one after another."""
         operator = acting_for("")
-        listed = await self._registry.request(
-            "GET", "/v1/devices", identity=operator, params={"limit": 1000}
-        )
-        devices = {d.key: d for d in (DeviceView.model_validate(i) for i in listed.json()["items"])}
+        devices = await self._all_devices()
         source = devices.get(device)
         on_node = await self._orchestrator.request(
             "GET", f"/v1/nodes/{device}/containers", identity=operator
@@ -184,6 +194,8 @@ class Coordinator:
                 moving.append(view)
         tenants = {str(i["id"]): str(i["tenant"]) for i in on_node.json()}
         grants = await self._grants(devices, operator)
+        published = await self._published()
+        taken = _taken(published)
         demands = [
             Demand(
                 container_id=c.id,
@@ -193,12 +205,13 @@ class Coordinator:
                 cpus=0.0,
                 memory=c.limits.memory,
                 disk=0,
+                ports=_ports_of(c.id, published),
             )
             for c in moving
         ]
         candidates = [
             replace(
-                _candidate(d, tenant_id="", source=source),
+                _candidate(d, tenant_id="", source=source, taken=taken),
                 tenants=frozenset(grants.get(d.key, ())),
             )
             for d in devices.values()
@@ -230,6 +243,29 @@ class Coordinator:
             "unplaced": [u.container_id for u in chosen.unplaced] if chosen else [],
         }
 
+    async def _all_devices(self) -> dict[str, DeviceView]:
+        """Every device as an operator sees it: with its broker's address and the round
+        trips to all its neighbours, which the scheduler needs and a tenant is not shown."""
+        listed = await self._registry.request(
+            "GET", "/v1/devices", identity=acting_for(""), params={"limit": 1000}
+        )
+        return {d.key: d for d in (DeviceView.model_validate(i) for i in listed.json()["items"])}
+
+    async def _usable_by(
+        self, tenant: Identity, everything: dict[str, DeviceView]
+    ) -> dict[str, DeviceView]:
+        """The devices ``tenant`` may use (granted to it), as the operator sees them."""
+        listed = await self._registry.request(
+            "GET", "/v1/devices", identity=tenant, params={"limit": 1000}
+        )
+        keys = {str(item["key"]) for item in listed.json()["items"]}
+        return {key: view for key, view in everything.items() if key in keys}
+
+    async def _published(self) -> list[PublishedPort]:
+        """The host ports live containers publish on every node."""
+        answer = await self._orchestrator.request("GET", "/v1/nodes/ports", identity=acting_for(""))
+        return [PublishedPort.model_validate(item) for item in answer.json()]
+
     async def _grants(
         self, devices: dict[str, DeviceView], operator: Identity
     ) -> dict[str, set[str]]:
@@ -248,7 +284,8 @@ class Coordinator:
         outcome: MigrationOutcome
         try:
             link = self._require_link()
-            await link.call(
+            # The target answers with the login it made on its broker for the source alone.
+            ready = await link.call(
                 uris.device_procedure(target.key, uris.MIGRATION_EXPECT),
                 MigrationExpectation(
                     migration=migration_id,
@@ -268,6 +305,7 @@ class Coordinator:
                     target=target.key,
                     target_url=target.peer_url,
                     token=token,
+                    login=MigrationReady.model_validate(ready).login,
                 ).model_dump(mode="json"),
                 timeout=self._move_timeout_s,
             )
@@ -358,10 +396,9 @@ class Coordinator:
                 "%s stays with lost %s: it holds the node's hardware", container_id, lost.key
             )
             return True
-        listed = await self._registry.request(
-            "GET", "/v1/devices", identity=member, params={"limit": 1000}
-        )
-        devices = [DeviceView.model_validate(i) for i in listed.json()["items"]]
+        devices = await self._usable_by(member, await self._all_devices())
+        published = await self._published()
+        taken = _taken(published)
         demand = Demand(
             container_id=container.id,
             tenant_id=tenant_id,
@@ -370,10 +407,12 @@ class Coordinator:
             cpus=0.0,
             memory=container.limits.memory,
             disk=0,
+            ports=_ports_of(container.id, published),
         )
         # The lost node measures nothing any more: its neighbours' view of it stands in.
         candidates = [
-            _candidate(d, tenant_id=tenant_id, source=None, rtt_from=lost.key) for d in devices
+            _candidate(d, tenant_id=tenant_id, source=None, rtt_from=lost.key, taken=taken)
+            for d in devices.values()
         ]
         chosen = plan([demand], candidates, self._unmeasured_policy)
         choice = chosen.choices[0] if chosen.choices else None
@@ -522,10 +561,11 @@ def _candidate(
     *,
     tenant_id: str,
     source: DeviceView | None,
+    taken: dict[str, set[HostPort]],
     rtt_from: str | None = None,
 ) -> Candidate:
     """``rtt_from``: a source that measures nothing itself (a lost node); the candidate's
-    own measurement of it stands in."""
+    own measurement of it stands in. ``taken``: the host ports held on each device."""
     metrics = device.metrics
     cpu_free = device.cpu_count * (1 - (metrics.cpu_percent or 0.0) / 100)
     rtt = {}
@@ -546,7 +586,23 @@ def _candidate(
         disk_free=metrics.disk_free or 0,
         level=device.collaboration_level if device.peer_url else 0,
         rtt_ms=rtt,
+        policy=device.policy,
+        ports_taken=frozenset(taken.get(device.key, ())),
     )
+
+
+def _ports_of(container_id: str, published: list[PublishedPort]) -> frozenset[HostPort]:
+    """The host ports a container publishes (held for it on its node)."""
+    return frozenset(
+        (port.host, port.protocol) for port in published if port.container == container_id
+    )
+
+
+def _taken(published: list[PublishedPort]) -> dict[str, set[HostPort]]:
+    taken: dict[str, set[HostPort]] = {}
+    for port in published:
+        taken.setdefault(port.device, set()).add((port.host, port.protocol))
+    return taken
 
 
 def _why_not(chosen: Plan, container_id: str) -> str:

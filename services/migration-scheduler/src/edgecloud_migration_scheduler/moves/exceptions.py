@@ -1,3 +1,4 @@
+from edgecloud_contracts.devices import HostPort, PortRefusal
 from edgecloud_servicekit.problems import Conflict, NotFound, Unprocessable
 
 
@@ -40,3 +41,22 @@ class HoldsHardware(Conflict):
         super().__init__(
             f"container {container_id} holds hardware interfaces of its node: it cannot move"
         )
+
+
+class PortsRefused(Unprocessable):
+    """The device asked for cannot publish one of the container's host ports: it has no
+    range for tenants (``ports_not_allowed``), the port is outside it
+    (``port_out_of_range``), or it is held there already (``port_taken``, a conflict)."""
+
+    def __init__(self, device: str, why: PortRefusal, port: HostPort) -> None:
+        host, protocol = port
+        held = "is published there already" if why == "port_taken" else "is not published there"
+        super().__init__(
+            f"{device} cannot take this container: its host port {host}/{protocol} {held} ({why})",
+            code=why,
+            device=device,
+            port=host,
+            protocol=protocol,
+        )
+        if why == "port_taken":
+            self.status, self.title = 409, "Conflict"

@@ -2,10 +2,12 @@
 
 ARCHITECTURE 4.6 and the reference design (5.2): keep only the peers that can take a
 container (online, granted to its tenant, same architecture, collaboration level for
-compute, enough CPU, memory and disk, round trip under the threshold), then pick the lowest
-cost, latency over remaining capacity. One container takes the cheapest peer directly;
-several are assigned together exactly (a binary program solved by HiGHS through scipy's
-``milp``), and greedily when the solver cannot give an optimum in time.
+compute, its published ports within the peer's range and free there, enough CPU, memory
+and disk, round trip under the threshold), then pick the lowest cost, latency over
+remaining capacity. One container takes the cheapest peer directly; several are assigned
+together exactly (a binary program solved by HiGHS through scipy's ``milp``), and greedily
+when the solver cannot give an optimum in time. Containers placed together never share a
+host port on one peer.
 """
 
 import logging
@@ -18,6 +20,9 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array
 
+from edgecloud_contracts.devices import HostPort, port_refusal
+from edgecloud_contracts.heartbeat import NodePolicy
+
 logger = logging.getLogger(__name__)
 
 Method = Literal["single", "milp", "greedy"]
@@ -27,6 +32,9 @@ ExclusionReason = Literal[
     "not_granted",
     "arch_mismatch",
     "level_too_low",
+    "ports_not_allowed",
+    "port_out_of_range",
+    "port_taken",
     "cpu",
     "memory",
     "disk",
@@ -61,6 +69,8 @@ class Demand:
     cpus: float
     memory: int
     disk: int
+    ports: frozenset[HostPort] = frozenset()
+    """The host ports it publishes: its new node must publish them too."""
 
     def __post_init__(self) -> None:
         if self.cpus < 0 or self.memory < 0 or self.disk < 0:
@@ -83,6 +93,10 @@ class Candidate:
     """Collaboration level: 0 messaging only, 1 storage, 2 storage, CPU and memory."""
     rtt_ms: Mapping[str, float]
     """Measured round trip from each source device key; a missing source is unknown."""
+    policy: NodePolicy | None = None
+    """What its operator allows tenant containers (the range of host ports)."""
+    ports_taken: frozenset[HostPort] = frozenset()
+    """The host ports its containers publish already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +262,9 @@ def _unfit(
         return "arch_mismatch"
     if candidate.level < policy.min_level:
         return "level_too_low"
+    refused = port_refusal(candidate.policy, demand.ports, candidate.ports_taken)
+    if refused is not None:
+        return refused[0]
     for resource, need, room in zip(_RESOURCES, _need(demand), usable, strict=True):
         if need > room:
             return resource
@@ -338,6 +355,15 @@ def _assign_exactly(
     if capacity_rows:
         within = csr_array((cap_share, (cap_row, cap_col)), shape=(len(capacity_rows), width))
         constraints.append(LinearConstraint(within, ub=1.0))
+    sharing = _port_sharing(pairs, {d.container_id: d.ports for d in demands})
+    if sharing:
+        # At most one of the containers wanting a host port takes it on each peer.
+        rows = [row for row, columns in enumerate(sharing) for _ in columns]
+        columns = [column for columns in sharing for column in columns]
+        once_per_port = csr_array(
+            (np.ones(len(columns)), (rows, columns)), shape=(len(sharing), width)
+        )
+        constraints.append(LinearConstraint(once_per_port, ub=1.0))
 
     try:
         result = milp(
@@ -358,20 +384,39 @@ def _assign_exactly(
         )
         return None
     chosen = [pair for pair, taken in zip(pairs, result.x, strict=True) if taken > 0.5]
-    if not _fits_together(chosen, needs, capacity):
+    ports = {d.container_id: d.ports for d in demands}
+    if not _fits_together(chosen, needs, capacity, ports):
         logger.warning("exact peer assignment overfills a node, assigning greedily")
         return None
     return chosen
 
 
+def _port_sharing(pairs: list[Choice], ports: dict[str, frozenset[HostPort]]) -> list[list[int]]:
+    """The columns of the pairs that want one host port on one peer, where more than one
+    does."""
+    wanting: dict[tuple[str, HostPort], list[int]] = {}
+    for column, pair in enumerate(pairs):
+        for key in ports[pair.container_id]:
+            wanting.setdefault((pair.target, key), []).append(column)
+    return [columns for columns in wanting.values() if len(columns) > 1]
+
+
 def _fits_together(
-    chosen: list[Choice], needs: dict[str, Resources], capacity: dict[str, Resources]
+    chosen: list[Choice],
+    needs: dict[str, Resources],
+    capacity: dict[str, Resources],
+    ports: dict[str, frozenset[HostPort]],
 ) -> bool:
     used: dict[str, list[float]] = {}
+    published: dict[str, set[HostPort]] = {}
     for choice in chosen:
         total = used.setdefault(choice.target, [0.0] * len(_RESOURCES))
         for resource, need in enumerate(needs[choice.container_id]):
             total[resource] += need
+        held = published.setdefault(choice.target, set())
+        if held & ports[choice.container_id]:
+            return False
+        held |= ports[choice.container_id]
     return all(
         total <= room * (1 + _CAPACITY_SLACK)
         for key, totals in used.items()
@@ -383,6 +428,7 @@ def _assign_greedily(
     demands: Sequence[Demand], weighed: dict[str, list[Choice]], capacity: dict[str, Resources]
 ) -> list[Choice]:
     room = {key: list(usable) for key, usable in capacity.items()}
+    published: dict[str, set[HostPort]] = {key: set() for key in capacity}
     # Largest first: the big containers have the fewest places to go. Size is the
     # dominant share of the capacity their options offer together.
     pool = [0.0] * len(_RESOURCES)
@@ -395,11 +441,14 @@ def _assign_greedily(
 
     chosen: list[Choice] = []
     for demand in sorted(demands, key=lambda d: (-size(d), d.container_id)):
-        need = _need(demand)
+        need, ports = _need(demand), demand.ports
         for option in weighed[demand.container_id]:
             left = room[option.target]
+            if published[option.target] & ports:
+                continue
             if all(n <= r for n, r in zip(need, left, strict=True)):
                 room[option.target] = [r - n for r, n in zip(left, need, strict=True)]
+                published[option.target] |= ports
                 chosen.append(option)
                 break
     return chosen

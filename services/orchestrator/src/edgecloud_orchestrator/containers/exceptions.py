@@ -1,4 +1,6 @@
-from edgecloud_servicekit.problems import Conflict, Forbidden, NotFound, Unprocessable
+from edgecloud_contracts.devices import HostPort, port_refusal
+from edgecloud_contracts.heartbeat import NodePolicy
+from edgecloud_servicekit.problems import Conflict, Forbidden, NotFound, Problem, Unprocessable
 
 
 class ContainerNotFound(NotFound):
@@ -37,26 +39,94 @@ class ExceedsDevice(Unprocessable):
 
 
 class NodeShareExceeded(Forbidden):
-    """The tenant's containers on the device would reserve more of its memory than the
-    tenant's share of one node."""
+    """The tenant's containers on the device would reserve more of one of its resources
+    (memory, CPUs, PIDs) than the tenant's share of one node."""
 
     default_code = "node_share_exceeded"
 
-    def __init__(self, device: str, reserved: int, asked: int, allowed: int) -> None:
+    def __init__(
+        self, device: str, resource: str, reserved: float, asked: float, allowed: float
+    ) -> None:
+        what = RESOURCE_NAMES.get(resource, resource)
         super().__init__(
-            f"the tenant's containers on {device} reserve {reserved} bytes of memory; "
-            f"{asked} more would pass the tenant's share of the node ({allowed} bytes)",
+            f"the tenant's containers on {device} reserve {_figure(reserved)} {what}; "
+            f"{_figure(asked)} more would pass the tenant's share of the node "
+            f"({_figure(allowed)} {what})",
+            resource=resource,
             reserved=reserved,
             asked=asked,
             allowed=allowed,
         )
 
 
+RESOURCE_NAMES = {"memory": "bytes of memory", "cpus": "CPUs", "pids": "PIDs"}
+
+
+def _figure(amount: float) -> str:
+    return str(int(amount)) if float(amount).is_integer() else f"{amount:g}"
+
+
+class PortsNotAllowed(Unprocessable):
+    default_code = "ports_not_allowed"
+
+    def __init__(self, device: str, port: HostPort) -> None:
+        host, protocol = port
+        super().__init__(
+            f"{device} publishes no ports for tenants (its operator set no range): "
+            f"{host}/{protocol} cannot be published there",
+            port=host,
+            protocol=protocol,
+        )
+
+
+class PortOutOfRange(Unprocessable):
+    default_code = "port_out_of_range"
+
+    def __init__(self, device: str, port: HostPort, allowed: tuple[int, int]) -> None:
+        (host, protocol), (low, high) = port, allowed
+        super().__init__(
+            f"host port {host}/{protocol} is outside the range {device} publishes from "
+            f"({low}-{high})",
+            port=host,
+            protocol=protocol,
+            range=[low, high],
+        )
+
+
+class PortTaken(Conflict):
+    default_code = "port_taken"
+
+    def __init__(self, device: str, port: HostPort) -> None:
+        # Whose it is stays unsaid: it may be another tenant's.
+        host, protocol = port
+        super().__init__(
+            f"host port {host}/{protocol} is published on {device} already",
+            port=host,
+            protocol=protocol,
+        )
+
+
+def ports_refused(
+    device: str, policy: NodePolicy | None, ports: list[HostPort], taken: set[HostPort]
+) -> Problem | None:
+    """The problem saying why ``ports`` cannot be published on ``device``, if they cannot."""
+    refusal = port_refusal(policy, ports, taken)
+    if refusal is None:
+        return None
+    why, port = refusal
+    if why == "port_taken":
+        return PortTaken(device, port)
+    if why == "port_out_of_range" and policy is not None and policy.ports is not None:
+        return PortOutOfRange(device, port, policy.ports)
+    return PortsNotAllowed(device, port)
+
+
 class NoMatchingDevice(Conflict):
     default_code = "no_matching_device"
 
-    def __init__(self) -> None:
-        super().__init__("no reachable device granted to the tenant matches the placement")
+    def __init__(self, *, ports: bool = False) -> None:
+        where = " and has its host ports free" if ports else ""
+        super().__init__(f"no reachable device granted to the tenant matches the placement{where}")
 
 
 class InterfaceNotDeclared(Unprocessable):

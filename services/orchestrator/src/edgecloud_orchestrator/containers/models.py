@@ -63,3 +63,17 @@ class InterfaceLock(OrchestratorBase):
     device_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     interface: Mapped[str] = mapped_column(String(63), primary_key=True)
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PublishedPort(OrchestratorBase):
+    """A host port a container publishes on its node. The key is the port on the node:
+    two containers (of any tenants) never both hold one, the database sees to it. A row
+    holds only while its container lives on that device (.ports)."""
+
+    __tablename__ = "published_ports"
+
+    device_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host_port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(3), primary_key=True)
+    container_id: Mapped[str] = mapped_column(String(36), index=True)
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,21 +1,27 @@
 """Which device a container goes to: the one named (if the tenant may use it), or the
-least loaded reachable device that matches a placement (and grants the tenant the sensor
-topics the container subscribes to)."""
+least loaded reachable device that matches a placement (publishes the container's ports
+from its range and has them free, and grants the tenant the sensor topics the container
+subscribes to)."""
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from edgecloud_contracts.containers import CreateContainer
+from edgecloud_contracts.devices import host_ports, port_refusal
 from edgecloud_contracts.platforms import fits
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 
-from . import interfaces, service
+from . import interfaces, ports, service
 from .exceptions import ArchMismatch, NoMatchingDevice, TopicNotGranted
+from .fitting import policy_of
 
 
 async def choose_device(
     *,
     registry: ServiceClient,
+    sessions: async_sessionmaker[AsyncSession],
     caller: Identity,
     request: CreateContainer,
     image_platforms: set[str] | None,
@@ -50,6 +56,8 @@ async def choose_device(
             break
     if not candidates:
         raise NoMatchingDevice()
+    if request.ports:
+        candidates = await _publishing(sessions, candidates, request)
     # Prefer the WAN link, then the lightest load.
     ranked = sorted(candidates, key=lambda d: (d.get("status") != "online", *service.load(d)))
     if not request.subscriptions:
@@ -57,6 +65,22 @@ async def choose_device(
     return await _first_granting(
         registry=registry, caller=caller, ranked=ranked, subscriptions=request.subscriptions
     )
+
+
+async def _publishing(
+    sessions: async_sessionmaker[AsyncSession],
+    candidates: list[dict[str, Any]],
+    request: CreateContainer,
+) -> list[dict[str, Any]]:
+    """The candidates that publish the container's ports and have them free now (the
+    reservation at create has the last word: a port may go meanwhile)."""
+    async with sessions() as session:
+        taken = await ports.taken_on(session, devices=[d["key"] for d in candidates])
+    wanted = host_ports(request.ports)
+    fitting = [d for d in candidates if port_refusal(policy_of(d), wanted, taken[d["key"]]) is None]
+    if not fitting:
+        raise NoMatchingDevice(ports=True)
+    return fitting
 
 
 async def _first_granting(

@@ -16,11 +16,12 @@ from edgecloud_contracts.containers import (
     ContainerView,
     CreateContainer,
 )
+from edgecloud_contracts.devices import PublishedPort
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.interfaces import InterfaceHolder
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_contracts.text import OBJECT_ID
-from edgecloud_servicekit.db import exclusive_transaction, transaction
+from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.problems import Forbidden
 from edgecloud_servicekit.wamp import WampError
 
@@ -28,8 +29,9 @@ from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
 from ..deployments.router import complete_artifact, transfer_ref
 from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep, StorageDep
-from . import interfaces, placement, service
+from . import creation, interfaces, placement, ports, service
 from .exceptions import NodeRefused
+from .fitting import NodeShares
 from .models import Container
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
@@ -52,6 +54,15 @@ async def image_platforms(
 
 def _ttl(request: Request) -> timedelta:
     return timedelta(seconds=request.app.state.settings.command_ttl_s)
+
+
+def _shares(request: Request) -> NodeShares:
+    settings = request.app.state.settings
+    return NodeShares(
+        memory=settings.tenant_node_memory_share,
+        cpus=settings.tenant_node_cpu_share,
+        pids=settings.tenant_node_pids_share,
+    )
 
 
 async def _outcome(
@@ -116,40 +127,26 @@ async def create_container(
     else:
         image_platforms = await request.app.state.image_platforms.platforms(body.image)
     device = await placement.choose_device(
-        registry=registry, caller=caller, request=body, image_platforms=image_platforms
+        registry=registry,
+        sessions=sessions,
+        caller=caller,
+        request=body,
+        image_platforms=image_platforms,
     )
     wanted = await interfaces.resolve(
         registry=registry, caller=caller, request=body, device_key=device["key"]
     )
-    # One create of a tenant at a time between its checks and its commit: creates racing
-    # for a quota's last place (containers, the node's share) must not all pass.
-    async with exclusive_transaction(sessions, f"containers.create:{caller.tenant_id}") as session:
-        await service.check_new(
-            session=session, caller=caller, request=body, device_key=device["key"]
-        )
-        await service.check_fits(
-            session=session,
-            caller=caller,
-            limits=body.limits,
-            device=device,
-            node_share=request.app.state.settings.tenant_node_memory_share,
-        )
-        container, command = service.new_container(
-            session,
-            caller=caller,
-            request=body,
-            device_key=device["key"],
-            ttl=_ttl(request),
-            image_archive=image_archive,
-            build_context=build_context,
-            devices=wanted.devices,
-        )
-        await interfaces.hold(
-            session,
-            container_id=container.id,
-            device_key=device["key"],
-            exclusive=wanted.exclusive,
-        )
+    _, command = await creation.record(
+        sessions=sessions,
+        caller=caller,
+        request=body,
+        device=device,
+        shares=_shares(request),
+        ttl=_ttl(request),
+        holds=wanted,
+        image_archive=image_archive,
+        build_context=build_context,
+    )
     return await _outcome(request, sessions, dispatcher, command, success=status.HTTP_201_CREATED)
 
 
@@ -306,6 +303,16 @@ async def containers_on_node(
     async with sessions() as session:
         rows = await service.on_node(session=session, device_key=device)
     return [NodeContainer(id=r.id, tenant=r.tenant_id) for r in rows]
+
+
+@nodes_router.get("/ports", response_model=list[PublishedPort])
+async def published_ports(caller: CallerDep, sessions: SessionsDep) -> list[PublishedPort]:
+    """The host ports live containers publish on every node: for the migration-scheduler,
+    which places moving containers where their ports are free."""
+    if not caller.is_operator:
+        raise Forbidden("only operators see every tenant's ports", code="operator_only")
+    async with sessions() as session:
+        return await ports.published(session)
 
 
 @nodes_router.get("/{device}/interface-holders", response_model=dict[str, list[InterfaceHolder]])

@@ -25,14 +25,13 @@ from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
 
 from ..commands import service as commands_service
 from ..commands.models import CommandRow
+from . import ports
 from .exceptions import (
     ContainerNotFound,
     ContainerRemoved,
-    ExceedsDevice,
     HoldsHardware,
     MovedElsewhere,
     NameTaken,
-    NodeShareExceeded,
     QuotaExceeded,
 )
 from .models import Container
@@ -71,40 +70,6 @@ async def check_new(
         raise NameTaken(name, device_key)
 
 
-async def check_fits(
-    *,
-    session: AsyncSession,
-    caller: Identity,
-    limits: Limits,
-    device: dict[str, Any],
-    node_share: float,
-) -> None:
-    """Refuse limits no node of this size can honour, and a tenant that would reserve more
-    than ``node_share`` of the device's memory with its containers there together (so one
-    tenant cannot take a shared node for itself). A device that has not told its size yet
-    is not checked."""
-    key = str(device["key"])
-    memory_total = int(device.get("memory_total") or 0)
-    cpu_count = int(device.get("cpu_count") or 0)
-    if memory_total and limits.memory > memory_total:
-        raise ExceedsDevice("memory", limits.memory, key, memory_total)
-    if cpu_count and limits.cpus > cpu_count:
-        raise ExceedsDevice("cpus", limits.cpus, key, cpu_count)
-    if not memory_total:
-        return
-    specs = await session.scalars(
-        select(Container.spec).where(
-            Container.tenant_id == caller.tenant_id,
-            Container.device_key == key,
-            Container.removed_at.is_(None),
-        )
-    )
-    reserved = sum(Limits.model_validate(spec.get("limits", {})).memory for spec in specs)
-    allowed = int(memory_total * node_share)
-    if reserved + limits.memory > allowed:
-        raise NodeShareExceeded(key, reserved, limits.memory, allowed)
-
-
 def new_container(
     session: AsyncSession,
     *,
@@ -128,6 +93,8 @@ def new_container(
         limits=request.limits,
         auto_remove=request.auto_remove,
         restart_policy="no" if request.auto_remove else request.restart_policy,
+        network=request.network,
+        ports=request.ports,
         subscriptions=request.subscriptions,
         tenant_id=caller.tenant_id,
         owner=caller.username,
@@ -386,6 +353,8 @@ def to_view(row: Container, *, command: str | None = None) -> ContainerView:
         limits=Limits.model_validate(row.spec.get("limits", {})),
         command=command,
         interfaces=[device["interface"] for device in row.spec.get("devices", [])],
+        network=row.spec.get("network", "tenant"),
+        ports=ports.of_spec(row.spec),
     )
 
 
@@ -418,7 +387,8 @@ async def relocate(
     ttl: timedelta = timedelta(hours=1),
 ) -> tuple[Container, CommandRow | None]:
     """A migration moved the container from ``source`` to ``target``: from now on the
-    target's reports and commands are the container's. ``sensor_broker``: where its
+    target's reports and commands are the container's, and its published ports are held
+    there (:class:`.exceptions.PortTaken` when one is not free). ``sensor_broker``: where its
     subscriptions are read from now on (the source's broker, where its sensors publish).
     ``restart``: the source was lost, so the target creates it afresh from its spec (a
     cold restart; the create command is returned). Repeating it changes nothing."""
@@ -431,6 +401,8 @@ async def relocate(
         raise MovedElsewhere(container_id, row.device_key)
     if row.spec.get("devices"):
         raise HoldsHardware(container_id)
+    # Its published ports go along, if they are free on the target (else nothing moves).
+    await ports.move(session, container=row, target=target)
     spec = dict(row.spec)
     if sensor_broker and spec.get("subscriptions") and not spec.get("sensor_broker"):
         spec["sensor_broker"] = sensor_broker

@@ -33,6 +33,9 @@ class Device(RegistryBase):
     peer_url: Mapped[str] = mapped_column(String(300), default="")
     collaboration_level: Mapped[int] = mapped_column(Integer, default=2)
     neighbours: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """What the node's operator allows tenant containers (a NodePolicy); None from agents
+    that predate it. A compact beat carries none: the last full heartbeat's stays."""
 
     status: Mapped[str] = mapped_column(String(16), index=True)
     status_reason: Mapped[str] = mapped_column(String(200), default="")

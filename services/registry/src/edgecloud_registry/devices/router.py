@@ -22,6 +22,7 @@ from ..deps import CallerDep, OperatorDep, SessionDep, WampDep
 from ..interfaces import service as interfaces_service
 from . import schemas, service
 from .events import announce_grant
+from .visibility import audience_of
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -36,12 +37,16 @@ async def list_devices(
     devices, next_cursor = await service.list_devices(
         session=session, caller=caller, limit=limit, cursor=cursor
     )
-    return DevicePage(items=[schemas.to_view(d) for d in devices], next_cursor=next_cursor)
+    audience = await audience_of(session=session, caller=caller)
+    return DevicePage(
+        items=[schemas.to_view(d, audience) for d in devices], next_cursor=next_cursor
+    )
 
 
 @router.get("/{key}", response_model=DeviceDetail)
 async def get_device(key: DeviceKey, session: SessionDep, caller: CallerDep) -> DeviceDetail:
-    return schemas.to_detail(await service.get_device(session=session, caller=caller, key=key))
+    device = await service.get_device(session=session, caller=caller, key=key)
+    return schemas.to_detail(device, await audience_of(session=session, caller=caller))
 
 
 @router.get("/{key}/metrics", response_model=MetricSeries)

@@ -1,18 +1,20 @@
-"""Devices as the contracts describe them, made from the registry's rows."""
+"""Devices as the contracts describe them, made from the registry's rows, as much of each
+as its viewer may see (.visibility)."""
 
 from typing import Any
 
 from edgecloud_contracts.devices import DeviceDetail, DeviceMetricsNow, DeviceView
-from edgecloud_contracts.heartbeat import ContainerState, DeviceStatus, Link
+from edgecloud_contracts.heartbeat import ContainerState, DeviceStatus, Link, NodePolicy
 
 from .models import Device
+from .visibility import Audience
 
 
-def to_view(device: Device) -> DeviceView:
-    return DeviceView(**_view_fields(device))
+def to_view(device: Device, audience: Audience) -> DeviceView:
+    return DeviceView(**_view_fields(device, audience))
 
 
-def _view_fields(device: Device) -> dict[str, Any]:
+def _view_fields(device: Device, audience: Audience) -> dict[str, Any]:
     return {
         "key": device.key,
         "id": device.id,
@@ -34,15 +36,16 @@ def _view_fields(device: Device) -> dict[str, Any]:
             disk_free=device.disk_free,
         ),
         "next_contact_at": device.next_contact_at,
-        "peer_url": device.peer_url,
+        "peer_url": audience.peer_url(device.peer_url),
         "collaboration_level": device.collaboration_level,
-        "neighbours": device.neighbours or {},
+        "neighbours": audience.neighbours(device.neighbours or {}),
+        "policy": NodePolicy.model_validate(device.policy) if device.policy else None,
     }
 
 
-def to_detail(device: Device) -> DeviceDetail:
+def to_detail(device: Device, audience: Audience) -> DeviceDetail:
     return DeviceDetail(
-        **_view_fields(device),
+        **_view_fields(device, audience),
         agent_version=device.agent_version,
         runtime=device.runtime,
         heartbeat_interval_s=device.heartbeat_interval_s,
@@ -51,5 +54,7 @@ def to_detail(device: Device) -> DeviceDetail:
         status_changed_at=device.status_changed_at,
         status_reason=device.status_reason,
         load_1m=device.load_1m,
-        containers=[ContainerState.model_validate(c) for c in device.containers],
+        containers=[
+            ContainerState.model_validate(c) for c in audience.containers(device.containers)
+        ],
     )
