@@ -152,14 +152,23 @@ async def test_a_tenant_gets_its_share_of_each_resource(
 
 
 async def test_the_shares_come_from_the_settings(sessions) -> None:
+    """A whole node: memory and PIDs up to the node's own; CPU limits are not counted (they
+    are caps: five 1-CPU containers fit a 4-CPU node, sharing its time)."""
     ann, device = tenant(), node()
     whole = NodeShares(memory=1.0, cpus=1.0, pids=1.0)
-    for _ in range(4):
+    for _ in range(5):
         await create(
             sessions, ann, device, shares=whole, limits={"cpus": 1.0, "memory": GIB // 2, "pids": 8}
         )
-    problem = await refused(sessions, ann, device, shares=whole, limits={"cpus": 0.5, "pids": 8})
-    assert (problem.extra["resource"], problem.extra["allowed"]) == ("cpus", 4.0)
+    problem = await refused(
+        sessions, ann, device, shares=whole, limits={"cpus": 0.5, "memory": 2 * GIB, "pids": 8}
+    )
+    assert (problem.extra["resource"], problem.extra["allowed"]) == ("memory", 4 * GIB)
+    problem = await refused(
+        sessions, ann, device, shares=NodeShares(memory=1.0, cpus=0.75, pids=1.0),
+        limits={"cpus": 0.5, "pids": 8},
+    )  # fmt: skip
+    assert (problem.extra["resource"], problem.extra["allowed"]) == ("cpus", 3.0)
 
 
 @pytest.mark.parametrize(

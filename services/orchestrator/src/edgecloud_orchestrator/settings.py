@@ -37,10 +37,11 @@ class OrchestratorSettings(ServiceSettings):
     together (their memory limits summed); each container's limits are also capped at the
     node's size. Below 1 leaves room on shared nodes for the other tenants."""
     tenant_node_cpu_share: Annotated[float, Field(gt=0, le=1)] = 1.0
-    """The same for the node's CPUs (their CPU limits summed, of the node's cpu_count). Off
-    by default: CPU time gives way rather than runs out, and each node holds every tenant's
-    containers together to its share of the CPU time itself (``AGENT_TENANT_SHARE``, the
-    tenant's cgroup). Below 1 also refuses creates that reserve more."""
+    """The same for the node's CPUs (their CPU limits summed, of the node's cpu_count), below
+    1 only. Off by default (1): CPU limits are caps that may add up to more than the node,
+    CPU time gives way rather than runs out, and each node holds every tenant's containers
+    together to its share of the CPU time itself (``AGENT_TENANT_SHARE``, the tenant's
+    cgroup)."""
     tenant_node_pids_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     """The same for the PIDs the node has for tenants (their PID limits summed, of the
     pids_total the node reports; 32768 for an agent that reports none)."""

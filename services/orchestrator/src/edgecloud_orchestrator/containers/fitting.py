@@ -82,6 +82,8 @@ async def check_fits(
         ("cpus", limits.cpus, sum(h.cpus for h in held), cpu_count, shares.cpus),
         ("pids", limits.pids, sum(h.pids for h in held), policy.pids_total, shares.pids),
     ):
+        if resource == "cpus" and share >= 1:
+            continue  # CPU limits are caps, not reservations: a whole node's worth is no limit
         allowed = total * share
         if total and reserved + asked > allowed + SLACK:
             raise NodeShareExceeded(key, resource, reserved, asked, _whole(resource, allowed))
