@@ -1,5 +1,7 @@
 """The agent's footprint on its node: resident memory and CPU, idle and with 20 running
-tenant containers, each over a window of at least 60 s (heartbeats every 5 s, as deployed).
+tenant containers, each over a window of at least 60 s (heartbeats every 5 s, as deployed),
+with the node's isolation in place: the node broker with an identity per container (and the
+agent's data collector's), tenant networks and the firewall, /app disks.
 
 Figures: agent_rss_mb (the peak over both windows), agent_cpu_percent_idle,
 agent_cpu_percent_20 (percent of one core).
@@ -23,6 +25,7 @@ import psutil  # noqa: E402
 
 from bench.command_rtt import IMAGE, login, wait_online  # noqa: E402
 from tests.support.agents import AgentFactory  # noqa: E402
+from tests.support.brokers import NodeBroker  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
 
 CONTAINERS = 20
@@ -81,7 +84,8 @@ def main() -> None:
     stack = Stack(
         backend="postgresql", workdir=workdir, only=("registry", "orchestrator", "gateway")
     )
-    agents = AgentFactory(stack, workdir)
+    broker = NodeBroker(workdir / "broker").start()
+    agents = AgentFactory(stack, workdir, broker)
     state: dict = {}
     try:
         stack.start()
@@ -95,8 +99,9 @@ def main() -> None:
     finally:
         agents.stop_all()
         stack.stop()
+        broker.stop()
     stack.cleanup()
-    common = {"window_s": args.window, "containers": CONTAINERS}
+    common = {"window_s": args.window, "containers": CONTAINERS, "broker_identities": True}
     for figure in (
         {
             "name": "agent_rss_mb",

@@ -49,6 +49,7 @@ from tests.support.sensors import (  # noqa: E402
     HandledLog,
     grant_sensor,
     publish_sequence,
+    sensor_login,
 )
 from tests.support.stack import Stack  # noqa: E402
 from tests.support.testbed import TestbedFleet  # noqa: E402
@@ -118,7 +119,10 @@ async def measure(stack: Stack, fleet: TestbedFleet, messages: int) -> dict[str,
         made.raise_for_status()
         container = made.json()
         on_n1 = HandledLog(fleet, "n1", container["name"])
-        sensor = asyncio.create_task(publish_sequence(bed.node("n1").wan_ip, messages, per_s=PER_S))
+        login = sensor_login(fleet, "n1", [SENSOR_TOPIC])
+        sensor = asyncio.create_task(
+            publish_sequence(bed.node("n1").wan_ip, messages, per_s=PER_S, login=login)
+        )
         await asyncio.sleep(5)
         answer = await client.post(
             f"/api/v1/containers/{container['id']}/migrate", json={"device": n2.key}, headers=user

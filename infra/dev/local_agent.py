@@ -34,6 +34,14 @@ def wait_for_gateway(client: httpx.Client, deadline_s: float = 120) -> None:
         time.sleep(0.5)
 
 
+def wait_for_broker_login(deadline_s: float = 60) -> None:
+    give_up = time.monotonic() + deadline_s
+    while not (STATE_DIR / "broker-admin.secret").exists():
+        if time.monotonic() > give_up:
+            sys.exit("local agent: the node broker's set-up wrote no admin login")
+        time.sleep(0.2)
+
+
 def enrolled() -> bool:
     credential = STATE_DIR / "credential.json"
     return credential.exists() and bool(json.loads(credential.read_text()).get("enrolled"))
@@ -65,8 +73,12 @@ def main() -> None:
             env["AGENT_ENROLMENT_TOKEN"] = enrolment_token(client)
     env.setdefault("AGENT_LOCATION", "dev machine")
     env.setdefault("AGENT_API_URL", GATEWAY)
-    # infra/setup/dockerd.sh runs the engine with --bridge=none (no default bridge here).
-    env.setdefault("AGENT_CONTAINER_NETWORK", "none")
+    # The node broker of infra/dev/broker.sh, which writes the agent's admin login.
+    env.setdefault(
+        "AGENT_MQTT_URL", f"mqtt://127.0.0.1:{os.environ.get('AGENT_BROKER_PORT', '1884')}"
+    )
+    env.setdefault("AGENT_PUBLISHED_PORTS", "30000-30999")
+    wait_for_broker_login()
     os.execve(sys.executable, [sys.executable, "-m", "edgecloud_agent"], env)
 
 

@@ -17,5 +17,8 @@ mkdir -p var/log "$EDGECLOUD_VAR_DIR"
 [[ -x .venv/bin/honcho ]] || { echo "==> ERROR: .venv/bin/honcho missing: run 'make setup'" >&2; exit 1; }
 [[ -f infra/Procfile ]] || { echo "==> ERROR: infra/Procfile missing" >&2; exit 1; }
 
+# The local agent's node broker: a node's system service, like its Docker engine.
+bash infra/dev/broker.sh
+
 echo "==> starting the dev stack (EDGECLOUD_ENV=$EDGECLOUD_ENV, EDGECLOUD_VAR_DIR=$EDGECLOUD_VAR_DIR)"
 exec .venv/bin/honcho -f infra/Procfile -d "$ROOT" start

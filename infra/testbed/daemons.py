@@ -176,6 +176,9 @@ class Engine:
         ids = self.docker("ps", "-aq").stdout.split()
         if ids:
             self.docker("rm", "--force", "--volumes", *ids, timeout=120)
+        # Tenant networks and /app volumes outlive containers removed behind the agent.
+        self.docker("network", "prune", "--force", timeout=60)
+        self.docker("volume", "prune", "--force", timeout=60)
 
 
 def save_images(images: Sequence[str], tar: Path) -> None:

@@ -349,15 +349,9 @@ class Testbed(LinkControls):
         """The command prefix that runs a program in the node's network (as the daemons are)."""
         return network.nsenter(self.node(node).netns)
 
-    def internet(self, argv: Sequence[str]) -> "subprocess.Popen[str]":
-        """Start a program on the Internet stand-in (at ``INTERNET_IP``)."""
-        return subprocess.Popen(
-            [*network.nsenter(self.internet_netns), *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+    def internet_command(self) -> list[str]:
+        """The command prefix that runs a program on the Internet stand-in (``INTERNET_IP``)."""
+        return network.nsenter(self.internet_netns)
 
     def docker(self, node: NodeRef, *args: str, timeout: float = 60) -> Completed:
         """Run the docker CLI against the node's own engine."""

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from edgecloud_agent.agent import tenant_share
 from edgecloud_agent.broker.control import DynsecAdmin
 from edgecloud_agent.broker.identities import BrokerIdentities
 from edgecloud_agent.broker.setup import read_admin_secret
 from edgecloud_agent.deploy.commands import CommandExecutor
+from edgecloud_agent.isolation.cgroups import Cgroups
 from edgecloud_agent.isolation.disks import AppDisks
 from edgecloud_agent.isolation.firewall import FirewallPolicy, NodeFirewall
 from edgecloud_agent.isolation.images import TenantImages
@@ -27,6 +29,7 @@ from edgecloud_agent.isolation.networks import TenantNetworks
 from edgecloud_agent.isolation.provision import BrokerAddress, Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.runtime.hardening import ContainerPolicy
+from edgecloud_agent.settings import AgentSettings
 from edgecloud_agent.state.desired import DesiredState
 from edgecloud_agent.state.journal import CommandJournal
 from edgecloud_agent.uplink.wamp import Backoff, Login, Uplink
@@ -130,14 +133,19 @@ async def isolation(
         FirewallPolicy(broker=(address.host, address.port) if address is not None else None)
     )
     await firewall.apply()
+    cgroups = Cgroups(runtime)
     return Provisioner(
         runtime=runtime,
-        images=TenantImages(runtime=runtime, state_dir=state_dir, work_dir=state_dir / "images"),
+        images=TenantImages(
+            runtime=runtime, cgroups=cgroups, state_dir=state_dir, work_dir=state_dir / "images"
+        ),
         networks=TenantNetworks(runtime),
         firewall=firewall,
         disks=AppDisks(runtime=runtime, root=state_dir / "disks", reserve_bytes=64 * MIB),
         identities=identities,
         broker=address,
+        cgroups=cgroups,
+        tenant_share=tenant_share(AgentSettings(state_dir=state_dir)),
     )
 
 
@@ -153,6 +161,12 @@ async def provisioner(
     if made.identities is not None:
         made.identities.close()
     release_disks(state_dir)
+    # The tenants' networks the test's containers left (the agent removes a network with
+    # its tenant's last container; these containers went behind its back).
+    for network in docker(
+        "network", "ls", "-q", "--filter", "label=edgecloud.managed=true"
+    ).stdout.split():
+        docker("network", "rm", network)  # refused while a container still uses it
 
 
 @pytest.fixture
@@ -226,14 +240,19 @@ async def executor(tmp_path: Path) -> AsyncIterator[CommandExecutor]:
     """An executor whose Docker engine cannot be reached (for what happens before it)."""
     journal, desired = CommandJournal(tmp_path), DesiredState(tmp_path)
     async with DockerRuntime(url="unix:///nonexistent/docker.sock", timeout_s=2) as runtime:
+        cgroups = Cgroups(runtime)
         node = Provisioner(
             runtime=runtime,
-            images=TenantImages(runtime=runtime, state_dir=tmp_path, work_dir=tmp_path / "i"),
+            images=TenantImages(
+                runtime=runtime, cgroups=cgroups, state_dir=tmp_path, work_dir=tmp_path / "i"
+            ),
             networks=TenantNetworks(runtime),
             firewall=NodeFirewall(FirewallPolicy()),
             disks=AppDisks(runtime=runtime, root=tmp_path / "disks", reserve_bytes=0),
             identities=None,
             broker=None,
+            cgroups=cgroups,
+            tenant_share=None,
         )
         yield CommandExecutor(node=node, journal=journal, desired=desired)
         node.images.close()

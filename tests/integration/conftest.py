@@ -39,3 +39,7 @@ def remove_tenant_containers(tenant_id: str) -> None:
     # Application volumes are named: removing a container leaves them behind.
     for line in docker("volume", "ls", "-q", "--filter", tenant).stdout.split():
         docker("volume", "rm", "-f", line)
+    # And its network on the node, which the agent removes with its last container.
+    network = f"label=edgecloud.network.tenant={tenant_id}"
+    for line in docker("network", "ls", "-q", "--filter", network).stdout.split():
+        docker("network", "rm", line)

@@ -8,7 +8,6 @@ import os
 import secrets
 import tarfile
 
-import aiomqtt
 import httpx
 import pytest
 
@@ -16,6 +15,7 @@ from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import create
 from tests.support.images import build_context
+from tests.support.mqtt_shell import answers, publish_script
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
@@ -344,7 +344,12 @@ async def test_an_uploaded_image_archive_runs_without_a_registry(
     )
     assert created.status_code == 201, created.text
     assert created.json()["state"] == "running"
-    assert docker("image", "inspect", name).returncode == 0
+    # The tenant's own image, under the node's name for it: the archive's tag was not applied.
+    assert docker("image", "inspect", name).returncode != 0
+    running = json.loads(docker("inspect", f"{user.username}-custom").stdout)[0]
+    tags = json.loads(docker("image", "inspect", running["Image"]).stdout)[0]["RepoTags"]
+    assert name not in tags
+    assert any(tag.startswith("edgecloud-tenants/") for tag in tags), tags
 
 
 @ONE_DATABASE
@@ -360,8 +365,9 @@ async def test_an_archive_without_the_image_fails_the_create(client, node, image
         image="tenantimg/not-in-there:1",
         image_artifact=artifact,
     )
+    # Its manifest names another image than the one declared: refused before it is loaded.
     assert created.status_code == 422, created.text
-    assert created.json()["code"] == "image_load_failed"
+    assert created.json()["code"] == "image_refused"
     script = await upload(client, user, "run.sh", SCRIPT, "script")
     wrong_kind = await create(
         client, user, device=agent.key, name="x", image=IMAGE, image_artifact=script
@@ -447,13 +453,20 @@ async def test_data_points_from_the_output_and_the_broker_become_series(client, 
 
     printed = await eventually(lambda: series("temp", 3), timeout=20, interval=0.3)
     assert [value for _, value in printed] == [21.5, 22.5, 23.5]
-    # The application's broker topic: here the test publishes as the application would
-    # (tenant containers in the test bench have no network).
-    async with aiomqtt.Client("127.0.0.1", port=1883) as mqtt:
-        await mqtt.publish(
-            f"edgecloud/data/{container['name']}", json.dumps({"humidity": 40}), qos=1
+    # The application's broker topic, published from inside the container with the login
+    # the node gave it; to a topic not its own nothing is credited.
+    for script in (
+        publish_script('{"humidity": 40}'),
+        publish_script('{"humidity": 99}', topic="edgecloud/data/someone-else"),
+    ):
+        answer = await client.post(
+            f"/api/v1/containers/{container['id']}/exec",
+            json={"cmd": ["sh", "-c", script]},
+            headers=user.headers,
+            timeout=60,
         )
-        await mqtt.publish("edgecloud/data/someone-else", json.dumps({"humidity": 99}), qos=1)
+        assert answer.status_code == 200, answer.text
+        assert answers(answer.json()["output"]).connack == 0, answer.json()["output"]
     published = await eventually(lambda: series("humidity", 1), timeout=20, interval=0.3)
     assert [value for _, value in published] == [40.0]
     everything = (

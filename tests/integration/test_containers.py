@@ -266,7 +266,12 @@ async def test_image_is_pulled_when_missing(client, node) -> None:
         command=["sleep", "600"],
     )
     assert answer.status_code == 201, answer.text
-    assert inspect(answer.json()["name"])["Config"]["Image"] == REGISTRY_IMAGE
+    # Made from the ID the pull gave, whatever the tag does next.
+    seen = inspect(answer.json()["name"])
+    pulled = docker("image", "inspect", "-f", "{{.Id}}", REGISTRY_IMAGE).stdout.strip()
+    assert seen["Config"]["Image"] == pulled
+    assert seen["Config"]["Labels"]["edgecloud.image"] == REGISTRY_IMAGE
+    assert answer.json()["image"] == REGISTRY_IMAGE
     broken = await create(
         client, user, device=agent.key, name="broken", image="127.0.0.1:5000/edgecloud/nothing:0"
     )

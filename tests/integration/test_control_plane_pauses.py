@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import eventually
 from tests.integration.conftest import online, remove_tenant_containers
 from tests.support.agents import HEARTBEAT_INTERVAL_S, AgentFactory
+from tests.support.brokers import NodeBroker
 from tests.support.stack import Stack
 from tests.support.users import Account, operator_headers, register
 
@@ -50,9 +51,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 async def fleet(
-    cloud: Stack, tmp_path_factory: pytest.TempPathFactory
+    cloud: Stack, tmp_path_factory: pytest.TempPathFactory, node_broker: NodeBroker
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Account, list[Any]]]:
-    agents = AgentFactory(cloud, tmp_path_factory.mktemp("agents"))
+    agents = AgentFactory(cloud, tmp_path_factory.mktemp("agents"), node_broker)
     user = await register(cloud)
     headers = await operator_headers(cloud)
     async with httpx.AsyncClient(base_url=cloud.url("gateway"), headers=headers, timeout=15) as api:

@@ -21,6 +21,7 @@ from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import IMAGE, inspect
 from tests.integration.test_gateway_api import assert_problem
+from tests.support.brokers import NodeBroker, sensor_login
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
@@ -278,7 +279,7 @@ async def test_undeclared_or_foreign_devices_are_refused_and_nothing_is_made(
 
 @ONE_DATABASE
 async def test_sensor_streams_are_shared_each_tenant_its_granted_topics(
-    api, client, node, stranger
+    api, client, node, stranger, node_broker: NodeBroker
 ) -> None:
     agent, user = node
     key = agent.key
@@ -300,8 +301,16 @@ async def test_sensor_streams_are_shared_each_tenant_its_granted_topics(
         text = await run(client, account, container, "cat /app/inbox.jsonl 2>/dev/null; true")
         return {json.loads(line)["topic"] for line in text.splitlines() if line}
 
+    sensor = await sensor_login(node_broker, [f"{base}/#"])
+
     async def both_read() -> bool:
-        async with aiomqtt.Client("127.0.0.1", 1883) as broker:
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            node_broker.port,
+            identifier=sensor.client_id,
+            username=sensor.username,
+            password=sensor.password,
+        ) as broker:
             await broker.publish(f"{base}/temp/kitchen", b"21.5", qos=1)
             await broker.publish(f"{base}/humid", b"40", qos=1)
         await asyncio.sleep(0.3)

@@ -29,6 +29,7 @@ from tests.conftest import eventually
 from tests.integration.conftest import online, remove_tenant_containers
 from tests.support.agents import AgentFactory
 from tests.support.beats import numbered_heartbeat, numbers_written
+from tests.support.brokers import NodeBroker
 from tests.support.stack import SERVICES, Stack
 from tests.support.users import Account, operator_headers, register
 from tests.support.wamp import device_session, probe_key
@@ -90,9 +91,11 @@ class RetryingUser:
 
 
 @pytest.fixture(scope="module")
-async def node(replicated: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+async def node(
+    replicated: Stack, tmp_path_factory: pytest.TempPathFactory, node_broker: NodeBroker
+) -> AsyncIterator[Any]:
     stack = replicated
-    agents = AgentFactory(stack, tmp_path_factory.mktemp("agents"))
+    agents = AgentFactory(stack, tmp_path_factory.mktemp("agents"), node_broker)
     async with RetryingUser(stack) as operator:
         operator.headers.update(await operator_headers(stack))
         enrolment = await operator.request("POST", "/api/v1/devices/enrolments", json={})

@@ -22,6 +22,7 @@ from tests.conftest import eventually
 from tests.integration.conftest import remove_tenant_containers
 from tests.integration.test_applications import deploy, finished, running_container, tar_of
 from tests.support.agents import AgentFactory
+from tests.support.brokers import NodeBroker
 from tests.support.stack import Stack
 from tests.support.users import register
 
@@ -75,7 +76,7 @@ def leaks(logs: dict[Path, str], secret_values: dict[str, str]) -> list[str]:
 
 
 async def test_no_secret_reaches_any_log(
-    debug_stack: Stack, tmp_path_factory: pytest.TempPathFactory
+    debug_stack: Stack, tmp_path_factory: pytest.TempPathFactory, node_broker: NodeBroker
 ) -> None:
     stack = debug_stack
     known: dict[str, str] = {
@@ -83,7 +84,7 @@ async def test_no_secret_reaches_any_log(
         "internal secret": stack.internal_secret,
         **{f"{service} ticket": ticket for service, ticket in stack.tickets.items()},
     }
-    agents = AgentFactory(stack, tmp_path_factory.mktemp("debug-agents"))
+    agents = AgentFactory(stack, tmp_path_factory.mktemp("debug-agents"), node_broker)
     tenant = None
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
         try:

@@ -24,6 +24,7 @@ from edgecloud_cli.client import ApiError, Client
 from edgecloud_servicekit.wamp import WampLink, WampUnavailable
 from tests.conftest import eventually
 from tests.support.agents import AgentFactory
+from tests.support.brokers import NodeBroker
 from tests.support.stack import Stack, TlsFiles
 from tests.support.wamp import probe_key
 
@@ -181,13 +182,13 @@ async def test_a_service_without_the_ca_does_not_join(tls_stack: Stack) -> None:
 
 
 async def test_an_agent_enrols_and_comes_online_over_wss(
-    tls_stack: Stack, tmp_path_factory: pytest.TempPathFactory
+    tls_stack: Stack, tmp_path_factory: pytest.TempPathFactory, node_broker: NodeBroker
 ) -> None:
     headers = {"Authorization": f"Bearer {await operator_token(tls_stack)}"}
     async with gateway_client(tls_stack, headers=headers) as api:
         created = await api.post("/api/v1/devices/enrolments", json={"note": "tls"})
         assert created.status_code == 201, created.text
-        agents = AgentFactory(tls_stack, tmp_path_factory.mktemp("tls-agents"))
+        agents = AgentFactory(tls_stack, tmp_path_factory.mktemp("tls-agents"), node_broker)
         try:
             agent = agents.start(token=created.json()["token"])
 

@@ -8,12 +8,23 @@ use it for agents.
 """
 
 import json
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecloud_agent.broker.setup import ADMIN_SECRET_FILE, Listener, init_store, node_config
+from edgecloud_agent.broker.control import DynsecAdmin
+from edgecloud_agent.broker.identities import BrokerIdentities
+from edgecloud_agent.broker.setup import (
+    ADMIN_SECRET_FILE,
+    ADMIN_USER,
+    Listener,
+    init_store,
+    node_config,
+    read_admin_secret,
+)
+from edgecloud_contracts.migrations import BrokerLogin
 
 from .processes import ManagedProcess, free_port, wait_port
 
@@ -79,3 +90,16 @@ class NodeBroker:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+
+async def sensor_login(broker: NodeBroker, topics: list[str]) -> BrokerLogin:
+    """A login for a sensor publishing ``topics``, made as an operator makes one
+    (``edgecloud-agent sensor add``: here through the same code, with the admin login)."""
+    secret = read_admin_secret(broker.secret_file)
+    assert secret is not None
+    admin = DynsecAdmin(url=broker.url, username=ADMIN_USER, password=secret)
+    identities = BrokerIdentities(admin=admin, state_dir=broker.workdir / "operator")
+    try:
+        return await identities.sensor(f"sensor-{secrets.token_hex(4)}", topics)
+    finally:
+        identities.close()

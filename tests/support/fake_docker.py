@@ -1,13 +1,15 @@
 """A node's Docker engine held in memory, for simulated agents (tests/support/fleet.py).
 
-It stands in for the agent's ``DockerRuntime`` at exactly that boundary: the agent's own
-``CommandExecutor``, command journal, desired state, report sender and heartbeat reporter
-run unchanged on top of it. It answers as the runtime does over a real engine: a create
-converges on a container of the same name made for the same cloud id and refuses anyone
-else's name, actions on a container that is not ours (by name *and* id label) raise
-``ContainerNotFound``, a remove of a container that is gone is no error, the node's
-container policy is applied, and every state change of our containers comes out of
-``container_events()`` as the runtime's Docker-events stream yields it.
+It stands in for the agent's ``DockerRuntime`` at exactly that boundary (and
+:class:`FakeNode` for the node's isolation above it: networks, disks, broker logins and
+images, which a simulated node does not need): the agent's own ``CommandExecutor``, command
+journal, desired state, report sender and heartbeat reporter run unchanged on top of it. It
+answers as the runtime does over a real engine: a create converges on a container of the
+same name made for the same cloud id and refuses anyone else's name, actions on a container
+that is not ours (by name *and* id label) raise ``ContainerNotFound``, a remove of a
+container that is gone is no error, the node's container policy is applied, and every state
+change of our containers comes out of ``container_events()`` as the runtime's Docker-events
+stream yields it.
 
 A container is a record of a few hundred bytes; nothing is pulled, run or logged.
 ``delay_s`` makes each engine call take that long (a real engine's create + start takes
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from edgecloud_agent.runtime.errors import ContainerNotFound, NameConflict
-from edgecloud_agent.runtime.hardening import ContainerPolicy, create_body
+from edgecloud_agent.runtime.hardening import ContainerPolicy, Placement, create_body
 from edgecloud_agent.runtime.reports import PullCallback
 from edgecloud_contracts.containers import ContainerReport, ContainerSpec, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
@@ -73,7 +75,7 @@ class FakeDocker:
     """The agent's container runtime for one simulated node (see the module docstring)."""
 
     def __init__(self, *, policy: ContainerPolicy | None = None, delay_s: float = 0.0) -> None:
-        self.policy = policy or ContainerPolicy(network="none")
+        self.policy = policy or ContainerPolicy()
         self._delay = delay_s
         self._containers: dict[str, _Container] = {}
         """By Docker name."""
@@ -94,9 +96,6 @@ class FakeDocker:
         found = self._containers.get(docker_name)
         return found.report() if found is not None else None
 
-    async def image_present(self, image: str) -> bool:
-        return True  # every image is "pulled": the platform, not the registry, is measured
-
     async def logs(
         self, docker_name: str, *, container_id: str, tail: int, since: datetime | None
     ) -> tuple[list[LogLine], bool]:
@@ -105,10 +104,8 @@ class FakeDocker:
 
     # What commands do.
 
-    async def create(
-        self, spec: ContainerSpec, on_progress: PullCallback | None = None
-    ) -> ContainerReport:
-        create_body(spec, self.policy)  # the policy's refusals, exactly as a real create
+    async def create(self, spec: ContainerSpec, placement: Placement) -> ContainerReport:
+        create_body(spec, self.policy, placement)  # the policy's refusals, as a real create
         await self._engine_call()
         existing = self._containers.get(spec.docker_name)
         if existing is not None:
@@ -219,3 +216,50 @@ class FakeDocker:
 
     def _by_id(self, docker_id: str) -> _Container | None:
         return next((c for c in self._containers.values() if c.docker_id == docker_id), None)
+
+
+SIMULATED_IMAGE = "sha256:" + "5" * 64
+
+
+class FakeImages:
+    """Every image is on the node already: the platform, not the registry, is measured."""
+
+    async def find(self, spec: ContainerSpec) -> str | None:
+        return SIMULATED_IMAGE
+
+    async def pull(self, reference: str, on_progress: PullCallback | None = None) -> str:
+        return SIMULATED_IMAGE
+
+
+class FakeDisks:
+    def room(self, size: int) -> None:
+        """A simulated node never runs out."""
+
+
+class FakeNode:
+    """The agent's ``Provisioner`` for a simulated node: the container is created on the
+    fake engine as placed on its tenant's network, nothing else is made."""
+
+    def __init__(self, runtime: FakeDocker) -> None:
+        self.runtime = runtime
+        self.images = FakeImages()
+        self.disks = FakeDisks()
+        self.identities = None
+
+    async def create(self, spec: ContainerSpec, image_id: str) -> ContainerReport:
+        self.runtime.policy.check(spec)
+        placed = Placement(image_id=image_id, network="edgecloud-t-sim", volume="sim")
+        return await self.runtime.create(spec, placed)
+
+    async def remove(
+        self,
+        docker_name: str,
+        *,
+        container_id: str,
+        tenant_id: str | None,
+        keep_feed: bool = False,
+    ) -> None:
+        await self.runtime.remove(docker_name, container_id=container_id)
+
+    def app_root(self, container_id: str) -> None:
+        return None

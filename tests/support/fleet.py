@@ -44,6 +44,7 @@ from edgecloud_agent.deploy import rpc
 from edgecloud_agent.deploy.commands import CommandExecutor
 from edgecloud_agent.deploy.outbox import Outbox
 from edgecloud_agent.deploy.reports import ReportSender, forward_container_events
+from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.settings import AgentSettings
 from edgecloud_agent.state import desired as desired_module
@@ -57,7 +58,7 @@ from edgecloud_agent.uplink.wamp import Backoff, Login, Transport, Uplink
 from edgecloud_contracts.heartbeat import DeviceInfo, Metrics
 from edgecloud_contracts.identity import device_id, device_key
 
-from .fake_docker import FakeDocker
+from .fake_docker import FakeDocker, FakeNode
 
 logger = logging.getLogger(__name__)
 _AGENT = AgentSettings.model_fields
@@ -226,12 +227,12 @@ class SimAgent:
             backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
             on_join=self._on_join,
         )
-        runtime = cast(DockerRuntime, self.docker)
+        node = cast(Provisioner, FakeNode(self.docker))
         self.reports = ReportSender(
             uplink=self.uplink, outbox=outbox, timeout_s=settings.call_timeout_s, poll_s=2.0
         )
         self.executor = CommandExecutor(
-            runtime=runtime,
+            node=node,
             journal=journal,
             desired=desired,
             stop_timeout_s=settings.stop_timeout_s,

@@ -4,10 +4,14 @@ the engines' logs tell which copy handled which number when."""
 
 import asyncio
 import secrets
+import subprocess
 
 import aiomqtt
 import httpx
 
+from edgecloud_contracts.migrations import BrokerLogin
+
+from .processes import PYTHON
 from .testbed import TestbedFleet
 
 # Prints "handled <n>" for each sensor message fed to it (payload: the message's number).
@@ -64,9 +68,33 @@ class HandledLog:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def publish_sequence(broker: str, count: int, *, per_s: float) -> None:
+def sensor_login(testbed: TestbedFleet, node: str, topics: list[str]) -> BrokerLogin:
+    """A login on the node's broker for a sensor publishing ``topics``, made as an operator
+    makes one: ``edgecloud-agent sensor add`` run on the node, with the agent's settings."""
+    here = testbed.bed.node(node)
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        **testbed.bed.agent_env(here),
+    }
+    topic_args = [word for topic in topics for word in ("--topic", topic)]
+    added = subprocess.run(
+        [*testbed.bed.nsenter(here), str(PYTHON), "-m", "edgecloud_agent", "sensor", "add",
+         f"sensor-{secrets.token_hex(3)}", *topic_args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    return BrokerLogin.model_validate_json(added.stdout)
+
+
+async def publish_sequence(broker: str, count: int, *, per_s: float, login: BrokerLogin) -> None:
     """A sensor: numbers 0..count-1 to its broker at QoS 1, ``per_s`` a second."""
-    async with aiomqtt.Client(broker, 1883, identifier=f"sensor-{secrets.token_hex(3)}") as sensor:
+    async with aiomqtt.Client(
+        broker,
+        1883,
+        identifier=login.client_id,
+        username=login.username,
+        password=login.password,
+    ) as sensor:
         for number in range(count):
             await sensor.publish(SENSOR_TOPIC, str(number), qos=1)
             await asyncio.sleep(1 / per_s)

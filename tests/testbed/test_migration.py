@@ -20,6 +20,7 @@ from tests.support.sensors import (
     HandledLog,
     grant_sensor,
     publish_sequence,
+    sensor_login,
 )
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet, reachable_stack_of_module
@@ -330,7 +331,10 @@ async def test_sensor_messages_follow_the_container_none_lost(
     name = container["name"]
     on_n1 = HandledLog(testbed, "n1", name)
     count = 600  # 12 s at 50 messages/s
-    sensor = asyncio.create_task(publish_sequence(testbed.bed.node("n1").wan_ip, count, per_s=50))
+    login = sensor_login(testbed, "n1", [SENSOR_TOPIC])
+    sensor = asyncio.create_task(
+        publish_sequence(testbed.bed.node("n1").wan_ip, count, per_s=50, login=login)
+    )
     on_n2: HandledLog | None = None
     try:
         # Some handled on n1 first, then the move while the sensor goes on publishing.

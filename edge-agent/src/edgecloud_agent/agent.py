@@ -30,6 +30,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 from edgecloud_contracts.containers import ContainerReport
 
 from .broker.control import DynsecAdmin
@@ -42,6 +44,7 @@ from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
+from .isolation.cgroups import Cgroups, GroupLimits
 from .isolation.disks import AppDisks
 from .isolation.firewall import FirewallError, FirewallPolicy, NodeFirewall
 from .isolation.images import TenantImages
@@ -59,7 +62,7 @@ from .state.desired import DesiredState
 from .state.journal import CommandJournal
 from .telemetry.datapoints import DataCollector
 from .telemetry.heartbeat import HeartbeatReporter
-from .telemetry.system import SystemProbe
+from .telemetry.system import SystemProbe, kernel_pid_max
 from .terminal import rpc as terminal_rpc
 from .terminal.shells import ShellSessions
 from .uplink.errors import UplinkError
@@ -67,6 +70,16 @@ from .uplink.relay import Relay, listen_address, router_address
 from .uplink.wamp import Backoff, Login, Uplink
 
 logger = logging.getLogger(__name__)
+
+
+def tenant_share(settings: AgentSettings) -> GroupLimits:
+    """One tenant's share of this node, for its cgroup."""
+    share = settings.tenant_share
+    return GroupLimits(
+        memory=int(psutil.virtual_memory().total * share),
+        cpus=max(0.01, (psutil.cpu_count() or 1) * share),
+        pids=max(8, int((settings.node_pids or kernel_pid_max()) * share)),
+    )
 
 
 class Agent:
@@ -142,8 +155,12 @@ class Agent:
     async def _isolation(self, stack: AsyncExitStack, runtime: DockerRuntime) -> Provisioner:
         """The node's isolation of tenants, set up before any container is touched."""
         settings = self.settings
+        cgroups = Cgroups(runtime)
         images = TenantImages(
-            runtime=runtime, state_dir=settings.state_dir, work_dir=settings.state_dir / "images"
+            runtime=runtime,
+            cgroups=cgroups,
+            state_dir=settings.state_dir,
+            work_dir=settings.state_dir / "images",
         )
         stack.callback(images.close)
         identities = self._broker_identities()
@@ -176,7 +193,7 @@ class Agent:
         return Provisioner(
             runtime=runtime,
             images=images,
-            networks=TenantNetworks(runtime),
+            networks=TenantNetworks(runtime, pool=settings.tenant_subnets),
             firewall=firewall,
             disks=AppDisks(
                 runtime=runtime,
@@ -185,6 +202,8 @@ class Agent:
             ),
             identities=identities,
             broker=broker,
+            cgroups=cgroups,
+            tenant_share=tenant_share(settings),
         )
 
     async def _recover(self, node: Provisioner, desired: DesiredState) -> None:

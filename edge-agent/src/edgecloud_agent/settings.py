@@ -1,5 +1,6 @@
 import ipaddress
 import ssl
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
@@ -8,6 +9,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .broker.setup import ADMIN_SECRET_FILE
+from .isolation.networks import DEFAULT_POOL
 from .monitor.monitor import MonitorConfig
 from .monitor.pressure import Limit
 from .runtime.hardening import ContainerPolicy
@@ -53,9 +55,14 @@ class AgentSettings(BaseSettings):
     tenant_blocked_networks: list[str] = []
     """More destinations tenant containers may not reach (CIDRs as JSON, e.g. a public
     address of the node's own), beyond every private, link-local and reserved range."""
+    tenant_subnets: IPv4Network = DEFAULT_POOL
+    """Where tenant networks' subnets come from (a /26 each, 62 containers)."""
     published_ports: str = ""
     """The range tenants may publish container ports from, ``LOW-HIGH`` (e.g.
     ``30000-30999``); empty: none."""
+    tenant_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """What all of one tenant's containers together may take of the node's memory, CPU
+    time and PIDs (its cgroup holds it, whatever each container asks for)."""
     container_pids_max: Annotated[int, Field(ge=8, le=4_194_304)] = 1024
     """The most PIDs one tenant container may have here (its limit is refused above it)."""
     node_pids: Annotated[int, Field(ge=8, le=4_194_304)] | None = None

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..runtime.docker import DockerRuntime
+from ..runtime.errors import RuntimeFailure
 from ..settings import AgentSettings
 from .control import BrokerError, DynsecAdmin
 from .identities import BrokerIdentities, check_sensor_name
@@ -34,6 +36,12 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
         " and the peer address of AGENT_PEER_URL, on the port of AGENT_MQTT_URL",
     )
     setup.add_argument("--user", default=BROKER_USER, help="the broker's own user")
+    setup.add_argument(
+        "--persistence",
+        type=Path,
+        help="where the broker keeps queued messages"
+        " (default: the one its main configuration names)",
+    )
     setup.set_defaults(command=_broker_setup)
 
     sensor = commands.add_parser("sensor", help="logins for the sensors of this node")
@@ -60,7 +68,9 @@ def _broker_setup(args: argparse.Namespace, settings: AgentSettings) -> int:
             listeners.append(Listener(peer.hostname, peer.port or port))
     init_store(args.store, settings.admin_secret_file, owner=args.user)
     args.config.parent.mkdir(parents=True, exist_ok=True)
-    args.config.write_text(node_config(listeners=listeners, store=args.store))
+    args.config.write_text(
+        node_config(listeners=listeners, store=args.store, persistence_dir=args.persistence)
+    )
     print(f"broker configured in {args.config}: listening on", end=" ")
     print(", ".join(f"{listener.host}:{listener.port}" for listener in listeners))
     print("restart mosquitto to apply it")
@@ -68,9 +78,6 @@ def _broker_setup(args: argparse.Namespace, settings: AgentSettings) -> int:
 
 
 async def _docker_bridge(settings: AgentSettings) -> str | None:
-    from ..runtime.docker import DockerRuntime
-    from ..runtime.errors import RuntimeFailure
-
     async with DockerRuntime(url=settings.docker_url) as runtime:
         try:
             return await runtime.gateway_of("bridge")

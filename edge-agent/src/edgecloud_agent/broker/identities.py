@@ -89,6 +89,7 @@ class BrokerIdentities:
                 username,
                 password,
                 acls=[("publishClientSend", data_topic(username))],
+                client_id=username,
             )
             self._record(username, "container", container_id, client_id=username)
         else:
@@ -198,22 +199,17 @@ class BrokerIdentities:
         return {str(owner) for (owner,) in rows}
 
     async def _make(
-        self,
-        username: str,
-        password: str,
-        *,
-        acls: list[tuple[str, str]],
-        client_id: str | None = None,
+        self, username: str, password: str, *, acls: list[tuple[str, str]], client_id: str
     ) -> None:
-        """A role named like the identity, holding its ACLs, and the identity itself."""
+        """A role named like the identity, holding its ACLs, and the identity itself, bound
+        to its client id."""
         client: dict[str, object] = {
             "command": "createClient",
             "username": username,
             "password": password,
+            "clientid": client_id,
             "roles": [{"rolename": username}],
         }
-        if client_id is not None:
-            client["clientid"] = client_id
         await self._admin.execute(
             {
                 "command": "createRole",

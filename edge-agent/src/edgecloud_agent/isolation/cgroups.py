@@ -1,10 +1,16 @@
-"""A cgroup of its own for each image build, with the tenant's limits on it.
+"""Cgroups of the agent's own above tenant containers and image builds: limits that hold
+for a whole group of processes, whatever each of them asks for.
 
-Docker's builder takes memory and CPU limits per step but no PID limit (a fork bomb in a
-``RUN`` would take every PID of the node), and refuses security options on Linux. What it
-does take is a parent cgroup: every step's container is made inside it, so limits set on the
-parent hold for the whole build, whatever its steps do. The agent makes that parent before
-the build (PIDs, memory, CPU) and removes it after.
+Two uses:
+
+- **A tenant's share of the node.** Every container of a tenant is made inside the tenant's
+  cgroup (Docker's ``CgroupParent``), which holds the tenant's share of the node's memory,
+  CPU time and PIDs: however many containers a tenant has and whatever limits they carry,
+  together they cannot take more, and the kernel, not a count in the cloud, says so.
+- **An image build.** Docker's builder takes memory and CPU limits per step but no PID limit
+  (a fork bomb in a ``RUN`` would take every PID of the node) and refuses security options on
+  Linux; what it does take is a parent cgroup for every step's container. Each build gets one
+  with the tenant's limits, removed after the build.
 
 Supports the engine's ``cgroupfs`` driver on cgroup v1 (a directory per controller) and v2
 (one directory, controllers enabled from the root). With the ``systemd`` driver the parent is
@@ -13,14 +19,14 @@ a transient slice whose limits systemd sets.
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecloud_contracts.containers import Limits
-
+from ..runtime.docker import DockerRuntime
 from ..runtime.errors import PolicyRefused
 
 logger = logging.getLogger(__name__)
@@ -38,53 +44,104 @@ class CgroupSetup:
     """``1`` or ``2``."""
 
 
-@contextlib.asynccontextmanager
-async def build_parent(setup: CgroupSetup, limits: Limits) -> AsyncIterator[str]:
-    """A parent cgroup holding ``limits`` for the block; its name for ``cgroupparent``."""
-    name = f"edgecloud-build-{secrets.token_hex(6)}"
-    if setup.driver == "systemd":
-        slice_name = f"{name.replace('-', '_')}.slice"
-        await _systemd_slice(slice_name, limits)
+@dataclass(frozen=True, slots=True)
+class GroupLimits:
+    memory: int
+    cpus: float
+    pids: int
+
+
+def tenant_group(tenant_id: str) -> str:
+    return f"edgecloud-tenant-{hashlib.sha256(tenant_id.encode()).hexdigest()[:16]}"
+
+
+class Cgroups:
+    """The groups, laid out as the node's engine lays out its own (asked once)."""
+
+    def __init__(self, runtime: DockerRuntime) -> None:
+        self._runtime = runtime
+        self._setup: CgroupSetup | None = None
+
+    async def setup(self) -> CgroupSetup:
+        if self._setup is None:
+            info = await self._runtime.info()
+            self._setup = CgroupSetup(
+                driver=str(info.get("CgroupDriver") or "cgroupfs"),
+                version=str(info.get("CgroupVersion") or "1"),
+            )
+        return self._setup
+
+    async def ensure(self, name: str, limits: GroupLimits) -> str:
+        """The group ``name`` with ``limits`` (made, or its limits set again); the value
+        Docker takes as a parent cgroup."""
+        setup = await self.setup()
+        if setup.driver == "systemd":
+            unit = f"{name.replace('-', '_')}.slice"
+            await _systemd_slice(unit, limits)
+            return unit
+        await asyncio.to_thread(_make_cgroupfs, setup.version, name, limits)
+        return f"/{name}"
+
+    async def remove(self, name: str) -> None:
+        """Remove the group once nothing runs in it (Docker removes its containers' own
+        groups first; give it a moment)."""
+        setup = await self.setup()
+        if setup.driver == "systemd":
+            await _systemctl("stop", f"{name.replace('-', '_')}.slice")
+            return
+        paths = _paths(setup.version, name)
+        for _ in range(50):
+            left = []
+            for path in reversed(paths):
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    left.append(path)
+            if not left:
+                return
+            paths = list(reversed(left))
+            await asyncio.sleep(0.1)
+        logger.warning("cgroups left behind: %s", ", ".join(map(str, paths)))
+
+    @contextlib.asynccontextmanager
+    async def transient(self, stem: str, limits: GroupLimits) -> AsyncIterator[str]:
+        """A group of its own for the block (an image build)."""
+        name = f"{stem}-{secrets.token_hex(6)}"
+        parent = await self.ensure(name, limits)
         try:
-            yield slice_name
+            yield parent
         finally:
-            await _systemctl("stop", slice_name)
-        return
-    made = await asyncio.to_thread(_make_cgroupfs, setup.version, name, limits)
-    try:
-        yield f"/{name}"
-    finally:
-        await _remove(made)
+            await self.remove(name)
 
 
-def _make_cgroupfs(version: str, name: str, limits: Limits) -> list[Path]:
+def _paths(version: str, name: str) -> list[Path]:
+    if version == "2":
+        return [CGROUP_ROOT / name]
+    return [CGROUP_ROOT / controller / name for controller in V1_CONTROLLERS]
+
+
+def _make_cgroupfs(version: str, name: str, limits: GroupLimits) -> None:
     quota = max(1000, round(limits.cpus * CFS_PERIOD_US))
-    made: list[Path] = []
     try:
         if version == "2":
             path = CGROUP_ROOT / name
             _enable_v2_controllers()
-            path.mkdir()
-            made.append(path)
+            path.mkdir(exist_ok=True)
             _write(path / "pids.max", limits.pids)
             _write(path / "memory.max", limits.memory)
             _write(path / "memory.swap.max", 0)
             (path / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
-            return made
-        for controller in V1_CONTROLLERS:
-            path = CGROUP_ROOT / controller / name
-            path.mkdir()
-            made.append(path)
+            return
+        for path in _paths(version, name):
+            path.mkdir(exist_ok=True)
         _write(CGROUP_ROOT / "pids" / name / "pids.max", limits.pids)
         _write(CGROUP_ROOT / "memory" / name / "memory.limit_in_bytes", limits.memory)
         _write(CGROUP_ROOT / "cpu" / name / "cpu.cfs_period_us", CFS_PERIOD_US)
         _write(CGROUP_ROOT / "cpu" / name / "cpu.cfs_quota_us", quota)
     except OSError as err:
-        for path in reversed(made):
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        raise PolicyRefused(f"a build needs a cgroup of its own and got none: {err}") from err
-    return made
+        raise PolicyRefused(f"cgroup {name} could not be set up: {err}") from err
 
 
 def _enable_v2_controllers() -> None:
@@ -99,28 +156,10 @@ def _write(path: Path, value: int) -> None:
     path.write_text(str(value))
 
 
-async def _remove(made: list[Path]) -> None:
-    """Remove the build's cgroups (Docker removes the steps' own first; give it a moment)."""
-    for _ in range(50):
-        left = []
-        for path in reversed(made):
-            try:
-                path.rmdir()
-            except FileNotFoundError:
-                continue
-            except OSError:
-                left.append(path)
-        if not left:
-            return
-        made = list(reversed(left))
-        await asyncio.sleep(0.1)
-    logger.warning("build cgroups left behind: %s", ", ".join(map(str, made)))
-
-
-async def _systemd_slice(name: str, limits: Limits) -> None:
+async def _systemd_slice(unit: str, limits: GroupLimits) -> None:
     quota = f"{max(1, round(limits.cpus * 100))}%"
     await _systemctl(
-        "set-property", "--runtime", name,
+        "set-property", "--runtime", unit,
         f"TasksMax={limits.pids}", f"MemoryMax={limits.memory}", f"CPUQuota={quota}",
     )  # fmt: skip
 
@@ -129,6 +168,7 @@ async def _systemctl(*argv: str) -> None:
     process = await asyncio.create_subprocess_exec(
         "systemctl", *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
-    _, err = await process.communicate()
+    _, said = await process.communicate()
     if process.returncode != 0:
-        raise PolicyRefused(f"systemctl {' '.join(argv[:2])}: {err.decode(errors='replace')[:300]}")
+        detail = said.decode(errors="replace")[:300]
+        raise PolicyRefused(f"systemctl {' '.join(argv[:2])}: {detail}")

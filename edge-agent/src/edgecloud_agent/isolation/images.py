@@ -33,7 +33,7 @@ from ..runtime.errors import BuildRefused, ImageLoadFailed, ImagePullFailed, Ima
 from ..runtime.reports import PullCallback
 from ..state.db import connect
 from . import dockerfiles, image_archives
-from .build_cgroups import CgroupSetup, build_parent
+from .cgroups import Cgroups, GroupLimits
 from .references import names_image
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,14 @@ def source_of(spec: ContainerSpec) -> str | None:
 
 
 class TenantImages:
-    def __init__(self, *, runtime: DockerRuntime, state_dir: Path, work_dir: Path) -> None:
+    def __init__(
+        self, *, runtime: DockerRuntime, cgroups: Cgroups, state_dir: Path, work_dir: Path
+    ) -> None:
         self._runtime = runtime
+        self._cgroups = cgroups
         self._db = connect(state_dir / IMAGES_FILE)
         self._db.executescript(_SCHEMA)
         self._work = work_dir
-        self._cgroups: CgroupSetup | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -147,8 +149,8 @@ class TenantImages:
                 on_build=self._on_build,
             )
             await asyncio.to_thread(_with_dockerfile, context, pinned, rewritten)
-            setup = await self._cgroup_setup()
-            async with build_parent(setup, spec.limits) as parent:
+            limits = GroupLimits(spec.limits.memory, spec.limits.cpus, spec.limits.pids)
+            async with self._cgroups.transient("edgecloud-build", limits) as parent:
                 image_id = await self._runtime.build_image(
                     file_chunks(pinned),
                     params=build_params(spec, cgroup_parent=parent),
@@ -210,7 +212,8 @@ class TenantImages:
         return image_id if await self._runtime.image_inspect(image_id) is not None else None
 
     async def _base_image(self, spec: ContainerSpec, name: str) -> str:
-        self._refuse_reserved(name)
+        if is_reserved_image(name):
+            raise BuildRefused(f"{name}: an image the node keeps for itself")
         own = await self._recorded(spec.tenant_id, "reference = ?", name)
         found = own if own is not None else await self.shared(name)
         if found is None:
@@ -221,15 +224,6 @@ class TenantImages:
         found = await self._runtime.image_inspect(image_id)
         triggers = ((found or {}).get("Config") or {}).get("OnBuild") or []
         return [str(trigger) for trigger in triggers]
-
-    async def _cgroup_setup(self) -> CgroupSetup:
-        if self._cgroups is None:
-            info = await self._runtime.info()
-            self._cgroups = CgroupSetup(
-                driver=str(info.get("CgroupDriver") or "cgroupfs"),
-                version=str(info.get("CgroupVersion") or "1"),
-            )
-        return self._cgroups
 
     @staticmethod
     def _refuse_reserved(reference: str) -> None:

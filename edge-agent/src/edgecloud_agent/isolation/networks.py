@@ -6,10 +6,15 @@ apart (its isolation chains drop traffic between two of them); the node's firewa
 (:mod:`.firewall`) keeps every tenant network from the node itself and from its neighbours.
 A network is taken for a tenant's only if its labels say so: a network of that name that
 someone else made is refused, never joined.
+
+Each network's subnet is a small one from the node's pool (``AGENT_TENANT_SUBNETS``, /26
+each by default): Docker's own pools hold about thirty networks, far fewer than the tenants
+a node may host.
 """
 
 import asyncio
 import hashlib
+import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +28,8 @@ BRIDGE_PREFIX = "ectn"
 most Linux allows."""
 LABEL_NETWORK_TENANT = "edgecloud.network.tenant"
 NO_NETWORK = "none"
+DEFAULT_POOL = ipaddress.IPv4Network("172.20.0.0/14")
+"""Inside Docker's own 172.16/12 range, which its allocator skips where ours are."""
 
 
 def _key(tenant_id: str) -> str:
@@ -37,7 +44,7 @@ def bridge_name(tenant_id: str) -> str:
     return f"{BRIDGE_PREFIX}{_key(tenant_id)}"
 
 
-def network_body(tenant_id: str) -> dict[str, object]:
+def network_body(tenant_id: str, subnet: ipaddress.IPv4Network) -> dict[str, object]:
     """``POST /networks/create`` for the tenant's network."""
     return {
         "Name": network_name(tenant_id),
@@ -46,6 +53,10 @@ def network_body(tenant_id: str) -> dict[str, object]:
         "EnableIPv6": False,
         "Internal": False,
         "Attachable": False,
+        "IPAM": {
+            "Driver": "default",
+            "Config": [{"Subnet": str(subnet), "Gateway": str(next(subnet.hosts()))}],
+        },
         "Options": {
             "com.docker.network.bridge.name": bridge_name(tenant_id),
             # Within one tenant, its containers talk to each other (a database and its app).
@@ -62,9 +73,18 @@ class TenantNetworks:
     A container is created while its tenant's network is :meth:`held`, and a network is
     removed only under the same hold, so a create never finds its network gone."""
 
-    def __init__(self, runtime: DockerRuntime) -> None:
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        *,
+        pool: ipaddress.IPv4Network = DEFAULT_POOL,
+        prefix: int = 26,
+    ) -> None:
         self._runtime = runtime
+        self._pool = pool
+        self._prefix = prefix
         self._locks: dict[str, asyncio.Lock] = {}
+        self._allocating = asyncio.Lock()
 
     @asynccontextmanager
     async def held(self, tenant_id: str) -> AsyncIterator[str]:
@@ -89,11 +109,20 @@ class TenantNetworks:
         name = network_name(tenant_id)
         found = await self._runtime.network(name)
         if found is None:
-            await self._runtime.create_network(network_body(tenant_id))
+            # One allocation at a time: two tenants never pick the same free subnet.
+            async with self._allocating:
+                taken = await self._runtime.subnets()
+                await self._runtime.create_network(network_body(tenant_id, self._free(taken)))
             found = await self._runtime.network(name)
         if found is None or not _is_tenants(found, tenant_id):
             raise PolicyRefused(f"network {name} exists but is not this tenant's")
         return name
+
+    def _free(self, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+        for subnet in self._pool.subnets(new_prefix=self._prefix):
+            if not any(subnet.overlaps(other) for other in taken):
+                return subnet
+        raise PolicyRefused(f"no free subnet left in {self._pool} for another tenant network")
 
 
 def _is_tenants(network: dict[str, object], tenant_id: str) -> bool:

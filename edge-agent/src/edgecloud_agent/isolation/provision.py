@@ -23,6 +23,7 @@ from ..broker.identities import BrokerError, BrokerIdentities
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import PolicyRefused, RuntimeFailure
 from ..runtime.hardening import Placement, app_volume, labels
+from .cgroups import Cgroups, GroupLimits, tenant_group
 from .disks import AppDisks
 from .firewall import NodeFirewall
 from .images import TenantImages
@@ -52,7 +53,13 @@ class Provisioner:
         disks: AppDisks,
         identities: BrokerIdentities | None,
         broker: BrokerAddress | None,
+        cgroups: Cgroups,
+        tenant_share: GroupLimits | None,
     ) -> None:
+        """``tenant_share``: what all of one tenant's containers together may take of the
+        node (None: no cap beyond each container's own limits)."""
+        self.cgroups = cgroups
+        self.tenant_share = tenant_share
         self.runtime = runtime
         self.images = images
         self.networks = networks
@@ -102,6 +109,8 @@ class Provisioner:
             await self.networks.release(tenant_id)
             in_use = await self.runtime.images_of_tenant(tenant_id)
             await self.images.forget_unused(tenant_id, in_use)
+            if not in_use and self.tenant_share is not None:
+                await self.cgroups.remove(tenant_group(tenant_id))
 
     def app_root(self, container_id: str) -> Path | None:
         """The container's /app as the node sees it (its mounted disk)."""
@@ -110,14 +119,17 @@ class Provisioner:
     @contextlib.asynccontextmanager
     async def _placed(self, spec: ContainerSpec, image_id: str) -> AsyncIterator[Placement]:
         volume = await self.disks.provide(spec.container_id, spec.limits.disk, labels=labels(spec))
+        parent = ""
+        if self.tenant_share is not None:
+            parent = await self.cgroups.ensure(tenant_group(spec.tenant_id), self.tenant_share)
         if spec.network == NO_NETWORK:
-            yield Placement(image_id=image_id, network=NO_NETWORK, volume=volume)
+            yield Placement(image_id, NO_NETWORK, volume, cgroup_parent=parent)
             return
         if not self.firewall.ready:
             raise PolicyRefused("the node firewall is not in place: no tenant network now")
         env = await self._broker_env(spec)
         async with self.networks.held(spec.tenant_id) as network:
-            yield Placement(image_id=image_id, network=network, volume=volume, env=env)
+            yield Placement(image_id, network, volume, env=env, cgroup_parent=parent)
 
     async def _broker_env(self, spec: ContainerSpec) -> dict[str, str]:
         """The container's own broker login, as ``EDGECLOUD_MQTT_*`` variables."""

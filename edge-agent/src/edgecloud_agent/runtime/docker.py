@@ -9,6 +9,7 @@ label, so a stale or wrong command can never touch a container the cloud did not
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -304,6 +305,19 @@ class DockerRuntime:
         except RuntimeFailure as err:
             if err.status != 404:
                 raise
+
+    async def subnets(self) -> list[ipaddress.IPv4Network]:
+        """The IPv4 subnets of every network on the engine."""
+        async with self._calling("list networks", self._timeout):
+            listed = await self._client()._query_json("networks")
+        found = []
+        for network in listed:
+            for config in (network.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(ValueError, TypeError):
+                    subnet = ipaddress.ip_network(config.get("Subnet"), strict=False)
+                    if isinstance(subnet, ipaddress.IPv4Network):
+                        found.append(subnet)
+        return found
 
     async def containers_on_network(self, name: str) -> int:
         """How many containers, running or not, are attached to the network."""

@@ -74,6 +74,8 @@ class Placement:
     """Its /app volume (a filesystem of ``limits.disk``)."""
     env: Mapping[str, str] = field(default_factory=dict)
     """The node's own variables (``EDGECLOUD_*``: the container's broker login)."""
+    cgroup_parent: str = ""
+    """Its tenant's cgroup, holding the tenant's share of the node ("": Docker's own)."""
 
 
 def labels(spec: ContainerSpec) -> dict[str, str]:
@@ -137,6 +139,7 @@ def create_body(
             ],
             "Devices": device_entries(spec.devices) or None,
             "VolumesFrom": None,
+            "CgroupParent": placement.cgroup_parent,
             "NetworkMode": placement.network,
             "PortBindings": bindings or None,
             # Tenant networks are IPv4 only: no link-local IPv6 to the node either.
