@@ -232,6 +232,8 @@ async def house(
             for listener in house.listeners:
                 listener.kill()
                 listener.wait(5)
+                if listener.stdout is not None:
+                    listener.stdout.close()
             await gateway.aclose()
     finally:
         fleet.reset()

@@ -454,9 +454,11 @@ async def test_a_built_image_is_rebuilt_on_the_peer_from_its_context(
     migration = await ended(client, user, answer.json()["migration"])
     assert migration["state"] == "completed", migration
 
-    # Built again on the peer from the context (its history has the COPY step), not loaded.
-    history = testbed.bed.docker("n2", "history", "--no-trunc", image).stdout
+    # Built again on the peer from the context (its history has the COPY step), not loaded;
+    # kept as the tenant's own, under no name of the tenant's choosing.
+    built = json.loads(testbed.bed.docker("n2", "inspect", container["name"]).stdout)[0]["Image"]
+    history = testbed.bed.docker("n2", "history", "--no-trunc", built).stdout
     assert "greeting.txt" in history
+    assert testbed.bed.docker("n2", "image", "inspect", image).returncode != 0
     shown = testbed.bed.docker("n2", "exec", container["name"], "cat", "/greeting.txt")
     assert shown.stdout == "built from the tenant's Dockerfile\n"
-    testbed.bed.docker("n2", "rmi", "-f", image)

@@ -2,8 +2,11 @@
 lowpan links that behave like 6LoWPAN, cuts that make packets vanish, and a teardown that
 leaves nothing behind."""
 
+import contextlib
 import json
 import re
+import subprocess
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,6 +17,7 @@ from tests.conftest import eventually
 from tests.integration.conftest import docker as host_docker
 from tests.integration.conftest import online
 from tests.support.agents import AgentHandle
+from tests.support.processes import PYTHON, ROOT
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet
 from tests.support.users import register
@@ -66,8 +70,32 @@ async def test_a_container_runs_in_its_own_nodes_engine(
     assert name not in testbed.bed.docker("n1", "ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert name not in host_docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     # The image came from the tar the testbed loaded: the node cannot reach any registry.
+    # The container is on its tenant's network in the node's own engine (Docker's defaults).
     inspected = json.loads(testbed.bed.docker("n2", "inspect", name).stdout)[0]
-    assert inspected["HostConfig"]["NetworkMode"] == "none"
+    assert inspected["HostConfig"]["NetworkMode"].startswith("edgecloud-t-")
+
+
+LISTEN_PORT = 2222
+LISTENER = ROOT / "tests" / "support" / "listener.py"
+
+
+@contextlib.contextmanager
+def listening(bed: Testbed, node: str, address: str) -> Iterator[int]:
+    """A listener on ``address`` in the node's namespace for the block; its port."""
+    server = subprocess.Popen(
+        [*bed.nsenter(node), str(PYTHON), str(LISTENER), address, str(LISTEN_PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "listening"
+        yield LISTEN_PORT
+    finally:
+        server.kill()
+        server.wait(5)
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def test_a_lowpan_link_is_slow_small_and_ipv6_only(testbed) -> None:
@@ -87,11 +115,12 @@ def test_a_lowpan_link_is_slow_small_and_ipv6_only(testbed) -> None:
     assert 2 < seconds < 60, seconds
 
     # Degraded to total loss, nothing crosses; reset, the link carries again.
-    bed.degrade("n1", "n2", loss=1.0)
     neighbour = bed.neighbour_address("n1", "n2")
-    assert bed.connect("n1", neighbour, 1883, timeout=1.5) == "timeout"
-    bed.reset_links()
-    assert bed.connect("n1", neighbour, 1883) == "connected"
+    with listening(bed, "n2", neighbour) as port:
+        bed.degrade("n1", "n2", loss=1.0)
+        assert bed.connect("n1", neighbour, port, timeout=1.5) == "timeout"
+        bed.reset_links()
+        assert bed.connect("n1", neighbour, port) == "connected"
 
 
 def test_a_cut_wan_swallows_packets_until_restored(testbed, stack: Stack) -> None:
@@ -103,8 +132,10 @@ def test_a_cut_wan_swallows_packets_until_restored(testbed, stack: Stack) -> Non
     # No RST, no ICMP: the connection attempt just hangs, as on a dead radio link.
     assert bed.connect("n1", bed.cloud_ip, router, timeout=1.5) == "timeout"
     assert bed.connect("n2", bed.cloud_ip, router) == "connected"
-    # The mesh is untouched: n1 still reaches its neighbour's broker.
-    assert bed.connect("n1", bed.neighbour_address("n1", "n2"), 1883) == "connected"
+    # The mesh is untouched: n1 still reaches its neighbour.
+    neighbour = bed.neighbour_address("n1", "n2")
+    with listening(bed, "n2", neighbour) as port:
+        assert bed.connect("n1", neighbour, port) == "connected"
     assert bed.status()["nodes"]["n1"]["links"]["wan0"]["cut"] is True
 
     bed.restore("n1", "wan")
@@ -124,11 +155,13 @@ def test_teardown_leaves_nothing_behind(tmp_path) -> None:
         inspected = json.loads(bed.docker("n1", "inspect", started.stdout.strip()).stdout)[0]
         container_pid = inspected["State"]["Pid"]
         assert daemons.alive(container_pid)
-        assert len(network.namespaces(f"ectb-{bed.run}-")) == 2
+        # The two nodes and the Internet stand-in.
+        assert len(network.namespaces(f"ectb-{bed.run}-")) == 3
 
     assert network.namespaces(f"ectb-{bed.run}-") == []
     assert network.interfaces(prefix=f"ectb{bed.run}") == []
-    assert network.root_rules("ectb") == []
+    # (The module's other testbed is still up, with rules of its own.)
+    assert network.root_rules(f"ectb-{bed.run}") + network.root_rules(f"ectb{bed.run}") == []
     assert network.mounts_under(bed.workdir) == []
     assert not bed.workdir.exists()
     assert bed.run not in Testbed.runs()
