@@ -493,20 +493,23 @@ async def test_a_planted_inbox_is_refused_and_the_node_serves_on(
     feed (seen)."""
     canary = tmp_path / "ld.so.preload"
     canary.write_text("untouched\n")
-    plant = {
-        "symlink": f"ln -s {canary} /app/inbox.jsonl",
-        "fifo": "mkfifo /app/inbox.jsonl",
-        "directory": "mkdir /app/inbox.jsonl",
-    }[planted]
+    # Put in place by rename (the feed may create the inbox again at any moment), until it is.
+    inbox = "/app/inbox.jsonl"
+    make_it = {
+        "symlink": ("-L", f"ln -sf {canary} /app/.p && mv -f /app/.p {inbox}"),
+        "fifo": ("-p", f"rm -f /app/.p; mkfifo /app/.p && mv -f /app/.p {inbox}"),
+        "directory": ("-d", f"rm -f {inbox}; mkdir {inbox}"),
+    }
+    test, command = make_it[planted]
+    plant = f"until [ {test} {inbox} ]; do {command}; done"
     victim = await make(gateway, house.b, house.n1.key, f"inbox-{planted}",
                         subscriptions=["sensors/b/#"])  # fmt: skip
-    # Planted while the container is stopped (its feed too), found when it starts again.
+    # Planted while its feed has the inbox open; found when the feed opens it again, after
+    # the container stops (the feed stops within a second) and starts.
     path = f"/api/v1/containers/{victim['id']}"
-    await exec_as(gateway, house.b, victim, "rm -f /app/inbox.jsonl")
+    await exec_as(gateway, house.b, victim, plant)
     assert (await gateway.post(f"{path}/stop", headers=house.b.headers)).status_code == 200
-    assert (await gateway.post(f"{path}/start", headers=house.b.headers)).status_code == 200
-    await exec_as(gateway, house.b, victim, f"rm -rf /app/inbox.jsonl; {plant}")
-    assert (await gateway.post(f"{path}/stop", headers=house.b.headers)).status_code == 200
+    await asyncio.sleep(2.5)
     assert (await gateway.post(f"{path}/start", headers=house.b.headers)).status_code == 200
     sensor = sensor_login(house.fleet, "n1", ["sensors/b/#", f"{house.a_topic}/#"])
     async with aiomqtt.Client(
