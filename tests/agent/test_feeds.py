@@ -10,13 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.sensors.feeds import INBOX, SensorFeeds
 from edgecloud_contracts.migrations import BrokerLogin
-from tests.support.brokers import NodeBroker
+from tests.support.brokers import NodeBroker, client_with
 
 from .conftest import make_spec
 
@@ -25,13 +23,7 @@ BURST = 50  # messages sent back to back, then a 20 ms pause: bursts of about 2,
 
 
 async def publish_numbered(broker: NodeBroker, login: BrokerLogin, topic: str) -> None:
-    async with aiomqtt.Client(
-        "127.0.0.1",
-        broker.port,
-        identifier=login.client_id,
-        username=login.username,
-        password=login.password,
-    ) as sensor:
+    async with client_with("127.0.0.1", broker.port, login) as sensor:
         for number in range(MESSAGES):
             await sensor.publish(topic, json.dumps({"n": number}), qos=1)
             if number % BURST == BURST - 1:

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import create
+from tests.integration.test_interfaces import run
 from tests.support.images import build_context
 from tests.support.mqtt_shell import answers, publish_script
 from tests.support.users import Account, register
@@ -459,14 +460,8 @@ async def test_data_points_from_the_output_and_the_broker_become_series(client, 
         publish_script('{"humidity": 40}'),
         publish_script('{"humidity": 99}', topic="edgecloud/data/someone-else"),
     ):
-        answer = await client.post(
-            f"/api/v1/containers/{container['id']}/exec",
-            json={"cmd": ["sh", "-c", script]},
-            headers=user.headers,
-            timeout=60,
-        )
-        assert answer.status_code == 200, answer.text
-        assert answers(answer.json()["output"]).connack == 0, answer.json()["output"]
+        output = await run(client, user, container, script)
+        assert answers(output).connack == 0, output
     published = await eventually(lambda: series("humidity", 1), timeout=20, interval=0.3)
     assert [value for _, value in published] == [40.0]
     everything = (

@@ -13,7 +13,6 @@ import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 
@@ -21,7 +20,7 @@ from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker
 from tests.integration.test_containers import IMAGE, inspect
 from tests.integration.test_gateway_api import assert_problem
-from tests.support.brokers import NodeBroker, sensor_login
+from tests.support.brokers import NodeBroker, client_with, sensor_login
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
@@ -304,13 +303,7 @@ async def test_sensor_streams_are_shared_each_tenant_its_granted_topics(
     sensor = await sensor_login(node_broker, [f"{base}/#"])
 
     async def both_read() -> bool:
-        async with aiomqtt.Client(
-            "127.0.0.1",
-            node_broker.port,
-            identifier=sensor.client_id,
-            username=sensor.username,
-            password=sensor.password,
-        ) as broker:
+        async with client_with("127.0.0.1", node_broker.port, sensor) as broker:
             await broker.publish(f"{base}/temp/kitchen", b"21.5", qos=1)
             await broker.publish(f"{base}/humid", b"40", qos=1)
         await asyncio.sleep(0.3)

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
+
 from edgecloud_agent.broker.control import DynsecAdmin
 from edgecloud_agent.broker.identities import BrokerIdentities
 from edgecloud_agent.broker.setup import (
@@ -103,3 +105,10 @@ async def sensor_login(broker: NodeBroker, topics: list[str]) -> BrokerLogin:
         return await identities.sensor(f"sensor-{secrets.token_hex(4)}", topics)
     finally:
         identities.close()
+
+
+def client_with(host: str, port: int, login: BrokerLogin) -> aiomqtt.Client:
+    """An MQTT client that connects to a node broker with ``login`` (as a sensor would)."""
+    return aiomqtt.Client(
+        host, port, identifier=login.client_id, username=login.username, password=login.password
+    )

@@ -38,53 +38,47 @@ class Answers:
     topics: list[str]
 
 
-def _login(username: str, password: str, client_id: str) -> str:
-    return f"cid={_word(client_id)}; u={_word(username)}; p={_word(password)}"
+CONTAINER_LOGIN = {
+    "username": "$EDGECLOUD_MQTT_USERNAME",
+    "password": "$EDGECLOUD_MQTT_PASSWORD",
+    "client_id": "$EDGECLOUD_MQTT_CLIENT_ID",
+    "host": "$EDGECLOUD_MQTT_HOST",
+    "port": "$EDGECLOUD_MQTT_PORT",
+}
+"""The login and broker the node gave the container: what a script uses unless told."""
 
 
 def _word(value: str) -> str:
     return f'"{value}"' if value.startswith("$") else shlex.quote(value)
 
 
-def _send(body: str, host: str, port: str, wait_s: float) -> str:
-    return (
+def _script(body: str, wait_s: float, login: dict[str, str]) -> str:
+    """Connect with ``login`` (over :data:`CONTAINER_LOGIN`), send ``body``, wait, leave."""
+    found = {**CONTAINER_LOGIN, **login}
+    head = f"cid={_word(found['client_id'])}; u={_word(found['username'])}"
+    head += f"; p={_word(found['password'])}"
+    send = (
         f"{{ connect\n{body}\n  sleep {wait_s:g}; byte 224; byte 0\n}}"
-        f" | nc -w {int(wait_s) + 3} {_word(host)} {_word(port)} | od -An -v -tu1"
+        f" | nc -w {int(wait_s) + 3} {_word(found['host'])} {_word(found['port'])}"
+        " | od -An -v -tu1"
     )
+    return "\n".join([_FUNCTIONS, head, send])
 
 
-def publish_script(
-    payload: str,
-    *,
-    topic: str = "$EDGECLOUD_DATA_TOPIC",
-    username: str = "$EDGECLOUD_MQTT_USERNAME",
-    password: str = "$EDGECLOUD_MQTT_PASSWORD",
-    client_id: str = "$EDGECLOUD_MQTT_CLIENT_ID",
-    host: str = "$EDGECLOUD_MQTT_HOST",
-    port: str = "$EDGECLOUD_MQTT_PORT",
-) -> str:
-    """Publish ``payload`` at QoS 0. Arguments starting with ``$`` are the container's own
-    variables, anything else is taken literally."""
+def publish_script(payload: str, *, topic: str = "$EDGECLOUD_DATA_TOPIC", **login: str) -> str:
+    """Publish ``payload`` at QoS 0. ``topic`` and ``login`` (username, password, client_id,
+    host, port) starting with ``$`` are the container's own variables, anything else is
+    taken literally."""
     body = f"  t={_word(topic)}; m={shlex.quote(payload)}\n"
     body += '  byte 48; enc $(( 2 + ${#t} + ${#m} )); str "$t"; printf %s "$m"'
-    return _FUNCTIONS + _login(username, password, client_id) + "\n" + _send(body, host, port, 1)
+    return _script(body, 1, login)
 
 
-def subscribe_script(
-    topic_filter: str,
-    *,
-    wait_s: float = 3,
-    username: str = "$EDGECLOUD_MQTT_USERNAME",
-    password: str = "$EDGECLOUD_MQTT_PASSWORD",
-    client_id: str = "$EDGECLOUD_MQTT_CLIENT_ID",
-    host: str = "$EDGECLOUD_MQTT_HOST",
-    port: str = "$EDGECLOUD_MQTT_PORT",
-) -> str:
+def subscribe_script(topic_filter: str, *, wait_s: float = 3, **login: str) -> str:
     """Subscribe to ``topic_filter`` at QoS 0 and listen ``wait_s``."""
     body = f"  f={_word(topic_filter)}\n"
     body += '  byte 130; enc $(( 2 + 2 + ${#f} + 1 )); byte 0; byte 1; str "$f"; byte 0'
-    script = _send(body, host, port, wait_s)
-    return _FUNCTIONS + _login(username, password, client_id) + "\n" + script
+    return _script(body, wait_s, login)
 
 
 def answers(output: str) -> Answers:

@@ -6,11 +6,11 @@ import asyncio
 import secrets
 import subprocess
 
-import aiomqtt
 import httpx
 
 from edgecloud_contracts.migrations import BrokerLogin
 
+from .brokers import client_with
 from .processes import PYTHON
 from .testbed import TestbedFleet
 
@@ -88,13 +88,7 @@ def sensor_login(testbed: TestbedFleet, node: str, topics: list[str]) -> BrokerL
 
 async def publish_sequence(broker: str, count: int, *, per_s: float, login: BrokerLogin) -> None:
     """A sensor: numbers 0..count-1 to its broker at QoS 1, ``per_s`` a second."""
-    async with aiomqtt.Client(
-        broker,
-        1883,
-        identifier=login.client_id,
-        username=login.username,
-        password=login.password,
-    ) as sensor:
+    async with client_with(broker, 1883, login) as sensor:
         for number in range(count):
             await sensor.publish(SENSOR_TOPIC, str(number), qos=1)
             await asyncio.sleep(1 / per_s)

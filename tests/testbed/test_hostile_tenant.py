@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import httpx
 import pytest
 
 from edgecloud_contracts.migrations import BrokerLogin
 from infra.testbed.topology import INTERNET_IP
 from tests.conftest import eventually
+from tests.security.test_container_policy import exec_in
 from tests.support.agents import AgentFactory, AgentHandle
+from tests.support.brokers import client_with
 from tests.support.images import build_context
 from tests.support.mqtt_shell import (
     REFUSED_NOT_AUTHORISED,
@@ -114,15 +115,8 @@ class House:
 async def exec_as(
     client: httpx.AsyncClient, user: Account, container: dict[str, Any], script: str
 ) -> str:
-    """``sh -c script`` inside the container, through the tenant's own exec."""
-    answer = await client.post(
-        f"/api/v1/containers/{container['id']}/exec",
-        json={"cmd": ["sh", "-c", script], "timeout_s": 60},
-        headers=user.headers,
-        timeout=90,
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["output"])
+    """``sh -c script`` inside the container, through the tenant's own exec; its output."""
+    return str((await exec_in(client, user, container["id"], script))["output"])
 
 
 def fetch(host: str, port: int) -> str:
@@ -434,13 +428,7 @@ async def test_a_tenants_login_reads_no_one_elses_stream(house: House, gateway) 
         exec_as(gateway, house.b, house.b_probe, subscribe_script("#", wait_s=4))
     )
     await asyncio.sleep(1.5)
-    async with aiomqtt.Client(
-        house.fleet.bed.node("n1").wan_ip,
-        1883,
-        identifier=sensor.client_id,
-        username=sensor.username,
-        password=sensor.password,
-    ) as publisher:
+    async with client_with(house.fleet.bed.node("n1").wan_ip, 1883, sensor) as publisher:
         for number in range(5):
             await publisher.publish(f"{house.a_topic}/t", str(number), qos=1)
     heard = answers(await listening)
@@ -512,10 +500,8 @@ async def test_a_planted_inbox_is_refused_and_the_node_serves_on(
     await asyncio.sleep(2.5)
     assert (await gateway.post(f"{path}/start", headers=house.b.headers)).status_code == 200
     sensor = sensor_login(house.fleet, "n1", ["sensors/b/#", f"{house.a_topic}/#"])
-    async with aiomqtt.Client(
-        house.fleet.bed.node("n1").wan_ip, 1883, identifier=sensor.client_id,
-        username=sensor.username, password=sensor.password,
-    ) as publisher:  # fmt: skip
+    n1 = house.fleet.bed.node("n1").wan_ip
+    async with client_with(n1, 1883, sensor) as publisher:
         for number in range(20):
             await publisher.publish("sensors/b/x", f"payload {number}", qos=1)
             await publisher.publish(f"{house.a_topic}/after-{planted}", str(number), qos=1)

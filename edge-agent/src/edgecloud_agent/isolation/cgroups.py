@@ -28,12 +28,14 @@ from pathlib import Path
 
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import PolicyRefused
+from . import commands
 
 logger = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("pids", "memory", "cpu")
 CFS_PERIOD_US = 100_000
+COMMAND_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +167,4 @@ async def _systemd_slice(unit: str, limits: GroupLimits) -> None:
 
 
 async def _systemctl(*argv: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "systemctl", *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, said = await process.communicate()
-    if process.returncode != 0:
-        detail = said.decode(errors="replace")[:300]
-        raise PolicyRefused(f"systemctl {' '.join(argv[:2])}: {detail}")
+    await commands.run(["systemctl", *argv], error=PolicyRefused, timeout_s=COMMAND_TIMEOUT_S)

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import DiskReserveReached, RuntimeFailure
 from ..runtime.hardening import app_volume
+from . import commands
 
 logger = logging.getLogger(__name__)
 
@@ -144,21 +145,4 @@ def _is_mount(path: Path) -> bool:
 
 
 async def _command(*argv: str) -> None:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as err:
-        raise DiskError(f"{argv[0]}: {err}") from err
-    try:
-        async with asyncio.timeout(COMMAND_TIMEOUT_S):
-            _, said = await process.communicate()
-    except TimeoutError as timeout:
-        process.kill()
-        await process.wait()
-        raise DiskError(f"{argv[0]} did not finish in {COMMAND_TIMEOUT_S:g} s") from timeout
-    if process.returncode != 0:
-        raise DiskError(f"{' '.join(argv[:3])}: {said.decode(errors='replace').strip()[:300]}")
+    await commands.run(list(argv), error=DiskError, timeout_s=COMMAND_TIMEOUT_S)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runtime.errors import PolicyRefused
+from . import commands
 from .networks import BRIDGE_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -271,22 +272,4 @@ def _positions(listing: str, rule: str) -> list[int]:
 
 
 async def _run(argv: list[str], *, stdin: str | None = None) -> str:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as err:
-        raise FirewallError(f"{argv[0]}: {err}") from err
-    try:
-        async with asyncio.timeout(COMMAND_TIMEOUT_S):
-            out, said = await process.communicate(stdin.encode() if stdin is not None else None)
-    except TimeoutError as timeout:
-        process.kill()
-        await process.wait()
-        raise FirewallError(f"{argv[0]} did not finish in {COMMAND_TIMEOUT_S:g} s") from timeout
-    if process.returncode != 0:
-        raise FirewallError(f"{' '.join(argv[:4])}: {said.decode(errors='replace').strip()}")
-    return out.decode()
+    return await commands.run(argv, error=FirewallError, timeout_s=COMMAND_TIMEOUT_S, stdin=stdin)
