@@ -44,7 +44,7 @@ from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
-from .isolation.cgroups import Cgroups, GroupLimits
+from .isolation.cgroups import Cgroups, GroupLimits, tenant_group
 from .isolation.disks import AppDisks
 from .isolation.firewall import FirewallError, FirewallPolicy, NodeFirewall
 from .isolation.images import TenantImages
@@ -207,9 +207,16 @@ class Agent:
         )
 
     async def _recover(self, node: Provisioner, desired: DesiredState) -> None:
-        """After a start: disks mounted again, what a crash left behind released, older
-        containers moved onto their tenant's networks."""
+        """After a start: disks mounted again, tenants' cgroups holding their shares again
+        (a reboot takes them; Docker would restart containers in bare ones), what a crash
+        left behind released, older containers moved onto their tenant's networks."""
         wanted = {entry.spec.container_id for entry in desired.all()}
+        if node.tenant_share is not None:
+            for tenant_id in {entry.spec.tenant_id for entry in desired.all()}:
+                try:
+                    await node.cgroups.ensure(tenant_group(tenant_id), node.tenant_share)
+                except RuntimeFailure as err:
+                    logger.error("the share of %s on this node is not held: %s", tenant_id, err)
         try:
             present = {r.container_id for r in await node.runtime.managed_containers()}
         except RuntimeFailure as err:

@@ -39,13 +39,14 @@ from .references import names_image
 logger = logging.getLogger(__name__)
 
 IMAGES_FILE = "images.sqlite3"
+UNUSED_GRACE_S = 600.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenant_images (
     tenant_id TEXT NOT NULL,
     source TEXT NOT NULL,
     reference TEXT NOT NULL,
     image_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
+    used_at REAL NOT NULL,
     PRIMARY KEY (tenant_id, source)
 );
 CREATE INDEX IF NOT EXISTS tenant_images_reference ON tenant_images (tenant_id, reference);
@@ -167,9 +168,11 @@ class TenantImages:
 
     async def forget_unused(self, tenant_id: str, in_use: set[str]) -> None:
         """Drop the tenant's own images no container of its uses any more (the engine
-        deletes an image once its last tag and container are gone)."""
+        deletes an image once its last tag and container are gone). An image kept a short
+        while ago is left alone: a create may be about to use it."""
         rows = self._db.execute(
-            "SELECT source, image_id FROM tenant_images WHERE tenant_id = ?", (tenant_id,)
+            "SELECT source, image_id FROM tenant_images WHERE tenant_id = ? AND used_at < ?",
+            (tenant_id, time.time() - UNUSED_GRACE_S),
         ).fetchall()
         for source, image_id in rows:
             if image_id in in_use:
@@ -193,7 +196,7 @@ class TenantImages:
         )
         self._db.execute(
             "INSERT OR REPLACE INTO tenant_images (tenant_id, source, reference, image_id,"
-            " created_at) VALUES (?, ?, ?, ?, ?)",
+            " used_at) VALUES (?, ?, ?, ?, ?)",
             (spec.tenant_id, source, spec.image, image_id, time.time()),
         )
         logger.info("image %s of %s kept as %s", spec.image, spec.tenant_id, image_id[:19])
@@ -201,13 +204,18 @@ class TenantImages:
 
     async def _recorded(self, tenant_id: str, where: str, value: str) -> str | None:
         row = self._db.execute(
-            f"SELECT image_id FROM tenant_images WHERE tenant_id = ? AND {where}"
-            " ORDER BY created_at DESC LIMIT 1",
+            f"SELECT image_id, source FROM tenant_images WHERE tenant_id = ? AND {where}"
+            " ORDER BY used_at DESC LIMIT 1",
             (tenant_id, value),
         ).fetchone()
         if row is None:
             return None
         image_id = str(row[0])
+        # In use again: not one to forget while a create is about to use it.
+        self._db.execute(
+            "UPDATE tenant_images SET used_at = ? WHERE tenant_id = ? AND source = ?",
+            (time.time(), tenant_id, row[1]),
+        )
         # The engine may have lost it (an operator's prune): then the node has it no more.
         return image_id if await self._runtime.image_inspect(image_id) is not None else None
 

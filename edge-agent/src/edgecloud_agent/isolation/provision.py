@@ -11,6 +11,7 @@ identities, its tenant's network if no other container of the tenant is left, an
 tenant's own images no container uses any more.
 """
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -30,8 +31,6 @@ from .images import TenantImages
 from .networks import NO_NETWORK, TenantNetworks, network_name
 
 logger = logging.getLogger(__name__)
-
-BROKER_HOST_ALIAS = "edgecloud-broker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +66,16 @@ class Provisioner:
         self.disks = disks
         self.identities = identities
         self.broker = broker
+        self._tenants: dict[str, asyncio.Lock] = {}
+        """A tenant's network and cgroup are made for a create and taken back when its
+        last container goes: one or the other at a time."""
 
     async def create(self, spec: ContainerSpec, image_id: str) -> ContainerReport:
         """Create (not start) the container from ``image_id`` with its share of the node.
         Nothing of it is left when this fails."""
         self.runtime.policy.check(spec)
         try:
-            async with self._placed(spec, image_id) as placement:
+            async with self._tenant(spec.tenant_id), self._placed(spec, image_id) as placement:
                 return await self.runtime.create(spec, placement)
         except (RuntimeFailure, BrokerError):
             with contextlib.suppress(RuntimeFailure, BrokerError):
@@ -105,12 +107,17 @@ class Provisioner:
                     await self.identities.forget("feed", container_id)
             except BrokerError as err:
                 logger.warning("broker identities of %s not removed: %s", container_id, err)
-        if tenant_id is not None:
+        if tenant_id is None:
+            return
+        async with self._tenant(tenant_id):
             await self.networks.release(tenant_id)
             in_use = await self.runtime.images_of_tenant(tenant_id)
-            await self.images.forget_unused(tenant_id, in_use)
             if not in_use and self.tenant_share is not None:
                 await self.cgroups.remove(tenant_group(tenant_id))
+        await self.images.forget_unused(tenant_id, in_use)
+
+    def _tenant(self, tenant_id: str) -> asyncio.Lock:
+        return self._tenants.setdefault(tenant_id, asyncio.Lock())
 
     def app_root(self, container_id: str) -> Path | None:
         """The container's /app as the node sees it (its mounted disk)."""

@@ -64,12 +64,6 @@ class DesiredState:
         ).fetchone()
         return _entry(row) if row is not None else None
 
-    def by_docker_name(self, docker_name: str) -> DesiredContainer | None:
-        row = self._db.execute(
-            "SELECT spec, running FROM containers WHERE docker_name = ?", (docker_name,)
-        ).fetchone()
-        return _entry(row) if row is not None else None
-
     def all(self) -> list[DesiredContainer]:
         rows = self._db.execute("SELECT spec, running FROM containers ORDER BY docker_name")
         return [_entry(row) for row in rows]
