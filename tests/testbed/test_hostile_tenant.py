@@ -191,7 +191,8 @@ async def house(
                 "AGENT_STOP_TIMEOUT_S": "1",
             },
         )
-        n2 = fleet.start_agent("n2", token=tokens[1])
+        # n2's operator keeps tenants off the Internet.
+        n2 = fleet.start_agent("n2", token=tokens[1], env={"AGENT_TENANT_INTERNET": "false"})
 
         async def online(key: str) -> bool:
             answer = await client.get(f"/api/v1/devices/{key}")
@@ -326,6 +327,23 @@ async def test_neighbours_are_out_of_reach_and_the_internet_is_not(house: House,
     house_lines = _drain(internet)
     assert any(line.startswith("from ") for line in house_lines)
     assert not any(line.startswith("from ") for line in _drain(neighbour))
+
+
+async def test_an_operator_may_close_the_internet_and_a_container_may_have_none(
+    house: House, gateway
+) -> None:
+    """Defence: AGENT_TENANT_INTERNET=false (n2): its tenants' containers reach nothing
+    beyond their own network. A container asking for no network has none: no interface but
+    its loopback."""
+    house.listen(house.fleet.bed.internet_command(), "0.0.0.0", 8444, "the internet")
+    on_n2 = await make(gateway, house.a, house.n2.key, "closed")
+    assert not await reaches(gateway, house.a, on_n2, INTERNET_IP, 8444)
+    assert await reaches(gateway, house.a, house.a_feed, INTERNET_IP, 8444)  # n1: open
+    alone = await make(gateway, house.b, house.n1.key, "alone", network="none")
+    interfaces = await exec_as(gateway, house.b, alone, "cat /proc/net/dev")
+    assert [line.split(":")[0].strip() for line in interfaces.splitlines()[2:]] == ["lo"]
+    assert not await reaches(gateway, house.b, alone, INTERNET_IP, 8444)
+    assert "EDGECLOUD_MQTT_USERNAME" not in await exec_as(gateway, house.b, alone, "env")
 
 
 async def test_a_published_port_reaches_its_container_and_no_one_else(
