@@ -3,7 +3,9 @@
 # Build from the repository root (infra/docker/README.md):
 #   docker build -f infra/docker/agent.Dockerfile -t edgecloud/agent:0.1.0 .
 # It drives the node's own Docker engine and names the node after its hostname and MAC, so
-# it runs with the host's network and the engine's socket (see infra/docker/README.md).
+# it runs with the host's network and the engine's socket; it holds the node's firewall,
+# mounts each container's /app disk and makes cgroups, so it runs as the node's root,
+# privileged (see infra/docker/README.md).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -26,10 +28,11 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package edgecloud-agent
 
 FROM ${PYTHON_IMAGE} AS runtime
-RUN groupadd --system --gid 10001 edgecloud \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
-        --shell /usr/sbin/nologin edgecloud \
-    && install -d -m 0700 -o 10001 -g 10001 /var/lib/edgecloud-agent
+# iptables (the node firewall around tenant networks), mkfs.ext4 and mount (their /app disks).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends iptables e2fsprogs mount \
+    && rm -rf /var/lib/apt/lists/* \
+    && install -d -m 0700 /var/lib/edgecloud-agent
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -38,7 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # The node's key and its outboxes: mount a volume here, or the node must be enrolled again.
 VOLUME ["/var/lib/edgecloud-agent"]
 WORKDIR /var/lib/edgecloud-agent
-USER 10001:10001
+USER 0:0
 # No EXPOSE and no HEALTHCHECK: the agent only dials out (to the router, the gateway and the
 # node's broker); a border router's relay listens where AGENT_RELAY_LISTEN says.
 CMD ["python", "-m", "edgecloud_agent"]

@@ -35,13 +35,24 @@ def test_every_process_has_a_dockerfile_and_every_dockerfile_a_process() -> None
     assert images == set(processes())
 
 
-@pytest.mark.parametrize("process", sorted(processes()))
+@pytest.mark.parametrize("process", sorted(cloud_processes()))
 def test_the_image_runs_as_a_non_root_user(process: str) -> None:
     dockerfile = dockerfiles.parse(dockerfiles.dockerfile_path(process))
     assert final_uid(dockerfile) != 0
     # USER is the last word on it: nothing after it switches back.
     keywords = [i.keyword for i in dockerfile.final.instructions]
     assert "RUN" not in keywords[keywords.index("USER") :]
+
+
+def test_the_agent_image_is_the_nodes_root_with_the_tools_it_drives() -> None:
+    """The agent holds the node's firewall, mounts each container's /app disk and makes
+    cgroups: root on the node, in a container or not (its Docker socket is root-equivalent
+    anyway). Its image says so plainly, and brings iptables and mkfs.ext4."""
+    [agent] = [name for name, process in processes().items() if process.is_agent]
+    dockerfile = dockerfiles.parse(dockerfiles.dockerfile_path(agent))
+    assert final_uid(dockerfile) == 0
+    installed = " ".join(i.arguments for i in dockerfile.final.instructions if i.keyword == "RUN")
+    assert all(package in installed for package in ("iptables", "e2fsprogs", "mount"))
 
 
 @pytest.mark.parametrize("process", sorted(cloud_processes()))
