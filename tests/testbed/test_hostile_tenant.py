@@ -49,8 +49,8 @@ SLEEP = ["sleep", "3600"]
 LISTENER = ROOT / "tests" / "support" / "listener.py"
 PORTS = (30000, 30099)
 COPY_OUT_MAX = 8 << 20
-NODE_PIDS = 800
-"""n1 gives tenants 800 PIDs in all: a tenant's share (half) is 400."""
+NODE_PIDS = 1600
+"""n1 gives tenants 1600 PIDs in all: a tenant's share (half) is 800."""
 HEARTBEAT_GAP_S = 5.0
 """Beats every 0.5 s; the registry records them at least every second or two."""
 SECRET_PAGE = "tenant A's secret page"
@@ -678,11 +678,11 @@ def _free(path: Path) -> int:
 async def test_a_fork_bomb_stops_at_its_tenants_share(house: House, gateway) -> None:
     """Defence: a tenant's cgroup holding its share of the node's PIDs (isolation/cgroups.py),
     whatever its containers' own limits and whatever the cloud let through. Two of B's
-    containers, each allowed 300 PIDs, fork what they can: together they stop at B's share
-    (400 here, B's other containers included); A still forks."""
+    containers, each allowed 500 PIDs, fork what they can: together they stop at B's share
+    (800 here, B's other containers included); A still forks."""
     # One line per process that could start; busybox's shell ends at the first refused fork.
-    bomb = "i=0; while [ $i -lt 350 ]; do sleep 60 & echo forked; i=$((i+1)); done"
-    limits = {"pids": 300, "memory": 64 << 20}
+    bomb = "i=0; while [ $i -lt 600 ]; do sleep 60 & echo forked; i=$((i+1)); done"
+    limits = {"pids": 500, "memory": 64 << 20}
     first = await make(gateway, house.b, house.n1.key, "bomb1", limits=limits)
     second = await make(gateway, house.b, house.n1.key, "bomb2", limits=limits)
     try:
@@ -691,8 +691,8 @@ async def test_a_fork_bomb_stops_at_its_tenants_share(house: House, gateway) -> 
             out = await exec_as(gateway, house.b, container, bomb)
             forked.append(out.count("forked"))
         assert sum(forked) <= NODE_PIDS // 2, forked
-        assert forked[0] > 250, forked  # the first, within its own limit
-        assert forked[1] < NODE_PIDS // 2 - 250, forked  # the second ran into the share
+        assert forked[0] > 450, forked  # the first, within its own limit
+        assert forked[1] < NODE_PIDS // 2 - 450, forked  # the second ran into the share
         out = await exec_as(gateway, house.a, house.a_feed, "sleep 60 & echo rc=$?")
         assert "rc=0" in out
     finally:
