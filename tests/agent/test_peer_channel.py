@@ -1,8 +1,9 @@
 """The peer channel against the machine's Mosquitto on 127.0.0.1:1883, and its wire format.
 
-Every test talks under a topic of its own; the channels' persistent sessions are ended
-afterwards so the broker keeps nothing. Hostile or reordered traffic is published raw,
-next to a real sender, with a plain aiomqtt client.
+Every test talks under a topic of its own, with a key of its own; the channels' persistent
+sessions are ended afterwards so the broker keeps nothing. Hostile or reordered traffic is
+published raw, next to a real sender, with a plain aiomqtt client: sealed with the key as
+the peer would (a compromised peer, or a test of the file transfer), or not (anyone else).
 """
 
 import asyncio
@@ -43,12 +44,18 @@ def topic() -> str:
 
 
 @pytest.fixture
-async def open_channel(topic: str) -> AsyncIterator[OpenChannel]:
+def key() -> bytes:
+    """The migration's key, as the scheduler gives it to both sides."""
+    return secrets.token_bytes(wire.KEY_BYTES)
+
+
+@pytest.fixture
+async def open_channel(topic: str, key: bytes) -> AsyncIterator[OpenChannel]:
     """Connected channels under ``topic``; disconnected and their sessions ended afterwards."""
     made: list[PeerChannel] = []
 
     async def make(me: str, peer: str, **options: Any) -> PeerChannel:
-        channel = PeerChannel(me=me, broker_url=BROKER, **options)
+        channel = PeerChannel(me=me, broker_url=BROKER, **{"key": key, **options})
         made.append(channel)
         await channel.connect(peer, topic)
         return channel
@@ -66,34 +73,52 @@ async def pair(open_channel: OpenChannel) -> tuple[PeerChannel, PeerChannel]:
     return source, target
 
 
-class RawSender:
-    """Publishes exactly the payloads a test wants, as if it were the source."""
+Draft = tuple[str, dict[str, Any]]
+"""A message to publish: numbered and sealed when it is published, in publishing order."""
 
-    def __init__(self, client: aiomqtt.Client, topic: str) -> None:
+
+class RawSender:
+    """Publishes exactly the messages a test wants, as if it were the source (which holds
+    the key): drafts are numbered and sealed as they go out, bytes go out as they are."""
+
+    def __init__(self, client: aiomqtt.Client, topic: str, key: bytes) -> None:
         self._client = client
-        self._topic = f"{topic}/{SOURCE}"
+        self.topic = f"{topic}/{SOURCE}"
+        self.key = key
         self.instance = secrets.token_bytes(wire.INSTANCE_BYTES)
         self.seq = 0
 
-    def envelope(self, kind: str, body: dict[str, Any]) -> bytes:
-        payload = wire.encode_message(instance=self.instance, seq=self.seq, kind=kind, body=body)
+    def envelope(self, kind: str, body: dict[str, Any]) -> Draft:
+        return kind, body
+
+    def seal(self, kind: str, body: dict[str, Any]) -> bytes:
+        """The next message, sealed: publish it once, twice, or not at all."""
+        payload = wire.encode_message(
+            key=self.key, topic=self.topic, instance=self.instance, seq=self.seq,
+            kind=kind, body=body,
+        )  # fmt: skip
         self.seq += 1
         return payload
 
-    async def publish(self, *payloads: bytes) -> None:
-        for payload in payloads:
-            await self._client.publish(self._topic, payload, qos=2)
+    def restart(self) -> None:
+        """A sender instance of its own from now on (an agent that started again)."""
+        self.instance, self.seq = secrets.token_bytes(wire.INSTANCE_BYTES), 0
+
+    async def publish(self, *messages: Draft | bytes) -> None:
+        for message in messages:
+            payload = message if isinstance(message, bytes) else self.seal(*message)
+            await self._client.publish(self.topic, payload, qos=2)
 
 
 @pytest.fixture
-async def raw(topic: str) -> AsyncIterator[RawSender]:
+async def raw(topic: str, key: bytes) -> AsyncIterator[RawSender]:
     async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"raw-{secrets.token_hex(6)}") as c:
-        yield RawSender(c, topic)
+        yield RawSender(c, topic, key)
 
 
 def file_messages(
     sender: RawSender, data: bytes, *, chunk_bytes: int, name: str = "app"
-) -> tuple[bytes, list[bytes], bytes]:
+) -> tuple[Draft, list[Draft], Draft]:
     """The head, chunk and trailer payloads of ``data``."""
     transfer = secrets.token_bytes(wire.TRANSFER_ID_BYTES)
     head = sender.envelope(wire.FILE_HEAD, FileHead(transfer, name, chunk_bytes, len(data)).body())
@@ -242,15 +267,15 @@ async def test_chunks_out_of_order_and_repeated_still_assemble(
     target = await open_channel(TARGET, SOURCE)
     data = os.urandom(50_000)
     head, chunks, end = file_messages(raw, data, chunk_bytes=4096)
-    transfer = FileHead.parse(cbor2.loads(head)["b"]).transfer
+    transfer = FileHead.parse(head[1]).transfer
     resent = raw.envelope(wire.FILE_CHUNK, FileChunk(transfer, 3, data[3 * 4096 : 4 * 4096]).body())
-    shuffled = [*chunks, chunks[0], chunks[5], resent, end]  # exact repeats and a resend
+    shuffled = [*chunks, chunks[0], chunks[5], resent, end]  # chunks sent again, and a resend
     random.Random(7).shuffle(shuffled)
     await raw.publish(chunks[2], head, *shuffled)
 
     received = await target.receive_file("app", timeout=WAIT_S)
     assert received.data == data
-    assert target.duplicates >= 2
+    assert target.refused.total() == 0
 
 
 async def test_a_conflicting_chunk_fails_the_transfer(
@@ -259,7 +284,7 @@ async def test_a_conflicting_chunk_fails_the_transfer(
     target = await open_channel(TARGET, SOURCE)
     data = os.urandom(20_000)
     head, chunks, end = file_messages(raw, data, chunk_bytes=4096)
-    transfer = FileHead.parse(cbor2.loads(head)["b"]).transfer
+    transfer = FileHead.parse(head[1]).transfer
     conflicting = raw.envelope(wire.FILE_CHUNK, FileChunk(transfer, 1, os.urandom(4096)).body())
     await raw.publish(head, *chunks[:3], conflicting, *chunks[3:], end)
 
@@ -273,7 +298,7 @@ async def test_a_wrong_digest_fails_the_transfer(open_channel: OpenChannel, raw:
     target = await open_channel(TARGET, SOURCE)
     data = os.urandom(10_000)
     head, chunks, _ = file_messages(raw, data, chunk_bytes=4096)
-    transfer = FileHead.parse(cbor2.loads(head)["b"]).transfer
+    transfer = FileHead.parse(head[1]).transfer
     wrong = raw.envelope(
         wire.FILE_END, FileEnd(transfer, len(data), 3, hashlib.sha256(b"other").digest()).body()
     )
@@ -310,15 +335,34 @@ async def test_a_control_message_inside_a_file_fails_it(
 
 
 async def test_a_restarted_transfer_replaces_the_abandoned_one(
-    pair: tuple[PeerChannel, PeerChannel], raw: RawSender
+    open_channel: OpenChannel, raw: RawSender
 ) -> None:
-    source, target = pair
+    target = await open_channel(TARGET, SOURCE)
     head, chunks, _ = file_messages(raw, os.urandom(20_000), chunk_bytes=4096)
     await raw.publish(head, *chunks[:2])  # the sender broke off here...
     data = os.urandom(30_000)
-    receiving = asyncio.create_task(target.receive_file("app", timeout=WAIT_S))
-    await source.send_file("app", data)  # ...and began again
-    assert (await receiving).data == data
+    head, chunks, end = file_messages(raw, data, chunk_bytes=4096)
+    await raw.publish(head, *chunks, end)  # ...and began again
+    assert (await target.receive_file("app", timeout=WAIT_S)).data == data
+
+
+async def test_a_file_restarted_by_another_sender_is_refused(
+    open_channel: OpenChannel, raw: RawSender, key: bytes
+) -> None:
+    """Even one holding the key (a second agent of the source, or a compromised one
+    started again) cannot take over a file the first sender began."""
+    target = await open_channel(TARGET, SOURCE)
+    data = os.urandom(20_000)
+    head, chunks, end = file_messages(raw, data, chunk_bytes=4096)
+    await raw.publish(head, *chunks[:2])
+    honest = raw.instance
+    raw.restart()
+    planted, planted_chunks, planted_end = file_messages(raw, b"planted" * 3000, chunk_bytes=4096)
+    await raw.publish(planted, *planted_chunks, planted_end)
+    raw.instance, raw.seq = honest, 3
+    await raw.publish(*chunks[2:], end)
+    assert (await target.receive_file("app", timeout=WAIT_S)).data == data
+    assert target.refused == {"other_instance": 2 + len(planted_chunks)}
 
 
 async def test_a_restart_whose_chunks_overtake_its_head_still_assembles(
@@ -333,17 +377,17 @@ async def test_a_restart_whose_chunks_overtake_its_head_still_assembles(
     assert (await target.receive_file("app", timeout=WAIT_S)).data == data
 
 
-async def test_garbage_is_dropped_and_counted(
-    pair: tuple[PeerChannel, PeerChannel], raw: RawSender
-) -> None:
-    source, target = pair
-    good = raw.envelope("ok", {})
+async def test_garbage_is_dropped_and_counted(open_channel: OpenChannel, raw: RawSender) -> None:
+    """Malformed envelopes, even sealed with the key (a compromised peer); the tag is
+    checked before the CBOR is parsed, so anyone else's garbage is not even looked at."""
+    target = await open_channel(TARGET, SOURCE)
+    good = raw.seal("ok", {})[wire.TAG_BYTES :]
     envelope = cbor2.loads(good)
-    garbage = [
+    malformed = [
         b"not cbor at all \xff\xff",
         b"",
         cbor2.dumps([1, 2, 3]),
-        cbor2.dumps({**envelope, "v": 2}),
+        cbor2.dumps({**envelope, "v": 1}),
         cbor2.dumps({**envelope, "extra": 1}),
         cbor2.dumps({**envelope, "s": -1}),
         cbor2.dumps({**envelope, "k": "BAD"}),
@@ -352,13 +396,38 @@ async def test_garbage_is_dropped_and_counted(
         good + b"\x00",  # trailing bytes
         b"\x81" * 100 + b"\x00",  # deep nesting
         cbor2.dumps({**envelope, "k": "note", "b": {"x": b"x" * wire.MAX_CONTROL_BYTES}}),
-        b"\x00" * (wire.MAX_MESSAGE_BYTES + 1),
     ]
-    await raw.publish(*garbage)
-    await source.send("still", {"works": True})
+    await raw.publish(*(wire.seal(raw.key, raw.topic, garbage) for garbage in malformed))
+    unsealed = [good, b"\x00" * (wire.MAX_MESSAGE_BYTES + 1), b"short"]
+    await raw.publish(*unsealed)
+    raw.seq = 0  # the one good message was never published
+    await raw.publish(raw.envelope("still", {"works": True}))
     message = await target.get_message(SOURCE, kind="still", timeout=WAIT_S)
     assert message.body == {"works": True}
-    assert target.dropped == len(garbage)
+    # The oversized one is refused by its size, before any tag is computed.
+    assert target.refused == {"malformed": len(malformed) + 1, "forged": 2}
+
+
+async def test_replayed_reordered_and_forged_messages_are_refused_and_counted(
+    open_channel: OpenChannel, raw: RawSender, topic: str
+) -> None:
+    target = await open_channel(TARGET, SOURCE)
+    configuration = raw.seal("configuration", {})
+    await raw.publish(configuration, configuration)  # a replay of what came already
+    dependencies, activate = raw.seal("dependencies", {}), raw.seal("activate", {})
+    await raw.publish(activate)  # overtakes the one before it: a gap
+    # Someone without the key, numbering as the source would next.
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"x-{secrets.token_hex(6)}") as c:
+        forger = RawSender(c, topic, secrets.token_bytes(wire.KEY_BYTES))
+        forger.instance, forger.seq = raw.instance, 1
+        await forger.publish(forger.envelope("dependencies", {"image": True}))
+    await raw.publish(dependencies)
+
+    assert (await target.receive_single(timeout=WAIT_S)).kind == "configuration"
+    assert (await target.receive_single(timeout=WAIT_S)).body == {}  # the source's own
+    with pytest.raises(PeerTimeout):  # what came out of order is not taken later either
+        await target.receive_single(timeout=0.5)
+    assert target.refused == {"repeat": 1, "gap": 1, "forged": 1}
 
 
 async def test_a_late_receiver_gets_what_was_sent_while_it_was_away(
@@ -377,13 +446,14 @@ async def test_a_late_receiver_gets_what_was_sent_while_it_was_away(
     assert (await later.receive_file("app", timeout=WAIT_S)).data == b"payload " * 1000
 
 
-async def test_an_ended_session_is_forgotten(topic: str, raw: RawSender) -> None:
-    first = PeerChannel(me=TARGET, broker_url=BROKER)
+async def test_an_ended_session_is_forgotten(topic: str, raw: RawSender, key: bytes) -> None:
+    first = PeerChannel(me=TARGET, key=key, broker_url=BROKER)
     await first.connect(SOURCE, topic)
     await first.disconnect(end_session=True)
     await raw.publish(raw.envelope("lost", {}))  # nobody subscribes any more
-    async with PeerChannel(me=TARGET, broker_url=BROKER) as again:
+    async with PeerChannel(me=TARGET, key=key, broker_url=BROKER) as again:
         await again.connect(SOURCE, topic)
+        raw.restart()  # a conversation of its own, numbered from 0
         await raw.publish(raw.envelope("kept", {}))
         assert (await again.receive_single(timeout=WAIT_S)).kind == "kept"
         await again.disconnect(end_session=True)
@@ -410,7 +480,9 @@ async def test_disconnect_leaves_nothing_running(open_channel: OpenChannel) -> N
 
 async def test_an_unreachable_broker_is_unavailable_and_leaks_nothing() -> None:
     before = asyncio.all_tasks()
-    channel = PeerChannel(me=SOURCE, broker_url="mqtt://127.0.0.1:1", broker_timeout=2)
+    channel = PeerChannel(
+        me=SOURCE, key=bytes(wire.KEY_BYTES), broker_url="mqtt://127.0.0.1:1", broker_timeout=2
+    )
     with pytest.raises(PeerUnavailable):
         await channel.connect(TARGET, "edgecloud/peer/nowhere")
     await channel.disconnect()
@@ -419,23 +491,52 @@ async def test_an_unreachable_broker_is_unavailable_and_leaks_nothing() -> None:
 
 def test_names_that_would_break_the_topic_are_refused() -> None:
     with pytest.raises(ValueError, match="level"):
-        PeerChannel(me="a/b")
+        PeerChannel(me="a/b", key=KEY)
     with pytest.raises(ValueError, match="mqtt://"):
-        PeerChannel(me="a", broker_url="http://127.0.0.1")
+        PeerChannel(me="a", key=KEY, broker_url="http://127.0.0.1")
+    with pytest.raises(ValueError, match="key"):
+        PeerChannel(me="a", key=b"short")
 
 
 # The wire format on its own.
 
 INSTANCE = b"\x01" * wire.INSTANCE_BYTES
 TRANSFER = b"\x02" * wire.TRANSFER_ID_BYTES
+KEY = b"\x03" * wire.KEY_BYTES
+ON = "edgecloud/peer/m-1/node-source"
 
 
 def test_a_message_round_trips() -> None:
-    payload = wire.encode_message(instance=INSTANCE, seq=7, kind="level", body={"level": 2})
-    message = wire.decode_message(payload, src="peer")
+    payload = wire.encode_message(
+        key=KEY, topic=ON, instance=INSTANCE, seq=7, kind="level", body={"level": 2}
+    )
+    message = wire.decode_message(payload, key=KEY, topic=ON, src="peer")
     assert (message.src, message.kind, message.seq) == ("peer", "level", 7)
     assert message.body == {"level": 2}
-    assert set(cbor2.loads(payload)) == {"v", "e", "s", "k", "b"}
+    assert set(cbor2.loads(payload[wire.TAG_BYTES :])) == {"v", "e", "s", "k", "b"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["another_key", "another_migration", "the_other_direction", "a_flipped_bit", "no_tag"],
+)
+def test_a_message_sealed_for_somewhere_else_is_unauthenticated(change: str) -> None:
+    payload = wire.encode_message(
+        key=KEY, topic=ON, instance=INSTANCE, seq=7, kind="activate", body={}
+    )
+    key, topic = KEY, ON
+    if change == "another_key":
+        key = b"\x04" * wire.KEY_BYTES
+    elif change == "another_migration":
+        topic = "edgecloud/peer/m-2/node-source"
+    elif change == "the_other_direction":
+        topic = "edgecloud/peer/m-1/node-target"
+    elif change == "a_flipped_bit":
+        payload = payload[:-1] + bytes([payload[-1] ^ 1])
+    else:
+        payload = payload[wire.TAG_BYTES :]
+    with pytest.raises(wire.Unauthenticated):
+        wire.decode_message(payload, key=key, topic=topic, src="peer")
 
 
 def assembler_for(size: int | None, *, chunk_bytes: int = 4, limit: int = 100) -> FileAssembler:
@@ -533,7 +634,8 @@ from edgecloud_agent.peers.channel import PeerChannel
 
 async def main():
     channel = PeerChannel(
-        me=sys.argv[1], broker_url=sys.argv[2], last_will=("failed", {"code": "peer_lost"})
+        me=sys.argv[1], key=bytes.fromhex(sys.argv[5]), broker_url=sys.argv[2],
+        last_will=("failed", {"code": "peer_lost"}),
     )
     await channel.connect(sys.argv[3], sys.argv[4])
     os._exit(0)  # gone without a word to the broker, as a killed process is
@@ -543,11 +645,11 @@ asyncio.run(main())
 
 
 async def test_a_side_that_vanishes_is_announced_by_its_last_will(
-    open_channel: OpenChannel, topic: str
+    open_channel: OpenChannel, topic: str, key: bytes
 ) -> None:
     target = await open_channel(TARGET, SOURCE)
     vanished = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", VANISHING_SIDE, SOURCE, BROKER, TARGET, topic
+        sys.executable, "-c", VANISHING_SIDE, SOURCE, BROKER, TARGET, topic, key.hex()
     )
     assert await vanished.wait() == 0
     will = await target.get_message(SOURCE, timeout=10)

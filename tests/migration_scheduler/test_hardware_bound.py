@@ -62,6 +62,7 @@ async def coordinator(sessions) -> AsyncIterator[tuple[Coordinator, RecordingSer
             "/v1/containers/c-hw": container("c-hw", interfaces=["serial0"]),
             "/v1/containers/c-plain": container("c-plain", interfaces=[]),
             "/v1/nodes/ports": [],
+            "/v1/nodes/reserved": [],
         }
     )
     async with coordinating(sessions, registry, orchestrator) as found:

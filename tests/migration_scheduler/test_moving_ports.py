@@ -68,6 +68,8 @@ class Orchestrator:
             return self._answer(container())
         if path == "/v1/nodes/ports":
             return self._answer(PORTS)
+        if path == "/v1/nodes/reserved":
+            return self._answer([])
         assert path == "/v1/containers/c-web", path
         return self._answer(container())
 

@@ -120,10 +120,20 @@ class TenantImages:
             raise ImagePullFailed(f"pull {reference}: the engine did not keep it under that name")
         return image_id
 
-    async def load(self, spec: ContainerSpec, archive: Path, *, source: str | None = None) -> str:
-        """Load the tenant's ``docker save`` archive as its own image; the image's ID."""
+    async def load(
+        self,
+        spec: ContainerSpec,
+        archive: Path,
+        *,
+        source: str | None = None,
+        expected: str | None = None,
+    ) -> str:
+        """Load the tenant's ``docker save`` archive as its own image; the image's ID.
+        With ``expected``, an archive of any other image is refused before it is loaded."""
         self._refuse_reserved(spec.image)
         found = await asyncio.to_thread(image_archives.read_manifest, archive, spec.image)
+        if expected is not None and found.image_id != expected:
+            raise ImageRefused(f"the archive holds {found.image_id[:19]}, not {expected[:19]}")
         untagged = self._work / f"untagged-{archive.name}"
         self._work.mkdir(parents=True, exist_ok=True)
         try:

@@ -13,8 +13,18 @@ the whole fleet.
 aiomqtt acknowledges a message before the agent has handled it, so a message that was
 received but is lost to a full queue is lost for good: both queues hold ``queue_max``,
 and the broker holds back (up to its own per-client limit) while they are full. One reader
-task decodes every message, drops malformed ones (``dropped``) and exact repeats
-(``duplicates``), and queues the rest; read them with exactly one consumer at a time.
+task checks every message and queues the good ones; read them with exactly one consumer
+at a time.
+
+Every message is sealed with the migration's key (:mod:`.wire`). The first sealed message
+fixes the peer's sending instance; from then on its messages must come numbered one after
+another, as one MQTT client publishing one at a time on one topic at QoS 2 delivers them.
+The reader refuses, and counts in ``refused`` by reason: ``malformed`` payloads,
+``forged`` ones (not sealed with the key for this topic: someone else's, or a message of
+another migration or direction), ``repeat`` (a number already taken: the broker's
+redelivery or a replay; dropped either way), ``gap`` (a number ahead of the next: one
+missing, or a reordering; the conversation then stalls and times out, which the migration
+turns into a rollback) and ``other_instance`` (sealed, but from a second sender instance).
 """
 
 import asyncio
@@ -25,6 +35,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -42,6 +53,7 @@ from .wire import (
     FILE_END,
     FILE_HEAD,
     INSTANCE_BYTES,
+    KEY_BYTES,
     MAX_CHUNK_BYTES,
     MAX_NAME_CHARS,
     RESERVED_PREFIX,
@@ -57,6 +69,7 @@ from .wire import (
     PeerUnavailable,
     ProtocolError,
     TransferFailed,
+    Unauthenticated,
     check_kind,
     decode_message,
     encode_message,
@@ -84,7 +97,8 @@ _FORBIDDEN_IN_LEVEL = frozenset("/+#\0")
 
 
 WILL_SEQ = 1 << 40
-"""The last will's number: above any sequence a channel reaches."""
+"""The last will's number: above any sequence a channel reaches, and taken whatever came
+before it (the sender is gone: nothing else is coming)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +128,7 @@ class PeerChannel:
         self,
         *,
         me: str,
+        key: bytes,
         broker_url: str = "mqtt://127.0.0.1:1883",
         chunk_bytes: int = 128 * 1024,
         max_file_bytes: int = 2 << 30,
@@ -123,11 +138,14 @@ class PeerChannel:
         last_will: tuple[str, dict[str, Any]] | None = None,
         login: BrokerLogin | None = None,
     ) -> None:
-        """``broker_timeout`` bounds connecting, subscribing and each single publish.
+        """``key``: the migration's (``KEY_BYTES``), which seals every message both ways.
+        ``broker_timeout`` bounds connecting, subscribing and each single publish.
         ``last_will`` (kind, body) is what the broker tells the peer in this side's name
         when this side vanishes without disconnecting (a killed process, a dead node: the
         latter noticed after 1.5 ``keepalive_s``), so the peer stops waiting at once."""
         _check_level("me", me)
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"key must be {KEY_BYTES} bytes")
         address = urlsplit(broker_url)
         if address.scheme != "mqtt" or not address.hostname:
             raise ValueError(f"broker_url must be mqtt://host[:port], not {broker_url!r}")
@@ -144,12 +162,14 @@ class PeerChannel:
         self._keepalive_s = keepalive_s
         self._last_will = last_will
         self._login = login
+        self._key = key
         if last_will is not None:
             check_kind(last_will[0])
         # With the sequence number this names each message uniquely, also across restarts.
         self._instance = secrets.token_bytes(INSTANCE_BYTES)
         self._next_seq = 0
-        self._seen = _SeenMessages()
+        self._peer_instance: bytes | None = None
+        self._peer_next_seq = 0
         self._peer = ""
         self._client_id = ""
         self._inbox_topic = ""
@@ -157,9 +177,8 @@ class PeerChannel:
         self._client: aiomqtt.Client | None = None
         self._inbox: _Inbox | None = None
         self._stack: AsyncExitStack | None = None
-        self.dropped = 0
-        """Malformed messages (and messages on a topic not subscribed here) dropped."""
-        self.duplicates = 0
+        self.refused: Counter[str] = Counter()
+        """Messages refused, by reason (see the module's docstring)."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -355,7 +374,7 @@ class PeerChannel:
         if self._last_will is not None and not clean_session:
             kind, body = self._last_will
             # Numbered beyond any message this side sends, so it is never taken for a repeat.
-            payload = encode_message(instance=self._instance, seq=WILL_SEQ, kind=kind, body=body)
+            payload = self._seal(WILL_SEQ, kind, body)
             will = aiomqtt.Will(self._outbox_topic, payload, qos=2)
         return aiomqtt.Client(
             self._host,
@@ -379,11 +398,21 @@ class PeerChannel:
         if self._client is None:
             raise PeerUnavailable("the channel is not connected")
         seq, self._next_seq = self._next_seq, self._next_seq + 1
-        payload = encode_message(instance=self._instance, seq=seq, kind=kind, body=body)
+        payload = self._seal(seq, kind, body)
         try:
             await self._client.publish(self._outbox_topic, payload, qos=2)
         except aiomqtt.MqttError as err:
             raise PeerUnavailable(f"{kind} #{seq} not published: {err}") from err
+
+    def _seal(self, seq: int, kind: str, body: dict[str, Any]) -> bytes:
+        return encode_message(
+            key=self._key,
+            topic=self._outbox_topic,
+            instance=self._instance,
+            seq=seq,
+            kind=kind,
+            body=body,
+        )
 
     async def _next(self, timeout: float | None, waiting_for: str) -> PeerMessage:
         if self._inbox is None:
@@ -422,19 +451,37 @@ class PeerChannel:
                 raise MalformedMessage(f"topic {mqtt_message.topic.value}")
             if not isinstance(payload, bytes | bytearray):
                 raise MalformedMessage(f"payload of type {type(payload).__name__}")
-            message = decode_message(bytes(payload), src=self._peer)
-        except MalformedMessage as err:
-            self.dropped += 1
-            # Hostile input could flood the log: the first, then every hundredth.
-            level = logging.WARNING if self.dropped % 100 == 1 else logging.DEBUG
-            logger.log(
-                level, "dropped a message from %s (%d so far): %s", self._peer, self.dropped, err
+            message = decode_message(
+                bytes(payload), key=self._key, topic=self._inbox_topic, src=self._peer
             )
-            return None
-        if self._seen.repeat(message.instance, message.seq):
-            self.duplicates += 1
-            return None
+        except MalformedMessage as err:
+            return self._refuse("forged" if isinstance(err, Unauthenticated) else "malformed", err)
+        if self._peer_instance is None:
+            self._peer_instance = message.instance
+        elif message.instance != self._peer_instance:
+            return self._refuse("other_instance", f"{message.kind} #{message.seq}")
+        if message.seq == WILL_SEQ:
+            return message
+        if message.seq < self._peer_next_seq:
+            return self._refuse("repeat", f"{message.kind} #{message.seq}")
+        if message.seq > self._peer_next_seq:
+            return self._refuse(
+                "gap", f"{message.kind} #{message.seq}, expected #{self._peer_next_seq}"
+            )
+        self._peer_next_seq += 1
         return message
+
+    def _refuse(self, reason: str, what: object) -> PeerMessage | None:
+        """Counts and logs a refused message; None, which :meth:`_accept` hands back."""
+        self.refused[reason] += 1
+        count = self.refused.total()
+        # Hostile input could flood the log: the first, then every hundredth. A repeat is
+        # mostly the broker redelivering after a reconnect, not worth a warning.
+        level = logging.WARNING if count % 100 == 1 and reason != "repeat" else logging.DEBUG
+        logger.log(
+            level, "refused a message from %s (%s; %d so far): %s", self._peer, reason, count, what
+        )
+        return None
 
 
 class _Closed:
@@ -483,37 +530,6 @@ class _Arrivals:
             return await self._channel._next(None, "message")
         except _Disconnected:
             raise StopAsyncIteration from None
-
-
-class _SeenMessages:
-    """Which (instance, seq) came already, in little memory while they come mostly in order."""
-
-    MAX_INSTANCES = 64
-    MAX_GAPS = 4096
-
-    def __init__(self) -> None:
-        self._below: dict[bytes, int] = {}  # every seq below this came
-        self._ahead: dict[bytes, set[int]] = {}
-
-    def repeat(self, instance: bytes, seq: int) -> bool:
-        """Whether this message came before; records it if not."""
-        below = self._below.pop(instance, 0)
-        ahead = self._ahead.pop(instance, set())
-        # Re-inserted: the dicts stay ordered by last use, and the least used go first.
-        self._below[instance], self._ahead[instance] = below, ahead
-        while len(self._below) > self.MAX_INSTANCES:
-            oldest = next(iter(self._below))
-            del self._below[oldest], self._ahead[oldest]
-        if seq < below or seq in ahead:
-            return True
-        ahead.add(seq)
-        if len(ahead) > self.MAX_GAPS:  # what is missing this long ago will not come
-            below = min(ahead)
-        while below in ahead:
-            ahead.remove(below)
-            below += 1
-        self._below[instance] = below
-        return False
 
 
 class _SinkWriter:

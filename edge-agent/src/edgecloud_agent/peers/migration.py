@@ -1,16 +1,17 @@
 """Moving a container to a peer node, and taking one in from a peer (ARCHITECTURE 4.6).
 
 The scheduler tells the target what to expect (``migration.expect``: the migration, the
-source, a one-time token); the target makes two logins on its broker for this migration
-alone (its own side and the source's) and answers with the source's; the scheduler hands it
-to the source with ``migration.start``. The two agents then talk through the target's
-Mosquitto at QoS 2 (:class:`~.channel.PeerChannel`), nobody else being allowed on the
-migration's topics:
+source, the migration's key, and the cloud's record of the container: its spec and image
+ID); the target makes two logins on its broker for this migration alone (its own side and
+the source's) and answers with the source's; the scheduler hands it to the source with the
+key (``migration.start``). The two agents then talk through the target's Mosquitto at
+QoS 2 (:class:`~.channel.PeerChannel`), nobody else being allowed on the migration's
+topics, every message sealed with the key:
 
     source                                   target
-    resource_request {token, image, needs} ->
+    resource_request {container_id}        ->
                                           <- level {level, has_image}
-    configuration {spec, feed login}       ->
+    configuration {feed login}             ->
                                           <- configuration_ok
     file "image" (only if the target lacks that image id), file "app" (/app's tar)
     activate                               ->  load or build as the tenant's own image,
@@ -21,6 +22,11 @@ migration's topics:
     (the scheduler moves the record)           the source stops and removes its copy
     done                                   ->
 
+The target creates what the cloud's record says, never what the source says: limits,
+subscriptions, sensor broker, restart policy all come from the scheduler's ``spec``. What
+the source sends must be that container's: an image must have the recorded ID (checked in
+the archive before it is loaded), a build context the digest ``spec`` names.
+
 Either side sends ``failed {code, message}`` instead of its next message when it cannot go
 on. Until the target has answered ``activated`` and the scheduler has moved the record,
 the source's copy keeps running: every failure before that is a rollback (the target
@@ -28,11 +34,13 @@ removes whatever it made) and the container never stopped serving.
 """
 
 import asyncio
+import base64
 import contextlib
 import logging
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -180,6 +188,8 @@ class PeerMigrations:
         self._own_peer_url = own_peer_url
         self._expected: dict[str, _Expected] = {}
         self._moving: set[str] = set()
+        self.refused: Counter[str] = Counter()
+        """Peer messages refused over all migrations, by reason (:mod:`.channel`)."""
 
     async def close(self) -> None:
         tasks = [e.task for e in self._expected.values() if e.task is not None]
@@ -197,6 +207,9 @@ class PeerMigrations:
 
     async def expect(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         order = _parse(MigrationExpectation, args, kwargs)
+        spec = order.spec
+        if spec.container_id != order.container_id or spec.tenant_id != order.tenant_id:
+            raise CommandRejected(errors.INVALID_ARGUMENT, "the spec is of another container")
         if order.migration in self._expected:
             # A repeated call: already waiting, with the same login for the source.
             ready = MigrationReady(login=self._expected[order.migration].source_login)
@@ -205,6 +218,15 @@ class PeerMigrations:
             raise CommandRejected(
                 errors.FAILED_PRECONDITION, f"this node offers peers level {self._level} only"
             )
+        if spec.devices:
+            # Only the orchestrator gives a container this node's devices, never a move.
+            raise CommandRejected(
+                errors.FAILED_PRECONDITION, "a container holding its node's devices stays"
+            )
+        try:
+            self._runtime.policy.check(spec)
+        except RuntimeFailure as err:
+            raise CommandRejected(errors.FAILED_PRECONDITION, err.message) from err
         mine = theirs = None
         identities = self._node.identities
         if identities is not None:
@@ -215,7 +237,7 @@ class PeerMigrations:
             except BrokerError as err:
                 raise CommandRejected(errors.UNAVAILABLE, f"the local broker: {err}") from err
         # Subscribed before answering: the source starts talking as soon as it has the answer.
-        channel = self._channel(self._broker_url, mine)
+        channel = self._channel(self._broker_url, mine, order.key)
         try:
             await channel.connect(order.source, topic_of(order.migration))
         except PeerError as err:
@@ -256,6 +278,7 @@ class PeerMigrations:
             logger.exception("migration %s in from %s broke", order.migration, order.source)
             await self._undo(expected)
         finally:
+            self._count_refused(order.migration, channel)
             with contextlib.suppress(Exception):
                 await channel.disconnect(end_session=True)
             await self._forget_logins(order.migration)
@@ -264,34 +287,24 @@ class PeerMigrations:
 
     async def _serve(self, channel: PeerChannel, expected: _Expected, incoming: Path) -> None:
         order = expected.order
+        # The cloud's record, not the peer's word; its image is the tenant's own here.
+        spec = order.spec.model_copy(update={"image_archive": None})
         request = await self._next(channel, order.source, "resource_request", EXPECTATION_TTL_S)
-        if request.get("token") != order.token or request.get("container_id") != order.container_id:
+        if request.get("container_id") != order.container_id:
             raise MigrationFailed("not_expected", "no such migration is expected here")
-        offered_image = str(request.get("image_id") or "")
         # The tenant's own image, or a shared one of that name: never another tenant's.
-        has_image = bool(offered_image) and await self._node.images.may_use(
-            order.tenant_id, str(request.get("image", "")), offered_image
+        has_image = order.image_id is not None and await self._node.images.may_use(
+            order.tenant_id, spec.image, order.image_id
         )
-        await channel.send("level", {"level": self._offered_level(request), "has_image": has_image})
+        await channel.send("level", {"level": self._offered_level(spec), "has_image": has_image})
 
         configuration = await self._next(channel, order.source, "configuration", REPLY_TIMEOUT_S)
-        try:
-            spec = ContainerSpec.model_validate(configuration.get("spec"))
-        except ValidationError as err:
-            raise MigrationFailed("bad_configuration", str(err)[:300]) from err
-        if spec.container_id != order.container_id or spec.tenant_id != order.tenant_id:
-            raise MigrationFailed("bad_configuration", "the configuration is for another container")
-        if spec.devices:
-            # Only the orchestrator gives a container this node's devices, never a peer.
-            raise MigrationFailed("holds_hardware", "a container holding its node's devices stays")
-        try:
-            self._runtime.policy.check(spec)
-        except RuntimeFailure as err:
-            raise MigrationFailed(err.code, err.message) from err
-        feed = configuration.get("feed")
+        if not configuration.keys() <= {"feed"}:
+            # The container is the cloud's to describe: a peer that tries is not heard.
+            raise MigrationFailed("bad_configuration", f"unexpected {sorted(configuration)}")
         if spec.subscriptions:
             try:
-                feed_login = BrokerLogin.model_validate(feed)
+                feed_login = BrokerLogin.model_validate(configuration.get("feed"))
             except ValidationError as err:
                 raise MigrationFailed("bad_configuration", "no login for its sensors") from err
         await channel.send("configuration_ok", {})
@@ -312,23 +325,28 @@ class PeerMigrations:
                 raise MigrationFailed("bad_context", "not the build context of this container")
         app_file = incoming / "app.tar"
         if sent.get("image"):
+            if order.image_id is None:
+                raise MigrationFailed("bad_image", "the cloud knows no image of this container")
             await channel.receive_file("image", image_file, timeout=FILE_TIMEOUT_S)
         await channel.receive_file("app", app_file, timeout=FILE_TIMEOUT_S)
 
         await self._next(channel, order.source, "activate", REPLY_TIMEOUT_S)
         started = time.perf_counter()
-        spec = spec.model_copy(update={"image_archive": None})
         if sent.get("image"):
-            # Loaded as the tenant's own image, under no tag the archive may carry.
-            image_id = await self._node.images.load(
-                spec, image_file, source=f"image:{offered_image}"
-            )
-            if image_id != offered_image:
-                raise MigrationFailed("bad_image", "the image sent is not the one announced")
+            assert order.image_id is not None
+            # Loaded as the tenant's own image, under no tag the archive may carry, and only
+            # if it is the image the container was created from.
+            try:
+                image_id = await self._node.images.load(
+                    spec, image_file, source=f"image:{order.image_id}", expected=order.image_id
+                )
+            except RuntimeFailure as err:
+                raise MigrationFailed("bad_image", err.message) from err
         elif sent.get("context"):
             image_id = await self._node.images.build(spec, context_file)
         elif has_image:
-            image_id = offered_image
+            assert order.image_id is not None
+            image_id = order.image_id
         else:
             raise MigrationFailed("no_image", "neither the image nor its context came")
         if spec.subscriptions:
@@ -371,10 +389,10 @@ class PeerMigrations:
             await self._feeds.replay(spec.container_id, [str(line) for line in replay])
         self._feeds.release(spec.container_id, start=spec)
 
-    def _offered_level(self, request: dict[str, Any]) -> int:
+    def _offered_level(self, spec: ContainerSpec) -> int:
         """What this node can offer now: less than announced when it lacks the room."""
         memory = psutil.virtual_memory()
-        needed = int(request.get("memory") or 0)
+        needed = spec.limits.memory if spec.limits is not None else 0
         if needed and memory.available < needed:
             return min(self._level, 1)
         return self._level
@@ -415,7 +433,7 @@ class PeerMigrations:
             )
         spec = desired.spec
         outgoing = Path(tempfile.mkdtemp(prefix=f"out-{order.migration}-", dir=self._work_dir))
-        channel = self._channel(order.target_url, order.login)
+        channel = self._channel(order.target_url, order.login, order.key)
         activated = False
         try:
             await channel.connect(order.target, topic_of(order.migration))
@@ -423,17 +441,7 @@ class PeerMigrations:
                 image_id = await self._runtime.image_of(
                     spec.docker_name, container_id=spec.container_id
                 )
-                await channel.send(
-                    "resource_request",
-                    {
-                        "token": order.token,
-                        "container_id": order.container_id,
-                        "image": spec.image,
-                        "image_id": image_id,
-                        "memory": spec.limits.memory if spec.limits else None,
-                        "cpus": spec.limits.cpus if spec.limits else None,
-                    },
-                )
+                await channel.send("resource_request", {"container_id": order.container_id})
                 level = await self._next(channel, order.target, "level", REPLY_TIMEOUT_S)
                 if int(level.get("level", 0)) < 2:
                     raise MigrationFailed(
@@ -441,16 +449,14 @@ class PeerMigrations:
                         f"{order.target} offers level {level.get('level')}, compute needs 2",
                     )
             async with steps.step("configuration"):
-                moved = spec
-                if spec.subscriptions and spec.sensor_broker is None:
-                    if not self._own_peer_url:
+                # The target has the container's spec from the cloud: here only what the cloud
+                # cannot give, the login its sensors are read with on this node's broker.
+                configuration: dict[str, Any] = {}
+                if spec.subscriptions:
+                    if spec.sensor_broker is None and not self._own_peer_url:
                         raise MigrationFailed(
                             "no_peer_url", "its sensors need this node's broker to be reachable"
                         )
-                    # The sensors stay with this node's broker: the target reads them there.
-                    moved = spec.model_copy(update={"sensor_broker": self._own_peer_url})
-                configuration: dict[str, Any] = {"spec": moved.model_dump(mode="json")}
-                if spec.subscriptions:
                     # The target reads its sensors on, under the same login and session.
                     login = await self._feeds.login(spec)
                     configuration["feed"] = login.model_dump(mode="json")
@@ -528,9 +534,20 @@ class PeerMigrations:
                 rolled_back=not activated or self._desired.get(order.container_id) is not None,
             )
         finally:
+            self._count_refused(order.migration, channel)
             with contextlib.suppress(Exception):
                 await channel.disconnect(end_session=True)
             shutil.rmtree(outgoing, ignore_errors=True)
+
+    def _count_refused(self, migration: str, channel: PeerChannel) -> None:
+        if channel.refused:
+            self.refused.update(channel.refused)
+            logger.warning(
+                "migration %s: refused %s from %s's topic",
+                migration,
+                ", ".join(f"{count} {why}" for why, count in sorted(channel.refused.items())),
+                channel.peer,
+            )
 
     def _context_of(self, spec: ContainerSpec) -> Path | None:
         """The build context this node built the container's image from, if it has it."""
@@ -539,9 +556,10 @@ class PeerMigrations:
         kept = self._contexts_dir / f"{spec.build_context.sha256}.tar"
         return kept if kept.exists() else None
 
-    def _channel(self, broker_url: str, login: BrokerLogin | None) -> PeerChannel:
+    def _channel(self, broker_url: str, login: BrokerLogin | None, key: str) -> PeerChannel:
         return PeerChannel(
             me=self._me,
+            key=migration_key(key),
             broker_url=broker_url,
             login=login,
             keepalive_s=PEER_KEEPALIVE_S,
@@ -561,6 +579,11 @@ class PeerMigrations:
         if message.kind != kind:
             raise MigrationFailed("unexpected_message", f"expected {kind}, got {message.kind}")
         return message.body
+
+
+def migration_key(text: str) -> bytes:
+    """The key the scheduler gave (base64url, no padding) as the channel takes it."""
+    return base64.urlsafe_b64decode(text + "=")
 
 
 def _parse(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -1,8 +1,14 @@
-"""The peer protocol on the wire: one CBOR map per MQTT message, files as numbered chunks.
+"""The peer protocol on the wire: one sealed CBOR map per MQTT message, files as numbered
+chunks.
 
-Every message is a CBOR map with exactly these keys:
+A message is a 32-byte HMAC-SHA256 tag followed by the CBOR envelope. The key is the
+migration's own, given to both nodes by the scheduler over their authenticated cloud
+sessions and never sent between them; the tag covers the MQTT topic the message is published
+on (which names the migration and the sender) and the envelope. So a message from anyone
+without the key, or moved to another migration or to the other direction, is refused before
+its CBOR is even parsed. The envelope is a map with exactly these keys:
 
-    "v"  protocol version, 1
+    "v"  protocol version, 2
     "e"  the sending channel instance, 8 random bytes ("s" counts from 0 for each instance)
     "s"  sequence number, int >= 0, one per message the instance sends
     "k"  kind, matching ``[a-z][a-z0-9_.-]{0,63}``; the kinds starting "file." are reserved
@@ -20,6 +26,7 @@ The digest is always in the trailer, whatever the source: a stream knows it only
 
 PeerError
 ├── MalformedMessage   a payload that is no valid message (the channel drops and counts it)
+│   └── Unauthenticated  its tag is not the key's for this topic (forged, or moved)
 ├── PeerUnavailable    the broker cannot be reached, or the connection to it was lost
 ├── PeerTimeout        nothing arrived in time (also a TimeoutError)
 ├── ProtocolError      a valid message this side did not expect now (``received``)
@@ -27,6 +34,7 @@ PeerError
 """
 
 import hashlib
+import hmac
 import io
 import re
 from collections.abc import Iterator, Mapping
@@ -35,10 +43,13 @@ from typing import Any, NoReturn
 
 import cbor2
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+KEY_BYTES = 32
+TAG_BYTES = 32
+_TAG_CONTEXT = b"edgecloud-peer/2\n"
 MAX_CHUNK_BYTES = 1 << 20
 MAX_CONTROL_BYTES = 256 << 10
-MAX_MESSAGE_BYTES = MAX_CHUNK_BYTES + 1024
+MAX_MESSAGE_BYTES = MAX_CHUNK_BYTES + 1024 + TAG_BYTES
 MAX_DEPTH = 16
 MAX_NAME_CHARS = 255
 INSTANCE_BYTES = 8
@@ -70,6 +81,10 @@ class PeerError(Exception):
 
 
 class MalformedMessage(PeerError):
+    pass
+
+
+class Unauthenticated(MalformedMessage):
     pass
 
 
@@ -139,25 +154,32 @@ def check_kind(kind: str) -> None:
         raise ValueError(f"kind {kind[:80]!r} does not match {_KIND.pattern}")
 
 
-def encode_message(*, instance: bytes, seq: int, kind: str, body: dict[str, Any]) -> bytes:
-    """One message as its sender publishes it; ``ValueError`` if the receiver would drop it."""
+def encode_message(
+    *, key: bytes, topic: str, instance: bytes, seq: int, kind: str, body: dict[str, Any]
+) -> bytes:
+    """One message as its sender publishes it on ``topic``; ``ValueError`` if the receiver
+    would drop it."""
     check_kind(kind)
     try:
         _check_plain(body, depth=1)
     except MalformedMessage as err:
         raise ValueError(f"body of {kind}: {err}") from err
-    payload = cbor2.dumps({"v": PROTOCOL_VERSION, "e": instance, "s": seq, "k": kind, "b": body})
+    envelope = cbor2.dumps({"v": PROTOCOL_VERSION, "e": instance, "s": seq, "k": kind, "b": body})
     limit = MAX_MESSAGE_BYTES if kind == FILE_CHUNK else MAX_CONTROL_BYTES
-    if len(payload) > limit:
-        raise ValueError(f"{kind} message of {len(payload)} bytes, over {limit}")
-    return payload
+    if len(envelope) + TAG_BYTES > limit:
+        raise ValueError(f"{kind} message of {len(envelope) + TAG_BYTES} bytes, over {limit}")
+    return seal(key, topic, envelope)
 
 
-def decode_message(payload: bytes, *, src: str) -> PeerMessage:
-    """The message in ``payload``, or :class:`MalformedMessage` saying what is wrong."""
+def decode_message(payload: bytes, *, key: bytes, topic: str, src: str) -> PeerMessage:
+    """The message in ``payload`` as received on ``topic``, or :class:`MalformedMessage`
+    (:class:`Unauthenticated` when its tag is wrong) saying what is wrong."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise MalformedMessage(f"{len(payload)} bytes, over {MAX_MESSAGE_BYTES}")
-    stream = io.BytesIO(payload)
+    tag, envelope = payload[:TAG_BYTES], payload[TAG_BYTES:]
+    if not hmac.compare_digest(tag, _tag(key, topic, envelope)):
+        raise Unauthenticated("not sealed with this migration's key for this topic")
+    stream = io.BytesIO(envelope)
     decoder = cbor2.CBORDecoder(
         stream,
         semantic_decoders=_NO_TAGS,
@@ -170,8 +192,8 @@ def decode_message(payload: bytes, *, src: str) -> PeerMessage:
         decoded = decoder.decode()
     except Exception as err:  # hostile bytes raise more than CBORDecodeError (ValueError, ...)
         raise MalformedMessage(f"not CBOR: {err}") from err
-    if stream.tell() != len(payload):
-        raise MalformedMessage(f"{len(payload) - stream.tell()} bytes after the message")
+    if stream.tell() != len(envelope):
+        raise MalformedMessage(f"{len(envelope) - stream.tell()} bytes after the message")
     if not isinstance(decoded, dict) or decoded.keys() != _ENVELOPE_KEYS:
         raise MalformedMessage(f"not an envelope: {_describe(decoded)}")
     version, instance, seq, kind, body = (decoded[key] for key in ("v", "e", "s", "k", "b"))
@@ -189,6 +211,19 @@ def decode_message(payload: bytes, *, src: str) -> PeerMessage:
         raise MalformedMessage(f"body is {_describe(body)}")
     _check_plain(body, depth=1)
     return PeerMessage(src=src, kind=kind, seq=seq, body=body, instance=instance)
+
+
+def seal(key: bytes, topic: str, envelope: bytes) -> bytes:
+    """``envelope`` as published on ``topic``: behind its tag."""
+    return _tag(key, topic, envelope) + envelope
+
+
+def _tag(key: bytes, topic: str, envelope: bytes) -> bytes:
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"a migration key is {KEY_BYTES} bytes")
+    mac = hmac.new(key, _TAG_CONTEXT + topic.encode() + b"\n", hashlib.sha256)
+    mac.update(envelope)
+    return mac.digest()
 
 
 def _check_plain(value: object, *, depth: int) -> None:

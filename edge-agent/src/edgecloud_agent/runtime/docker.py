@@ -273,6 +273,7 @@ class DockerRuntime:
             docker_id=created.id,
             docker_name=spec.docker_name,
             image=spec.image,
+            image_id=placement.image_id,
             state="created",
         )
 

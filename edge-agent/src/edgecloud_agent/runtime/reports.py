@@ -1,12 +1,13 @@
 """Docker's JSON (inspect results, events, pull progress) turned into our wire models."""
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from edgecloud_contracts.containers import ContainerReport, LogLine
+from edgecloud_contracts.containers import IMAGE_ID_PATTERN, ContainerReport, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
 
 from .hardening import LABEL_CONTAINER_ID, LABEL_IMAGE, LABEL_TENANT
@@ -46,6 +47,7 @@ def from_inspect(data: dict[str, Any]) -> ContainerReport:
         docker_name=str(data.get("Name", "")).lstrip("/"),
         # Made from an image ID: the tenant's own name for it is in the label.
         image=str(found.get(LABEL_IMAGE) or config.get("Image", "")),
+        image_id=_image_id(data.get("Image")),
         state=status,
         exit_code=int(exit_code)
         if status in _FINISHED_STATES and isinstance(exit_code, int)
@@ -53,6 +55,11 @@ def from_inspect(data: dict[str, Any]) -> ContainerReport:
         started_at=_timestamp(state.get("StartedAt")),
         finished_at=_timestamp(state.get("FinishedAt")),
     )
+
+
+def _image_id(value: object) -> str | None:
+    """The engine's ``Image`` of a container: its image's ID, when it is one."""
+    return value if isinstance(value, str) and re.fullmatch(IMAGE_ID_PATTERN, value) else None
 
 
 def removed(docker_id: str, attributes: dict[str, Any]) -> ContainerReport:

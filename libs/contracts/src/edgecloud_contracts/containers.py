@@ -235,6 +235,19 @@ class FilesAccepted(WireModel):
     command: str
 
 
+IMAGE_ID_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+class ContainerRecord(WireModel):
+    """``GET /v1/containers/{id}/record``, for the migration-scheduler only: what the
+    cloud holds of a container, which a migration's target creates rather than what the
+    source says."""
+
+    spec: ContainerSpec
+    image_id: str | None
+    """The image it was created from, as its first node reported it (None until then)."""
+
+
 class ContainerReport(WireModel):
     """A container as the node sees it."""
 
@@ -243,6 +256,8 @@ class ContainerReport(WireModel):
     docker_id: str
     docker_name: str
     image: str
+    image_id: Annotated[str, Field(pattern=IMAGE_ID_PATTERN)] | None = None
+    """The image's ID on the node (the tenant's own name for it is ``image``)."""
     state: str
     exit_code: int | None = None
     started_at: datetime | None = None

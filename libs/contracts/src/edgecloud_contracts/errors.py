@@ -10,6 +10,8 @@ UNAVAILABLE: Final = "edge.error.unavailable"
 NOT_FOUND: Final = "edge.error.not_found"
 FAILED_PRECONDITION: Final = "edge.error.failed_precondition"
 """The request is valid but the device is not in a state to carry it out."""
+TOO_MANY_REQUESTS: Final = "edge.error.too_many_requests"
+"""More of these than the caller is allowed in a while: ask again later."""
 FULL_HEARTBEAT_NEEDED: Final = "edge.error.full_heartbeat_needed"
 """A compact beat from a device the registry has no full heartbeat of yet."""
 

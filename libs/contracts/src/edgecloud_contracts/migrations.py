@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
+from .containers import IMAGE_ID_PATTERN, ContainerSpec
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
 
@@ -121,6 +122,10 @@ class MigrationAccepted(WireModel):
 # other over MQTT, through the target's broker (edgecloud_agent.peers).
 
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
+MIGRATION_KEY_PATTERN = r"^[A-Za-z0-9_-]{43}$"
+"""A migration's key: 32 random bytes, base64url without padding. Given to its two nodes
+over their cloud sessions, it seals every message they exchange (edgecloud_agent.peers.wire)
+and is never itself sent between them."""
 
 
 BROKER_NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -146,14 +151,23 @@ class MigrationReady(WireModel):
 
 
 class MigrationExpectation(WireModel):
-    """``edge.device.<target>.migration.expect``: a migration is coming from ``source``;
-    only a peer presenting ``token`` is served."""
+    """``edge.device.<target>.migration.expect``: a migration is coming from ``source``.
+    Only a peer sealing its messages with ``key`` is heard, and what it sends must be this
+    container: the cloud's own record of it (``spec``, with ``image_id``), not the peer's
+    word, says what the target creates."""
 
     migration: Annotated[str, Field(min_length=1, max_length=64)]
     container_id: Annotated[str, Field(min_length=1, max_length=64)]
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     source: Annotated[str, Field(pattern=KEY_PATTERN)]
-    token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
+    key: Annotated[str, Field(pattern=MIGRATION_KEY_PATTERN)]
+    spec: ContainerSpec
+    """As the orchestrator holds it, its sensors read on the source's broker: limits,
+    subscriptions, broker and restart policy come from here."""
+    image_id: Annotated[str, Field(pattern=IMAGE_ID_PATTERN)] | None = None
+    """The image the container was created from, as its first node reported it; an image
+    the source sends must be this one. None for a built image (the target builds it from
+    the context whose digest ``spec`` names)."""
 
 
 class MigrationOrder(WireModel):
@@ -165,7 +179,7 @@ class MigrationOrder(WireModel):
     docker_name: Annotated[str, Field(min_length=1, max_length=128)]
     target: Annotated[str, Field(pattern=KEY_PATTERN)]
     target_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
-    token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
+    key: Annotated[str, Field(pattern=MIGRATION_KEY_PATTERN)]
     login: BrokerLogin | None = None
     """Who the source is on the target's broker (:class:`MigrationReady`)."""
 

@@ -44,6 +44,7 @@ def create_app(settings: MigrationSchedulerSettings | None = None) -> FastAPI:
                     max_rtt_ms=settings.max_rtt_ms, unknown_rtt_ms=settings.unknown_rtt_ms
                 ),
                 expect_timeout_s=settings.expect_timeout_s,
+                node_moves_per_minute=settings.node_moves_per_minute,
                 move_timeout_s=settings.move_timeout_s,
             )
             stack.push_async_callback(coordinator.close)

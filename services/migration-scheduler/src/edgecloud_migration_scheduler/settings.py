@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import ServiceSettings
@@ -19,6 +19,10 @@ class MigrationSchedulerSettings(ServiceSettings):
     """Peers farther than this (round trip from the source) are not chosen."""
     unknown_rtt_ms: PositiveFloat | None = None
     """What a peer the source has not measured counts as; None: it is not chosen."""
+    node_moves_per_minute: PositiveInt = 20
+    """How many of its containers a node may ask to move (pressure, predicted failure,
+    drain) in any minute: a compromised node cannot plant its containers, and their images,
+    on its peers at will. A node's request beyond it is refused; its monitor asks again."""
     expect_timeout_s: PositiveFloat = 10.0
     move_timeout_s: PositiveFloat = 900.0
     """The whole transfer, image included, as the source runs it."""

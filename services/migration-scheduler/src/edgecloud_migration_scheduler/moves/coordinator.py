@@ -2,7 +2,10 @@
 container's record, and say how it ended.
 
 The agents do the moving themselves, peer to peer over MQTT (edgecloud_agent.peers); the
-scheduler decides, authorises (a one-time token the target expects) and keeps the record.
+scheduler decides, authorises (a key of this migration alone, which seals every message the
+two nodes exchange) and keeps the record. The target is told what to create from the
+cloud's record of the container, never from the source: a compromised source can move only
+the container the cloud has, with its limits, subscriptions and image.
 The source's copy runs until the target's is started and the record points to the target:
 the orchestrator moves the record when the source reports the target's activation, and only
 then does the source stop its copy. So a failure before that point is a rollback, and the
@@ -14,6 +17,7 @@ import logging
 import secrets
 import time
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import errors, uris
-from edgecloud_contracts.containers import ContainerView
+from edgecloud_contracts.containers import ContainerRecord, ContainerView
 from edgecloud_contracts.devices import DeviceView, HostPort, PublishedPort, port_refusal
 from edgecloud_contracts.heartbeat import DeviceStatus
 from edgecloud_contracts.migrations import (
@@ -66,6 +70,13 @@ class ReportRefused(Exception):
         self.uri = uri
 
 
+class RequestRefused(ReportRefused):
+    """A node's request to move containers that it may not make (now)."""
+
+
+NODE_MOVES_WINDOW = timedelta(minutes=1)
+
+
 class Coordinator:
     def __init__(
         self,
@@ -76,6 +87,7 @@ class Coordinator:
         policy: Policy,
         expect_timeout_s: float,
         move_timeout_s: float,
+        node_moves_per_minute: int = 20,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
@@ -85,6 +97,7 @@ class Coordinator:
         self._unmeasured_policy = replace(policy, unknown_rtt_ms=policy.max_rtt_ms)
         self._expect_timeout_s = expect_timeout_s
         self._move_timeout_s = move_timeout_s
+        self._node_moves_per_minute = node_moves_per_minute
         self.link: WampLink | None = None
         self._running: set[asyncio.Task[None]] = set()
 
@@ -123,6 +136,7 @@ class Coordinator:
         published = await self._published()
         ports = _ports_of(container.id, published)
         taken = _taken(published)
+        reserved = await self._reserved()
         if device is not None:
             refused = port_refusal(devices[device].policy, ports, taken.get(device, set()))
             if refused is not None:
@@ -140,7 +154,7 @@ class Coordinator:
             ports=ports,
         )
         candidates = [
-            _candidate(d, tenant_id=caller.tenant_id, source=source, taken=taken)
+            _candidate(d, tenant_id=caller.tenant_id, source=source, taken=taken, reserved=reserved)
             for d in devices.values()
             if device is None or d.key in (device, container.device)
         ]
@@ -177,8 +191,17 @@ class Coordinator:
             "GET", f"/v1/nodes/{device}/containers", identity=operator
         )
         wanted = set(request.containers) if request.containers is not None else None
+        if wanted is not None and (strangers := wanted - {str(i["id"]) for i in on_node.json()}):
+            # Only the node's own containers: never another node's, whatever it claims.
+            raise RequestRefused(
+                errors.NOT_AUTHORIZED,
+                f"not containers of {device}: {', '.join(sorted(strangers))[:300]}",
+            )
         moving: list[ContainerView] = []
         async with self._sessions() as session:
+            asked = await service.asked_by_node(
+                session=session, device=device, since=utcnow() - NODE_MOVES_WINDOW
+            )
             for item in on_node.json():
                 if wanted is not None and item["id"] not in wanted:
                     continue
@@ -192,10 +215,17 @@ class Coordinator:
                     logger.info("%s stays on %s: it holds the node's hardware", view.id, device)
                     continue
                 moving.append(view)
+        if moving and asked + len(moving) > self._node_moves_per_minute:
+            raise RequestRefused(
+                errors.TOO_MANY_REQUESTS,
+                f"{device} asked for {asked} moves in the last minute, at most "
+                f"{self._node_moves_per_minute}: ask again later",
+            )
         tenants = {str(i["id"]): str(i["tenant"]) for i in on_node.json()}
         grants = await self._grants(devices, operator)
         published = await self._published()
         taken = _taken(published)
+        reserved = await self._reserved()
         demands = [
             Demand(
                 container_id=c.id,
@@ -211,7 +241,7 @@ class Coordinator:
         ]
         candidates = [
             replace(
-                _candidate(d, tenant_id="", source=source, taken=taken),
+                _candidate(d, tenant_id="", source=source, taken=taken, reserved=reserved),
                 tenants=frozenset(grants.get(d.key, ())),
             )
             for d in devices.values()
@@ -266,6 +296,13 @@ class Coordinator:
         answer = await self._orchestrator.request("GET", "/v1/nodes/ports", identity=acting_for(""))
         return [PublishedPort.model_validate(item) for item in answer.json()]
 
+    async def _reserved(self) -> dict[str, int]:
+        """The memory live containers' limits hold on each node, by the cloud's count."""
+        answer = await self._orchestrator.request(
+            "GET", "/v1/nodes/reserved", identity=acting_for("")
+        )
+        return {str(item["device"]): int(item["memory"]) for item in answer.json()}
+
     async def _grants(
         self, devices: dict[str, DeviceView], operator: Identity
     ) -> dict[str, set[str]]:
@@ -280,10 +317,11 @@ class Coordinator:
 
     async def _drive(self, migration_id: str, container: ContainerView, target: DeviceView) -> None:
         """Tell the target, then the source; record how it ended."""
-        token = secrets.token_urlsafe(24)
+        key = secrets.token_urlsafe(32)
         outcome: MigrationOutcome
         try:
             link = self._require_link()
+            record = await self._record_of(migration_id, container)
             # The target answers with the login it made on its broker for the source alone.
             ready = await link.call(
                 uris.device_procedure(target.key, uris.MIGRATION_EXPECT),
@@ -292,7 +330,9 @@ class Coordinator:
                     container_id=container.id,
                     tenant_id=await self._tenant_of(migration_id),
                     source=container.device,
-                    token=token,
+                    key=key,
+                    spec=record.spec,
+                    image_id=record.image_id,
                 ).model_dump(mode="json"),
                 timeout=self._expect_timeout_s,
             )
@@ -304,19 +344,38 @@ class Coordinator:
                     docker_name=container.name,
                     target=target.key,
                     target_url=target.peer_url,
-                    token=token,
+                    key=key,
                     login=MigrationReady.model_validate(ready).login,
                 ).model_dump(mode="json"),
                 timeout=self._move_timeout_s,
             )
             outcome = MigrationOutcome.model_validate(answer)
-        except (WampError, ValidationError) as err:
-            code = err.error.rsplit(".", 1)[-1] if isinstance(err, WampCallError) else "unreachable"
+        except (WampError, ValidationError, RemoteProblem) as err:
+            if isinstance(err, WampCallError):
+                code = err.error.rsplit(".", 1)[-1]
+            else:
+                code = err.code if isinstance(err, RemoteProblem) else "unreachable"
             outcome = MigrationOutcome(ok=False, steps=[], error_code=code, error=str(err)[:1000])
         except Exception as err:  # the record must end whatever went wrong
             logger.exception("migration %s broke", migration_id)
             outcome = MigrationOutcome(ok=False, steps=[], error_code="internal", error=str(err))
         await self._finish(migration_id, outcome)
+
+    async def _record_of(self, migration_id: str, container: ContainerView) -> ContainerRecord:
+        """The cloud's record of the container, as the target is to create it: its sensors
+        read on at the broker where they publish (the source's, unless it moved before)."""
+        answer = await self._orchestrator.request(
+            "GET", f"/v1/containers/{container.id}/record", identity=acting_for("")
+        )
+        record = ContainerRecord.model_validate(answer.json())
+        spec = record.spec
+        if spec.subscriptions and spec.sensor_broker is None:
+            async with self._sessions() as session:
+                row = await session.get(Migration, migration_id)
+                peer_url = ((row.plan or {}) if row is not None else {}).get("source_peer_url")
+            if peer_url:
+                spec = spec.model_copy(update={"sensor_broker": peer_url})
+        return record.model_copy(update={"spec": spec})
 
     async def _finish(self, migration_id: str, outcome: MigrationOutcome) -> None:
         async with transaction(self._sessions) as session:
@@ -399,6 +458,7 @@ class Coordinator:
         devices = await self._usable_by(member, await self._all_devices())
         published = await self._published()
         taken = _taken(published)
+        reserved = await self._reserved()
         demand = Demand(
             container_id=container.id,
             tenant_id=tenant_id,
@@ -411,7 +471,9 @@ class Coordinator:
         )
         # The lost node measures nothing any more: its neighbours' view of it stands in.
         candidates = [
-            _candidate(d, tenant_id=tenant_id, source=None, rtt_from=lost.key, taken=taken)
+            _candidate(
+                d, tenant_id=tenant_id, source=None, rtt_from=lost, taken=taken, reserved=reserved
+            )
             for d in devices.values()
         ]
         chosen = plan([demand], candidates, self._unmeasured_policy)
@@ -562,17 +624,29 @@ def _candidate(
     tenant_id: str,
     source: DeviceView | None,
     taken: dict[str, set[HostPort]],
-    rtt_from: str | None = None,
+    reserved: dict[str, int],
+    rtt_from: DeviceView | None = None,
 ) -> Candidate:
-    """``rtt_from``: a source that measures nothing itself (a lost node); the candidate's
-    own measurement of it stands in. ``taken``: the host ports held on each device."""
+    """``rtt_from``: a source that measures nothing any more (a lost node); the candidate's
+    own measurement of it stands in. ``taken``: the host ports held on each device;
+    ``reserved``: the memory its live containers' limits hold there, by the cloud's count.
+
+    What a node says of itself is bounded by what the cloud can check, so that a node that
+    lies cannot draw the moves towards itself: the round trip is the longer of the two
+    directions measured (a candidate claiming to be next door is judged by the source's
+    measurement too), and free memory is at most what the cloud has not given out."""
     metrics = device.metrics
     cpu_free = device.cpu_count * (1 - (metrics.cpu_percent or 0.0) / 100)
     rtt = {}
     if source is not None and device.key in source.neighbours:
-        rtt[source.key] = source.neighbours[device.key]
-    elif rtt_from is not None and rtt_from in device.neighbours:
-        rtt[rtt_from] = device.neighbours[rtt_from]
+        rtt[source.key] = max(source.neighbours[device.key], device.neighbours.get(source.key, 0.0))
+    elif rtt_from is not None and rtt_from.key in device.neighbours:
+        rtt[rtt_from.key] = max(
+            device.neighbours[rtt_from.key], rtt_from.neighbours.get(device.key, 0.0)
+        )
+    memory_free = device.memory_total - (metrics.memory_used or 0)
+    if device.memory_total:
+        memory_free = min(memory_free, device.memory_total - reserved.get(device.key, 0))
     return Candidate(
         key=device.key,
         # Compute moves only to nodes on their WAN: a node on the slow mesh cannot take
@@ -582,7 +656,7 @@ def _candidate(
         # The registry lists a tenant's caller only the devices granted to it.
         tenants=frozenset({tenant_id}),
         cpu_free=max(0.0, cpu_free),
-        memory_free=max(0, device.memory_total - (metrics.memory_used or 0)),
+        memory_free=max(0, memory_free),
         disk_free=metrics.disk_free or 0,
         level=device.collaboration_level if device.peer_url else 0,
         rtt_ms=rtt,

@@ -40,5 +40,7 @@ class MigrationRpc:
             raise ApplicationError(errors.INVALID_ARGUMENT, message) from err
         try:
             return await self._coordinator.node_request(request, device=str(details.caller_authid))
+        except ReportRefused as err:
+            raise ApplicationError(err.uri, str(err)) from err
         except Problem as err:
             raise ApplicationError(errors.UNAVAILABLE, str(err)) from err

@@ -6,9 +6,10 @@ answer the REST API. States only move forward, since reports may arrive out of o
 """
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.migrations import (
@@ -127,6 +128,16 @@ async def finish(
         row.lost_from, row.lost_until = lost_window.from_, lost_window.until
     row.updated_at = row.finished_at = utcnow()
     return row
+
+
+async def asked_by_node(*, session: AsyncSession, device: str, since: datetime) -> int:
+    """How many migrations ``device`` asked for itself (pressure, failure, drain) since."""
+    query = select(func.count(Migration.id)).where(
+        Migration.source_device == device,
+        Migration.reason.not_in([MigrationReason.MANUAL.value, MigrationReason.NODE_LOST.value]),
+        Migration.created_at >= since,
+    )
+    return int(await session.scalar(query) or 0)
 
 
 async def _unfinished(session: AsyncSession, migration_id: str) -> Migration | None:

@@ -27,6 +27,9 @@ class Container(OrchestratorBase):
     docker_name: Mapped[str] = mapped_column(String(128))
     device_key: Mapped[str] = mapped_column(String(100), index=True)
     image: Mapped[str] = mapped_column(String(255))
+    image_id: Mapped[str | None] = mapped_column(String(71))
+    """The image it was created from, as the first node to report it said; a peer
+    migration's target takes no other (a later report does not change it)."""
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     desired_state: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(32))

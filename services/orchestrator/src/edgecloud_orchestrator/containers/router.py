@@ -13,6 +13,8 @@ from edgecloud_contracts.containers import (
     Action,
     CommandState,
     ContainerPage,
+    ContainerRecord,
+    ContainerSpec,
     ContainerView,
     CreateContainer,
 )
@@ -244,6 +246,19 @@ async def relocate(
     return service.to_view(container)
 
 
+@router.get("/{container_id}/record", response_model=ContainerRecord)
+async def container_record(
+    container_id: ContainerId, caller: CallerDep, sessions: SessionsDep
+) -> ContainerRecord:
+    """What the cloud holds of a container, for the migration-scheduler: a migration's
+    target creates this, not what the source node says."""
+    if not caller.is_operator:
+        raise Forbidden("only operators read a container's record", code="operator_only")
+    async with sessions() as session:
+        row = await service.get_any(session=session, container_id=container_id)
+    return ContainerRecord(spec=ContainerSpec.model_validate(row.spec), image_id=row.image_id)
+
+
 @router.post("/{container_id}/{action}", response_model=ContainerView)
 async def act(
     container_id: ContainerId,
@@ -303,6 +318,23 @@ async def containers_on_node(
     async with sessions() as session:
         rows = await service.on_node(session=session, device_key=device)
     return [NodeContainer(id=r.id, tenant=r.tenant_id) for r in rows]
+
+
+class NodeReservation(BaseModel):
+    device: str
+    memory: int
+    """Bytes the memory limits of its live containers hold."""
+
+
+@nodes_router.get("/reserved", response_model=list[NodeReservation])
+async def reserved_on_nodes(caller: CallerDep, sessions: SessionsDep) -> list[NodeReservation]:
+    """What live containers hold of each node, by the cloud's own count: for the
+    migration-scheduler, which believes a node's report of its free memory only up to it."""
+    if not caller.is_operator:
+        raise Forbidden("only operators see every node's reservations", code="operator_only")
+    async with sessions() as session:
+        held = await service.memory_reserved(session)
+    return [NodeReservation(device=key, memory=memory) for key, memory in sorted(held.items())]
 
 
 @nodes_router.get("/ports", response_model=list[PublishedPort])

@@ -139,6 +139,14 @@ async def get(*, session: AsyncSession, caller: Identity, container_id: str) -> 
     return row
 
 
+async def get_any(*, session: AsyncSession, container_id: str) -> Container:
+    """A live container of any tenant: for operators' (the scheduler's) own reads."""
+    row = await session.get(Container, container_id)
+    if row is None or row.removed_at is not None:
+        raise ContainerNotFound(container_id)
+    return row
+
+
 async def get_including_removed(
     *, session: AsyncSession, caller: Identity, container_id: str
 ) -> Container:
@@ -224,6 +232,8 @@ def _observe(container: Container, report: ContainerReport | None) -> None:
     container.state = report.state
     container.docker_id = report.docker_id
     container.exit_code = report.exit_code
+    if container.image_id is None:
+        container.image_id = report.image_id
 
 
 async def apply_result(
@@ -280,6 +290,8 @@ def report_changes(container: Container, report: ContainerReport) -> bool:
     """Whether a node's report would change what the cloud knows of the container."""
     if report.state in (REMOVED, "destroyed"):
         return container.removed_at is None
+    if container.image_id is None and report.image_id is not None:
+        return True
     return (container.state, container.exit_code, container.docker_id) != (
         report.state,
         report.exit_code,
@@ -423,6 +435,18 @@ async def relocate(
         spec=spec,
     )
     return row, command
+
+
+async def memory_reserved(session: AsyncSession) -> dict[str, int]:
+    """Bytes the memory limits of live containers hold, by node."""
+    rows = await session.execute(
+        select(Container.device_key, Container.spec).where(Container.removed_at.is_(None))
+    )
+    held: dict[str, int] = {}
+    for device_key, spec in rows:
+        limits = Limits.model_validate(spec.get("limits") or {})
+        held[device_key] = held.get(device_key, 0) + limits.memory
+    return held
 
 
 async def on_node(*, session: AsyncSession, device_key: str) -> list[Container]:
