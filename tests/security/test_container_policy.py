@@ -17,7 +17,7 @@ import pytest
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_contracts.containers import MIB, Limits
 from tests.agent.conftest import make_spec
-from tests.agent.test_peer_migration import TARGET, peer_node, source_asking
+from tests.agent.test_peer_migration import TARGET, announced, ask, peer_node, source_side
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.conftest import docker, online
 from tests.integration.test_applications import deploy, finished, tar_of
@@ -166,15 +166,17 @@ async def test_a_migration_restored_on_the_peer_is_hardened(
     runtime: DockerRuntime, node_broker: NodeBroker, names, tmp_path: Path
 ) -> None:
     """The peer's side of a migration, driven by a scripted source over the real broker: the
-    spec comes from another node, and the container it starts gets this node's policy. (A
-    peer that slips Docker options in beside the spec is refused: tests/agent/
-    test_peer_migration.py::test_the_target_refuses_a_configuration_it_was_not_promised.)"""
+    spec comes from the cloud's record, through the scheduler, and the container it starts
+    gets this node's policy. (A source that sends a spec of its own is refused:
+    tests/agent/test_peer_migration.py::test_a_source_cannot_say_what_is_created.)"""
     spec = make_spec(names(), limits=Limits(memory=40 * MIB, cpus=0.25, pids=40))
     async with (
         peer_node(TARGET, runtime, node_broker, tmp_path / "target") as target,
-        source_asking(target, node_broker, spec) as source,
+        announced(target, spec) as (migration, key, login),
+        source_side(node_broker, migration, key, login) as source,
     ):
-        await source.send("configuration", {"spec": spec.model_dump(mode="json")})
+        await ask(source, spec)
+        await source.send("configuration", {})
         assert (await source.get_message(TARGET, timeout=20)).kind == "configuration_ok"
         await source.send("dependencies", {"image": False, "context": False})
         await source.send_file("app", tar_of({"./data.txt": b"moved"}))
