@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field
 
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
+from .ids import DockerName, Identifier
 
 
 class MigrationState(StrEnum):
@@ -149,8 +150,9 @@ class MigrationExpectation(WireModel):
     """``edge.device.<target>.migration.expect``: a migration is coming from ``source``;
     only a peer presenting ``token`` is served."""
 
-    migration: Annotated[str, Field(min_length=1, max_length=64)]
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    migration: Identifier
+    """Names the migration's scratch directory, broker logins and topic on the node."""
+    container_id: Identifier
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     source: Annotated[str, Field(pattern=KEY_PATTERN)]
     token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
@@ -160,9 +162,9 @@ class MigrationOrder(WireModel):
     """``edge.device.<source>.migration.start``: move the container to ``target``, whose
     broker is at ``target_url``. Answered with a :class:`MigrationOutcome` when done."""
 
-    migration: Annotated[str, Field(min_length=1, max_length=64)]
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
-    docker_name: Annotated[str, Field(min_length=1, max_length=128)]
+    migration: Identifier
+    container_id: Identifier
+    docker_name: DockerName
     target: Annotated[str, Field(pattern=KEY_PATTERN)]
     target_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
     token: Annotated[str, Field(pattern=TOKEN_PATTERN)]
