@@ -22,7 +22,13 @@ class Untouchable:
 
 
 def order() -> DeploymentOrder:
-    ref = TransferRef(artifact_id="a", name="app.tar", size=1, sha256="0" * 64, url="/x")
+    ref = TransferRef(
+        artifact_id="a",
+        name="app.tar",
+        size=1,
+        sha256="0" * 64,
+        url="/api/v1/transfers/a-1?grant=g",
+    )
     return DeploymentOrder(
         deployment_id="d-1", container_id="c-1", docker_name="u-app", archive=ref, script=ref
     )

@@ -25,6 +25,7 @@ from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.sensors.feeds import SensorFeeds
 from edgecloud_agent.state.desired import DesiredState
 from edgecloud_agent.uplink.errors import CommandRejected
+from edgecloud_contracts import errors
 from edgecloud_contracts.containers import ContainerSpec, Limits
 from edgecloud_contracts.interfaces import DeviceMapping
 from edgecloud_contracts.migrations import (
@@ -405,3 +406,40 @@ async def test_the_target_refuses_an_expectation_it_cannot_honour(
     with pytest.raises(CommandRejected):
         await target.migrations.expect(expectation.model_dump(mode="json"))
     assert target.desired.get(spec.container_id) is None
+
+
+# Migration ids a compromised relay could send: each would name the node's scratch
+# directory (``in-<id>-…``, ``out-<id>-…``), its broker logins and its MQTT topic.
+HOSTILE_MIGRATIONS = ["../", "..", ".", "/abs", "a/../../b", "a\x00b", "%2e%2e", "m+1", "#", ""]
+
+
+async def test_migration_ids_and_names_off_the_node_are_refused_and_touch_nothing(
+    source: Node, target: Node, node_broker: NodeBroker, names: Callable[[], str]
+) -> None:
+    """``migration.expect`` and ``migration.start`` with a hostile migration id (and a
+    start with a hostile Docker name): ``edge.error.invalid_argument`` before anything is
+    made: no scratch directory, nothing in either state directory, the container serves."""
+    spec = await running_container(source, names)
+    assert source.node.identities is not None
+    _, login = await source.node.identities.migration(
+        f"m-{secrets.token_hex(6)}", me=TARGET, peer=SOURCE
+    )
+    root = source.state_dir.parent
+    before = set(root.rglob("*"))
+    expectation = expectation_for(spec, "m-1", new_key(), None).model_dump(mode="json")
+    order = order_for(spec, "m-1", node_broker, login, new_key()).model_dump(mode="json")
+    calls: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+    for hostile in HOSTILE_MIGRATIONS:
+        calls.append((target.migrations.expect, {**expectation, "migration": hostile}))
+        calls.append((source.migrations.start, {**order, "migration": hostile}))
+        calls.append((target.migrations.expect, {**expectation, "container_id": hostile}))
+        calls.append((source.migrations.start, {**order, "container_id": hostile}))
+    for hostile in ["../../volumes/x", "..", "a/b", "%2e%2e"]:
+        calls.append((source.migrations.start, {**order, "docker_name": hostile}))
+    for procedure, payload in calls:
+        with pytest.raises(CommandRejected) as refused:
+            await procedure(payload)
+        assert refused.value.uri == errors.INVALID_ARGUMENT, payload
+    assert set(root.rglob("*")) == before
+    assert docker_inspect(spec.docker_name)["State"]["Running"] is True
+    assert source.desired.get(spec.container_id) is not None

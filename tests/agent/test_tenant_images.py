@@ -72,14 +72,22 @@ def saved(tmp_path: Path, *names: str) -> Path:
 
 def from_archive(name: str, archive: Path, tenant: str = "tenant-a") -> ContainerSpec:
     ref = TransferRef(
-        artifact_id="a-1", url="/x", name=archive.name, size=1, sha256=secrets.token_hex(32)
+        artifact_id="a-1",
+        url="/api/v1/transfers/a-1?grant=g",
+        name=archive.name,
+        size=1,
+        sha256=secrets.token_hex(32),
     )
     return make_spec("t-x", image=name, tenant_id=tenant, image_archive=ref)
 
 
 def from_context(name: str, tenant: str = "tenant-a", **limits: Any) -> ContainerSpec:
     ref = TransferRef(
-        artifact_id="a-2", url="/x", name="context.tar", size=1, sha256=secrets.token_hex(32)
+        artifact_id="a-2",
+        url="/api/v1/transfers/a-2?grant=g",
+        name="context.tar",
+        size=1,
+        sha256=secrets.token_hex(32),
     )
     spec_limits = Limits(**{"memory": 64 * MIB, "cpus": 0.5, "pids": 64, **limits})
     return make_spec("t-x", image=name, tenant_id=tenant, build_context=ref, limits=spec_limits)

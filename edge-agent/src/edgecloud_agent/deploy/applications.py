@@ -32,6 +32,7 @@ from edgecloud_contracts.artifacts import (
     DeploymentStep,
 )
 
+from ..isolation.node_paths import child, component
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import RuntimeFailure
 from ..runtime.hardening import APP_DIR
@@ -77,6 +78,7 @@ class Deployments:
         if order.deployment_id in self._tasks:
             return
         work = self._work(order.deployment_id)
+        component(order.script.name)  # its file name under the application
         if not (work / "order.json").exists():
             work.mkdir(parents=True, exist_ok=True)
             _write_json(work / "order.json", order.model_dump(mode="json"))
@@ -108,7 +110,7 @@ class Deployments:
         task.add_done_callback(lambda _: self._tasks.pop(order.deployment_id, None))
 
     def _work(self, deployment_id: str) -> Path:
-        return self._root / deployment_id
+        return child(self._root, deployment_id)
 
     async def _run(self, order: DeploymentOrder) -> None:
         work = self._work(order.deployment_id)
@@ -172,7 +174,7 @@ class Deployments:
             except ArchiveUnsafe as err:
                 raise DeploymentFailed("archive_unsafe", str(err)) from err
             (tree / SCRIPT_DIR).mkdir(exist_ok=True)
-            shutil.copyfile(script, tree / SCRIPT_DIR / order.script.name)
+            shutil.copyfile(script, child(tree / SCRIPT_DIR, order.script.name))
             detail.append(f"{summary.files} files, {summary.total_bytes} bytes")
         async with self._step(order, DeploymentState.COPYING, "copy") as detail:
             await self._runtime.put_archive(

@@ -26,6 +26,7 @@ from edgecloud_contracts.containers import (
     PullProgress,
 )
 
+from ..isolation.node_paths import child, component
 from ..isolation.provision import Provisioner
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import (
@@ -33,12 +34,14 @@ from ..runtime.errors import (
     ImageLoadFailed,
     RuntimeFailure,
     RuntimeUnavailable,
+    UnsafeName,
 )
 from ..runtime.hardening import DOCKER_NAME
 from ..runtime.reports import PullStatus
 from ..state.desired import DesiredState
 from ..state.journal import CommandJournal
 from ..uplink.errors import CommandRejected
+from . import transfer_urls
 from .applications import Deployments
 from .transfers import CloudFiles, DownloadFailed, DownloadProgress, UploadFailed
 
@@ -82,6 +85,32 @@ def check(command: Command) -> None:
         raise CommandRejected(
             errors.INVALID_ARGUMENT, "the deployment names another container than the command"
         )
+    try:
+        for name in _node_names(command):
+            component(name)
+        for url in _transfer_urls(command):
+            transfer_urls.check(url)
+    except UnsafeName as err:
+        raise CommandRejected(errors.INVALID_ARGUMENT, err.message) from err
+    except transfer_urls.UnsafeUrl as err:
+        raise CommandRejected(errors.INVALID_ARGUMENT, str(err)) from err
+
+
+def _node_names(command: Command) -> list[str]:
+    """Every name in the command that the node joins to one of its directories."""
+    names = [command.id, command.container_id]
+    if command.deployment is not None:
+        names += [command.deployment.deployment_id, command.deployment.script.name]
+    return names
+
+
+def _transfer_urls(command: Command) -> list[str]:
+    """Every URL the command would have the node fetch from or send to."""
+    refs = [command.spec.image_archive, command.spec.build_context] if command.spec else []
+    if command.deployment is not None:
+        refs += [command.deployment.archive, command.deployment.script]
+    urls = [ref.url for ref in refs if ref is not None]
+    return urls + ([command.files.url] if command.files is not None else [])
 
 
 class CommandExecutor:
@@ -317,8 +346,8 @@ class CommandExecutor:
         assert command.files is not None
         files = self._need(self._files)
         outgoing = self._need(self._outgoing)
+        tar = child(outgoing, command.id, suffix=".tar")
         outgoing.mkdir(parents=True, exist_ok=True)
-        tar = outgoing / f"{command.id}.tar"
         try:
             await self._runtime.copy_out(
                 command.docker_name,

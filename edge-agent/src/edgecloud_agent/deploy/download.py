@@ -32,7 +32,8 @@ class DownloadFailed(Exception):
     """The artifact could not be had.
 
     ``code`` is ``download_failed`` (the link kept failing), ``url_expired`` (401/403: ask
-    for a fresh URL), ``not_found``, ``checksum_mismatch`` or ``too_large``.
+    for a fresh URL), ``url_refused`` (not a transfer under the node's API address),
+    ``not_found``, ``checksum_mismatch`` or ``too_large``.
     """
 
     code: str

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from edgecloud_contracts import errors, uris
 from edgecloud_contracts.containers import ContainerReport
 
+from ..isolation.node_paths import child
 from ..isolation.provision import Provisioner
 from ..runtime.errors import RuntimeFailure
 from ..runtime.reports import REMOVED
@@ -107,7 +108,7 @@ class Jobs:
     async def _ship(self, report: ContainerReport) -> None:
         assert report.container_id is not None
         self._outgoing.mkdir(parents=True, exist_ok=True)
-        log = self._outgoing / f"{report.container_id}.log"
+        log = child(self._outgoing, report.container_id, suffix=".log")
         try:
             await self._runtime.write_logs(report.docker_id, log)
             slot = await self._uplink.call(

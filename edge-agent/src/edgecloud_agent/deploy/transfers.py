@@ -13,12 +13,12 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from edgecloud_contracts.logs import redact
 
+from . import transfer_urls
 from .download import DownloadFailed, DownloadProgress, download
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,6 @@ def _size_and_sha256(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
-
-
-def status_url(url: str) -> str:
-    """``/api/v1/transfers/{id}?grant=...`` -> ``/api/v1/transfers/{id}/status?grant=...``"""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/status"))
 
 
 class CloudFiles:
@@ -88,10 +82,12 @@ class CloudFiles:
             await self._session.close()
             self._session = None
 
-    def absolute(self, url: str) -> str:
+    def absolute(self, url: str, *, suffix: str = "") -> str:
+        """Transfer ``url`` under the node's API address (``suffix`` after its path);
+        :class:`transfer_urls.UnsafeUrl` for one that would lead anywhere else."""
         if not self._api_url:
             raise DownloadFailed("download_failed", "the agent has no api_url (AGENT_API_URL)")
-        return f"{self._api_url}{url}" if url.startswith("/") else url
+        return transfer_urls.resolve(self._api_url, url, suffix=suffix)
 
     async def download(
         self,
@@ -102,9 +98,13 @@ class CloudFiles:
         size: int,
         progress: ProgressCallback | None = None,
     ) -> Path:
+        try:
+            absolute = self.absolute(url)
+        except transfer_urls.UnsafeUrl as err:
+            raise DownloadFailed("url_refused", str(err)) from err
         return await download(
             self._http(),
-            self.absolute(url),
+            absolute,
             destination,
             sha256=sha256,
             size=size,
@@ -116,6 +116,10 @@ class CloudFiles:
 
     async def upload(self, url: str, source: Path) -> None:
         """Send ``source`` to the artifact behind ``url``, resuming after broken links."""
+        try:
+            self.absolute(url)
+        except transfer_urls.UnsafeUrl as err:
+            raise UploadFailed("url_refused", str(err)) from err
         size, sha256 = await asyncio.to_thread(_size_and_sha256, source)
         offset, failures = 0, 0
         while True:
@@ -160,7 +164,7 @@ class CloudFiles:
         return True
 
     async def _where(self, url: str) -> int:
-        async with self._http().get(self.absolute(status_url(url))) as answer:
+        async with self._http().get(self.absolute(url, suffix="/status")) as answer:
             if answer.status != 200:
                 raise aiohttp.ClientResponseError(
                     answer.request_info, (), status=answer.status, message="status unavailable"

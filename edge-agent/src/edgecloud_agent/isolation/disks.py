@@ -25,6 +25,7 @@ from ..runtime.docker import DockerRuntime
 from ..runtime.errors import DiskReserveReached, RuntimeFailure
 from ..runtime.hardening import app_volume
 from . import commands
+from .node_paths import child
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ class AppDisks:
         return sorted(self._root.glob("*.img"))
 
     def image(self, container_id: str) -> Path:
-        return self._root / f"{container_id}.img"
+        return child(self._root, container_id, suffix=".img")
 
     def mount_point(self, container_id: str) -> Path:
-        return self._root / container_id
+        return child(self._root, container_id)
 
     def app_root(self, container_id: str) -> Path | None:
         """The container's /app as the node sees it, while its disk is mounted."""

@@ -65,9 +65,10 @@ from edgecloud_contracts.migrations import (
 
 from ..broker.identities import BrokerError
 from ..isolation import volume_files
+from ..isolation.node_paths import component
 from ..isolation.provision import Provisioner
 from ..runtime.docker import file_chunks
-from ..runtime.errors import RuntimeFailure
+from ..runtime.errors import RuntimeFailure, UnsafeName
 from ..sensors.feeds import INBOX, SensorFeeds
 from ..state.desired import DesiredState
 from ..uplink.errors import CommandRejected, UplinkError
@@ -207,6 +208,7 @@ class PeerMigrations:
 
     async def expect(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         order = _parse(MigrationExpectation, args, kwargs)
+        _one_component(order.migration)
         spec = order.spec
         if spec.container_id != order.container_id or spec.tenant_id != order.tenant_id:
             raise CommandRejected(errors.INVALID_ARGUMENT, "the spec is of another container")
@@ -259,7 +261,9 @@ class PeerMigrations:
 
     async def _receive(self, expected: _Expected, channel: PeerChannel) -> None:
         order = expected.order
-        incoming = Path(tempfile.mkdtemp(prefix=f"in-{order.migration}-", dir=self._work_dir))
+        incoming = Path(
+            tempfile.mkdtemp(prefix=f"in-{component(order.migration)}-", dir=self._work_dir)
+        )
         try:
             try:
                 await self._serve(channel, expected, incoming)
@@ -415,6 +419,7 @@ class PeerMigrations:
 
     async def start(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         order = _parse(MigrationOrder, args, kwargs)
+        _one_component(order.migration)
         if order.container_id in self._moving:
             raise CommandRejected(errors.FAILED_PRECONDITION, "this container is moving already")
         self._moving.add(order.container_id)
@@ -432,7 +437,9 @@ class PeerMigrations:
                 ok=False, steps=[], error_code="container_not_here", error="no such container"
             )
         spec = desired.spec
-        outgoing = Path(tempfile.mkdtemp(prefix=f"out-{order.migration}-", dir=self._work_dir))
+        outgoing = Path(
+            tempfile.mkdtemp(prefix=f"out-{component(order.migration)}-", dir=self._work_dir)
+        )
         channel = self._channel(order.target_url, order.login, order.key)
         activated = False
         try:
@@ -593,3 +600,12 @@ def _parse(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return model.model_validate(args[0])
     except ValidationError as err:
         raise CommandRejected(errors.INVALID_ARGUMENT, f"invalid: {err}"[:1000]) from err
+
+
+def _one_component(migration: str) -> None:
+    """Refuse, before anything is made, a migration id that could not name its scratch
+    directory (it is joined to the node's work directory)."""
+    try:
+        component(migration)
+    except UnsafeName as err:
+        raise CommandRejected(errors.INVALID_ARGUMENT, err.message) from err

@@ -16,7 +16,8 @@ RuntimeFailure                   the engine refused or failed an operation (dock
     ├── BuildRefused             a build step the node will not run (build_refused)
     ├── DiskReserveReached       it would eat into the node's disk reserve (node_disk_full)
     ├── PortRefused              a published port outside the node's range (port_refused)
-    └── UnsafeFile               a tenant's file is not a regular file (unsafe_file)
+    ├── UnsafeFile               a tenant's file is not a regular file (unsafe_file)
+    └── UnsafeName               a cloud name is not one path component (unsafe_name)
 """
 
 
@@ -111,3 +112,10 @@ class UnsafeFile(PolicyRefused):
     regular file (a link, a FIFO, a device, a directory): nothing was written."""
 
     code = "unsafe_file"
+
+
+class UnsafeName(PolicyRefused):
+    """A name from the cloud (an id, a file name) that would be joined to one of the node's
+    directories is not exactly one path component: nothing was made or removed."""
+
+    code = "unsafe_name"

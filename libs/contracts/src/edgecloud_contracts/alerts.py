@@ -13,9 +13,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, HttpUrl, ValidationError
 
-from .containers import DOCKER_NAME_PATTERN
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
+from .ids import DOCKER_NAME_PATTERN
 from .text import SINGLE_LINE
 
 MAX_WEBHOOK_LENGTH = 2000

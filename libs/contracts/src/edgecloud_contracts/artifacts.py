@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from .heartbeat import WireModel
+from .ids import IDENTIFIER, DockerName, Identifier
 from .text import OBJECT_ID
 
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
@@ -129,23 +130,41 @@ class Deploy(WireModel):
     script: Annotated[str, Field(min_length=1, max_length=64, pattern=OBJECT_ID)]
 
 
+TRANSFERS_PATH = "/api/v1/transfers"
+"""Where a node moves an artifact's bytes, under the platform's public API address."""
+TRANSFER_URL_PATTERN = rf"^(?:{TRANSFERS_PATH}/{IDENTIFIER}\?grant=[A-Za-z0-9_.-]{{1,4096}})?$"
+
+TransferUrl = Annotated[
+    str,
+    Field(
+        pattern=TRANSFER_URL_PATTERN,
+        description=f"{TRANSFERS_PATH}/<artifact id>?grant=<grant>, relative to the API address",
+    ),
+]
+"""A transfer's URL relative to the platform's public API address: never absolute, never
+another host or path. Empty while the command waits in the orchestrator's queue (the grant
+is signed when it is sent); a node refuses an empty one."""
+
+
 class TransferRef(WireModel):
     """One artifact a node fetches: where, and what it must turn out to be."""
 
-    artifact_id: str
-    name: str
-    size: int
+    artifact_id: Identifier
+    name: ArtifactName
+    """A file name on the node (a deployment's script is copied under it)."""
+    size: Annotated[int, Field(ge=0)]
     sha256: Sha256
-    url: str
+    url: TransferUrl
     """Relative to the platform's public API address, carrying a short-lived grant."""
 
 
 class DeploymentOrder(WireModel):
     """What a node is told to do for a deployment (the payload of its deploy command)."""
 
-    deployment_id: str
-    container_id: str
-    docker_name: str
+    deployment_id: Identifier
+    """The name of the deployment's work directory on the node."""
+    container_id: Identifier
+    docker_name: DockerName
     archive: TransferRef
     script: TransferRef
 

@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from .artifacts import DeploymentOrder, DeploymentReport, TransferRef
+from .artifacts import DeploymentOrder, DeploymentReport, TransferRef, TransferUrl
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
+from .ids import DOCKER_NAME_PATTERN, Identifier
 from .interfaces import DeviceMapping
 from .text import SINGLE_LINE, ObjectId
 
@@ -32,8 +33,6 @@ RESERVED_ENV_PREFIX = "EDGECLOUD_"
 TENANT_IMAGES = "edgecloud-tenants"
 """The node's own namespace for images tenants brought (archives, builds): never a name a
 tenant may ask for, or it could run another tenant's private image."""
-# Docker's own container-name grammar (it ends up in Engine API paths on the node).
-DOCKER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 NO_NUL = r"^[^\x00]*$"
 
 MIB = 1 << 20
@@ -167,7 +166,8 @@ class ContainerSpec(ContainerConfig):
     """Where the subscriptions are read: None, the node's own broker; after a migration, the
     broker of the node the container left, where its sensors still publish."""
 
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    container_id: Identifier
+    """Names the container's ``/app`` disk, its mount point and its volume on the node."""
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     owner: Annotated[str, Field(min_length=1, max_length=64)]
@@ -184,9 +184,10 @@ class ContainerSpec(ContainerConfig):
 class Command(WireModel):
     """One command for a node; its id makes delivery idempotent (applied once)."""
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: Identifier
+    """Also names the command's files on the node (a copy out's tar)."""
     action: Action
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    container_id: Identifier
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     spec: ContainerSpec | None = None
     """Only for create."""
@@ -218,8 +219,8 @@ class FilesOrder(WireModel):
     """Copy ``path`` out of the container and upload it (a tar) as this artifact."""
 
     path: ContainerPath
-    artifact_id: str
-    url: str
+    artifact_id: Identifier
+    url: TransferUrl
     """Relative to the platform's public API address, carrying a short-lived upload grant."""
 
 
@@ -343,7 +344,7 @@ class LogLine(WireModel):
 class LogsRequest(WireModel):
     """``container.logs``: the last ``tail`` lines, or the lines after ``since``."""
 
-    container_id: str
+    container_id: Identifier
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     tail: Annotated[int, Field(ge=0, le=10000)] = 100
     since: datetime | None = None

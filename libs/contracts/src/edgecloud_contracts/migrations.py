@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 from .containers import IMAGE_ID_PATTERN, ContainerSpec
 from .heartbeat import WireModel
 from .identity import KEY_PATTERN
+from .ids import DockerName, Identifier
 
 
 class MigrationState(StrEnum):
@@ -156,8 +157,9 @@ class MigrationExpectation(WireModel):
     container: the cloud's own record of it (``spec``, with ``image_id``), not the peer's
     word, says what the target creates."""
 
-    migration: Annotated[str, Field(min_length=1, max_length=64)]
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    migration: Identifier
+    """Names the migration's scratch directory, broker logins and topic on the node."""
+    container_id: Identifier
     tenant_id: Annotated[str, Field(min_length=1, max_length=64)]
     source: Annotated[str, Field(pattern=KEY_PATTERN)]
     key: Annotated[str, Field(pattern=MIGRATION_KEY_PATTERN)]
@@ -174,9 +176,9 @@ class MigrationOrder(WireModel):
     """``edge.device.<source>.migration.start``: move the container to ``target``, whose
     broker is at ``target_url``. Answered with a :class:`MigrationOutcome` when done."""
 
-    migration: Annotated[str, Field(min_length=1, max_length=64)]
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
-    docker_name: Annotated[str, Field(min_length=1, max_length=128)]
+    migration: Identifier
+    container_id: Identifier
+    docker_name: DockerName
     target: Annotated[str, Field(pattern=KEY_PATTERN)]
     target_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
     key: Annotated[str, Field(pattern=MIGRATION_KEY_PATTERN)]

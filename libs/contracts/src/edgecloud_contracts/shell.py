@@ -23,9 +23,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field
 
-from .containers import DOCKER_NAME_PATTERN, NO_NUL
+from .containers import NO_NUL
 from .heartbeat import WireModel
-from .text import ObjectId
+from .ids import DOCKER_NAME_PATTERN, Identifier
 
 Argv = Annotated[
     list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]],
@@ -46,7 +46,7 @@ class ExecRequest(WireModel):
 class ExecOrder(WireModel):
     """``container.exec`` on the node."""
 
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    container_id: Identifier
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     cmd: Argv
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 60
@@ -80,8 +80,8 @@ Dimension = Annotated[int, Field(ge=1, le=MAX_TERMINAL_SIDE)]
 class ShellOpen(WireModel):
     """``shell.open`` on the node."""
 
-    session_id: ObjectId
-    container_id: Annotated[str, Field(min_length=1, max_length=64)]
+    session_id: Identifier
+    container_id: Identifier
     docker_name: Annotated[str, Field(pattern=DOCKER_NAME_PATTERN)]
     cmd: Argv = ["sh"]
     tty: bool = True

@@ -4,10 +4,9 @@ queued, so a command that waited days for its node still carries a current grant
 from typing import Any
 from urllib.parse import quote
 
+from edgecloud_contracts.artifacts import TRANSFERS_PATH
 from edgecloud_contracts.containers import Command
 from edgecloud_servicekit.transfer_tokens import Direction, TransferGrant, sign_transfer
-
-TRANSFERS_PATH = "/api/v1/transfers"
 
 
 def transfer_url(
