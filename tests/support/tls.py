@@ -13,6 +13,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .stack import TlsFiles
 
+CA_KEY = "ca-key.pem"
+
 
 def _alternative_name(host: str) -> x509.GeneralName:
     try:
@@ -72,6 +74,20 @@ def make_certificates(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_file = directory / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write_key(directory / CA_KEY, ca_key)
+    return signed_certificate(ca_file, directory, hosts=hosts)
+
+
+def signed_certificate(ca_file: Path, directory: Path, *, hosts: Sequence[str]) -> TlsFiles:
+    """A server certificate for ``hosts`` signed by the authority of ``ca_file`` (made by
+    :func:`make_certificates`, its key beside it), as PEM files in ``directory``."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_file.parent / CA_KEY).read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = (
         x509.CertificateBuilder()
@@ -94,11 +110,10 @@ def make_certificates(
     )
     directory.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(
-        ca_file=directory / "ca.pem",
+        ca_file=ca_file,
         certfile=directory / "server.pem",
         keyfile=directory / "server-key.pem",
     )
-    files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.certfile.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     _write_key(files.keyfile, server_key)
     return files
