@@ -9,19 +9,22 @@ every byte, flip one, or end TLS themselves with a certificate of their own.
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
 
 from edgecloud_agent.uplink.relay import Relay
 from tests.conftest import eventually
-from tests.security.test_tls import gateway_client, operator_token
+from tests.security.test_tls import gateway_client, operator_token, tls_stack, trusting
 from tests.support.agents import AgentFactory, AgentHandle
 from tests.support.stack import Stack
 from tests.support.tls import make_certificates, signed_certificate
+
+__all__ = ["tls_stack"]  # borrowed from the suite that owns it
 
 pytestmark = pytest.mark.stack
 
@@ -30,17 +33,10 @@ SECRET_LOCATION = "vault-7 behind the red door"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The router (wss:// only) and the two services a node's enrolment and heartbeats need."""
-    workdir = tmp_path_factory.mktemp("stack-hostile-relay")
-    started = Stack(
-        backend="sqlite",
-        workdir=workdir,
-        tls=make_certificates(workdir / "tls"),
-        only=("registry", "gateway"),
-    )
-    with started.running():
-        yield started
+def stack(tls_stack: Stack) -> Stack:
+    """The router (wss:// only) and the two services a node's enrolment and heartbeats need:
+    the stack the agents, ``enrol`` and ``api`` fixtures use here."""
+    return tls_stack
 
 
 @pytest.fixture
@@ -48,11 +44,6 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {await operator_token(stack)}"}
     async with gateway_client(stack, headers=headers) as client:
         yield client
-
-
-def trusting(stack: Stack) -> ssl.SSLContext:
-    assert stack.tls is not None
-    return ssl.create_default_context(cafile=str(stack.tls.ca_file))
 
 
 def through(agents: AgentFactory, stack: Stack, relay_port: int, token: str) -> AgentHandle:
@@ -71,25 +62,13 @@ async def on_the_mesh(api: httpx.AsyncClient, agent: AgentHandle) -> bool:
     return device.get("status") == "degraded" and device.get("link") == "lowpan"
 
 
-@dataclass
-class Pipe:
-    """One relayed connection of a :class:`Tap`: bytes each way, as they passed."""
+class TestSideRelay:
+    """A relaying neighbour of the test's on 127.0.0.1: each connection is served by
+    :meth:`serve` in a task of its own, all ended with the block."""
 
-    up: bytearray = field(default_factory=bytearray)
-    down: bytearray = field(default_factory=bytearray)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    __test__ = False  # pytest: a class named Test... that is not a test
 
-
-class Tap:
-    """A relaying neighbour that keeps every byte it passes to and from the router and,
-    once armed, flips one bit of the next chunk going one way."""
-
-    def __init__(self, router_port: int) -> None:
-        self.router_port = router_port
-        self.pipes: list[Pipe] = []
-        self.flip: str | None = None
-        """``"up"`` or ``"down"``: the direction of the next chunk to alter (then None)."""
-        self.flipped_in: Pipe | None = None
+    def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -98,7 +77,7 @@ class Tap:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def __aenter__(self) -> "Tap":
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return self
 
@@ -110,11 +89,36 @@ class Tap:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(self._pipe(reader, writer))
+        task = asyncio.create_task(self.serve(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Pipe:
+    """One relayed connection of a :class:`Tap`: bytes each way, as they passed."""
+
+    up: bytearray = field(default_factory=bytearray)
+    down: bytearray = field(default_factory=bytearray)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Tap(TestSideRelay):
+    """A relaying neighbour that keeps every byte it passes to and from the router and,
+    once armed, flips one bit of the next chunk going one way."""
+
+    def __init__(self, router_port: int) -> None:
+        super().__init__()
+        self.router_port = router_port
+        self.pipes: list[Pipe] = []
+        self.flip: str | None = None
+        """``"up"`` or ``"down"``: the direction of the next chunk to alter (then None)."""
+        self.flipped_in: Pipe | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pipe = Pipe()
         self.pipes.append(pipe)
         router_reader, router_writer = await asyncio.open_connection("127.0.0.1", self.router_port)
@@ -221,42 +225,20 @@ async def _reconnected(api: httpx.AsyncClient, agent: AgentHandle, tap: Tap, bef
     return len(tap.pipes) > before and await on_the_mesh(api, agent)
 
 
-class Impostor:
+class Impostor(TestSideRelay):
     """A relaying neighbour that ends the TLS itself with a certificate of its own and, if
     the neighbour accepts it, goes on to the router over TLS of its own, reading it all."""
 
     def __init__(self, stack: Stack, certfile: Path, keyfile: Path) -> None:
+        super().__init__()
         self.stack = stack
         self.serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.serving.load_cert_chain(certfile, keyfile)
         self.refused = 0
         self.accepted = 0
         self.plaintext = bytearray()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def __aenter__(self) -> "Impostor":
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(self._intercept(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _intercept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await writer.start_tls(self.serving)
         except (ssl.SSLError, OSError):
