@@ -13,7 +13,9 @@ over its own WAN); n3 has its WAN only. The cloud side runs on PostgreSQL. Then:
   baseline_*                 n3, cut at the same moment: when it is shown offline, whether any
                              of the commands sent to it every 500 ms during the outage was
                              answered, and when it is shown on its WAN again
-Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 150]
+With --tls the router serves wss:// only and the gateway https://: n1's mesh uplink is the
+router's URL reached via n2's relay, so TLS ends at the router and n2 carries ciphertext.
+Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 150] [--tls]
 """
 
 import argparse
@@ -109,7 +111,9 @@ async def answered_until(cloud: Cloud, path: str, over: asyncio.Event) -> int:
 
 async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: float) -> dict:
     bed = fleet.bed
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.url("gateway"), timeout=30, verify=stack.verify
+    ) as client:
         login = await client.post(
             "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
         )
@@ -211,11 +215,13 @@ def main() -> None:
     )
     parser.add_argument("--idle-s", type=float, default=120.0)
     parser.add_argument("--outage-s", type=float, default=150.0)
+    parser.add_argument("--tls", action="store_true", help="the cloud side on TLS only")
     args = parser.parse_args()
     figures = run_on_testbed(
         3,
         lambda stack, fleet: measure(stack, fleet, args.idle_s, args.outage_s),
         name="failover",
+        tls=args.tls,
     )
     print_figures(figures, TARGETS)
 

@@ -13,21 +13,29 @@ from infra.testbed.testbed import Testbed
 from tests.support.agents import AgentFactory
 from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet
+from tests.support.tls import make_certificates
 
 Measure = Callable[[Stack, TestbedFleet], Awaitable[dict[str, Any]]]
 
 
-def run_on_testbed(nodes: int, measure: Measure, *, name: str) -> dict[str, Any]:
+def run_on_testbed(nodes: int, measure: Measure, *, name: str, tls: bool = False) -> dict[str, Any]:
+    """``tls``: the router serves wss:// and the gateway https:// with a certificate from an
+    authority made for the run (naming 127.0.0.1 and the testbed's side of the cloud), which
+    the agents trust."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     stack = Stack(backend="postgresql", workdir=workdir, listen_host="0.0.0.0")
+    bed = Testbed(
+        nodes,
+        router_port=stack.router_port,
+        api_port=stack.ports["gateway"],
+        logs_dir=workdir / "testbed",
+        tls=tls,
+    )
+    if tls:
+        hosts = ["localhost", "127.0.0.1", bed.cloud_ip]
+        stack.tls = make_certificates(workdir / "tls", hosts=hosts)
     try:
         stack.start()
-        bed = Testbed(
-            nodes,
-            router_port=stack.router_port,
-            api_port=stack.ports["gateway"],
-            logs_dir=workdir / "testbed",
-        )
         with bed:
             fleet = TestbedFleet(bed, AgentFactory(stack, workdir / "agents"))
             try:

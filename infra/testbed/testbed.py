@@ -90,6 +90,7 @@ class Testbed(LinkControls):
         lowpan_rate_kbit: int = 250,
         lowpan_loss: float = 0.02,
         images: Sequence[str] = (IMAGE,),
+        tls: bool = False,
     ) -> None:
         """``links`` pairs node numbers (a line n1-n2-...-nN by default); ``workdir`` holds
         the nodes' state (keep it short: it holds sockets); ``logs_dir`` keeps their logs
@@ -105,6 +106,7 @@ class Testbed(LinkControls):
             api_port=api_port,
             lowpan_rate_kbit=lowpan_rate_kbit,
             lowpan_loss=lowpan_loss,
+            tls=tls,
         )
         self.logs_dir = logs_dir
         self.images = list(images)
@@ -401,6 +403,7 @@ class Testbed(LinkControls):
             "lowpan_rate_kbit": self.lowpan_rate_kbit,
             "lowpan_loss": self.lowpan_loss,
             "images": self.images,
+            "tls": self.tls,
         }
 
     def save(self) -> None:

@@ -141,6 +141,7 @@ class Topology:
         api_port: int,
         lowpan_rate_kbit: int,
         lowpan_loss: float,
+        tls: bool = False,
     ) -> None:
         self.run = run
         self.workdir = workdir
@@ -149,6 +150,8 @@ class Topology:
         self.api_port = api_port
         self.lowpan_rate_kbit = lowpan_rate_kbit
         self.lowpan_loss = lowpan_loss
+        self.tls = tls
+        """The cloud side serves wss:// and https:// (a certificate naming :attr:`cloud_ip`)."""
         self.nodes = [
             Node(run=run, number=n, subnet=subnet, directory=workdir / f"n{n}")
             for n in range(1, nodes + 1)
@@ -185,11 +188,11 @@ class Topology:
 
     @property
     def router_url(self) -> str:
-        return f"ws://{self.cloud_ip}:{self.router_port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://{self.cloud_ip}:{self.router_port}/ws"
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.cloud_ip}:{self.api_port}"
+        return f"{'https' if self.tls else 'http'}://{self.cloud_ip}:{self.api_port}"
 
     def node(self, name: NodeRef) -> Node:
         for node in self.nodes:
@@ -239,13 +242,14 @@ class Topology:
     def fusion_env(
         self, node: NodeRef, *, via: NodeRef | None = None, relay_port: int = RELAY_PORT
     ) -> dict[str, str]:
-        """The fusion link's settings: the WAN first, then the relay of ``via`` (the node's
-        first neighbour by default); the node's own relay listens on all its addresses."""
+        """The fusion link's settings: the WAN first, then the router through the relay of
+        ``via`` (the node's first neighbour by default), TLS ending at the router when the
+        cloud side serves it; the node's own relay listens on all its addresses."""
         uplinks = [f"wan={self.router_url}"]
         neighbours = self.neighbours(node)
         if via is not None or neighbours:
             relay = self.neighbour_address(node, via if via is not None else neighbours[0])
-            uplinks.append(f"lowpan=ws://[{relay}]:{relay_port}/ws")
+            uplinks.append(f"lowpan={self.router_url} via [{relay}]:{relay_port}")
         return {"AGENT_UPLINKS": ",".join(uplinks), "AGENT_RELAY_LISTEN": f"[::]:{relay_port}"}
 
     def describe(self) -> dict[str, Any]:

@@ -3,8 +3,6 @@ a private authority made at test time; services, agents and the CLI trust that a
 through their CA file setting, and refuse a server they cannot verify."""
 
 import asyncio
-import datetime
-import ipaddress
 import logging
 import secrets
 import ssl
@@ -13,10 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgecloud_agent.uplink.errors import LoginRefused
 from edgecloud_agent.uplink.wamp import Backoff, Login, Uplink
@@ -25,90 +19,11 @@ from edgecloud_servicekit.wamp import WampLink, WampUnavailable
 from tests.conftest import eventually
 from tests.support.agents import AgentFactory
 from tests.support.brokers import NodeBroker
-from tests.support.stack import Stack, TlsFiles
+from tests.support.stack import Stack
+from tests.support.tls import make_certificates
 from tests.support.wamp import probe_key
 
 pytestmark = pytest.mark.stack
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def make_certificates(directory: Path, common_name: str = "edgecloud test CA") -> TlsFiles:
-    """A certificate authority and a server certificate it signed for 127.0.0.1 and
-    localhost, as PEM files in ``directory``."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca.subject)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    files = TlsFiles(
-        ca_file=directory / "ca.pem",
-        certfile=directory / "server.pem",
-        keyfile=directory / "server-key.pem",
-    )
-    files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.certfile.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    _write_key(files.keyfile, server_key)
-    return files
 
 
 @pytest.fixture(scope="module")

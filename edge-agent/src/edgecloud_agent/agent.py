@@ -66,7 +66,7 @@ from .telemetry.system import SystemProbe, kernel_pid_max
 from .terminal import rpc as terminal_rpc
 from .terminal.shells import ShellSessions
 from .uplink.errors import UplinkError
-from .uplink.relay import Relay, listen_address, router_address
+from .uplink.relay import Relay, host_port, router_address
 from .uplink.wamp import Backoff, Login, Uplink
 
 logger = logging.getLogger(__name__)
@@ -244,17 +244,15 @@ class Agent:
     async def _start_relay(self, stack: AsyncExitStack) -> None:
         """The border-router role: neighbours' uplinks over the mesh, on to our router."""
         settings = self.settings
-        listen_host, listen_port = listen_address(settings.relay_listen)
-        router_host, router_port, router_path = router_address(settings.router_url)
+        listen_host, listen_port = host_port(settings.relay_listen)
+        router_host, router_port = router_address(settings.router_url)
         relay = Relay(
             listen_host=listen_host,
             listen_port=listen_port,
             router_host=router_host,
             router_port=router_port,
-            router_path=router_path,
             max_connections=settings.relay_max_connections,
             rate_bytes_per_s=settings.relay_rate_bytes_per_s,
-            max_frame_bytes=settings.relay_max_frame_bytes,
             handshake_timeout_s=settings.relay_handshake_timeout_s,
             idle_timeout_s=settings.relay_idle_timeout_s,
         )

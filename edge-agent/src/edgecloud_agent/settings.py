@@ -13,7 +13,7 @@ from .isolation.networks import DEFAULT_POOL
 from .monitor.monitor import MonitorConfig
 from .monitor.pressure import Limit
 from .runtime.hardening import ContainerPolicy
-from .uplink.relay import listen_address, router_address
+from .uplink.relay import host_port, router_address
 from .uplink.wamp import DutyCycle, Transport
 
 
@@ -95,9 +95,13 @@ class AgentSettings(BaseSettings):
     """WAN pings: a dead WAN is noticed within about two seconds (they cost ~100 B/s)."""
 
     uplinks: str = ""
-    """The links to the router in order of preference, ``name=url`` separated by commas,
-    e.g. ``wan=ws://cloud:8080/ws,lowpan=ws://[fd00:1::2]:8099/ws`` (the second through a
-    neighbour's relay). Empty: only ``wan`` at ``router_url``."""
+    """The links to the router in order of preference, separated by commas: ``name=URL``,
+    or ``name=URL via HOST:PORT`` for the router at URL reached through a neighbour's relay
+    at HOST:PORT, e.g. ``wan=wss://cloud.example/ws,lowpan=wss://cloud.example/ws via
+    [fd00:1::2]:8099``. TLS then ends at the router: its certificate is checked against the
+    URL's host, and the relay carries only ciphertext. The older form with the relay's
+    address as the URL (``lowpan=ws://[fd00:1::2]:8099/ws``) still works, in plain ws://
+    only. Empty: only ``wan`` at ``router_url``."""
     lowpan_ping_interval_s: float = 0.0
     lowpan_ping_timeout_s: float = 0.0
     """No pings on the slow link by default (each would cost the mesh about 300 bytes): there
@@ -157,14 +161,18 @@ class AgentSettings(BaseSettings):
     relay_listen: str = ""
     """Border router: where neighbours reach the router through this node, HOST:PORT or
     [IPv6]:PORT (this node's LoWPAN address, e.g. [fd00:1::2]:8099); empty: no relay.
-    It forwards to the host, port and path of router_url and nowhere else."""
+    It passes bytes, unread, to the host and port of router_url (ws:// or wss://) and
+    nowhere else."""
     # Refused at start when not positive, not when the relay starts inside the running agent.
     relay_max_connections: PositiveInt = 8
+    """Neighbours' connections at once; one more is dropped at once."""
     relay_rate_bytes_per_s: PositiveInt = 32_000
     """Per connection and per direction: one neighbour cannot take the whole WAN."""
-    relay_max_frame_bytes: PositiveInt = 65_536
     relay_handshake_timeout_s: PositiveFloat = 5.0
+    """A neighbour must start speaking within this (the router is dialled only then), and
+    the router must accept the connection within it."""
     relay_idle_timeout_s: PositiveFloat = 120.0
+    """A relayed connection silent both ways this long is closed."""
     log_level: str = "INFO"
     log_json: bool = False
     """One JSON object per log line (edgecloud_contracts.logs), as the services write them."""
@@ -233,36 +241,39 @@ class AgentSettings(BaseSettings):
             return [self._transport("wan", self.router_url)]
         found = []
         for item in filter(None, (part.strip() for part in self.uplinks.split(","))):
-            link, _, url = item.partition("=")
-            found.append(self._transport(link.strip(), url.strip()))
+            link, _, rest = item.partition("=")
+            url, via = _url_and_via(rest)
+            found.append(self._transport(link.strip(), url, via))
         return found
 
-    def _transport(self, link: str, url: str) -> Transport:
+    def _transport(self, link: str, url: str, via: tuple[str, int] | None = None) -> Transport:
         if link == "wan":
-            return Transport(link, url, self.ping_interval_s, self.ping_timeout_s, 5.0)
+            return Transport(link, url, self.ping_interval_s, self.ping_timeout_s, 5.0, via)
         return Transport(
             link,
             url,
             self.lowpan_ping_interval_s,
             self.lowpan_ping_timeout_s,
             self.lowpan_open_timeout_s,
+            via,
         )
 
     @model_validator(mode="after")
     def _valid_relay(self) -> Self:
         if self.relay_listen:
-            listen_address(self.relay_listen)  # ValueError: refused at start
-            router_address(self.router_url)  # ws:// only
+            host_port(self.relay_listen)  # ValueError: refused at start
+            router_address(self.router_url)
         return self
 
     @model_validator(mode="after")
     def _valid_uplinks(self) -> Self:
         for item in filter(None, (part.strip() for part in self.uplinks.split(","))):
-            link, equals, url = item.partition("=")
+            link, equals, rest = item.partition("=")
             if not equals or link.strip() not in ("wan", "lowpan"):
-                raise ValueError(f"uplinks: {item!r} is not wan=URL or lowpan=URL")
-            if urlsplit(url.strip()).scheme not in ("ws", "wss"):
-                raise ValueError(f"uplinks: {url.strip()!r} is not a ws:// or wss:// URL")
+                raise ValueError(f"uplinks: {item!r} is not wan=URL or lowpan=URL [via HOST:PORT]")
+            url, _ = _url_and_via(rest)
+            if urlsplit(url).scheme not in ("ws", "wss"):
+                raise ValueError(f"uplinks: {url!r} is not a ws:// or wss:// URL")
         return self
 
     @property
@@ -296,3 +307,13 @@ class AgentSettings(BaseSettings):
             except ValueError as err:
                 raise ValueError(f"tenant_blocked_networks: {network!r}: {err}") from err
         return self
+
+
+def _url_and_via(text: str) -> tuple[str, tuple[str, int] | None]:
+    """``URL`` or ``URL via HOST:PORT`` of one uplink (ValueError: not so)."""
+    url, *via = text.split()
+    if not via:
+        return url, None
+    if len(via) != 2 or via[0] != "via":
+        raise ValueError(f"uplinks: {text.strip()!r} is not URL or URL via HOST:PORT")
+    return url, host_port(via[1])

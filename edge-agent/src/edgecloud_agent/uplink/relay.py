@@ -1,17 +1,18 @@
 """The border-router relay: neighbours' uplinks over the LoWPAN mesh, on to the router.
 
-A neighbour that lost its WAN connects to ``ws://[this node's LoWPAN address]:port/ws``
-exactly as it would connect to the router. The relay checks the WebSocket upgrade, opens
-a TCP connection to the one router address it was given, passes the router's 101 back and
-pumps both ways. Nothing in a request picks the destination, and the relay resolves no
-name a neighbour sends, so it reaches that address and no other.
+A neighbour that lost its WAN opens a TCP connection to this node's LoWPAN address and
+speaks to the router through it as if it were connected to the router itself: TLS
+(``wss://``) from the neighbour ends at the router, so this node carries ciphertext it can
+neither read nor alter unnoticed. The relay therefore parses nothing: it opens a TCP
+connection to the one router address it was given (the host and port of this node's own
+router URL) and pumps bytes both ways. Nothing a neighbour sends picks the destination and
+no name a neighbour sends is resolved, so the relay reaches that address and no other.
 
 Everything is bounded, so that one neighbour can neither hog this node's WAN nor starve
-the others: the number of connections, bytes per second each way on each connection (a
-token bucket with a small burst), the size of a frame, the time to finish the handshake
-and the time a connection may stay silent. A neighbour's frames are checked header by
-header before any of their bytes go on (:mod:`.relay_wire`); a bad one closes that
-connection only.
+the others: the number of connections (beyond it a connection is dropped at once, without
+a task), bytes per second each way on each connection (a token bucket with a small burst),
+the time a neighbour has to start speaking before the router is even dialled, and the time
+a connection may stay silent.
 """
 
 import asyncio
@@ -21,48 +22,33 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
-from http import HTTPStatus
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
 from .relay_pump import CHUNK, TokenBucket, Way
-from .relay_wire import (
-    ClientFrames,
-    Refused,
-    UpgradeRequest,
-    close_frame,
-    forwarded_head,
-    http_answer,
-    parse_upgrade,
-    read_head,
-    response_status,
-)
 
 logger = logging.getLogger(__name__)
 
-_LINGER_S = 1.0
-"""How long a refused or closed peer gets to read our last words before the socket goes."""
-_LINGER_BYTES = 65_536
+_CLOSE_S = 1.0
+"""How long a closing connection gets to send what was written before it is dropped."""
 _WARN_EVERY_S = 10.0
-_TASKS_PER_CONNECTION = 4
-"""Connections being relayed or refused, at most, per relayed one: beyond that a flood is
-dropped at once, unanswered, so that refusing it costs nothing but the accept."""
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
 _Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-def router_address(url: str) -> tuple[str, int, str]:
-    """(host, port, path) of the node's own ``ws://`` router URL, for :class:`Relay`."""
+def router_address(url: str) -> tuple[str, int]:
+    """(host, port) of the node's own ``ws://`` or ``wss://`` router URL, for :class:`Relay`."""
     parts = urlsplit(url)
-    if parts.scheme != "ws" or not parts.hostname:
-        raise ValueError(f"the relay forwards to a ws:// router only, not {url!r}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, parts.port or 80, path
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"the relay forwards to a ws:// or wss:// router only, not {url!r}")
+    return parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme]
 
 
-def listen_address(text: str) -> tuple[str, int]:
-    """(host, port) of ``HOST:PORT`` or ``[IPv6]:PORT``, e.g. ``[fd00:1::2]:8099``."""
+def host_port(text: str) -> tuple[str, int]:
+    """(host, port) of ``HOST:PORT`` or ``[IPv6]:PORT``, e.g. ``[fd00:1::2]:8099``: where the
+    relay listens, or where a neighbour reaches it."""
     wrong = ValueError(f"{text!r} is not HOST:PORT or [IPv6]:PORT")
     parts = urlsplit(f"//{text.strip()}")
     try:
@@ -79,14 +65,15 @@ class RelayStats:
     accepted: int = 0
     """Connections taken in (under the connection limit)."""
     refused_full: int = 0
-    refused_handshake: int = 0
+    """Connections dropped at once: the relay already served its limit."""
+    refused_silent: int = 0
+    """Neighbours that sent nothing within the handshake timeout (the router never dialled)."""
     router_unreachable: int = 0
-    """Upgrades the router did not answer with a 101 in time (down, refused, too slow)."""
+    """Connections the router did not accept in time (down, refused, too slow)."""
     relayed: int = 0
-    closed_bad_frames: int = 0
     closed_idle: int = 0
     bytes_up: int = 0
-    """Neighbours to the router, WebSocket frames only (likewise ``bytes_down``)."""
+    """Neighbours to the router (likewise ``bytes_down``)."""
     bytes_down: int = 0
     active: int = 0
 
@@ -112,7 +99,7 @@ class _ThrottledWarnings:
 
 
 class Relay:
-    """Relays neighbours' WebSocket connections to one router address (see the module)."""
+    """Relays neighbours' TCP connections to one router address (see the module)."""
 
     def __init__(
         self,
@@ -121,15 +108,12 @@ class Relay:
         listen_port: int,
         router_host: str,
         router_port: int,
-        router_path: str = "/ws",
         max_connections: int = 8,
         rate_bytes_per_s: int = 32_000,
-        max_frame_bytes: int = 65_536,
         handshake_timeout_s: float = 5.0,
         idle_timeout_s: float = 120.0,
-        max_head_bytes: int = 8192,
     ) -> None:
-        if min(max_connections, rate_bytes_per_s, max_frame_bytes, max_head_bytes) < 1:
+        if min(max_connections, rate_bytes_per_s) < 1:
             raise ValueError("relay limits must be positive")
         if min(handshake_timeout_s, idle_timeout_s) <= 0:
             raise ValueError("relay timeouts must be positive")
@@ -137,14 +121,11 @@ class Relay:
         self.listen_port = listen_port
         self.router_host = router_host
         self.router_port = router_port
-        self.router_path = router_path
         self.max_connections = max_connections
         self.rate_bytes_per_s = rate_bytes_per_s
         self.burst_bytes = max(CHUNK, rate_bytes_per_s // 4)
-        self.max_frame_bytes = max_frame_bytes
         self.handshake_timeout_s = handshake_timeout_s
         self.idle_timeout_s = idle_timeout_s
-        self.max_head_bytes = max_head_bytes
         bracketed = f"[{router_host}]" if ":" in router_host else router_host
         self._router = f"{bracketed}:{router_port}"
         self.stats = RelayStats()
@@ -165,15 +146,12 @@ class Relay:
         return {name: int(value) for name, value in asdict(self.stats).items()}
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self.listen_host, self.listen_port, limit=self.max_head_bytes
-        )
+        self._server = await asyncio.start_server(self._accept, self.listen_host, self.listen_port)
         logger.info(
-            "relaying neighbours from %s port %d to the router at %s%s",
+            "relaying neighbours from %s port %d to the router at %s",
             self.listen_host,
             self.port,
             self._router,
-            self.router_path,
         )
 
     async def close(self) -> None:
@@ -201,15 +179,20 @@ class Relay:
         await self.close()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # A plain callback, so that each connection's task is known from its first moment.
+        # A plain callback, so that a connection over the limit costs no task at all and
+        # each one served is known from its first moment.
         if self._closing:
             writer.transport.abort()
             return
-        if len(self._tasks) >= self.max_connections * _TASKS_PER_CONNECTION:
+        if len(self._tasks) >= self.max_connections:
             self.stats.refused_full += 1
-            self._warnings.warn("flood", "relay flooded: dropped %s unanswered", _peer(writer))
+            self._warnings.warn(
+                "full", "relay full (%d): dropped %s", self.max_connections, _peer(writer)
+            )
             writer.transport.abort()
             return
+        self.stats.accepted += 1
+        self.stats.active += 1
         task = asyncio.get_running_loop().create_task(
             self._serve(reader, writer), name=f"relay {_peer(writer)}"
         )
@@ -218,80 +201,58 @@ class Relay:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self.stats.active -= 1
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.error("relay connection failed", exc_info=error)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
         try:
-            if self.stats.active >= self.max_connections:
-                self.stats.refused_full += 1
-                self._warnings.warn(
-                    "full", "relay full (%d connections): refused %s", self.max_connections, peer
-                )
-                await _linger(reader, writer, http_answer(HTTPStatus.SERVICE_UNAVAILABLE))
+            first = await self._first_bytes(peer, reader)
+            if not first:
                 return
-            self.stats.accepted += 1
-            self.stats.active += 1
+            router = await self._open_router(peer)
+            if router is None:
+                return
             try:
-                router = await self._handshake(peer, reader, writer)
-                if router is not None:
-                    try:
-                        await self._relay(peer, (reader, writer), router)
-                    finally:
-                        await _close(router[1])
+                await self._relay(peer, first, (reader, writer), router)
             finally:
-                self.stats.active -= 1
+                await _close(router[1])
         except OSError as err:
             logger.info("lost %s: %s", peer, err)
         finally:
             await _close(writer)
 
-    async def _handshake(
-        self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> _Streams | None:
-        """Check the neighbour's upgrade and pass it on: the router's streams once it said 101."""
+    async def _first_bytes(self, peer: str, reader: asyncio.StreamReader) -> bytes:
+        """What the neighbour says first (its TLS or WebSocket handshake begins): the router
+        is dialled only for a neighbour that speaks in time. Empty: it did not."""
         try:
             async with asyncio.timeout(self.handshake_timeout_s):
-                head = await read_head(reader)
-            request = parse_upgrade(head, path=self.router_path)
+                return await reader.read(CHUNK)
         except TimeoutError:
-            request, refusal = None, Refused(HTTPStatus.REQUEST_TIMEOUT, "no request in time")
-        except Refused as err:
-            request, refusal = None, err
-        if request is None:
-            self.stats.refused_handshake += 1
-            self._warnings.warn("handshake", "refused %s: %s", peer, refusal)
-            await _linger(reader, writer, http_answer(refusal.status))
-            return None
+            self.stats.refused_silent += 1
+            self._warnings.warn(
+                "silent", "closed %s: nothing sent in %g s", peer, self.handshake_timeout_s
+            )
+            return b""
+
+    async def _open_router(self, peer: str) -> _Streams | None:
+        """A connection to the router: the configured address, whatever the neighbour sent."""
         try:
             async with asyncio.timeout(self.handshake_timeout_s):
-                router, answer = await self._open_router(request)
-        except (OSError, TimeoutError, Refused) as err:
+                return await asyncio.open_connection(self.router_host, self.router_port)
+        except (OSError, TimeoutError) as err:
             self.stats.router_unreachable += 1
             self._warnings.warn("router", "cannot relay %s to %s: %r", peer, self._router, err)
-            await _linger(reader, writer, http_answer(HTTPStatus.BAD_GATEWAY))
             return None
-        writer.write(answer)
-        return router
 
-    async def _open_router(self, request: UpgradeRequest) -> tuple[_Streams, bytes]:
-        """A connection to the router (the configured address, whatever the request said)
-        that accepted ``request``, and the router's 101 answer."""
-        reader, writer = await asyncio.open_connection(
-            self.router_host, self.router_port, limit=self.max_head_bytes
-        )
-        try:
-            writer.write(forwarded_head(request, host=self._router))
-            answer = await read_head(reader)
-            if (status := response_status(answer)) != HTTPStatus.SWITCHING_PROTOCOLS:
-                raise Refused(HTTPStatus.BAD_GATEWAY, f"the router answered {status}")
-        except BaseException:
-            writer.transport.abort()
-            raise
-        return (reader, writer), answer
-
-    async def _relay(self, peer: str, neighbour: _Streams, router: _Streams) -> None:
+    async def _relay(
+        self,
+        peer: str,
+        first: bytes,
+        neighbour: _Streams,
+        router: _Streams,
+    ) -> None:
         started = time.monotonic()
         self.stats.relayed += 1
         logger.info("relaying %s to the router", peer)
@@ -305,22 +266,11 @@ class Relay:
                 self.stats.bytes_down += count
             idle.reschedule(loop.time() + self.idle_timeout_s)
 
-        up = Way(
-            reader=neighbour[0],
-            writer=router[1],
-            bucket=self._bucket(),
-            on_sent=partial(sent, upward=True),
-            check=ClientFrames(self.max_frame_bytes).check,
-        )
-        down = Way(
-            reader=router[0],
-            writer=neighbour[1],
-            bucket=self._bucket(),
-            on_sent=partial(sent, upward=False),
-        )
+        up = Way(neighbour[0], router[1], self._bucket(), partial(sent, upward=True))
+        down = Way(router[0], neighbour[1], self._bucket(), partial(sent, upward=False))
         try:
             async with idle, asyncio.TaskGroup() as tasks:
-                pumping_up = tasks.create_task(up.pump(), name=f"relay-up {peer}")
+                pumping_up = tasks.create_task(up.pump(first), name=f"relay-up {peer}")
                 pumping_down = tasks.create_task(down.pump(), name=f"relay-down {peer}")
                 done, _ = await asyncio.wait(
                     {pumping_up, pumping_down}, return_when=asyncio.FIRST_COMPLETED
@@ -331,15 +281,7 @@ class Relay:
             self.stats.closed_idle += 1
             reason = f"idle for {self.idle_timeout_s:g} s"
         else:
-            violation = pumping_up.result() if pumping_up in done else None
-            if violation is not None:
-                self.stats.closed_bad_frames += 1
-                self._warnings.warn("frames", "closed %s: %s", peer, violation.reason)
-                if not down.mid_frame:
-                    await _linger(*neighbour, close_frame(violation.code))
-                reason = violation.reason
-            else:
-                reason = "neighbour left" if pumping_up in done else "router closed"
+            reason = "neighbour left" if pumping_up in done else "router closed"
         logger.info(
             "closed %s after %.1f s (%d bytes up, %d down): %s",
             peer,
@@ -361,29 +303,11 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def _linger(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, last_words: bytes
-) -> None:
-    """Send ``last_words`` and read what the peer still sends for a moment: closing with
-    unread data would reset the connection, and the peer might never see them."""
-    try:
-        writer.write(last_words)
-        async with asyncio.timeout(_LINGER_S):
-            await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-            discarded = 0
-            while discarded < _LINGER_BYTES and (chunk := await reader.read(CHUNK)):
-                discarded += len(chunk)
-    except (OSError, TimeoutError):
-        pass
-
-
 async def _close(writer: asyncio.StreamWriter) -> None:
     """Close after what was written has gone out, or drop the connection if it will not."""
     writer.close()
     try:
-        async with asyncio.timeout(_LINGER_S):
+        async with asyncio.timeout(_CLOSE_S):
             await writer.wait_closed()
     except (OSError, TimeoutError):
         pass

@@ -128,6 +128,19 @@ class Transport:
     """A link whose pings go unanswered this long is dead (TCP would take minutes)."""
     open_timeout_s: float = 10.0
     """Connecting, the WebSocket handshake and joining the realm, all together."""
+    via: tuple[str, int] | None = None
+    """Where the TCP connection goes instead of the URL's host and port: a neighbour's
+    relay, which passes bytes on to the router. TLS still checks the certificate against
+    the URL's host, and the WebSocket asks for the URL's host and path, so a ``wss://`` link
+    through a relay ends at the router and the relay sees only ciphertext."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) the TCP connection is opened to."""
+        if self.via is not None:
+            return self.via
+        parts = urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "wss" else 80)
 
 
 class _Connection:
@@ -177,14 +190,20 @@ class _Connection:
             openHandshakeTimeout=self.transport.open_timeout_s,
             closeHandshakeTimeout=2,
         )
+        host, port = self.transport.address
         parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        tls = (self._tls or True) if parts.scheme == "wss" else None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.transport.open_timeout_s):
+                # The certificate is checked against the router's name even when the
+                # connection goes to a relay: a relay cannot stand in for the router.
                 self._socket, _ = await loop.create_connection(
-                    factory, host, port, ssl=(self._tls or True) if parts.scheme == "wss" else None
+                    factory,
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=parts.hostname if tls is not None else None,
                 )
                 waiting: set[asyncio.Future[Any]] = {self._joined, self.ended}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -448,12 +467,11 @@ class Uplink:
             await asyncio.sleep(self._probe_interval)
 
     async def _reachable(self, index: int) -> bool:
-        """A TCP connection to the link's router end opens in time."""
-        parts = urlsplit(self.transports[index].url)
-        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        """A TCP connection to the link's first hop (the router, or a relay) opens in time."""
+        host, port = self.transports[index].address
         try:
             async with asyncio.timeout(max(0.5, self._probe_interval)):
-                _, writer = await asyncio.open_connection(parts.hostname, port)
+                _, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError):
             return False
         writer.close()
