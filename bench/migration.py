@@ -8,6 +8,7 @@ persistent session) and prints each number it handles; its configuration carries
 (environment values), as the reference design's measurement did. It is moved to n2, which
 already has the image. Then:
   peer_selection_ms     the scheduler reading the nodes' state and choosing the peer
+  resource_request_ms   the source asking the peer for room, the peer answering its level
   config_send_ms        the configuration message to the peer over MQTT QoS 2, sealed and
                         acknowledged (since #21 the container's spec, 60 kB here, reaches
                         the peer from the scheduler over WAMP; the peer sends its feed login)
@@ -16,6 +17,7 @@ already has the image. Then:
   unsealed_60kb_ms      the same CBOR encoded and decoded without the seal: the baseline
   dependency_send_ms    the dependency files (the application volume; no image needed)
   activation_ms         the peer loading, creating (hardened) and starting the container
+  stop_source_ms        the source stopping and removing its copy once the record moved
   total_ms              the migration's record, created to finished
   freeze_ms             the last message handled on n1 to the first new one handled on n2
   messages_lost         numbers from the first handled to the last published never handled
@@ -172,9 +174,11 @@ async def measure(stack: Stack, fleet: TestbedFleet, messages: int) -> dict[str,
     finished = datetime.fromisoformat(migration["finished_at"])
     return {
         "peer_selection_ms": steps["select_peer"],
+        "resource_request_ms": steps["resource_request"],
         "config_send_ms": steps["configuration"],
         "dependency_send_ms": steps["dependencies"],
         "activation_ms": steps["activation"],
+        "stop_source_ms": steps.get("stop_source"),
         "total_ms": round((finished - created).total_seconds() * 1000, 1),
         "freeze_ms": round((first_new_on_peer - last_on_primary) * 1000, 1),
         "messages_lost": len(expected - set(numbers)),

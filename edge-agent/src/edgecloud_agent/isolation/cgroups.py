@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,15 +85,16 @@ class Cgroups:
         await asyncio.to_thread(_make_cgroupfs, setup.version, name, limits)
         return f"/{name}"
 
-    async def remove(self, name: str) -> None:
-        """Remove the group once nothing runs in it (Docker removes its containers' own
-        groups first; give it a moment)."""
+    async def remove(self, name: str, *, patience_s: float = 5.0) -> bool:
+        """Remove the group once nothing runs in it, trying for ``patience_s`` (Docker
+        removes its containers' own groups first, not always at once); whether it is gone."""
         setup = await self.setup()
         if setup.driver == "systemd":
             await _systemctl("stop", f"{name.replace('-', '_')}.slice")
-            return
+            return True
         paths = _paths(setup.version, name)
-        for _ in range(50):
+        deadline = time.monotonic() + patience_s
+        while True:
             left = []
             for path in reversed(paths):
                 try:
@@ -102,10 +104,11 @@ class Cgroups:
                 except OSError:
                     left.append(path)
             if not left:
-                return
+                return True
             paths = list(reversed(left))
+            if time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(0.1)
-        logger.warning("cgroups left behind: %s", ", ".join(map(str, paths)))
 
     @contextlib.asynccontextmanager
     async def transient(self, stem: str, limits: GroupLimits) -> AsyncIterator[str]:
@@ -115,7 +118,8 @@ class Cgroups:
         try:
             yield parent
         finally:
-            await self.remove(name)
+            if not await self.remove(name):
+                logger.warning("cgroup %s left behind: still busy", name)
 
 
 def _paths(version: str, name: str) -> list[Path]:

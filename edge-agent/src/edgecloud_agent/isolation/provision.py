@@ -32,6 +32,10 @@ from .networks import NO_NETWORK, TenantNetworks, network_name
 
 logger = logging.getLogger(__name__)
 
+GROUP_PATIENCE_S = 0.5
+"""How long a removal waits for its tenant's emptied cgroup to go; then it goes later."""
+GROUP_RETRIES = 10
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
@@ -66,6 +70,7 @@ class Provisioner:
         self.disks = disks
         self.identities = identities
         self.broker = broker
+        self._later: set[asyncio.Task[None]] = set()
         self._tenants: dict[str, asyncio.Lock] = {}
         """A tenant's network and cgroup are made for a create and taken back when its
         last container goes: one or the other at a time."""
@@ -109,12 +114,38 @@ class Provisioner:
                 logger.warning("broker identities of %s not removed: %s", container_id, err)
         if tenant_id is None:
             return
+        group_busy = False
         async with self._tenant(tenant_id):
             await self.networks.release(tenant_id)
             in_use = await self.runtime.images_of_tenant(tenant_id)
             if not in_use and self.tenant_share is not None:
-                await self.cgroups.remove(tenant_group(tenant_id))
+                group_busy = not await self.cgroups.remove(
+                    tenant_group(tenant_id), patience_s=GROUP_PATIENCE_S
+                )
         await self.images.forget_unused(tenant_id, in_use)
+        if group_busy:
+            # Docker had not let go of it yet: a removal (a migration's end, a command) does
+            # not wait for that, and the group is not left behind either.
+            task = asyncio.create_task(self._remove_group_later(tenant_id))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def settled(self) -> None:
+        """Until what removals left for later (a busy tenant cgroup) is done."""
+        while self._later:
+            await asyncio.gather(*self._later, return_exceptions=True)
+
+    async def _remove_group_later(self, tenant_id: str) -> None:
+        delay = GROUP_PATIENCE_S
+        for _ in range(GROUP_RETRIES):
+            await asyncio.sleep(delay)
+            async with self._tenant(tenant_id):
+                if await self.runtime.images_of_tenant(tenant_id):
+                    return  # the tenant has a container here again: the group is in use
+                if await self.cgroups.remove(tenant_group(tenant_id), patience_s=0):
+                    return
+            delay = min(delay * 2, 60.0)
+        logger.warning("the cgroup of tenant %s is left behind: it stays busy", tenant_id)
 
     def _tenant(self, tenant_id: str) -> asyncio.Lock:
         return self._tenants.setdefault(tenant_id, asyncio.Lock())
