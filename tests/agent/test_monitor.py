@@ -32,8 +32,8 @@ from edgecloud_agent.monitor.pressure import (
     RisingEdge,
     SustainedPressure,
 )
-from edgecloud_agent.uplink.errors import NotConnected
-from edgecloud_contracts import uris
+from edgecloud_agent.uplink.errors import CallFailed, NotConnected
+from edgecloud_contracts import errors, uris
 from edgecloud_contracts.migrations import MigrationReason, NodeMigrationRequest
 
 STEP = 5.0
@@ -213,11 +213,15 @@ class Clock:
 
 
 class Scheduler:
-    """Records the requests; the next ``failures`` of them fail as on a lost link."""
+    """Records the requests; the next ``failures`` of them fail as on a lost link, the next
+    ``over_rate`` are refused for the node's rate of moves, and the next ``deferring`` are
+    taken only in part."""
 
     def __init__(self) -> None:
         self.requests: list[NodeMigrationRequest] = []
         self.failures = 0
+        self.over_rate = 0
+        self.deferring = 0
         self.attempts = 0
 
     async def __call__(self, request: NodeMigrationRequest) -> object:
@@ -225,7 +229,13 @@ class Scheduler:
         if self.failures:
             self.failures -= 1
             raise NotConnected("no session")
+        if self.over_rate:
+            self.over_rate -= 1
+            raise CallFailed(uris.MIGRATION_REQUEST, errors.TOO_MANY_REQUESTS, [], {})
         self.requests.append(request)
+        if self.deferring:
+            self.deferring -= 1
+            return {"migrations": ["m-1"], "deferred": ["c-21", "c-22"]}
         return {"migrations": []}
 
 
@@ -376,6 +386,29 @@ async def test_a_failed_request_is_retried_and_logged_once(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "go through again" in caplog.text
+
+
+async def test_what_the_scheduler_defers_is_asked_for_again_a_minute_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A drain of more containers than the scheduler moves for a node in a minute: the
+    rest are asked for again once a minute has passed, not at every sample, and a refusal
+    for the rate is no lost link."""
+    node = Node()
+    node.scheduler.deferring, node.scheduler.over_rate = 1, 1
+    with caplog.at_level(logging.INFO, logger="edgecloud_agent.monitor"):
+        await node.run_for(65, cpu_percent=97)  # asked once, taken in part
+        assert node.scheduler.attempts == 1
+        await node.run_for(55, cpu_percent=97)  # not before a minute
+        assert node.scheduler.attempts == 1
+        await node.run_for(10, cpu_percent=97)  # refused for the rate: a minute more
+        assert node.scheduler.attempts == 2
+        await node.run_for(50, cpu_percent=97)
+        assert node.scheduler.attempts == 2
+        await node.run_for(600, cpu_percent=97)  # then taken whole, and done with
+    assert node.scheduler.attempts == 3
+    assert node.reasons == [MigrationReason.CPU, MigrationReason.CPU]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_request_is_dropped_when_its_condition_ends_first() -> None:

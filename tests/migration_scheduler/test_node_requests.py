@@ -79,6 +79,19 @@ async def test_a_node_asking_a_hundred_times_a_minute_is_held_to_its_rate(sessio
     assert reasons == {MigrationReason.CPU.value}
 
 
+async def test_a_drain_beyond_the_rate_moves_the_rest_when_asked_again(sessions) -> None:
+    """An honest drain of thirty containers: twenty are planned, ten deferred (the node's
+    monitor asks again a minute later); asking again at once is refused."""
+    async with coordinating(sessions, *fleet()) as scheduler:
+        request = NodeMigrationRequest(reason=MigrationReason.DRAIN)
+        answer = await scheduler.node_request(request, device="n1")
+        with pytest.raises(RequestRefused) as refused:
+            await scheduler.node_request(request, device="n1")
+    assert answer["deferred"] == CONTAINERS[LIMIT:]
+    assert refused.value.uri == errors.TOO_MANY_REQUESTS
+    assert await recorded(sessions) == LIMIT
+
+
 def test_a_node_claiming_to_be_near_and_empty_does_not_draw_the_move() -> None:
     """n3 says it is 0.1 ms from the source and has all its memory free; the source measured
     it at 40 ms, and the cloud has given out most of its memory. n2 tells the truth."""

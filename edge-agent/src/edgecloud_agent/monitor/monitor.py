@@ -12,10 +12,10 @@ from typing import Any, Protocol
 
 import psutil
 
-from edgecloud_contracts import uris
+from edgecloud_contracts import errors, uris
 from edgecloud_contracts.migrations import MigrationReason, NodeMigrationRequest
 
-from ..uplink.errors import UplinkError
+from ..uplink.errors import CallFailed, UplinkError
 from .health import DiskErrorCounter, DrainFlag, HealthProbe, TemperatureSensor
 from .pressure import (
     ConsecutiveFailures,
@@ -43,6 +43,9 @@ def request_over(call: UplinkCall, *, timeout_s: float) -> Request:
 
     return request
 
+
+RATE_WAIT_S = 60.0
+"""How long a request the scheduler held back (its rate of a node's moves) waits."""
 
 CPU_LIMIT = Limit(threshold=90.0, clear_below=70.0, for_s=60.0)
 MEMORY_LIMIT = Limit(threshold=90.0, clear_below=80.0, for_s=60.0)
@@ -177,6 +180,7 @@ class Monitor:
         self._drain = DrainFlag(config.drain_path) if config.drain_path else None
         self._drained = RisingEdge()
         self._pending: dict[str, tuple[Detector, NodeMigrationRequest]] = {}
+        self._not_before: dict[str, float] = {}
         self._failing = False
 
     async def run(self) -> None:
@@ -238,10 +242,18 @@ class Monitor:
             if not detector.tripped:
                 logger.info("trigger %s ended before its migration request went out", name)
                 del self._pending[name]
+                self._not_before.pop(name, None)
+                continue
+            if self._clock() < self._not_before.get(name, 0.0):
                 continue
             try:
-                await self._request(request)
+                answer = await self._request(request)
             except UplinkError as err:
+                if isinstance(err, CallFailed) and err.error == errors.TOO_MANY_REQUESTS:
+                    # The scheduler moves a node's containers at a bounded rate: later.
+                    self._not_before[name] = self._clock() + RATE_WAIT_S
+                    logger.info("migration request held back by the scheduler's rate: %s", err)
+                    continue
                 if not self._failing:
                     logger.error(
                         "cannot request a migration (%s): %s; trying again while it lasts",
@@ -250,8 +262,15 @@ class Monitor:
                     )
                 self._failing = True
                 return  # the link is likely down for the others too: next sample
-            del self._pending[name]
             if self._failing:
                 logger.info("migration requests go through again")
             self._failing = False
+            deferred = answer.get("deferred") if isinstance(answer, dict) else None
+            if deferred:
+                # Some of them only: the rest are asked for again once the rate allows.
+                self._not_before[name] = self._clock() + RATE_WAIT_S
+                logger.info("%d containers to move later (the scheduler's rate)", len(deferred))
+                continue
+            self._not_before.pop(name, None)
+            del self._pending[name]
             logger.info("migration requested: %s (%s)", request.reason, request.detail)

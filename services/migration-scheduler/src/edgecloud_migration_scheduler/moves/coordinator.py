@@ -215,12 +215,15 @@ class Coordinator:
                     logger.info("%s stays on %s: it holds the node's hardware", view.id, device)
                     continue
                 moving.append(view)
-        if moving and asked + len(moving) > self._node_moves_per_minute:
+        # At most so many of the node's own moves a minute: the rest wait for its next ask.
+        budget = max(0, self._node_moves_per_minute - asked)
+        if moving and budget == 0:
             raise RequestRefused(
                 errors.TOO_MANY_REQUESTS,
                 f"{device} asked for {asked} moves in the last minute, at most "
                 f"{self._node_moves_per_minute}: ask again later",
             )
+        moving, deferred = moving[:budget], [c.id for c in moving[budget:]]
         tenants = {str(i["id"]): str(i["tenant"]) for i in on_node.json()}
         grants = await self._grants(devices, operator)
         published = await self._published()
@@ -271,6 +274,7 @@ class Coordinator:
             "migrations": launched,
             "method": chosen.method if chosen else None,
             "unplaced": [u.container_id for u in chosen.unplaced] if chosen else [],
+            "deferred": deferred,
         }
 
     async def _all_devices(self) -> dict[str, DeviceView]:
