@@ -462,3 +462,69 @@ async def test_a_built_image_is_rebuilt_on_the_peer_from_its_context(
     assert testbed.bed.docker("n2", "image", "inspect", image).returncode != 0
     shown = testbed.bed.docker("n2", "exec", container["name"], "cat", "/greeting.txt")
     assert shown.stdout == "built from the tenant's Dockerfile\n"
+
+
+async def test_a_compromised_node_cannot_plant_another_image_on_its_peer(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    """n3, a node that joined the fleet, is compromised: the container a tenant runs on it
+    now runs an image of the attacker's choosing (made by hand on n3's engine, with the
+    container's name, labels and /app), and the attacker waits for it to be moved, to have
+    its image run on the peer. n2 lacks the image the cloud recorded, so n3 sends the image
+    it has: n2 refuses it from its manifest, before loading it, and the move rolls back."""
+    n2 = testbed.start_agent("n2", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
+    n3_env = {"AGENT_STOP_TIMEOUT_S": "2"}
+    n3 = testbed.start_agent("n3", token=await enrol(), env=n3_env)
+
+    async def measured() -> bool:
+        answer = await api.get(f"/api/v1/devices/{n3.key}")
+        if answer.status_code != 200:
+            return False
+        device = answer.json()
+        return device["status"] == "online" and n2.key in device["neighbours"]
+
+    await eventually(measured, timeout=60, interval=0.3)
+    user = await register(stack)
+    for agent in (n2, n3):
+        granted = await api.post(
+            f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id}
+        )
+        assert granted.status_code == 201, granted.text
+    container = await make_container(client, user, n3.key, "victim")
+    name = container["name"]
+    recorded = inspect(testbed, "n3", name)
+    assert recorded is not None
+
+    # The compromise, with n3's agent stopped so that it reports nothing of it.
+    testbed.stop_agent("n3")
+    bed = testbed.bed
+    planted = bed.docker("n3", "commit", name, "planted:latest")
+    assert planted.returncode == 0, planted.stderr
+    planted_id = json.loads(bed.docker("n3", "image", "inspect", "planted:latest").stdout)[0]["Id"]
+    assert planted_id != recorded["Image"]
+    labels = [f"--label={k}={v}" for k, v in recorded["Config"]["Labels"].items()]
+    volume = next(m["Name"] for m in recorded["Mounts"] if m["Destination"] == "/app")
+    assert bed.docker("n3", "rm", "-f", name).returncode == 0
+    remade = bed.docker(
+        "n3", "run", "-d", "--name", name, *labels,
+        "--mount", f"type=volume,src={volume},dst=/app", planted_id, *SERVE,
+    )  # fmt: skip
+    assert remade.returncode == 0, remade.stderr
+    testbed.start_agent("n3", env=n3_env)
+    bed.docker("n2", "rmi", "-f", IMAGE)
+    try:
+        # Back online, having measured its peer again.
+        await eventually(measured, timeout=60, interval=0.3)
+        answer = await migrate(client, user, container, device=n2.key)
+        assert answer.status_code == 202, answer.text
+        migration = await ended(client, user, answer.json()["migration"])
+        assert migration["state"] == "rolled_back", migration
+        assert migration["error_code"] == "bad_image", migration
+        # Nothing of it on n2: no container, not the planted image; n3's copy serves on.
+        assert inspect(testbed, "n2", name) is None
+        assert bed.docker("n2", "image", "inspect", planted_id).returncode != 0
+        assert inspect(testbed, "n3", name)["State"]["Running"] is True
+        found = await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)
+        assert found.json()["device"] == n3.key
+    finally:
+        bed.load_images("n2")
