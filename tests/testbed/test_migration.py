@@ -71,35 +71,46 @@ HARDENING = (
 )
 
 
+AGENT_ENV = {"AGENT_STOP_TIMEOUT_S": "2"}
+
+
 async def pair(
     testbed: TestbedFleet,
     stack: Stack,
     api: httpx.AsyncClient,
     enrol,
     n1_env: dict[str, str] | None = None,
+    *,
+    nodes: tuple[str, str] = ("n1", "n2"),
 ) -> tuple[AgentHandle, AgentHandle, Account]:
-    """n1 and n2 online, both granted to a new tenant, each knowing the other's round trip."""
-    n1 = testbed.start_agent(
-        "n1", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2", **(n1_env or {})}
-    )
-    n2 = testbed.start_agent("n2", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
-
-    # The registry names the peers in its answer to a heartbeat; the agents measure them.
-    async def measured() -> bool:
-        answer = await api.get(f"/api/v1/devices/{n1.key}")
-        if answer.status_code != 200:
-            return False
-        device = answer.json()
-        return device["status"] == "online" and n2.key in device["neighbours"]
-
-    await eventually(measured, timeout=60, interval=0.3)
+    """The source and the target (n1 and n2 unless ``nodes`` says otherwise) online, both
+    granted to a new tenant, the source knowing the target's round trip. ``n1_env``: the
+    source's own settings."""
+    source_node, target_node = nodes
+    source = testbed.start_agent(source_node, token=await enrol(), env=AGENT_ENV | (n1_env or {}))
+    target = testbed.start_agent(target_node, token=await enrol(), env=AGENT_ENV)
+    await measuring(api, source, target)
     user = await register(stack)
-    for agent in (n1, n2):
+    for agent in (source, target):
         granted = await api.post(
             f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id}
         )
         assert granted.status_code == 201, granted.text
-    return n1, n2, user
+    return source, target, user
+
+
+async def measuring(api: httpx.AsyncClient, source: AgentHandle, target: AgentHandle) -> None:
+    """Until ``source`` is online and has measured ``target`` (the registry names the peers
+    in its answer to a heartbeat; the agents measure them)."""
+
+    async def measured() -> bool:
+        answer = await api.get(f"/api/v1/devices/{source.key}")
+        if answer.status_code != 200:
+            return False
+        device = answer.json()
+        return device["status"] == "online" and target.key in device["neighbours"]
+
+    await eventually(measured, timeout=60, interval=0.3)
 
 
 async def make_container(client: httpx.AsyncClient, user: Account, key: str, name: str) -> dict:
@@ -472,24 +483,7 @@ async def test_a_compromised_node_cannot_plant_another_image_on_its_peer(
     container's name, labels and /app), and the attacker waits for it to be moved, to have
     its image run on the peer. n2 lacks the image the cloud recorded, so n3 sends the image
     it has: n2 refuses it from its manifest, before loading it, and the move rolls back."""
-    n2 = testbed.start_agent("n2", token=await enrol(), env={"AGENT_STOP_TIMEOUT_S": "2"})
-    n3_env = {"AGENT_STOP_TIMEOUT_S": "2"}
-    n3 = testbed.start_agent("n3", token=await enrol(), env=n3_env)
-
-    async def measured() -> bool:
-        answer = await api.get(f"/api/v1/devices/{n3.key}")
-        if answer.status_code != 200:
-            return False
-        device = answer.json()
-        return device["status"] == "online" and n2.key in device["neighbours"]
-
-    await eventually(measured, timeout=60, interval=0.3)
-    user = await register(stack)
-    for agent in (n2, n3):
-        granted = await api.post(
-            f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id}
-        )
-        assert granted.status_code == 201, granted.text
+    n3, n2, user = await pair(testbed, stack, api, enrol, nodes=("n3", "n2"))
     container = await make_container(client, user, n3.key, "victim")
     name = container["name"]
     recorded = inspect(testbed, "n3", name)
@@ -510,11 +504,10 @@ async def test_a_compromised_node_cannot_plant_another_image_on_its_peer(
         "--mount", f"type=volume,src={volume},dst=/app", planted_id, *SERVE,
     )  # fmt: skip
     assert remade.returncode == 0, remade.stderr
-    testbed.start_agent("n3", env=n3_env)
+    testbed.start_agent("n3", env=AGENT_ENV)
     bed.docker("n2", "rmi", "-f", IMAGE)
     try:
-        # Back online, having measured its peer again.
-        await eventually(measured, timeout=60, interval=0.3)
+        await measuring(api, n3, n2)  # back online, having measured its peer again
         answer = await migrate(client, user, container, device=n2.key)
         assert answer.status_code == 202, answer.text
         migration = await ended(client, user, answer.json()["migration"])
