@@ -148,6 +148,21 @@ async def test_nodes_retired_long_ago_are_not_an_outage() -> None:
     assert ("c-n1", "t1", "n1") in coordinator.restarted
 
 
+async def test_a_node_asleep_as_announced_is_not_lost_before_its_contact_and_the_window() -> None:
+    """A duty-cycled node, silent longer than the window, whose announced next contact is
+    still to come (or came less than a window ago): asleep, not lost. Past both: lost."""
+    now = datetime.now(UTC)
+    for next_contact, lost in [
+        (now + timedelta(minutes=10), []),
+        (now - timedelta(seconds=LOST_AFTER_S / 2), []),
+        (now - timedelta(seconds=LOST_AFTER_S * 2), ["n1"]),
+    ]:
+        sleeper = {**device("n1", "offline"), "next_contact_at": next_contact.isoformat()}
+        found, _, _, _ = watch([sleeper, *fleet()[1:]])
+        assert await found.check() == lost, next_contact
+        await found.settled()
+
+
 async def test_a_node_silent_for_less_than_the_window_is_not_lost() -> None:
     recently = datetime.now(UTC) - timedelta(seconds=20)
     devices = [device("n1", "offline", last_seen=recently), *fleet()[1:]]

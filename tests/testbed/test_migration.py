@@ -521,3 +521,37 @@ async def test_a_compromised_node_cannot_plant_another_image_on_its_peer(
         assert found.json()["device"] == n3.key
     finally:
         bed.load_images("n2")
+
+
+async def test_a_node_cut_off_from_the_cloud_but_reached_by_its_peers_keeps_its_containers(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    """n1 loses the cloud (its router and API unreachable, dropped in its own namespace)
+    but not its peers: silent past the loss window, yet n2, asked to measure quiet nodes
+    too, still reaches its broker, so n1 is not lost and its container is not started a
+    second time elsewhere."""
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    container = await make_container(client, user, n1.key, "cutoff")
+    cloud_ports = {stack.router_port, stack.ports["gateway"]}
+    rules = [["OUTPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"] for port in cloud_ports]
+    for rule in rules:
+        added = testbed.bed.exec("n1", ["iptables", "-I", *rule])
+        assert added.returncode == 0, added.stderr
+    try:
+
+        async def offline() -> bool:
+            answer = await api.get(f"/api/v1/devices/{n1.key}")
+            return answer.json()["status"] == "offline"
+
+        await eventually(offline, timeout=60, interval=0.5)
+        # Past the loss window, with a margin for the watchdog's rounds: n2 still reaches it.
+        await asyncio.sleep(NODE_LOST_AFTER_S + 10)
+        seen = (await api.get(f"/api/v1/devices/{n2.key}")).json()["neighbours"]
+        assert n1.key in seen
+        listed = await client.get("/api/v1/migrations", headers=user.headers)
+        assert [m for m in listed.json()["items"] if m["container"] == container["id"]] == []
+        assert inspect(testbed, "n2", container["name"]) is None
+        assert inspect(testbed, "n1", container["name"])["State"]["Running"] is True
+    finally:
+        for rule in rules:
+            testbed.bed.exec("n1", ["iptables", "-D", *rule])

@@ -7,7 +7,8 @@ still runs. So a node counts as lost only when all of these hold:
 - the control plane itself has been healthy (this scheduler's router session up, the
   registry and the orchestrator answering) for longer than ``lost_after_s``; after any
   outage of its own the clock starts again, and by then the nodes are back;
-- the node has been silent for ``lost_after_s``;
+- the node has been silent for ``lost_after_s``, and, for a node on a duty cycle, for
+  ``lost_after_s`` past the next contact it announced (asleep is not lost);
 - its neighbours no longer reach its broker (a node with a dead uplink but a live
   broker is running: its containers keep serving where they are);
 - not too many nodes went silent together with it (``max_lost_share`` of those alive or
@@ -23,7 +24,7 @@ the control plane for a whole healthy window of its own.
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from edgecloud_contracts.devices import DeviceView
 from edgecloud_contracts.heartbeat import DeviceStatus
@@ -94,7 +95,13 @@ class NodeLossWatch:
             for d in devices
             if d.status is DeviceStatus.OFFLINE and d.last_seen is not None
         }
-        silent = [d for d in devices if quiet_s.get(d.key, 0.0) > self._lost_after_s]
+        window = timedelta(seconds=self._lost_after_s)
+        silent = [
+            d
+            for d in devices
+            if quiet_s.get(d.key, 0.0) > self._lost_after_s
+            and (d.next_contact_at is None or now > d.next_contact_at + window)
+        ]
         if not silent:
             return []
         alive = [d for d in devices if d.status is not DeviceStatus.OFFLINE]
