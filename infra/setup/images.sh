@@ -45,7 +45,7 @@ GROUP
 tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -cf - . |
     docker import --change 'CMD ["/bin/sh"]' - "$image" >/dev/null
 
-# One real run proves the image works (no network needed: engines run with --bridge=none).
+# One real run proves the image works (without a network: it needs none to say ok).
 if [[ "$(docker run --rm --network none "$image" echo ok 2>&1)" != ok ]]; then
     docker image rm -f "$image" >/dev/null 2>&1 || true
     die "image $image was built but does not run"

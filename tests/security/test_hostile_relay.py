@@ -9,6 +9,7 @@ every byte, flip one, or end TLS themselves with a certificate of their own.
 
 import asyncio
 import ssl
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,7 @@ async def on_the_mesh(api: httpx.AsyncClient, agent: AgentHandle) -> bool:
     return device.get("status") == "degraded" and device.get("link") == "lowpan"
 
 
-class TestSideRelay:
+class TestSideRelay(ABC):
     """A relaying neighbour of the test's on 127.0.0.1: each connection is served by
     :meth:`serve` in a task of its own, all ended with the block."""
 
@@ -93,8 +94,9 @@ class TestSideRelay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @abstractmethod
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
+        """One neighbour's connection, as this relay treats it (each subclass its own)."""
 
 
 @dataclass

@@ -131,6 +131,7 @@ class Coordinator:
         everything = await self._all_devices()
         devices = await self._usable_by(caller, everything)
         source = everything.get(container.device)
+        source_peer_url = source.peer_url if source is not None else ""
         if device is not None and (device not in devices or device == container.device):
             raise DeviceNotEligible(device, "not a device of this tenant other than the source")
         published = await self._published()
@@ -166,7 +167,7 @@ class Coordinator:
             source=container.device,
             reason=reason,
             chosen=chosen,
-            extra={"source_peer_url": source.peer_url if source else ""},
+            extra={"source_peer_url": source_peer_url},
             selection_ms=_since(selecting),
         )
         if choice is None:
@@ -175,7 +176,8 @@ class Coordinator:
             raise NoSuitablePeer(migration_id, _why_not(chosen, container.id))
         target = devices[choice.target]
         task = asyncio.create_task(
-            self._drive(migration_id, container, target), name=f"migration-{migration_id}"
+            self._drive(migration_id, container, target, source_peer_url=source_peer_url),
+            name=f"migration-{migration_id}",
         )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -187,6 +189,7 @@ class Coordinator:
         operator = acting_for("")
         devices = await self._all_devices()
         source = devices.get(device)
+        source_peer_url = source.peer_url if source is not None else ""
         on_node = await self._orchestrator.request(
             "GET", f"/v1/nodes/{device}/containers", identity=operator
         )
@@ -260,12 +263,17 @@ class Coordinator:
                 source=device,
                 reason=request.reason,
                 chosen=single,
-                extra={"source_peer_url": source.peer_url if source else "", "why": request.detail},
+                extra={"source_peer_url": source_peer_url, "why": request.detail},
             )
             if single.choices:
                 launched.append(migration_id)
                 task = asyncio.create_task(
-                    self._drive(migration_id, container, devices[single.choices[0].target]),
+                    self._drive(
+                        migration_id,
+                        container,
+                        devices[single.choices[0].target],
+                        source_peer_url=source_peer_url,
+                    ),
                     name=f"migration-{migration_id}",
                 )
                 self._running.add(task)
@@ -319,13 +327,21 @@ class Coordinator:
             found[key] = {g["tenant"] for g in answer.json()["items"]}
         return found
 
-    async def _drive(self, migration_id: str, container: ContainerView, target: DeviceView) -> None:
-        """Tell the target, then the source; record how it ended."""
+    async def _drive(
+        self,
+        migration_id: str,
+        container: ContainerView,
+        target: DeviceView,
+        *,
+        source_peer_url: str,
+    ) -> None:
+        """Tell the target, then the source; record how it ended. ``source_peer_url``: where
+        the source's broker is (its sensors publish there)."""
         key = secrets.token_urlsafe(32)
         outcome: MigrationOutcome
         try:
             link = self._require_link()
-            record = await self._record_of(migration_id, container)
+            record = await self._record_of(container, source_peer_url)
             # The target answers with the login it made on its broker for the source alone.
             ready = await link.call(
                 uris.device_procedure(target.key, uris.MIGRATION_EXPECT),
@@ -365,7 +381,7 @@ class Coordinator:
             outcome = MigrationOutcome(ok=False, steps=[], error_code="internal", error=str(err))
         await self._finish(migration_id, outcome)
 
-    async def _record_of(self, migration_id: str, container: ContainerView) -> ContainerRecord:
+    async def _record_of(self, container: ContainerView, source_peer_url: str) -> ContainerRecord:
         """The cloud's record of the container, as the target is to create it: its sensors
         read on at the broker where they publish (the source's, unless it moved before)."""
         answer = await self._orchestrator.request(
@@ -373,12 +389,8 @@ class Coordinator:
         )
         record = ContainerRecord.model_validate(answer.json())
         spec = record.spec
-        if spec.subscriptions and spec.sensor_broker is None:
-            async with self._sessions() as session:
-                row = await session.get(Migration, migration_id)
-                peer_url = ((row.plan or {}) if row is not None else {}).get("source_peer_url")
-            if peer_url:
-                spec = spec.model_copy(update={"sensor_broker": peer_url})
+        if spec.subscriptions and spec.sensor_broker is None and source_peer_url:
+            spec = spec.model_copy(update={"sensor_broker": source_peer_url})
         return record.model_copy(update={"spec": spec})
 
     async def _finish(self, migration_id: str, outcome: MigrationOutcome) -> None:
