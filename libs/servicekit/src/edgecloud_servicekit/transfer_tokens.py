@@ -17,7 +17,8 @@ import jwt
 AUDIENCE = "edgecloud.storage.transfer"
 DEFAULT_TTL_S = 15 * 60
 
-Direction = Literal["download", "upload"]
+Direction = Literal["download", "upload", "logs"]
+"""``logs``: the grant names a container, whose output the device ships as it runs."""
 
 
 class TransferDenied(ValueError):

@@ -1,5 +1,6 @@
 """The storage: artifacts (application archives, command scripts, image archives, logs,
-result files), uploaded in resumable pieces, kept once per content, read back in ranges."""
+result files), uploaded in resumable pieces, kept once per content, read back in ranges;
+and containers' output, shipped by their nodes in segments and kept for the retention."""
 
 import asyncio
 import logging
@@ -15,6 +16,8 @@ from edgecloud_servicekit.background import BackgroundTasks
 from .artifacts import router as artifacts_router
 from .artifacts.backends import BlobStore, FilesystemStore
 from .artifacts.service import Artifacts
+from .logs import router as logs_router
+from .logs.retention import sweep_forever
 from .settings import StorageSettings
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,14 @@ def create_app(settings: StorageSettings | None = None) -> FastAPI:
                 "expire-uploads",
                 lambda: expire_forever(artifacts, timedelta(hours=settings.upload_ttl_h)),
             )
+            background.start(
+                "sweep-logs",
+                lambda: sweep_forever(
+                    sessions,
+                    retention=timedelta(hours=settings.log_retention_h),
+                    every_s=settings.log_sweep_interval_s,
+                ),
+            )
             expose(
                 app,
                 engine=engine,
@@ -75,9 +86,10 @@ def create_app(settings: StorageSettings | None = None) -> FastAPI:
     return create_service_app(
         settings=settings,
         lifespan=lifespan,
-        routers=[artifacts_router.router],
+        routers=[artifacts_router.router, logs_router.router],
         description="Artifacts: application archives, command scripts, image archives, logs"
-        " and result files; resumable uploads, ranged downloads, transfers for nodes.",
+        " and result files; resumable uploads, ranged downloads, transfers for nodes;"
+        " containers' output shipped by their nodes as it is produced.",
     )
 
 

@@ -1,7 +1,7 @@
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import ServiceSettings
@@ -30,6 +30,10 @@ class StorageSettings(ServiceSettings):
     """An upload whose bytes stop coming this long is cut there (it resumes later)."""
     upload_ttl_h: float = 24.0
     """An upload left incomplete this long is discarded (and its bytes freed)."""
+    log_retention_h: float = Field(default=168.0, gt=0)
+    """Containers' shipped log segments are kept this long after they arrive (then swept),
+    whatever became of the container or its node."""
+    log_sweep_interval_s: float = Field(default=600.0, gt=0)
 
     @property
     def artifacts_dir(self) -> Path:

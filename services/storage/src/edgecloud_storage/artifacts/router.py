@@ -32,11 +32,10 @@ from edgecloud_servicekit.problems import (
     Forbidden,
     PayloadTooLarge,
     Problem,
-    Unauthenticated,
     Unprocessable,
 )
-from edgecloud_servicekit.transfer_tokens import TransferDenied, TransferGrant, verify_transfer
 
+from ..grants import granted
 from .backends import READ_CHUNK
 from .exceptions import ArtifactIncomplete, RangeNotSatisfiable
 from .models import Artifact
@@ -341,26 +340,11 @@ async def delete_artifact(
 # Transfers: a node moves one artifact's bytes with the grant the orchestrator gave it.
 
 
-def _grant(request: Request, artifact_id: str, direction: str) -> TransferGrant:
-    token = request.query_params.get("grant", "")
-    if not token:
-        raise Unauthenticated("a transfer needs its grant", code="grant_missing")
-    try:
-        return verify_transfer(
-            token,
-            secret=request.app.state.settings.secret,
-            artifact_id=artifact_id,
-            direction="download" if direction == "download" else "upload",
-        )
-    except TransferDenied as err:
-        raise Forbidden(str(err), code="grant_expired" if err.expired else "grant_invalid") from err
-
-
 @router.get("/transfers/{artifact_id}")
 async def transfer_download(
     artifact_id: ArtifactId, request: Request, artifacts: ArtifactsDep
 ) -> Response:
-    grant = _grant(request, artifact_id, "download")
+    grant = granted(request, artifact_id, "download")
     async with request.app.state.sessions() as session:
         row = await artifacts.get(session, tenant_id=grant.tenant_id, artifact_id=artifact_id)
     return _content(request, artifacts, row)
@@ -371,7 +355,7 @@ async def transfer_status(
     artifact_id: ArtifactId, request: Request, artifacts: ArtifactsDep
 ) -> ArtifactView:
     """Where an interrupted node upload continues."""
-    grant = _grant(request, artifact_id, "upload")
+    grant = granted(request, artifact_id, "upload")
     async with request.app.state.sessions() as session:
         row = await artifacts.get(session, tenant_id=grant.tenant_id, artifact_id=artifact_id)
     return to_view(row)
@@ -386,7 +370,7 @@ async def transfer_status(
 async def transfer_upload(
     artifact_id: ArtifactId, request: Request, artifacts: ArtifactsDep
 ) -> Response:
-    grant = _grant(request, artifact_id, "upload")
+    grant = granted(request, artifact_id, "upload")
     return await _append(
         request,
         artifacts,
