@@ -368,6 +368,8 @@ class Agent:
                 feeds=feeds,
                 contexts_dir=contexts_dir(outgoing),
                 own_peer_url=settings.peer_url,
+                own_peer_urls=settings.peer_addresses,
+                mesh_images=settings.peer_mesh_images,
             )
             stack.push_async_callback(self.migrations.close)
             stack.callback(setattr, self, "migrations", None)

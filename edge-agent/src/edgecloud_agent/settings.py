@@ -119,6 +119,13 @@ class AgentSettings(BaseSettings):
     peer_url: str = ""
     """Where peers reach this node's broker for migrations, ``mqtt://host:port`` (an address
     of this node they can route to); empty: the node takes no part in peer migration."""
+    peer_urls: str = ""
+    """The same broker over each of the node's links in order of preference, as
+    ``wan=mqtt://HOST:PORT,lowpan=mqtt://[MESH-ADDRESS]:PORT``: a peer whose WAN is gone
+    reaches it over the mesh. Empty: :attr:`peer_url` alone."""
+    peer_mesh_images: bool = False
+    """The link policy for migrations: whether an image may go to a peer over the mesh
+    (otherwise the peer pulls it from its registry, or the move fails)."""
     collaboration_level: int = Field(default=2, ge=0, le=2)
     """The most this node offers peers: 0 messaging only, 1 storage, 2 storage and compute."""
     neighbour_probe_interval_s: PositiveFloat = 30.0
@@ -257,6 +264,25 @@ class AgentSettings(BaseSettings):
             self.lowpan_open_timeout_s,
             via,
         )
+
+    @property
+    def peer_addresses(self) -> list[str]:
+        """The parsed :attr:`peer_urls`, or :attr:`peer_url` alone, in order."""
+        if not self.peer_urls.strip():
+            return [self.peer_url] if self.peer_url else []
+        items = filter(None, (part.strip() for part in self.peer_urls.split(",")))
+        return [item.partition("=")[2].strip() for item in items]
+
+    @model_validator(mode="after")
+    def _valid_peer_urls(self) -> Self:
+        for item in filter(None, (part.strip() for part in self.peer_urls.split(","))):
+            link, equals, url = item.partition("=")
+            if not equals or link.strip() not in ("wan", "lowpan"):
+                raise ValueError(f"peer_urls: {item!r} is not wan=URL or lowpan=URL")
+            parts = urlsplit(url.strip())
+            if parts.scheme != "mqtt" or not parts.hostname:
+                raise ValueError(f"peer_urls: {url.strip()!r} is not mqtt://HOST:PORT")
+        return self
 
     @model_validator(mode="after")
     def _valid_relay(self) -> Self:

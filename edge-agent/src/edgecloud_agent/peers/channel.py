@@ -25,6 +25,16 @@ another migration or direction), ``repeat`` (a number already taken: the broker'
 redelivery or a replay; dropped either way), ``gap`` (a number ahead of the next: one
 missing, or a reordering; the conversation then stalls and times out, which the migration
 turns into a rollback) and ``other_instance`` (sealed, but from a second sender instance).
+
+The broker may be reachable at several addresses, one per link of its node in order of
+preference (the WAN's, then the mesh's). The channel connects over the first that answers
+and, when that link dies mid-conversation, falls over to the next (:meth:`_fail_over`): the
+same client id with the same persistent session, so the broker hands it what it queued
+meanwhile; the same instance and numbering, so the message in flight is published again
+under its number (a copy the broker had already is a ``repeat`` to the peer and dropped);
+and the inbox kept, so nothing received is lost. The side that fell over then says it is
+back (``RESUMED_SEQ``): a peer holds the last will the broker sent in that side's name for
+``will_grace_s`` and forgets it when the side comes back in time.
 """
 
 import asyncio
@@ -36,7 +46,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +109,13 @@ _FORBIDDEN_IN_LEVEL = frozenset("/+#\0")
 WILL_SEQ = 1 << 40
 """The last will's number: above any sequence a channel reaches, and taken whatever came
 before it (the sender is gone: nothing else is coming)."""
+RESUMED_SEQ = WILL_SEQ + 1
+"""A side that fell over to another address of the broker is back: the last will the
+broker sent for its old connection is void. Outside the numbering, as the will is."""
+RESUMED = "channel.resumed"
+FAILOVER_RETRY_S = 0.5
+FAILOVER_WINDOW_S = 30.0
+"""How long a channel that lost its link tries the broker's other addresses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +146,7 @@ class PeerChannel:
         *,
         me: str,
         key: bytes,
-        broker_url: str = "mqtt://127.0.0.1:1883",
+        broker_url: str | Sequence[str] = "mqtt://127.0.0.1:1883",
         chunk_bytes: int = 128 * 1024,
         max_file_bytes: int = 2 << 30,
         queue_max: int = 10_000,
@@ -137,24 +154,41 @@ class PeerChannel:
         keepalive_s: int = 60,
         last_will: tuple[str, dict[str, Any]] | None = None,
         login: BrokerLogin | None = None,
+        will_grace_s: float = 0.0,
     ) -> None:
         """``key``: the migration's (``KEY_BYTES``), which seals every message both ways.
         ``broker_timeout`` bounds connecting, subscribing and each single publish.
         ``last_will`` (kind, body) is what the broker tells the peer in this side's name
         when this side vanishes without disconnecting (a killed process, a dead node: the
-        latter noticed after 1.5 ``keepalive_s``), so the peer stops waiting at once."""
+        latter noticed after 1.5 ``keepalive_s``), so the peer stops waiting at once.
+        ``broker_url``: one address, or the broker's addresses in order of preference (the
+        channel falls over to the next when one dies). ``will_grace_s``: how long the peer's
+        last will is held back, in case the peer comes back over another address."""
         _check_level("me", me)
         if len(key) != KEY_BYTES:
             raise ValueError(f"key must be {KEY_BYTES} bytes")
-        address = urlsplit(broker_url)
-        if address.scheme != "mqtt" or not address.hostname:
-            raise ValueError(f"broker_url must be mqtt://host[:port], not {broker_url!r}")
+        urls = [broker_url] if isinstance(broker_url, str) else list(broker_url)
+        if not urls:
+            raise ValueError("broker_url: at least one address")
+        self._addresses = [_broker_address(url) for url in urls]
         if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be 1..{MAX_CHUNK_BYTES}")
         if queue_max < 1 or max_file_bytes < 0:
             raise ValueError("queue_max must be positive, max_file_bytes not negative")
         self.me = me
-        self._host, self._port = address.hostname, address.port or 1883
+        self._at = 0
+        """The index of the address connected to (or last tried)."""
+        self._generation = 0
+        """Counts connections: a failure seen on an older one is already dealt with."""
+        self._failing_over = asyncio.Lock()
+        self._link_lost: asyncio.Future[None] | None = None
+        self._will_grace_s = will_grace_s
+        self._held_will: asyncio.TimerHandle | None = None
+        self.failovers = 0
+        """How many times the channel fell over to another address of the broker."""
+        self.first_address_only: frozenset[str] = frozenset()
+        """Files (by name) that go over the broker's first address only: a link policy
+        keeping bulk off the mesh. One begun there fails (``link_policy``) on a fall-over."""
         self._chunk_bytes = chunk_bytes
         self._max_file_bytes = max_file_bytes
         self._queue_max = queue_max
@@ -177,6 +211,7 @@ class PeerChannel:
         self._client: aiomqtt.Client | None = None
         self._inbox: _Inbox | None = None
         self._stack: AsyncExitStack | None = None
+        self._link: AsyncExitStack | None = None
         self.refused: Counter[str] = Counter()
         """Messages refused, by reason (see the module's docstring)."""
 
@@ -195,6 +230,12 @@ class PeerChannel:
     def peer(self) -> str:
         return self._peer
 
+    @property
+    def on_first_address(self) -> bool:
+        """Whether the channel runs over the broker's first address (its node's WAN), where
+        bulk transfers may go."""
+        return self._at == 0
+
     async def connect(self, device_id: str, topic: str) -> None:
         """Join the conversation under ``topic`` with ``device_id`` (the other side)."""
         if self._stack is not None:
@@ -209,28 +250,96 @@ class PeerChannel:
         else:
             name = hashlib.sha256(f"{self.me}\n{topic}".encode()).hexdigest()[:32]
             self._client_id = f"edgecloud-peer-{name}"
-        client = self._new_client(clean_session=False)
+        await self._open_first(range(len(self._addresses)))
+        inbox = _Inbox(self._queue_max)
         stack = AsyncExitStack()
-        try:
-            await stack.enter_async_context(client)
-            await client.subscribe(self._inbox_topic, qos=2, timeout=self._broker_timeout)
-            inbox = _Inbox(self._queue_max)
-            reader = asyncio.create_task(self._read(client, inbox), name=f"peer-{self._peer}")
-            stack.push_async_callback(_stop, reader)
-        except aiomqtt.MqttError as err:
-            await _close_quietly(stack)
-            raise PeerUnavailable(f"broker {self._host}:{self._port}: {err}") from err
-        except BaseException:
-            await _close_quietly(stack)
-            raise
-        self._client, self._inbox, self._stack = client, inbox, stack
+        stack.push_async_callback(self._close_link)
+        reader = asyncio.create_task(self._read(inbox), name=f"peer-{self._peer}")
+        stack.push_async_callback(_stop, reader)
+        self._inbox, self._stack = inbox, stack
         logger.debug("peer channel %s <-> %s on %s", self.me, device_id, topic)
+
+    async def _open_first(self, order: Sequence[int]) -> None:
+        """Connect and subscribe over the first address in ``order`` that answers."""
+        failures = []
+        for index in order:
+            self._at = index
+            client = self._new_client(clean_session=False)
+            link = AsyncExitStack()
+            try:
+                await link.enter_async_context(client)
+                await client.subscribe(self._inbox_topic, qos=2, timeout=self._broker_timeout)
+            except aiomqtt.MqttError as err:
+                await _close_quietly(link)
+                failures.append(f"{_where(self._addresses[index])}: {err}")
+                continue
+            except BaseException:
+                await _close_quietly(link)
+                raise
+            self._client, self._link, self._generation = client, link, self._generation + 1
+            self._link_lost = asyncio.get_running_loop().create_future()
+            return
+        raise PeerUnavailable("broker " + "; ".join(failures))
+
+    async def _close_link(self) -> None:
+        link, self._link, self._client = self._link, None, None
+        if self._held_will is not None:
+            self._held_will.cancel()
+        if link is not None:
+            await link.aclose()
+
+    async def _fail_over(self, generation: int, cause: object) -> None:
+        """The connection ``generation`` is lost: connect over the other addresses, the
+        ones after it first (PeerUnavailable when none answers, or there is none)."""
+        async with self._failing_over:
+            if generation != self._generation:
+                return  # the reader or a publish got there first
+            if len(self._addresses) == 1:
+                raise PeerUnavailable(f"lost the broker: {cause}")
+            lost = self._at
+            if self._link_lost is not None and not self._link_lost.done():
+                self._link_lost.set_result(None)
+            await _close_quietly_link(self._link)
+            self._link = self._client = None
+            order = [*range(lost + 1, len(self._addresses)), *range(lost)]
+            logger.warning(
+                "peer channel %s <-> %s lost %s (%s): trying its other addresses",
+                self.me,
+                self._peer,
+                _where(self._addresses[lost]),
+                cause,
+            )
+            # A link coming up (a neighbour's route, a mesh handshake) may take a few tries.
+            deadline = asyncio.get_running_loop().time() + FAILOVER_WINDOW_S
+            while True:
+                try:
+                    await self._open_first(order)
+                    break
+                except PeerUnavailable:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise
+                    await asyncio.sleep(FAILOVER_RETRY_S)
+            self.failovers += 1
+            assert self._client is not None
+            # The broker may have sent this side's last will already: the peer forgets it.
+            try:
+                await self._client.publish(
+                    self._outbox_topic, self._seal(RESUMED_SEQ, RESUMED, {}), qos=2
+                )
+            except aiomqtt.MqttError as err:
+                raise PeerUnavailable(f"could not resume: {err}") from err
+            logger.warning(
+                "peer channel %s <-> %s resumed over %s",
+                self.me,
+                self._peer,
+                _where(self._addresses[self._at]),
+            )
 
     async def disconnect(self, *, end_session: bool = False) -> None:
         """Leave; with ``end_session`` the broker also forgets this side's session (and what
         it queued for it): for the end of a conversation. Messages received but not yet
         read are gone either way."""
-        stack, self._stack, self._client = self._stack, None, None
+        stack, self._stack = self._stack, None
         if stack is not None:
             try:
                 await stack.aclose()
@@ -290,11 +399,13 @@ class PeerChannel:
         elif isinstance(source, Path):
             size = _same_size(size, (await asyncio.to_thread(source.stat)).st_size)
         transfer = secrets.token_bytes(TRANSFER_ID_BYTES)
+        self._check_link_policy(name)
         await self._publish(FILE_HEAD, FileHead(transfer, name, self._chunk_bytes, size).body())
         digest, sent, index = hashlib.sha256(), 0, 0
         async with contextlib.aclosing(_pieces(source, self._chunk_bytes)) as pieces:
             async for piece in pieces:
                 digest.update(piece)
+                self._check_link_policy(name)
                 await self._publish(FILE_CHUNK, FileChunk(transfer, index, piece).body())
                 index, sent = index + 1, sent + len(piece)
                 if size is not None and sent > size:
@@ -306,6 +417,11 @@ class PeerChannel:
         await self._publish(FILE_END, FileEnd(transfer, sent, index, digest.digest()).body())
         elapsed = time.monotonic() - started
         return SentFile(name, sent, digest.hexdigest(), index, elapsed)
+
+    def _check_link_policy(self, name: str) -> None:
+        if name in self.first_address_only and not self.on_first_address:
+            where = _where(self._addresses[self._at])
+            raise TransferFailed("link_policy", f"{name} may not go over {where}")
 
     async def receive_file(
         self, name: str, sink: FileSink = None, *, timeout: float
@@ -376,9 +492,10 @@ class PeerChannel:
             # Numbered beyond any message this side sends, so it is never taken for a repeat.
             payload = self._seal(WILL_SEQ, kind, body)
             will = aiomqtt.Will(self._outbox_topic, payload, qos=2)
+        host, port = self._addresses[self._at]
         return aiomqtt.Client(
-            self._host,
-            self._port,
+            host,
+            port,
             identifier=self._client_id,
             username=self._login.username if self._login is not None else None,
             password=self._login.password if self._login is not None else None,
@@ -395,14 +512,33 @@ class PeerChannel:
         )
 
     async def _publish(self, kind: str, body: dict[str, Any]) -> None:
-        if self._client is None:
+        if self._stack is None:
             raise PeerUnavailable("the channel is not connected")
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         payload = self._seal(seq, kind, body)
-        try:
-            await self._client.publish(self._outbox_topic, payload, qos=2)
-        except aiomqtt.MqttError as err:
-            raise PeerUnavailable(f"{kind} #{seq} not published: {err}") from err
+        for _ in range(len(self._addresses)):
+            client, generation, lost = self._client, self._generation, self._link_lost
+            if client is None or lost is None:
+                raise PeerUnavailable("the channel is not connected")
+            # A publish waits out its whole timeout on a dead link: the reader's loss ends
+            # the wait at once.
+            publishing = asyncio.ensure_future(client.publish(self._outbox_topic, payload, qos=2))
+            await asyncio.wait({publishing, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if not publishing.done():
+                publishing.cancel()
+                await asyncio.gather(publishing, return_exceptions=True)
+                error: object = "the connection was lost"
+            elif (failure := publishing.exception()) is None:
+                return
+            elif isinstance(failure, aiomqtt.MqttError):
+                error = failure
+            else:
+                raise failure
+            try:
+                await self._fail_over(generation, error)
+            except PeerUnavailable as err:
+                raise PeerUnavailable(f"{kind} #{seq} not published: {error}") from err
+        raise PeerUnavailable(f"{kind} #{seq} not published: every address failed")
 
     def _seal(self, seq: int, kind: str, body: dict[str, Any]) -> bytes:
         return encode_message(
@@ -423,17 +559,23 @@ class PeerChannel:
         except TimeoutError as err:
             raise PeerTimeout(waiting_for, timeout or 0.0) from err
 
-    async def _read(self, client: aiomqtt.Client, inbox: "_Inbox") -> None:
+    async def _read(self, inbox: "_Inbox") -> None:
         failure: PeerUnavailable | None = None
         try:
-            async for mqtt_message in client.messages:
-                message = self._accept(mqtt_message)
-                if message is not None:
-                    await inbox.put(message)
-            failure = PeerUnavailable("the broker connection ended")
-        except aiomqtt.MqttError as err:
-            failure = PeerUnavailable(f"lost the broker: {err}")
-            failure.__cause__ = err
+            while failure is None:
+                client, generation = self._client, self._generation
+                cause: object = "the broker connection ended"
+                try:
+                    if client is not None:
+                        async for mqtt_message in client.messages:
+                            await self._take(self._accept(mqtt_message), inbox)
+                except aiomqtt.MqttError as err:
+                    cause = err
+                try:
+                    await self._fail_over(generation, cause)
+                except PeerUnavailable as err:
+                    failure = err
+                    failure.__cause__ = cause if isinstance(cause, Exception) else None
         except Exception as err:  # a bug here must still reach the consumer, not vanish
             logger.exception("peer channel reader failed")
             failure = PeerUnavailable(f"the reader failed: {err!r}")
@@ -442,6 +584,28 @@ class PeerChannel:
             if failure is not None:
                 logger.error("peer channel %s <-> %s: %s", self.me, self._peer, failure)
             inbox.close(failure)
+
+    async def _take(self, message: PeerMessage | None, inbox: "_Inbox") -> None:
+        """Queue an accepted message; a last will waits ``will_grace_s`` for its sender to
+        come back over another address, which a message of it (or its resumption) shows."""
+        if message is None:
+            return
+        if message.seq == WILL_SEQ and self._will_grace_s > 0:
+            if self._held_will is None:
+                self._held_will = asyncio.get_running_loop().call_later(
+                    self._will_grace_s, self._release_will, inbox, message
+                )
+            return
+        if self._held_will is not None:
+            logger.info("%s is back: its last will is void", self._peer)
+            self._held_will.cancel()
+            self._held_will = None
+        if message.seq != RESUMED_SEQ:
+            await inbox.put(message)
+
+    def _release_will(self, inbox: "_Inbox", will: PeerMessage) -> None:
+        self._held_will = None
+        inbox.put_now(will)
 
     def _accept(self, mqtt_message: aiomqtt.Message) -> PeerMessage | None:
         payload = mqtt_message.payload
@@ -460,7 +624,7 @@ class PeerChannel:
             self._peer_instance = message.instance
         elif message.instance != self._peer_instance:
             return self._refuse("other_instance", f"{message.kind} #{message.seq}")
-        if message.seq == WILL_SEQ:
+        if message.seq in (WILL_SEQ, RESUMED_SEQ):
             return message
         if message.seq < self._peer_next_seq:
             return self._refuse("repeat", f"{message.kind} #{message.seq}")
@@ -498,6 +662,10 @@ class _Inbox:
 
     async def put(self, message: PeerMessage) -> None:
         await self._room.acquire()
+        self._queue.put_nowait(message)
+
+    def put_now(self, message: PeerMessage) -> None:
+        """Beyond the limit: for the one last will."""
         self._queue.put_nowait(message)
 
     def close(self, failure: PeerUnavailable | None) -> None:
@@ -612,6 +780,27 @@ async def _pieces(source: FileSource, chunk_bytes: int) -> AsyncGenerator[bytes,
 async def _close_quietly(stack: AsyncExitStack) -> None:
     with contextlib.suppress(aiomqtt.MqttError):
         await stack.aclose()
+
+
+async def _close_quietly_link(link: AsyncExitStack | None) -> None:
+    """Close a connection that is dead already: its goodbye may fail or hang."""
+    if link is None:
+        return
+    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+        async with asyncio.timeout(2):
+            await link.aclose()
+
+
+def _broker_address(url: str) -> tuple[str, int]:
+    address = urlsplit(url)
+    if address.scheme != "mqtt" or not address.hostname:
+        raise ValueError(f"broker_url must be mqtt://host[:port], not {url!r}")
+    return address.hostname, address.port or 1883
+
+
+def _where(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _stop(task: "asyncio.Task[None]") -> None:

@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +88,11 @@ PEER_KEEPALIVE_S = 5
 """A peer that dies without a word is known dead after 7.5 s (its broker's keepalive)."""
 EXPECTATION_TTL_S = 120.0
 """A target gives up on a migration whose source never came."""
+PEER_FAILOVER_GRACE_S = 20.0
+"""How long a target reachable at several addresses waits for a source its broker
+announced lost (keepalive: 7.5 s) to come back over another (noticing its loss takes it
+two keepalives, then a connection over the mesh)."""
+OUTCOMES_KEPT = 64
 
 
 def topic_of(migration: str) -> str:
@@ -175,6 +180,8 @@ class PeerMigrations:
         feeds: SensorFeeds,
         contexts_dir: Path,
         own_peer_url: str = "",
+        own_peer_urls: Sequence[str] = (),
+        mesh_images: bool = False,
     ) -> None:
         self._me = me
         self._node = node
@@ -187,6 +194,10 @@ class PeerMigrations:
         self._feeds = feeds
         self._contexts_dir = contexts_dir
         self._own_peer_url = own_peer_url
+        self._own_peer_urls = list(own_peer_urls)
+        self._mesh_images = mesh_images
+        self._outcomes: dict[str, asyncio.Future[MigrationOutcome]] = {}
+        """The sources's migrations by id, running or ended lately, for an order repeated."""
         self._expected: dict[str, _Expected] = {}
         self._moving: set[str] = set()
         self.refused: Counter[str] = Counter()
@@ -239,7 +250,10 @@ class PeerMigrations:
             except BrokerError as err:
                 raise CommandRejected(errors.UNAVAILABLE, f"the local broker: {err}") from err
         # Subscribed before answering: the source starts talking as soon as it has the answer.
-        channel = self._channel(self._broker_url, mine, order.key)
+        # A source that can reach this broker at another address may fall over to it: the
+        # last will the broker sends for its lost connection waits for it to come back.
+        grace = PEER_FAILOVER_GRACE_S if len(self._own_peer_urls) > 1 else 0.0
+        channel = self._channel(self._broker_url, mine, order.key, will_grace_s=grace)
         try:
             await channel.connect(order.source, topic_of(order.migration))
         except PeerError as err:
@@ -351,6 +365,8 @@ class PeerMigrations:
         elif has_image:
             assert order.image_id is not None
             image_id = order.image_id
+        elif sent.get("pull"):
+            image_id = await self._pull(spec, order.image_id)
         else:
             raise MigrationFailed("no_image", "neither the image nor its context came")
         if spec.subscriptions:
@@ -420,13 +436,26 @@ class PeerMigrations:
     async def start(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         order = _parse(MigrationOrder, args, kwargs)
         _one_component(order.migration)
+        known = self._outcomes.get(order.migration)
+        if known is not None:
+            # The scheduler asks again: its call went down with the link it came over (the
+            # WAN, say) while the migration went on over the next.
+            return (await asyncio.shield(known)).model_dump(mode="json")
         if order.container_id in self._moving:
             raise CommandRejected(errors.FAILED_PRECONDITION, "this container is moving already")
         self._moving.add(order.container_id)
+        ending = self._outcomes[order.migration] = asyncio.get_running_loop().create_future()
         try:
             outcome = await self._send_away(order)
+            ending.set_result(outcome)
+        except BaseException:
+            ending.cancel()
+            self._outcomes.pop(order.migration, None)
+            raise
         finally:
             self._moving.discard(order.container_id)
+            while len(self._outcomes) > OUTCOMES_KEPT:
+                del self._outcomes[next(iter(self._outcomes))]
         return outcome.model_dump(mode="json")
 
     async def _send_away(self, order: MigrationOrder) -> MigrationOutcome:
@@ -440,7 +469,8 @@ class PeerMigrations:
         outgoing = Path(
             tempfile.mkdtemp(prefix=f"out-{component(order.migration)}-", dir=self._work_dir)
         )
-        channel = self._channel(order.target_url, order.login, order.key)
+        # The target's broker over each of its links in order: the WAN, then the mesh.
+        channel = self._channel(order.target_urls or [order.target_url], order.login, order.key)
         activated = False
         try:
             await channel.connect(order.target, topic_of(order.migration))
@@ -475,7 +505,16 @@ class PeerMigrations:
                 # The tenant chose to build: the peer builds from the (small) context.
                 send_context = missing and context is not None
                 send_image = missing and not send_context
-                await channel.send("dependencies", {"image": send_image, "context": send_context})
+                pull = False
+                if not self._mesh_images:
+                    # The link policy: an image never crosses the mesh, not even the rest of
+                    # one begun over the WAN (the channel refuses, and the move rolls back).
+                    channel.first_address_only = frozenset({"image"})
+                    if send_image and not channel.on_first_address:
+                        pull, send_image = self._pullable(spec), False
+                await channel.send(
+                    "dependencies", {"image": send_image, "context": send_context, "pull": pull}
+                )
                 if send_context:
                     assert context is not None
                     await channel.send_file("context", context)
@@ -563,13 +602,43 @@ class PeerMigrations:
         kept = self._contexts_dir / f"{spec.build_context.sha256}.tar"
         return kept if kept.exists() else None
 
-    def _channel(self, broker_url: str, login: BrokerLogin | None, key: str) -> PeerChannel:
+    @staticmethod
+    def _pullable(spec: ContainerSpec) -> bool:
+        """Over the mesh, with the image missing on the target: True when the target can
+        pull it from its registry instead (MigrationFailed when nothing can bring it)."""
+        if spec.image_archive is not None:
+            raise MigrationFailed(
+                "image_needs_wan",
+                "the tenant's own image may not cross the mesh and no registry has it",
+            )
+        return True
+
+    async def _pull(self, spec: ContainerSpec, image_id: str | None) -> str:
+        """The target pulls the image the source kept off the mesh: it must be the one the
+        container was created from (a tag moved meanwhile is refused)."""
+        try:
+            pulled = await self._node.images.pull(spec.image)
+        except RuntimeFailure as err:
+            raise MigrationFailed("image_pull_failed", err.message) from err
+        if image_id is not None and pulled != image_id:
+            raise MigrationFailed("image_changed", f"{spec.image} is {pulled} now, not {image_id}")
+        return pulled
+
+    def _channel(
+        self,
+        broker_url: str | Sequence[str],
+        login: BrokerLogin | None,
+        key: str,
+        *,
+        will_grace_s: float = 0.0,
+    ) -> PeerChannel:
         return PeerChannel(
             me=self._me,
             key=migration_key(key),
             broker_url=broker_url,
             login=login,
             keepalive_s=PEER_KEEPALIVE_S,
+            will_grace_s=will_grace_s,
             # Said by the broker if this node vanishes: the peer stops waiting at once.
             last_will=("failed", {"code": "peer_lost", "message": f"{self._me} went away"}),
         )

@@ -68,6 +68,7 @@ TRANSFER_CODES = frozenset(
         "incomplete",  # the trailer came but some chunks did not, within the timeout
         "timeout",  # nothing of the file arrived within the timeout
         "unexpected_message",  # another file or a control message in the middle of the file
+        "link_policy",  # (the sender's) a file kept off the link the channel fell over to
     }
 )
 

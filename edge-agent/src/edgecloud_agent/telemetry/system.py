@@ -59,7 +59,9 @@ class SystemProbe:
         self.id = device_id(self.hostname, self.mac)
         self._name = settings.name or self.hostname
         self._location = settings.location
-        self._peer_url = settings.peer_url
+        addresses = settings.peer_addresses
+        self._peer_url = settings.peer_url or (addresses[0] if addresses else "")
+        self._peer_urls = addresses
         self._collaboration_level = settings.collaboration_level
         self._disk_path = str(settings.disk_path)
         self._policy = NodePolicy(
@@ -94,6 +96,7 @@ class SystemProbe:
             disk_total=psutil.disk_usage(self._disk_path).total,
             agent_version=__version__,
             peer_url=self._peer_url,
+            peer_urls=self._peer_urls,
             collaboration_level=self._collaboration_level,
             policy=self._policy,
         )

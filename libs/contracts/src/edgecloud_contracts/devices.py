@@ -38,6 +38,8 @@ class DeviceView(BaseModel):
     peer_url: str = ""
     """Where peers reach the node's broker: the node's plumbing, shown to operators only
     (empty for a tenant)."""
+    peer_urls: list[str] = []
+    """The same over each of the node's links in order (WAN, then mesh); operators only."""
     collaboration_level: int = 2
     neighbours: dict[str, float] = {}
     """Round trips (ms) the node measured to its peers; a tenant is shown only those to

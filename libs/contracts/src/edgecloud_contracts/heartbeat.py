@@ -46,6 +46,9 @@ class NodePolicy(WireModel):
     """Whether tenant containers reach the Internet from this node."""
 
 
+PeerUrl = Annotated[str, Field(max_length=300, pattern=r"^mqtt://\S+$")]
+
+
 class DeviceInfo(WireModel):
     """What a node says about itself; the first heartbeat registers it."""
 
@@ -64,6 +67,9 @@ class DeviceInfo(WireModel):
     peer_url: Annotated[str, Field(max_length=300, pattern=r"^(mqtt://\S+)?$")] = ""
     """Where peers reach this node's broker for migrations (``mqtt://host:port``); empty
     when the node takes no part in them."""
+    peer_urls: Annotated[list[PeerUrl], Field(max_length=4)] = []
+    """The same broker over each of the node's links in order of preference (the WAN's
+    address, then its mesh address): a peer whose WAN is gone reaches it by the next."""
     collaboration_level: Annotated[int, Field(ge=0, le=2)] = 2
     """What the node offers peers at most: 0 messaging only, 1 storage too, 2 storage,
     CPU and memory (it may answer a resource request with less when it is busy)."""

@@ -181,6 +181,11 @@ class MigrationOrder(WireModel):
     docker_name: DockerName
     target: Annotated[str, Field(pattern=KEY_PATTERN)]
     target_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
+    target_urls: Annotated[
+        list[Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]], Field(max_length=4)
+    ] = []
+    """The target's broker over each of its links in order (WAN first, then the mesh); the
+    source falls over to the next when one dies mid-migration. Empty: ``target_url`` only."""
     key: Annotated[str, Field(pattern=MIGRATION_KEY_PATTERN)]
     login: BrokerLogin | None = None
     """Who the source is on the target's broker (:class:`MigrationReady`)."""

@@ -364,6 +364,7 @@ class Coordinator:
                     docker_name=container.name,
                     target=target.key,
                     target_url=target.peer_url,
+                    target_urls=target.peer_urls,
                     key=key,
                     login=MigrationReady.model_validate(ready).login,
                 ).model_dump(mode="json"),

@@ -31,6 +31,7 @@ class Device(RegistryBase):
     disk_total: Mapped[int] = mapped_column(BigInteger)
     agent_version: Mapped[str] = mapped_column(String(40), default="")
     peer_url: Mapped[str] = mapped_column(String(300), default="")
+    peer_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
     collaboration_level: Mapped[int] = mapped_column(Integer, default=2)
     neighbours: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)

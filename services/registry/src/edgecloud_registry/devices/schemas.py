@@ -37,6 +37,7 @@ def _view_fields(device: Device, audience: Audience) -> dict[str, Any]:
         ),
         "next_contact_at": device.next_contact_at,
         "peer_url": audience.peer_url(device.peer_url),
+        "peer_urls": audience.peer_urls(device.peer_urls or []),
         "collaboration_level": device.collaboration_level,
         "neighbours": audience.neighbours(device.neighbours or {}),
         "policy": NodePolicy.model_validate(device.policy) if device.policy else None,

@@ -30,6 +30,9 @@ class Audience:
     def peer_url(self, url: str) -> str:
         return url if self.tenant_id is None else ""
 
+    def peer_urls(self, urls: list[str]) -> list[str]:
+        return list(urls) if self.tenant_id is None else []
+
     def containers(self, containers: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         if self.tenant_id is None:
             return list(containers)
