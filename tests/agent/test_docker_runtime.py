@@ -85,6 +85,7 @@ async def test_created_container_is_hardened(
         "edgecloud.owner": "alice",
         "edgecloud.image": spec.image,
         "edgecloud.auto_remove": "false",
+        "edgecloud.generation": "1",
     }
     # Made from the image's ID, never from a name another tenant could move.
     assert data["Config"]["Image"].startswith("sha256:")

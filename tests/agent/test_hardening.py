@@ -57,6 +57,7 @@ def test_every_container_is_hardened() -> None:
         "edgecloud.owner": "alice",
         "edgecloud.image": spec.image,
         "edgecloud.auto_remove": "false",
+        "edgecloud.generation": "1",
     }
     assert body["Env"] == ["GREETING=hello", "EDGECLOUD_MQTT_USERNAME=c01"]
     assert body["Cmd"] == ["sleep", "600"]

@@ -38,6 +38,7 @@ DEVICE_CALLABLE: dict[str, str] = {
     uris.COMPACT_BEAT: "caller_only",
     uris.NODE_REPORT: "ignored",
     uris.LOG_SLOT: "refused",
+    uris.PLACEMENTS: "ignored",
     uris.MIGRATION_REQUEST: "refused",
     uris.MIGRATION_REPORT: "refused",
 }
@@ -142,6 +143,7 @@ async def _state(stack, api: httpx.AsyncClient, victim: dict[str, Any]) -> dict[
             "deployments": (
                 await client.get(f"/api/v1/containers/{victim['container']}/deployments")
             ).json(),
+            "copies": (await client.get(f"/api/v1/containers/{victim['container']}/copies")).json(),
         }
 
 
@@ -198,6 +200,9 @@ async def test_a_device_reaches_nothing_of_another_tenant(stack, api, enrol) -> 
             },
         ]:
             await a.call(uris.NODE_REPORT, {"id": None, "at": now, **report})
+        # B's container in A's placement check: none of A's business, nothing recorded.
+        held = {"held": [{"container_id": b_container, "generation": 1}]}
+        assert (await a.call(uris.PLACEMENTS, held))["stale"] == []
         # B's container in a request to move containers off A: refused, nothing moves.
         request = {"reason": "cpu", "containers": [b_container]}
         assert await refused(uris.MIGRATION_REQUEST, request) == errors.NOT_AUTHORIZED

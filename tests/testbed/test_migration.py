@@ -190,6 +190,10 @@ async def test_a_container_moves_to_the_peer_with_its_hardening_and_data(
     assert after is not None
     assert after["State"]["Running"] is True
     assert hardening(after) == hardening(before)
+    # The same labels, but for its placement: the copy on the peer is the next one.
+    generation = "edgecloud.generation"
+    assert before["Config"]["Labels"].pop(generation) == "1"
+    assert after["Config"]["Labels"].pop(generation) == "2"
     assert after["Config"]["Labels"] == before["Config"]["Labels"]
     assert inspect(testbed, "n1", name) is None
     state = testbed.bed.docker("n2", "exec", name, "cat", "/app/state.txt")

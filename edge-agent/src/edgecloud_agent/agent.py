@@ -15,6 +15,7 @@ jobs          deploy/jobs.py          a finished job's logs shipped, then the jo
 procedures    deploy/rpc.py           edge.device.<key>.container.<action>, on every join
 reports       deploy/reports.py       container changes, pull and deployment progress, data
 outbox        deploy/outbox.py        reports written before they are sent, until acknowledged
+fencing       deploy/fencing.py       on each join, old copies of moved containers stopped first
 uplink        uplink/wamp.py          the WAMP session to the cloud over the best link (WAN, mesh)
 relay         uplink/relay.py         border router: neighbours' uplinks over LoWPAN to the router
 feeds         sensors/feeds.py        sensor topics into containers, in sessions that survive moves
@@ -40,6 +41,7 @@ from .broker.setup import read_admin_secret
 from .deploy import rpc
 from .deploy.applications import Deployments
 from .deploy.commands import CommandExecutor, contexts_dir
+from .deploy.fencing import Fencing
 from .deploy.jobs import Jobs
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
@@ -109,6 +111,7 @@ class Agent:
         self._stop = asyncio.Event()
         self.executor: CommandExecutor | None = None
         """Set while the agent runs: the container procedures are registered only then."""
+        self.fencing: Fencing | None = None
         self.migrations: PeerMigrations | None = None
         self.shells: ShellSessions | None = None
 
@@ -117,6 +120,9 @@ class Agent:
         if not self.credential.enrolled:
             self.credential = credentials.mark_enrolled(self.settings.state_dir, self.credential)
             logger.info("enrolled as %s (%s)", self.probe.id, self.probe.key)
+        if self.fencing is not None:
+            # Before anything else on this session: old copies stop before they report.
+            await self.fencing.on_join(self.uplink.sessions_joined)
         if self.executor is not None:
             try:
                 await rpc.register(self.uplink, self.credential.device_key, self.executor)
@@ -293,8 +299,21 @@ class Agent:
             await self._recover(node, desired)
             outbox = Outbox(settings.state_dir)
             stack.callback(outbox.close)
+            self.fencing = fencing = Fencing(
+                node=node,
+                desired=desired,
+                call=self.uplink.call,
+                timeout_s=settings.call_timeout_s,
+                stop_timeout_s=settings.stop_timeout_s,
+                retention_s=settings.kept_copy_retention_s,
+                hold_s=settings.placement_hold_s,
+            )
+            stack.callback(setattr, self, "fencing", None)
             reports = ReportSender(
-                uplink=self.uplink, outbox=outbox, timeout_s=settings.call_timeout_s
+                uplink=self.uplink,
+                outbox=outbox,
+                timeout_s=settings.call_timeout_s,
+                hold=lambda session: not fencing.reports_may_go(session),
             )
             # Bulk transfers pause on the slow mesh and resume on the WAN.
             files = CloudFiles(settings.api_url, gate=self.uplink.wait_bulk_ok, tls=self._tls)
@@ -427,6 +446,7 @@ class Agent:
                     collector.run(ready=self.uplink.wait_connected), name="data-points"
                 )
                 firewall_task = tasks.create_task(node.firewall.watch(), name="firewall")
+                fencing_task = tasks.create_task(fencing.run(self.uplink), name="fencing")
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
                 # Let commands in progress finish and their answers go out, then the beat
@@ -440,6 +460,7 @@ class Agent:
                 inventory_task.cancel()
                 data_task.cancel()
                 firewall_task.cancel()
+                fencing_task.cancel()
                 reports_task.cancel()
                 reporter.stop()
                 await reporter_task

@@ -83,6 +83,12 @@ class AgentSettings(BaseSettings):
     address of Docker's default bridge, ``docker0``, which every tenant network routes to."""
     stop_timeout_s: float = 10.0
     """Grace between SIGTERM and SIGKILL when a container is stopped or restarted."""
+    kept_copy_retention_s: PositiveFloat = 7 * 86400.0
+    """How long an old copy of a container placed elsewhere meanwhile (stopped when the
+    node came back, deploy/fencing.py) is kept for its tenant before it is removed."""
+    placement_hold_s: PositiveFloat = 120.0
+    """After a (re)join, reports wait at most this long for the cloud to say which copies
+    are the node's own (a cloud that cannot answer must not hold them for ever)."""
     pull_timeout_s: float = 600.0
     journal_max_entries: int = 10_000
     journal_max_age_s: float = 7 * 86400.0

@@ -256,6 +256,14 @@ class CommandExecutor:
         name from before is found by create itself (a name clash): ours is taken over,
         anyone else's refused."""
         self._runtime.policy.check(spec)
+        kept = self._desired.kept_copy(spec.container_id)
+        if kept is not None and kept.generation != spec.generation:
+            # Placed here again: the copy kept from an older placement gives way to it.
+            logger.warning("the kept copy of %s gives way to a new placement", spec.docker_name)
+            await self._node.remove(
+                kept.docker_name, container_id=kept.container_id, tenant_id=kept.tenant_id
+            )
+            self._desired.remove(spec.container_id)
         self._desired.put(spec, running=True)
         try:
             image_id = await self._image(command_id, spec)

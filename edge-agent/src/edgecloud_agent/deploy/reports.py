@@ -71,8 +71,12 @@ class ReportSender:
         max_queued: int = 1000,
         poll_s: float = 0.2,
         max_retry_s: float = 10.0,
+        hold: Callable[[int], bool] | None = None,
     ) -> None:
+        """``hold(session)``: whether reports wait on that session (deploy/fencing.py: until
+        the cloud has said which copies are this node's)."""
         self._uplink = uplink
+        self._hold = hold
         self._outbox = outbox
         self._timeout = timeout_s
         self._poll = poll_s
@@ -167,6 +171,9 @@ class ReportSender:
             if not self._uplink.connected:
                 self._dropped += len(self._best_effort)  # stale by the time the link is back
                 self._best_effort.clear()
+                await self._idle()
+                continue
+            if self._hold is not None and self._hold(self._uplink.sessions_joined):
                 await self._idle()
                 continue
             held = HELD_ON_LOWPAN if self._uplink.link == Link.LOWPAN else ()

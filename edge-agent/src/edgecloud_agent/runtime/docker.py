@@ -260,11 +260,13 @@ class DockerRuntime:
             if err.status != 409:
                 raise
             # The name is taken: by this very container (a create that got this far before
-            # a crash or a repeat) or by some other container, which we must not touch.
+            # a crash or a repeat) or by some other container, which we must not touch;
+            # an old copy of this one (another placement) is not this container either.
             existing = await self._inspect_raw(spec.docker_name)
             if (
                 existing is not None
                 and reports.label(existing, LABEL_CONTAINER_ID) == spec.container_id
+                and (reports.from_inspect(existing).generation or 1) == spec.generation
             ):
                 return reports.from_inspect(existing)
             raise NameConflict(f"a container named {spec.docker_name} already exists") from err

@@ -32,6 +32,8 @@ LABEL_OWNER = "edgecloud.owner"
 LABEL_AUTO_REMOVE = "edgecloud.auto_remove"
 """Job-style: the agent removes it when it ends (after shipping its logs), not Docker."""
 LABEL_IMAGE = "edgecloud.image"
+LABEL_GENERATION = "edgecloud.generation"
+"""The placement the copy was created for (ContainerSpec.generation)."""
 """The image as the tenant named it: Docker only knows the ID the container was made from."""
 
 APP_DIR = "/app"
@@ -87,6 +89,7 @@ def labels(spec: ContainerSpec) -> dict[str, str]:
         LABEL_IMAGE: spec.image,
         # Always set: an image's own labels would otherwise show through as the container's.
         LABEL_AUTO_REMOVE: "true" if spec.auto_remove else "false",
+        LABEL_GENERATION: str(spec.generation),
     }
     return found
 

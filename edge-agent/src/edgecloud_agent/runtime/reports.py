@@ -10,7 +10,7 @@ from typing import Any, Literal
 from edgecloud_contracts.containers import IMAGE_ID_PATTERN, ContainerReport, LogLine
 from edgecloud_contracts.heartbeat import ContainerState
 
-from .hardening import LABEL_CONTAINER_ID, LABEL_IMAGE, LABEL_TENANT
+from .hardening import LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_IMAGE, LABEL_TENANT
 
 # ContainerReport.state for a container that no longer exists (the orchestrator's word too).
 REMOVED = "removed"
@@ -54,7 +54,16 @@ def from_inspect(data: dict[str, Any]) -> ContainerReport:
         else None,
         started_at=_timestamp(state.get("StartedAt")),
         finished_at=_timestamp(state.get("FinishedAt")),
+        generation=generation_of(found),
     )
+
+
+def generation_of(labels: dict[str, Any]) -> int | None:
+    """The placement a copy was created for, from its labels (None: made before them)."""
+    value = labels.get(LABEL_GENERATION)
+    if isinstance(value, str) and value.isdigit() and 0 < int(value) < 2**31:
+        return int(value)
+    return None
 
 
 def _image_id(value: object) -> str | None:
@@ -70,6 +79,7 @@ def removed(docker_id: str, attributes: dict[str, Any]) -> ContainerReport:
         docker_name=str(attributes.get("name", "")),
         image=str(attributes.get(LABEL_IMAGE) or attributes.get("image", "")),
         state=REMOVED,
+        generation=generation_of(attributes),
     )
 
 

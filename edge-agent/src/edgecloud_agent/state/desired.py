@@ -23,7 +23,26 @@ CREATE TABLE IF NOT EXISTS containers (
     running INTEGER NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kept_copies (
+    container_id TEXT PRIMARY KEY,
+    docker_name TEXT NOT NULL,
+    tenant_id TEXT,
+    generation INTEGER NOT NULL,
+    fenced_at REAL NOT NULL
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class KeptCopy:
+    """An old copy of a container the cloud placed elsewhere meanwhile: stopped, not
+    wanted, kept for its tenant (deploy/fencing.py)."""
+
+    container_id: str
+    docker_name: str
+    tenant_id: str | None
+    generation: int
+    fenced_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +75,44 @@ class DesiredState:
         )
 
     def remove(self, container_id: str) -> None:
-        self._db.execute("DELETE FROM containers WHERE container_id = ?", (container_id,))
+        """The cloud no longer wants it here, nor a kept copy of it."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM containers WHERE container_id = ?", (container_id,))
+            self._db.execute("DELETE FROM kept_copies WHERE container_id = ?", (container_id,))
+
+    def keep_copy(self, copy: KeptCopy) -> None:
+        """The container is no longer wanted here; its stopped copy is kept (both or
+        neither)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM containers WHERE container_id = ?", (copy.container_id,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO kept_copies (container_id, docker_name, tenant_id,"
+                " generation, fenced_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    copy.container_id,
+                    copy.docker_name,
+                    copy.tenant_id,
+                    copy.generation,
+                    copy.fenced_at,
+                ),
+            )
+
+    def kept_copies(self) -> list[KeptCopy]:
+        rows = self._db.execute(
+            "SELECT container_id, docker_name, tenant_id, generation, fenced_at"
+            " FROM kept_copies ORDER BY fenced_at"
+        )
+        return [KeptCopy(*row) for row in rows]
+
+    def kept_copy(self, container_id: str) -> KeptCopy | None:
+        row = self._db.execute(
+            "SELECT container_id, docker_name, tenant_id, generation, fenced_at"
+            " FROM kept_copies WHERE container_id = ?",
+            (container_id,),
+        ).fetchone()
+        return KeptCopy(*row) if row is not None else None
 
     def get(self, container_id: str) -> DesiredContainer | None:
         row = self._db.execute(

@@ -179,6 +179,11 @@ class ContainerSpec(ContainerConfig):
     devices: Annotated[list[DeviceMapping], Field(max_length=32)] = []
     """The declared interfaces the container holds, resolved by the orchestrator: the agent
     maps exactly these device files, each only after checking it is a character device."""
+    generation: Annotated[int, Field(ge=1)] = 1
+    """Which placement of the container this is: the cloud counts up each time it places
+    the container on another node (a migration, a cold restart). The node labels the copy
+    with it, so a copy left behind on a node the container has since left is told apart
+    from the current one (edgecloud_contracts.placements)."""
 
 
 class Command(WireModel):
@@ -263,6 +268,9 @@ class ContainerReport(WireModel):
     exit_code: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    generation: Annotated[int, Field(ge=1)] | None = None
+    """The placement this copy was created for (its label); None for copies made before
+    placements were counted. The cloud ignores a report of any other placement."""
 
 
 class CommandResult(WireModel):

@@ -23,6 +23,8 @@ from .containers import outputs as outputs_router
 from .containers import router as containers_router
 from .containers.images import PlatformCache
 from .containers.rpc import NodeReports
+from .copies import router as copies_router
+from .copies.rpc import Placements
 from .data import router as data_router
 from .deployments import router as deployments_router
 from .deployments.cleanup import AfterFailure
@@ -66,6 +68,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 secret=settings.secret,
                 grant_ttl_s=settings.grant_ttl_s,
             )
+            placements = Placements(sessions=sessions, events=events)
             background = await stack.enter_async_context(BackgroundTasks())
             background.start("command-delivery", dispatcher.run)
             background.start(
@@ -80,6 +83,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 procedures=[
                     Procedure(uris.NODE_REPORT, reports.report, with_details=True),
                     Procedure(uris.LOG_SLOT, reports.log_slot, with_details=True),
+                    Procedure(uris.PLACEMENTS, placements.check, with_details=True),
                 ],
                 subscriptions=[Subscription(uris.EVENT_DEVICE_STATUS, dispatcher.on_device_status)],
             )
@@ -108,6 +112,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         routers=[
             deployments_router.router,
             outputs_router.router,
+            copies_router.router,
             data_router.router,
             containers_router.router,
             containers_router.images_router,

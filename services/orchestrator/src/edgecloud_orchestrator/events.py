@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from edgecloud_contracts import uris
+from edgecloud_contracts.placements import RetainedCopy
 from edgecloud_servicekit.wamp import WampError, WampLink
 
 from .commands.models import CommandRow
@@ -41,6 +42,21 @@ class EventPublisher:
                 "exit_code": row.exit_code,
                 "error": row.error,
                 "at": row.updated_at.isoformat(),
+            },
+        )
+
+    async def copy(self, row: Container, copy: RetainedCopy) -> None:
+        """An old copy of the container found on a node that came back: stopped, kept."""
+        await self._publish(
+            uris.EVENT_CONTAINER_STATUS,
+            {
+                "tenant": row.tenant_id,
+                "id": row.id,
+                "name": row.docker_name,
+                "device": row.device_key,
+                "state": row.state,
+                "copy": copy.model_dump(mode="json"),
+                "at": copy.found_at.isoformat(),
             },
         )
 

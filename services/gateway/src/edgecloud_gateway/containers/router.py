@@ -4,7 +4,7 @@ migration-scheduler); every action audited."""
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from edgecloud_contracts.artifacts import Deploy, DeploymentView
 from edgecloud_contracts.containers import (
@@ -20,6 +20,7 @@ from edgecloud_contracts.containers import (
 )
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.migrations import MigrateRequest, MigrationAccepted
+from edgecloud_contracts.placements import RetainedCopy
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_servicekit.internal_http import passed_on
 
@@ -27,6 +28,10 @@ from ..audit.trail import AuditDep, record_success
 from ..deps import IdentityDep, OrchestratorDep, PathId, SchedulerDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["containers"])
+CopyOn = Annotated[
+    str | None,
+    Query(pattern=KEY_PATTERN, description="the old copy kept on this node (see /copies)"),
+]
 
 
 @router.post(
@@ -178,17 +183,20 @@ async def copy_files(
     orchestrator: OrchestratorDep,
     session: SessionDep,
     trail: AuditDep,
+    copy: CopyOn = None,
 ) -> Response:
     """Copy a file or directory from inside the container into a new artifact (a tar);
-    download it once the artifact is complete."""
+    download it once the artifact is complete. ``copy``: from its old copy kept on that
+    node (see ``/copies``)."""
     trail.begin("container.files", target=f"container:{container_id}", caller=identity)
     answer = await orchestrator.request(
         "POST",
         f"/v1/containers/{container_id}/files",
         identity=identity,
         json=body.model_dump(mode="json"),
+        params={"copy": copy} if copy else None,
     )
-    trail.note(path=body.path, artifact=answer.json()["artifact"])
+    trail.note(path=body.path, artifact=answer.json()["artifact"], copy=copy)
     record_success(session, trail)
     return passed_on(answer)
 
@@ -205,15 +213,51 @@ async def logs(
     orchestrator: OrchestratorDep,
     tail: Annotated[int, Query(ge=0, le=10000)] = 100,
     follow: bool = False,
+    copy: CopyOn = None,
 ) -> Response:
     """The last ``tail`` lines as text; ``follow=true`` streams new lines as server-sent
-    events (``event: log``, one line each) until the container stops (``event: end``)."""
+    events (``event: log``, one line each) until the container stops (``event: end``).
+    ``copy``: the lines of its old copy kept on that node (see ``/copies``)."""
+    params = {"tail": str(tail), "follow": "true" if follow else "false"}
     return await orchestrator.forward(
         request,
         f"/v1/containers/{container_id}/logs",
         identity=identity,
-        params={"tail": str(tail), "follow": "true" if follow else "false"},
+        params=params | ({"copy": copy} if copy else {}),
     )
+
+
+@router.get("/containers/{container_id}/copies", response_model=list[RetainedCopy])
+async def list_copies(
+    container_id: PathId, identity: IdentityDep, orchestrator: OrchestratorDep
+) -> Response:
+    """Old copies of the container kept on nodes that came back after it had been placed
+    elsewhere: stopped there before they reached the network, their ``/app`` and logs
+    kept (read them with ``?copy=<device>`` on ``files`` and ``logs``)."""
+    return passed_on(
+        await orchestrator.request(
+            "GET", f"/v1/containers/{container_id}/copies", identity=identity
+        )
+    )
+
+
+@router.delete("/containers/{container_id}/copies/{device}", status_code=status.HTTP_202_ACCEPTED)
+async def remove_copy(
+    container_id: PathId,
+    device: Annotated[str, Path(pattern=KEY_PATTERN)],
+    identity: IdentityDep,
+    orchestrator: OrchestratorDep,
+    session: SessionDep,
+    trail: AuditDep,
+) -> Response:
+    """Remove the old copy kept on ``device`` (its node is told now, or when it is back)."""
+    trail.begin("container.copy.remove", target=f"container:{container_id}", caller=identity)
+    answer = await orchestrator.request(
+        "DELETE", f"/v1/containers/{container_id}/copies/{device}", identity=identity
+    )
+    trail.note(device=device)
+    record_success(session, trail)
+    return passed_on(answer)
 
 
 @router.get("/containers/{container_id}/data", response_model=DataSeries)

@@ -222,9 +222,15 @@ class Dispatcher:
         return CommandResult.model_validate(answer)
 
     async def logs(
-        self, container: Container, *, tail: int, since: datetime | None = None
+        self,
+        container: Container,
+        *,
+        tail: int,
+        since: datetime | None = None,
+        device_key: str | None = None,
     ) -> LogsAnswer:
-        """Ask the node for a container's log lines now (never queued)."""
+        """Ask the node for a container's log lines now (never queued); ``device_key``: of
+        the old copy kept on that node instead."""
         link = self._link()
         request = LogsRequest(
             container_id=container.id,
@@ -232,7 +238,7 @@ class Dispatcher:
             tail=tail,
             since=since,
         )
-        procedure = uris.device_procedure(container.device_key, uris.CONTAINER_LOGS)
+        procedure = uris.device_procedure(device_key or container.device_key, uris.CONTAINER_LOGS)
         answer = await link.call(
             procedure, request.model_dump(mode="json"), timeout=self._command_timeout
         )

@@ -41,6 +41,21 @@ class Container(OrchestratorBase):
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     log_artifact_id: Mapped[str | None] = mapped_column(String(64))
     """A finished job's logs, shipped to the storage before its node removed it."""
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """Its placement, counted up each time it is placed on another node (also in the
+    spec): only reports of this placement, from ``device_key``, are taken."""
+
+
+class PlacementRecord(OrchestratorBase):
+    """Where each placement of a container was made: a returning node is told about, and
+    the tenant told of, only the old copies the cloud itself placed on that node."""
+
+    __tablename__ = "placements"
+
+    container_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_key: Mapped[str] = mapped_column(String(100))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class InterfaceClaim(OrchestratorBase):

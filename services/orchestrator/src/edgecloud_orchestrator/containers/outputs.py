@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts import errors
 from edgecloud_contracts.artifacts import ArtifactKind
@@ -25,6 +26,7 @@ from edgecloud_contracts.containers import (
     FilesOrder,
     LogsAnswer,
 )
+from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.shell import ExecRequest, ExecResult
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
@@ -35,12 +37,17 @@ from edgecloud_servicekit.wamp import WampCallError, WampError
 
 from ..commands import service as commands_service
 from ..commands.dispatch import Dispatcher
+from ..copies import service as copies_service
 from ..deps import CallerDep, DispatcherDep, SessionsDep, StorageDep
 from . import service
 from .models import Container
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
 ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
+CopyOn = Annotated[
+    str | None,
+    Query(pattern=KEY_PATTERN, description="the old copy kept on this node (see /copies)"),
+]
 KEEPALIVE_S = 15.0
 
 
@@ -55,12 +62,14 @@ async def copy_files(
     sessions: SessionsDep,
     storage: StorageDep,
     dispatcher: DispatcherDep,
+    copy: CopyOn = None,
 ) -> JSONResponse:
     """Copy a file or directory out of the container into a new artifact (a tar). The
-    artifact completes once the node has sent it; the command tells if it could not."""
+    artifact completes once the node has sent it; the command tells if it could not.
+    ``copy``: out of its old copy kept on that node."""
     settings = request.app.state.settings
     async with sessions() as session:
-        container = await service.get(session=session, caller=caller, container_id=container_id)
+        container, device_key = await _source(session, caller, container_id, copy)
     artifact = (
         await storage.request(
             "POST",
@@ -70,7 +79,7 @@ async def copy_files(
                 "name": archive_name(body.path),
                 "kind": ArtifactKind.RESULT.value,
                 "container_id": container.id,
-                "device_key": container.device_key,
+                "device_key": device_key,
             },
         )
     ).json()
@@ -79,7 +88,7 @@ async def copy_files(
             session,
             tenant_id=caller.tenant_id,
             container_id=container.id,
-            device_key=container.device_key,
+            device_key=device_key,
             docker_name=container.docker_name,
             action=Action.FILES,
             ttl=timedelta(seconds=settings.command_ttl_s),
@@ -88,6 +97,20 @@ async def copy_files(
     await dispatcher.deliver(command.id, wait_s=0)
     accepted = FilesAccepted(artifact=artifact["id"], command=command.id)
     return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+async def _source(
+    session: AsyncSession, caller: Identity, container_id: str, copy: str | None
+) -> tuple[Container, str]:
+    """The container and the node to read it on: its own, or that of its kept ``copy``."""
+    if copy is None:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+        return container, container.device_key
+    container = await service.get_including_removed(
+        session=session, caller=caller, container_id=container_id
+    )
+    await copies_service.get_kept(session=session, container=container, device_key=copy)
+    return container, copy
 
 
 def archive_name(path: str) -> str:
@@ -140,9 +163,21 @@ async def logs(
     dispatcher: DispatcherDep,
     tail: Annotated[int, Query(ge=0, le=10000)] = 100,
     follow: bool = False,
+    copy: CopyOn = None,
 ) -> Response:
     """The last ``tail`` lines (text/plain); ``follow=true`` streams them and every new
-    line as server-sent events (``event: log``), ending with ``event: end``."""
+    line as server-sent events (``event: log``), ending with ``event: end``. ``copy``: of
+    its old copy kept on that node."""
+    if copy is not None:
+        async with sessions() as session:
+            container, _ = await _source(session, caller, container_id, copy)
+        try:
+            kept = await dispatcher.logs(container, tail=tail, device_key=copy)
+        except WampError as err:
+            raise Unavailable(
+                f"the device did not answer: {err}", code="device_unreachable"
+            ) from err
+        return PlainTextResponse("".join(f"{line.text}\n" for line in kept.lines))
     async with sessions() as session:
         container = await service.get_including_removed(
             session=session, caller=caller, container_id=container_id

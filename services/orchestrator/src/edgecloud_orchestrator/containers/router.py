@@ -251,12 +251,14 @@ async def container_record(
     container_id: ContainerId, caller: CallerDep, sessions: SessionsDep
 ) -> ContainerRecord:
     """What the cloud holds of a container, for the migration-scheduler: a migration's
-    target creates this, not what the source node says."""
+    target creates this, not what the source node says. Its generation is the next
+    placement's, the one the target holds once the move is recorded."""
     if not caller.is_operator:
         raise Forbidden("only operators read a container's record", code="operator_only")
     async with sessions() as session:
         row = await service.get_any(session=session, container_id=container_id)
-    return ContainerRecord(spec=ContainerSpec.model_validate(row.spec), image_id=row.image_id)
+    spec = ContainerSpec.model_validate(row.spec | {"generation": row.generation + 1})
+    return ContainerRecord(spec=spec, image_id=row.image_id)
 
 
 @router.post("/{container_id}/{action}", response_model=ContainerView)

@@ -22,6 +22,7 @@ from edgecloud_servicekit.internal_http import ServiceClient
 
 from ..commands.grants import transfer_url
 from ..commands.models import CommandRow
+from ..copies import service as copies_service
 from ..data import service as data_service
 from ..deployments import service as deployments_service
 from ..deployments.cleanup import acting_for
@@ -91,6 +92,10 @@ class NodeReports:
                 container = await service.apply_report(
                     session=session, device_key=device_key, report=report.container
                 )
+                if container is None:  # perhaps the end of an old copy kept there
+                    await copies_service.observe(
+                        session=session, device_key=device_key, report=report.container
+                    )
             if container is not None:
                 await self._events.container(container)
         elif report.kind == "inventory" and report.inventory is not None:
@@ -98,6 +103,10 @@ class NodeReports:
                 changed, orphans = await service.reconcile(
                     session=session, device_key=device_key, inventory=report.inventory
                 )
+                kept = await copies_service.reconcile(
+                    session=session, device_key=device_key, inventory=report.inventory
+                )
+            orphans = [orphan for orphan in orphans if orphan.container_id not in kept]
             ORPHANS.labels(device_key).set(len(orphans))
             for orphan in orphans:
                 logger.warning(

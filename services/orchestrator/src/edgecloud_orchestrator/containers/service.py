@@ -34,7 +34,7 @@ from .exceptions import (
     NameTaken,
     QuotaExceeded,
 )
-from .models import Container
+from .models import Container, PlacementRecord
 
 RUNNING, STOPPED, REMOVED = "running", "stopped", "removed"
 PENDING, FAILED = "pending", "failed"
@@ -119,6 +119,11 @@ def new_container(
         updated_at=now,
     )
     session.add(container)
+    session.add(
+        PlacementRecord(
+            container_id=container_id, generation=1, device_key=device_key, placed_at=now
+        )
+    )
     command = commands_service.enqueue(
         session,
         tenant_id=caller.tenant_id,
@@ -240,7 +245,9 @@ async def apply_result(
     *, session: AsyncSession, command: CommandRow, result: CommandResult
 ) -> Container | None:
     container = await session.get(Container, command.container_id)
-    if container is None:
+    if container is None or command.device_key != container.device_key:
+        # A command for an old copy (a retained copy's files or removal), or one the
+        # container's move overtook: the container's record is not its to change.
         return None
     now = utcnow()
     container.updated_at = now
@@ -286,6 +293,16 @@ def _gone(container: Container) -> None:
     container.updated_at = now
 
 
+def is_current(container: Container, *, device_key: str, report: ContainerReport) -> bool:
+    """Whether ``report`` speaks for the container: it comes from the node the container is
+    placed on and is of its current placement (a report of no generation comes from an
+    agent that predates them, trusted as before). An old copy left behind on a node, even
+    the same node, is never taken for the container."""
+    if container.device_key != device_key:
+        return False
+    return report.generation is None or report.generation == container.generation
+
+
 def report_changes(container: Container, report: ContainerReport) -> bool:
     """Whether a node's report would change what the cloud knows of the container."""
     if report.state in (REMOVED, "destroyed"):
@@ -307,7 +324,11 @@ async def apply_report(
     if report.container_id is None:
         return None
     container = await session.get(Container, report.container_id)
-    if container is None or container.device_key != device_key or container.removed_at is not None:
+    if (
+        container is None
+        or container.removed_at is not None
+        or not is_current(container, device_key=device_key, report=report)
+    ):
         return None
     if not report_changes(container, report):
         return None
@@ -325,7 +346,8 @@ async def reconcile(
     """Compare the cloud's containers on a node with the node's own list.
 
     Returns the containers whose state changed, and the node's containers the cloud does
-    not know (orphans: made by edgecloud, but not, or no longer, recorded here).
+    not know (orphans: made by edgecloud, but not, or no longer, recorded here). A copy of
+    another placement than the container's current one does not stand for it.
     """
     on_node = {r.container_id: r for r in inventory if r.container_id}
     rows = (
@@ -338,6 +360,9 @@ async def reconcile(
     changed = []
     for container in rows:
         report = on_node.pop(container.id, None)
+        if report is not None and not is_current(container, device_key=device_key, report=report):
+            on_node[container.id] = report
+            report = None
         before = (container.state, container.exit_code, container.removed_at)
         if report is not None:
             _observe(container, report)
@@ -418,7 +443,18 @@ async def relocate(
     spec = dict(row.spec)
     if sensor_broker and spec.get("subscriptions") and not spec.get("sensor_broker"):
         spec["sensor_broker"] = sensor_broker
+    # A new placement: the copy left on the source is an old one from now on.
+    row.generation += 1
+    spec["generation"] = row.generation
     row.spec, row.device_key, row.updated_at = spec, target, utcnow()
+    session.add(
+        PlacementRecord(
+            container_id=row.id,
+            generation=row.generation,
+            device_key=target,
+            placed_at=row.updated_at,
+        )
+    )
     if not restart:
         return row, None
     # Anything still queued for the lost node is moot; the create brings the desired state.
