@@ -261,6 +261,7 @@ class Agent:
             rate_bytes_per_s=settings.relay_rate_bytes_per_s,
             handshake_timeout_s=settings.relay_handshake_timeout_s,
             idle_timeout_s=settings.relay_idle_timeout_s,
+            beacon_interval_s=settings.relay_beacon_interval_s,
         )
         try:
             await stack.enter_async_context(relay)

@@ -112,6 +112,10 @@ class AgentSettings(BaseSettings):
     lowpan_ping_timeout_s: float = 0.0
     """No pings on the slow link by default (each would cost the mesh about 300 bytes): there
     a heartbeat that gets no answer in call_timeout_s ends the link instead."""
+    lowpan_silence_s: float = Field(default=14.0, ge=0)
+    """A mesh link through a relay is dead after this long without the relay's beacon,
+    however idle (0: only an unanswered heartbeat ends it). The relay beacons twice within
+    it (``relay_beacon_interval_s``), so one beacon lost on the way is no death."""
     lowpan_open_timeout_s: float = 6.0
     """A stuck handshake over the mesh is given up and tried again rather than waited out."""
     probe_interval_s: float = 1.0
@@ -177,6 +181,10 @@ class AgentSettings(BaseSettings):
     It passes bytes, unread, to the host and port of router_url (ws:// or wss://) and
     nowhere else."""
     # Refused at start when not positive, not when the relay starts inside the running agent.
+    relay_beacon_interval_s: float = Field(default=7.0, ge=0)
+    """How often each neighbour the relay serves gets a beacon (a one-byte UDP datagram
+    at the relay's port: 63 bytes on an uncompressed link) telling it the mesh hop works; 0:
+    none. Half the neighbours' ``lowpan_silence_s``."""
     relay_max_connections: PositiveInt = 8
     """Neighbours' connections at once; one more is dropped at once."""
     relay_rate_bytes_per_s: PositiveInt = 32_000
@@ -269,6 +277,7 @@ class AgentSettings(BaseSettings):
             self.lowpan_ping_timeout_s,
             self.lowpan_open_timeout_s,
             via,
+            self.lowpan_silence_s if via is not None else 0.0,
         )
 
     @property

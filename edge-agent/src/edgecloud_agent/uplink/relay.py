@@ -12,7 +12,8 @@ Everything is bounded, so that one neighbour can neither hog this node's WAN nor
 the others: the number of connections (beyond it a connection is dropped at once, without
 a task), bytes per second each way on each connection (a token bucket with a small burst),
 the time a neighbour has to start speaking before the router is even dialled, and the time
-a connection may stay silent.
+a connection may stay silent. With ``beacon_interval_s`` it also tells the neighbours it
+relays for, cheaply, that the mesh hop to it still works (:mod:`.beacon`).
 """
 
 import asyncio
@@ -26,6 +27,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
+from .beacon import Beacons
 from .relay_pump import CHUNK, TokenBucket, Way
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,10 @@ class Relay:
         rate_bytes_per_s: int = 32_000,
         handshake_timeout_s: float = 5.0,
         idle_timeout_s: float = 120.0,
+        beacon_interval_s: float = 0.0,
     ) -> None:
+        """``beacon_interval_s``: how often neighbours that ask get a beacon on UDP at the
+        listening port (0: none)."""
         if min(max_connections, rate_bytes_per_s) < 1:
             raise ValueError("relay limits must be positive")
         if min(handshake_timeout_s, idle_timeout_s) <= 0:
@@ -133,6 +138,16 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._warnings = _ThrottledWarnings(_WARN_EVERY_S)
+        self._relayed_hosts: Counter[str] = Counter()
+        self._beacons = (
+            Beacons(
+                interval_s=beacon_interval_s,
+                relaying=lambda host: self._relayed_hosts[host] > 0,
+                max_targets=max_connections,
+            )
+            if beacon_interval_s > 0
+            else None
+        )
 
     @property
     def port(self) -> int:
@@ -147,6 +162,8 @@ class Relay:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.listen_host, self.listen_port)
+        if self._beacons is not None:
+            await self._beacons.start(self.listen_host, self.port)
         logger.info(
             "relaying neighbours from %s port %d to the router at %s",
             self.listen_host,
@@ -157,6 +174,8 @@ class Relay:
     async def close(self) -> None:
         """Stop listening, end every connection and wait until each is closed."""
         self._closing = True
+        if self._beacons is not None:
+            await self._beacons.close()
         if self._server is not None:
             self._server.close()
         for task in self._tasks:
@@ -198,6 +217,9 @@ class Relay:
         )
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+        host = _host(writer)
+        self._relayed_hosts[host] += 1
+        task.add_done_callback(lambda _: self._relayed_hosts.subtract((host,)))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -293,6 +315,11 @@ class Relay:
 
     def _bucket(self) -> TokenBucket:
         return TokenBucket(self.rate_bytes_per_s, self.burst_bytes)
+
+
+def _host(writer: asyncio.StreamWriter) -> str:
+    address = writer.get_extra_info("peername")
+    return str(address[0]) if address else ""
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -32,6 +32,7 @@ from autobahn.wamp.types import CallOptions, ComponentConfig, PublishOptions, Re
 from edgecloud_contracts import errors, uris
 from edgecloud_contracts.correlation import bound_request_id, pop_request_id, with_request_id
 
+from . import beacon
 from .errors import (
     CalleeLost,
     CallFailed,
@@ -133,6 +134,9 @@ class Transport:
     relay, which passes bytes on to the router. TLS still checks the certificate against
     the URL's host, and the WebSocket asks for the URL's host and path, so a ``wss://`` link
     through a relay ends at the router and the relay sees only ciphertext."""
+    silence_s: float = 0.0
+    """Through a relay that beacons (:mod:`.beacon`): the hop is dead after this long
+    without a beacon, however idle the link (0: not watched)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -162,6 +166,7 @@ class _Connection:
         self.ended: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
         self._joined: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._socket: asyncio.BaseTransport | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def open(self) -> bool:
         """Connect and join; False (and nothing left open) when that fails in time."""
@@ -212,12 +217,27 @@ class _Connection:
             self.abort()
             return False
         if self._joined in done:
+            if self.transport.via is not None and self.transport.silence_s > 0:
+                self._watch = asyncio.create_task(
+                    self._watch_hop(self.transport.via, self.transport.silence_s),
+                    name=f"uplink-beacons-{self.transport.link}",
+                )
             return True
         self.abort()
         reason, message = self.ended.result()
         if any(reason.startswith(prefix) for prefix in _REFUSALS):
             raise LoginRefused(reason, message)
         return False
+
+    async def _watch_hop(self, relay: tuple[str, int], silence_s: float) -> None:
+        try:
+            await beacon.watch(relay, silence_s=silence_s)
+        except OSError as err:
+            logger.warning("cannot watch the %s hop's beacons: %s", self.transport.link, err)
+            return
+        logger.warning("no beacon from the relay at %s for %gs", self.transport.url, silence_s)
+        self._end("relay silent", f"no beacon for {silence_s:g}s")
+        self.abort()
 
     @property
     def session_id(self) -> int | None:
@@ -237,6 +257,8 @@ class _Connection:
 
     def abort(self) -> None:
         self._end("aborted", "")
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
         if self._socket is not None:
             self._socket.close()
 
