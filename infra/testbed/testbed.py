@@ -267,9 +267,9 @@ class Testbed(LinkControls):
 
     def start_broker(self, node: NodeRef) -> None:
         """The node's broker as ``broker-setup`` makes it: on the node's loopback (its agent
-        and sensors), its engine's default bridge (tenant containers) and its WAN address
-        (peers); the agent's admin login in the node's agent state directory. Needs the
-        node's engine (its bridge) up."""
+        and sensors), its engine's default bridge (tenant containers), its WAN address and
+        its lowpan addresses (peers, over either); the agent's admin login in the node's
+        agent state directory. Needs the node's engine (its bridge) up."""
         here = self.node(node)
         here.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = daemons.mosquitto_config(
@@ -278,6 +278,7 @@ class Testbed(LinkControls):
                 ("127.0.0.1", MQTT_PORT),
                 (self.bridge_address(here), MQTT_PORT),
                 (here.wan_ip, MQTT_PORT),
+                *((end.address, MQTT_PORT) for end in self.link_ends(here)),
             ],
             admin_secret=here.state_dir / ADMIN_SECRET_FILE,
         )

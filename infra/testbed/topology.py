@@ -244,13 +244,24 @@ class Topology:
     ) -> dict[str, str]:
         """The fusion link's settings: the WAN first, then the router through the relay of
         ``via`` (the node's first neighbour by default), TLS ending at the router when the
-        cloud side serves it; the node's own relay listens on all its addresses."""
+        cloud side serves it; the node's own relay listens on all its addresses. Peers reach
+        its broker over the WAN, then over the mesh at its address on the link to its first
+        neighbour."""
         uplinks = [f"wan={self.router_url}"]
+        here = self.node(node)
+        brokers = [f"wan=mqtt://{here.wan_ip}:{MQTT_PORT}"]
         neighbours = self.neighbours(node)
         if via is not None or neighbours:
             relay = self.neighbour_address(node, via if via is not None else neighbours[0])
             uplinks.append(f"lowpan={self.router_url} via [{relay}]:{relay_port}")
-        return {"AGENT_UPLINKS": ",".join(uplinks), "AGENT_RELAY_LISTEN": f"[::]:{relay_port}"}
+        if neighbours:
+            mesh = self.lowpan_address(here, neighbours[0])
+            brokers.append(f"lowpan=mqtt://[{mesh}]:{MQTT_PORT}")
+        return {
+            "AGENT_UPLINKS": ",".join(uplinks),
+            "AGENT_RELAY_LISTEN": f"[::]:{relay_port}",
+            "AGENT_PEER_URLS": ",".join(brokers),
+        }
 
     def describe(self) -> dict[str, Any]:
         """Addresses of everything, for people (the CLI's status) and logs."""

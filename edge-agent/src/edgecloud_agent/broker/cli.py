@@ -63,9 +63,11 @@ def _broker_setup(args: argparse.Namespace, settings: AgentSettings) -> int:
         bridge = asyncio.run(_docker_bridge(settings))
         if bridge:
             listeners.append(Listener(bridge, port))
-        peer = urlsplit(settings.peer_url)
-        if peer.hostname:
-            listeners.append(Listener(peer.hostname, peer.port or port))
+        # Where peers reach it: over each of the node's links (AGENT_PEER_URLS).
+        for url in dict.fromkeys([settings.peer_url, *settings.peer_addresses]):
+            peer = urlsplit(url)
+            if peer.hostname:
+                listeners.append(Listener(peer.hostname, peer.port or port))
     init_store(args.store, settings.admin_secret_file, owner=args.user)
     args.config.parent.mkdir(parents=True, exist_ok=True)
     args.config.write_text(

@@ -114,6 +114,8 @@ RESUMED_SEQ = WILL_SEQ + 1
 broker sent for its old connection is void. Outside the numbering, as the will is."""
 RESUMED = "channel.resumed"
 FAILOVER_RETRY_S = 0.5
+CONNECT_TIMEOUT_S = 10.0
+"""Connecting over one of several addresses: a handshake over the mesh takes about 1 s."""
 FAILOVER_WINDOW_S = 30.0
 """How long a channel that lost its link tries the broker's other addresses."""
 
@@ -266,12 +268,16 @@ class PeerChannel:
             self._at = index
             client = self._new_client(clean_session=False)
             link = AsyncExitStack()
+            # With other addresses to try, a dead link (a cut WAN drops the SYN) is given up
+            # sooner than the broker's whole timeout.
+            patience = self._broker_timeout if len(order) == 1 else CONNECT_TIMEOUT_S
             try:
-                await link.enter_async_context(client)
-                await client.subscribe(self._inbox_topic, qos=2, timeout=self._broker_timeout)
-            except aiomqtt.MqttError as err:
+                async with asyncio.timeout(patience):
+                    await link.enter_async_context(client)
+                    await client.subscribe(self._inbox_topic, qos=2, timeout=patience)
+            except (aiomqtt.MqttError, TimeoutError) as err:
                 await _close_quietly(link)
-                failures.append(f"{_where(self._addresses[index])}: {err}")
+                failures.append(f"{_where(self._addresses[index])}: {err or 'timed out'}")
                 continue
             except BaseException:
                 await _close_quietly(link)
