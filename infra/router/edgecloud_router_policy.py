@@ -24,6 +24,7 @@ DEVICE_CALLABLE = frozenset(
         "edge.registry.beat",
         "edge.orchestrator.report",
         "edge.orchestrator.log_slot",
+        "edge.orchestrator.log_stream",
         "edge.orchestrator.placements",
         "edge.migration.request",
         "edge.migration.report",

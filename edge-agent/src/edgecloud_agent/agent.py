@@ -12,6 +12,7 @@ commands      deploy/commands.py      applying container commands once each
 deployments   deploy/applications.py  application archive + script into a container, run
 transfers     deploy/transfers.py     artifacts down (resumable) and up (resumable) over HTTP
 jobs          deploy/jobs.py          a finished job's logs shipped, then the job removed
+logs          deploy/log_shipper.py   containers' output to storage as it comes (state/log_spool.py)
 procedures    deploy/rpc.py           edge.device.<key>.container.<action>, on every join
 reports       deploy/reports.py       container changes, pull and deployment progress, data
 outbox        deploy/outbox.py        reports written before they are sent, until acknowledged
@@ -43,6 +44,7 @@ from .deploy.applications import Deployments
 from .deploy.commands import CommandExecutor, contexts_dir
 from .deploy.fencing import Fencing
 from .deploy.jobs import Jobs
+from .deploy.log_shipper import LogShipper
 from .deploy.outbox import Outbox
 from .deploy.reports import ReportSender, forward_container_events, send_inventory
 from .deploy.transfers import CloudFiles
@@ -51,7 +53,7 @@ from .isolation.disks import AppDisks
 from .isolation.firewall import FirewallError, FirewallPolicy, NodeFirewall
 from .isolation.images import TenantImages
 from .isolation.networks import TenantNetworks
-from .isolation.provision import BrokerAddress, Provisioner
+from .isolation.provision import BeforeRemove, BrokerAddress, Provisioner
 from .monitor.monitor import Monitor, request_over
 from .peers.migration import PeerMigrations
 from .peers.neighbours import NeighbourProber
@@ -62,6 +64,7 @@ from .settings import AgentSettings
 from .state import credentials
 from .state.desired import DesiredState
 from .state.journal import CommandJournal
+from .state.log_spool import LogSpool
 from .telemetry.datapoints import DataCollector
 from .telemetry.heartbeat import HeartbeatReporter
 from .telemetry.system import SystemProbe, kernel_pid_max
@@ -158,8 +161,11 @@ class Agent:
         )
         return BrokerIdentities(admin=admin, state_dir=settings.state_dir)
 
-    async def _isolation(self, stack: AsyncExitStack, runtime: DockerRuntime) -> Provisioner:
-        """The node's isolation of tenants, set up before any container is touched."""
+    async def _isolation(
+        self, stack: AsyncExitStack, runtime: DockerRuntime, *, before_remove: BeforeRemove
+    ) -> Provisioner:
+        """The node's isolation of tenants, set up before any container is touched;
+        ``before_remove`` is awaited before it removes a container."""
         settings = self.settings
         cgroups = Cgroups(runtime)
         images = TenantImages(
@@ -210,6 +216,7 @@ class Agent:
             broker=broker,
             cgroups=cgroups,
             tenant_share=tenant_share(settings),
+            before_remove=before_remove,
         )
 
     async def _recover(self, node: Provisioner, desired: DesiredState) -> None:
@@ -296,7 +303,23 @@ class Agent:
             stack.callback(journal.close)
             desired = DesiredState(settings.state_dir)
             stack.callback(desired.close)
-            node = await self._isolation(stack, runtime)
+            log_spool = LogSpool(settings.state_dir, max_bytes=settings.log_spool_bytes)
+            stack.callback(log_spool.close)
+            log_files = CloudFiles(settings.api_url, tls=self._tls)
+            stack.push_async_callback(log_files.close)
+            shipper = LogShipper(
+                runtime=runtime,
+                spool=log_spool,
+                uplink=self.uplink,
+                files=log_files,
+                # Logs are bulk: held on the slow mesh, shipped when the WAN is back.
+                gate=self.uplink.wait_bulk_ok,
+                segment_bytes=settings.log_segment_bytes,
+                segment_s=settings.log_segment_s,
+                timeout_s=settings.call_timeout_s,
+            )
+            stack.push_async_callback(shipper.close)
+            node = await self._isolation(stack, runtime, before_remove=shipper.seal)
             await self._recover(node, desired)
             outbox = Outbox(settings.state_dir)
             stack.callback(outbox.close)
@@ -350,6 +373,7 @@ class Agent:
 
             def observe(report: ContainerReport) -> None:
                 jobs.observe(report)
+                shipper.observe(report)
                 collector.observe(report)
 
             self.executor = CommandExecutor(
@@ -447,6 +471,7 @@ class Agent:
                     collector.run(ready=self.uplink.wait_connected), name="data-points"
                 )
                 firewall_task = tasks.create_task(node.firewall.watch(), name="firewall")
+                logs_task = tasks.create_task(shipper.run(), name="log-shipper")
                 fencing_task = tasks.create_task(fencing.run(self.uplink), name="fencing")
                 stop_task = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({uplink_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -461,6 +486,7 @@ class Agent:
                 inventory_task.cancel()
                 data_task.cancel()
                 firewall_task.cancel()
+                logs_task.cancel()
                 fencing_task.cancel()
                 reports_task.cancel()
                 reporter.stop()

@@ -73,6 +73,13 @@ class AgentSettings(BaseSettings):
     image download that would eat into it is refused."""
     copy_out_max_bytes: Annotated[int, Field(ge=1)] = 1 << 30
     """The largest tar a copy out of a container (result files, a migration's /app) may be."""
+    log_segment_bytes: Annotated[int, Field(ge=1024, le=256 << 10)] = 64 << 10
+    """Containers' output goes to the cloud's storage in segments of about this size..."""
+    log_segment_s: PositiveFloat = 2.0
+    """...or this long after a segment's first line, whichever comes first."""
+    log_spool_bytes: Annotated[int, Field(ge=1 << 20)] = 64 << 20
+    """Segments held on the node at most (WAN down, on the mesh: logs wait for the WAN);
+    when full, reading containers' output pauses (Docker keeps it) until segments go."""
     broker_admin_user: str = "edgecloud-agent"
     broker_admin_password_file: Path | None = None
     """The agent's own administrator login of the node's broker (``broker-setup`` writes

@@ -136,6 +136,21 @@ class CloudFiles:
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
             offset = await self._where(url)
 
+    async def post_json(self, url: str, body: str, *, suffix: str) -> tuple[int, bytes]:
+        """POST ``body`` (JSON) to ``suffix`` of transfer ``url``: the answer's status and
+        (short) body; :class:`UploadFailed` (``url_refused``) for a URL not allowed."""
+        try:
+            absolute = self.absolute(url, suffix=suffix)
+        except transfer_urls.UnsafeUrl as err:
+            raise UploadFailed("url_refused", str(err)) from err
+        try:
+            async with self._http().post(
+                absolute, data=body.encode(), headers={"Content-Type": "application/json"}
+            ) as answer:
+                return answer.status, await answer.content.read(4096)
+        except aiohttp.ClientError as err:
+            raise UploadFailed("upload_failed", redact(str(err))) from err
+
     async def _send_from(self, url: str, source: Path, offset: int, size: int, sha: str) -> bool:
         """Send from ``offset`` to the end, one piece per request; True once complete."""
         while offset < size or size == 0:

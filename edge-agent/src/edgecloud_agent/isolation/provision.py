@@ -14,7 +14,7 @@ tenant's own images no container uses any more.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from .networks import NO_NETWORK, TenantNetworks, network_name
 
 logger = logging.getLogger(__name__)
 
+BeforeRemove = Callable[[str, str], Awaitable[None]]
+"""Awaited with a container's Docker name and id before the node removes it."""
 GROUP_PATIENCE_S = 0.5
 """How long a removal waits for its tenant's emptied cgroup to go; then it goes later."""
 GROUP_RETRIES = 10
@@ -58,9 +60,11 @@ class Provisioner:
         broker: BrokerAddress | None,
         cgroups: Cgroups,
         tenant_share: GroupLimits | None,
+        before_remove: BeforeRemove | None = None,
     ) -> None:
         """``tenant_share``: what all of one tenant's containers together may take of the
-        node (None: no cap beyond each container's own limits)."""
+        node (None: no cap beyond each container's own limits). ``before_remove(docker_name,
+        container_id)`` is awaited before a container is removed (its last output shipped)."""
         self.cgroups = cgroups
         self.tenant_share = tenant_share
         self.runtime = runtime
@@ -70,6 +74,7 @@ class Provisioner:
         self.disks = disks
         self.identities = identities
         self.broker = broker
+        self._before_remove = before_remove
         self._later: set[asyncio.Task[None]] = set()
         self._tenants: dict[str, asyncio.Lock] = {}
         """A tenant's network and cgroup are made for a create and taken back when its
@@ -101,6 +106,8 @@ class Provisioner:
         feed's login stays (a migration's target reads this node's broker with it)."""
         if tenant_id is None:
             tenant_id = await self.runtime.tenant_of(docker_name, container_id=container_id)
+        if self._before_remove is not None:
+            await self._before_remove(docker_name, container_id)
         await self.runtime.remove(docker_name, container_id=container_id)
         # Its volume, if its create got that far without the container.
         await self.runtime.remove_volume(app_volume(container_id))

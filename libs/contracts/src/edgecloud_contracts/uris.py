@@ -27,6 +27,9 @@ COMPACT_BEAT: Final = "edge.registry.beat"
 NODE_REPORT: Final = "edge.orchestrator.report"
 LOG_SLOT: Final = "edge.orchestrator.log_slot"
 """A node about to remove a finished job-style container asks where to upload its logs."""
+LOG_STREAM: Final = "edge.orchestrator.log_stream"
+"""A node asks where (with a grant) to ship a container's output as it runs
+(edgecloud_contracts.log_segments)."""
 PLACEMENTS: Final = "edge.orchestrator.placements"
 """A node that (re)joins asks which of the copies it holds are still its own
 (edgecloud_contracts.placements) before it reports anything."""

@@ -83,6 +83,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 procedures=[
                     Procedure(uris.NODE_REPORT, reports.report, with_details=True),
                     Procedure(uris.LOG_SLOT, reports.log_slot, with_details=True),
+                    Procedure(uris.LOG_STREAM, reports.log_stream, with_details=True),
                     Procedure(uris.PLACEMENTS, placements.check, with_details=True),
                 ],
                 subscriptions=[Subscription(uris.EVENT_DEVICE_STATUS, dispatcher.on_device_status)],

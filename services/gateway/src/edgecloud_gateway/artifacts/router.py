@@ -15,6 +15,7 @@ from edgecloud_contracts.artifacts import (
     ArtifactView,
     StorageUsage,
 )
+from edgecloud_contracts.log_segments import SEGMENT_PATH, SegmentStored
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.internal_http import passed_on
 
@@ -164,4 +165,19 @@ async def transfer_upload(
 ) -> Response:
     return await storage.forward(
         request, f"/v1/transfers/{artifact_id}", identity=None, params={"grant": grant}
+    )
+
+
+@router.post(
+    f"/transfers/{{container_id}}/{SEGMENT_PATH}", response_model=SegmentStored, tags=["transfers"]
+)
+async def transfer_log_segment(
+    container_id: PathId, grant: _GRANT, request: Request, storage: StorageDep
+) -> Response:
+    """A node ships a segment of a running container's output (a grant for that container)."""
+    return await storage.forward(
+        request,
+        f"/v1/transfers/{container_id}/{SEGMENT_PATH}",
+        identity=None,
+        params={"grant": grant},
     )

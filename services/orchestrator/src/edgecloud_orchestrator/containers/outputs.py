@@ -1,12 +1,12 @@
 """Internal REST: what comes out of a container: its logs, its files, a command's output.
 
 Logs are asked from the node like inspect (never queued); a followed log asks again for
-the lines after the last one seen. A finished job-style container's logs were shipped to
-the storage before the node removed it, and are read from there.
+the lines after the last one seen. Nodes ship containers' output to storage as it comes
+(:mod:`.shipped_logs`): what a node does not have (lines from before a migration, a lost
+node's, a removed container's) is read from there.
 """
 
 import asyncio
-import collections
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -31,7 +31,6 @@ from edgecloud_contracts.shell import ExecRequest, ExecResult
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.identity import Identity
-from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Conflict, Unavailable
 from edgecloud_servicekit.wamp import WampCallError, WampError
 
@@ -41,6 +40,7 @@ from ..copies import service as copies_service
 from ..deps import CallerDep, DispatcherDep, SessionsDep, StorageDep
 from . import service
 from .models import Container
+from .shipped_logs import stored_logs, with_history
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
 ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
@@ -183,13 +183,15 @@ async def logs(
             session=session, caller=caller, container_id=container_id
         )
     if container.removed_at is not None:
-        return await _stored_logs(storage, caller, container, tail=tail, follow=follow)
+        return await stored_logs(storage, caller, container, tail=tail, follow=follow)
     try:
         first = await dispatcher.logs(container, tail=tail)
     except WampError as err:
-        if container.log_artifact_id:
-            return await _stored_logs(storage, caller, container, tail=tail, follow=follow)
-        raise Unavailable(f"the device did not answer: {err}", code="device_unreachable") from err
+        # The node is away (lost, offline): what it and the nodes before it shipped.
+        return await stored_logs(
+            storage, caller, container, tail=tail, follow=follow, unreachable=err
+        )
+    first = await with_history(storage, caller, container, first, tail=tail)
     if not follow:
         return PlainTextResponse("".join(f"{line.text}\n" for line in first.lines))
     interval = request.app.state.settings.logs_poll_interval_s
@@ -239,27 +241,3 @@ async def _follow(
         except WampError as err:
             yield _event("error", f"the device did not answer: {err}")
             return
-
-
-async def _stored_logs(
-    storage: ServiceClient, caller: Identity, container: Container, *, tail: int, follow: bool
-) -> Response:
-    """A removed job's logs, as its node shipped them before removing it."""
-    if not container.log_artifact_id:
-        raise Conflict(
-            "the container's logs are not available: it is gone and kept no logs",
-            code="logs_unavailable",
-        )
-    content = await storage.request(
-        "GET", f"/v1/artifacts/{container.log_artifact_id}/content", identity=caller
-    )
-    lines = collections.deque(content.content.decode(errors="replace").splitlines(), maxlen=tail)
-    if not follow:
-        return PlainTextResponse("".join(f"{line}\n" for line in lines))
-
-    async def replay() -> AsyncIterator[str]:
-        for line in lines:
-            yield _event("log", line)
-        yield _event("end", "the container has finished")
-
-    return StreamingResponse(replay(), media_type="text/event-stream")

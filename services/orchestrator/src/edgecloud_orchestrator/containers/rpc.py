@@ -1,6 +1,7 @@
 """WAMP adapter: what nodes report between heartbeats (container changes, pull progress,
-deployment steps, collected data; a report with an id is applied once), and where they
-upload a finished job's logs."""
+deployment steps, collected data; a report with an id is applied once), where they
+upload a finished job's logs, and the grant with which they ship a container's output as it
+runs."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -143,16 +144,7 @@ class NodeReports:
     async def log_slot(self, container_id: Any = None, *, details: CallDetails) -> dict[str, str]:
         """``edge.orchestrator.log_slot(container_id)``: where a node uploads the logs of a
         finished job-style container of its own before removing it."""
-        device_key = details.caller_authid
-        if details.caller_authrole != uris.ROLE_DEVICE or not device_key:
-            raise ApplicationError(errors.NOT_AUTHORIZED, "only devices upload logs")
-        if not isinstance(container_id, str) or not 0 < len(container_id) <= 64:
-            raise ApplicationError(errors.INVALID_ARGUMENT, "expected a container id")
-        async with self._sessions() as session:
-            container = await session.get(Container, container_id)
-        # Someone else's container, or one that does not exist, looks the same.
-        if container is None or container.device_key != device_key:
-            raise ApplicationError(errors.NOT_FOUND, f"no container {container_id} here")
+        container, device_key = await self._placed_on_caller(container_id, details)
         if container.log_artifact_id is None:
             artifact = (
                 await self._storage.request(
@@ -168,7 +160,7 @@ class NodeReports:
                 )
             ).json()
             async with transaction(self._sessions) as session:
-                stored = await session.get(Container, container_id)
+                stored = await session.get(Container, container.id)
                 assert stored is not None
                 stored.log_artifact_id = artifact["id"]
             container.log_artifact_id = artifact["id"]
@@ -183,3 +175,39 @@ class NodeReports:
                 ttl_s=self._grant_ttl_s,
             ),
         }
+
+    async def log_stream(
+        self, container_id: Any = None, *, details: CallDetails
+    ) -> dict[str, str | float]:
+        """``edge.orchestrator.log_stream(container_id)``: the URL (with a grant for this
+        container and node) where the node ships segments of a container's output as it
+        runs; only the node the container is placed on gets one (also once it is removed:
+        its last lines still go)."""
+        container, device_key = await self._placed_on_caller(container_id, details)
+        return {
+            "url": transfer_url(
+                container.id,
+                tenant_id=container.tenant_id,
+                device_key=device_key,
+                direction="logs",
+                secret=self._secret,
+                ttl_s=self._grant_ttl_s,
+            ),
+            "expires_in_s": self._grant_ttl_s,
+        }
+
+    async def _placed_on_caller(
+        self, container_id: Any, details: CallDetails
+    ) -> tuple[Container, str]:
+        """The container named by a device's call, if it is placed on that device."""
+        device_key = details.caller_authid
+        if details.caller_authrole != uris.ROLE_DEVICE or not device_key:
+            raise ApplicationError(errors.NOT_AUTHORIZED, "only devices move logs")
+        if not isinstance(container_id, str) or not 0 < len(container_id) <= 64:
+            raise ApplicationError(errors.INVALID_ARGUMENT, "expected a container id")
+        async with self._sessions() as session:
+            container = await session.get(Container, container_id)
+        # Someone else's container, or one that does not exist, looks the same.
+        if container is None or container.device_key != device_key:
+            raise ApplicationError(errors.NOT_FOUND, f"no container {container_id} here")
+        return container, device_key
