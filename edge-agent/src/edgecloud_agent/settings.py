@@ -121,8 +121,8 @@ class AgentSettings(BaseSettings):
     a heartbeat that gets no answer in call_timeout_s ends the link instead."""
     lowpan_silence_s: float = Field(default=14.0, ge=0)
     """A mesh link through a relay is dead after this long without the relay's beacon,
-    however idle (0: only an unanswered heartbeat ends it). The relay beacons twice within
-    it (``relay_beacon_interval_s``), so one beacon lost on the way is no death."""
+    however idle (0: only an unanswered heartbeat ends it). A beacon lost on the way is
+    asked for again 1.5 s before it ends, so the relay's interval must be shorter by more."""
     lowpan_open_timeout_s: float = 6.0
     """A stuck handshake over the mesh is given up and tried again rather than waited out."""
     probe_interval_s: float = 1.0
@@ -188,10 +188,10 @@ class AgentSettings(BaseSettings):
     It passes bytes, unread, to the host and port of router_url (ws:// or wss://) and
     nowhere else."""
     # Refused at start when not positive, not when the relay starts inside the running agent.
-    relay_beacon_interval_s: float = Field(default=7.0, ge=0)
+    relay_beacon_interval_s: float = Field(default=12.0, ge=0)
     """How often each neighbour the relay serves gets a beacon (a one-byte UDP datagram
     at the relay's port: 63 bytes on an uncompressed link) telling it the mesh hop works; 0:
-    none. Half the neighbours' ``lowpan_silence_s``."""
+    none. Under the neighbours' ``lowpan_silence_s`` by more than 1.5 s."""
     relay_max_connections: PositiveInt = 8
     """Neighbours' connections at once; one more is dropped at once."""
     relay_rate_bytes_per_s: PositiveInt = 32_000

@@ -10,11 +10,11 @@ headers, less under 6LoWPAN's compression; one way, no acknowledgement), and the
 neighbour takes the hop for dead after ``silence_s`` without one (:func:`watch`).
 
 The neighbour asks for beacons with a datagram to the relay's port (the one its TCP
-connection goes to), at the start and again whenever one is late. The relay beacons only
-to hosts it is relaying a connection for, and at most to as many as it takes connections,
-so it cannot be made to send datagrams elsewhere. A beacon carries nothing: one forged by
-someone on the mesh can only keep a dead hop looking alive until the heartbeat notices, as
-before.
+connection goes to), at the start and again when one is late (``ASK_BEFORE_S``). The relay
+beacons only to hosts it is relaying a connection for, and at most to as many as it takes
+connections, so it cannot be made to send datagrams elsewhere. A beacon carries nothing:
+one forged by someone on the mesh can only keep a dead hop looking alive until the
+heartbeat notices, as before.
 """
 
 import asyncio
@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 ASK = b"?"
 BEACON = b"!"
 """Not empty: asyncio sends no empty datagram."""
-ASK_AFTER = 0.75
-"""A neighbour asks again when a beacon is this late, as a share of ``silence_s``: the relay
-beacons at least twice within it, so this is a beacon and a half late."""
+ASK_BEFORE_S = 1.5
+"""A neighbour that has heard nothing asks again this long before its silence ends: a
+beacon lost on the way (2 % of them on a 6LoWPAN hop) is answered at once, so the relay
+needs to beacon only once within the silence, and a hop is taken for dead only when a
+beacon and the ask or its answer are all lost, or when it is."""
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -116,10 +118,11 @@ async def watch(relay: tuple[str, int], *, silence_s: float) -> None:
         asked = time.monotonic()
         while (quiet := time.monotonic() - heard) < silence_s:
             # Late (lost, or the relay never heard the ask): ask again, once in a while.
-            if quiet > ASK_AFTER * silence_s and time.monotonic() - asked > silence_s / 2:
+            late = quiet > silence_s - ASK_BEFORE_S
+            if late and time.monotonic() - asked > silence_s / 2:
                 with contextlib.suppress(OSError):
                     transport.sendto(ASK)
                 asked = time.monotonic()
-            await asyncio.sleep(min(1.0, silence_s - quiet))
+            await asyncio.sleep(min(0.5, silence_s - quiet))
     finally:
         transport.close()
