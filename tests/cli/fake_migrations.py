@@ -28,6 +28,8 @@ def migration_view(migration_id: str, container_id: str, **changes: Any) -> dict
         "error_code": None,
         "error": None,
         "lost_window": None,
+        "level": 2,
+        "keeper": None,
         "created_at": CREATED_AT,
         "finished_at": None,
     }

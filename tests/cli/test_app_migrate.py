@@ -113,6 +113,13 @@ def test_to_names_the_device_and_json_prints_the_final_migration(
             "it ran nowhere from 2025-06-01T12:00:00Z to 2025-06-01T12:00:09Z: "
             "data sent to it then may be lost\n",
         ),
+        (
+            # Level 1: following ends once it is kept; the hand-on may be days later.
+            {"state": "stored", "target": "keeper-1", "keeper": "keeper-1", "level": 1},
+            0,
+            f"stored: {PI} -> kept on keeper-1 until a node can run it; it is handed on "
+            "then (edgecloud migrations shows when)\n",
+        ),
     ],
 )
 def test_the_exit_code_says_whether_the_container_moved(
@@ -177,6 +184,7 @@ def test_a_container_that_is_not_there_is_not_asked_for(cli: Run, gateway: FakeG
 
 def test_migrations_lists_the_newest_first(cli: Run, gateway: FakeGateway) -> None:
     gateway.migrations = [
+        migration_view("mig-3", WEB, target="keeper", state="stored", level=1, keeper="keeper"),
         migration_view("mig-2", DB, target=PEER, state="transferring", steps=MOVED[:1]),
         migration_view(
             "mig-1", WEB, target=PEER, reason="cpu", state="completed", freeze_ms=2500.0
@@ -188,10 +196,17 @@ def test_migrations_lists_the_newest_first(cli: Run, gateway: FakeGateway) -> No
     assert result.exit_code == 0, result.output
     header, *rows = result.stdout.splitlines()
     assert header.split() == [
-        "ID", "CONTAINER", "FROM", "TO", "REASON", "STATE", "FREEZE", "CREATED",
+        "ID", "CONTAINER", "FROM", "TO", "LEVEL", "REASON", "STATE", "FREEZE", "CREATED",
     ]  # fmt: skip
-    assert rows[0].split()[:7] == ["mig-2", DB[:12], PI, PEER, "manual", "transferring", "-"]
-    assert rows[1].split()[:8] == ["mig-1", WEB[:12], PI, PEER, "cpu", "completed", "2.5", "s"]
+    assert rows[0].split()[:9] == [
+        "mig-3", WEB[:12], PI, "kept", "on", "keeper", "1", "manual", "stored",
+    ]  # fmt: skip
+    assert rows[1].split()[:8] == [
+        "mig-2", DB[:12], PI, PEER, "2", "manual", "transferring", "-",
+    ]  # fmt: skip
+    assert rows[2].split()[:9] == [
+        "mig-1", WEB[:12], PI, PEER, "2", "cpu", "completed", "2.5", "s",
+    ]  # fmt: skip
     [listed] = gateway.sent("GET", "/api/v1/migrations")
     assert listed.url.params["limit"] == "20"
     assert "container" not in listed.url.params

@@ -53,6 +53,9 @@ DEVICE_OPERATIONS = {
     uris.SHELL_INPUT,
     uris.MIGRATION_EXPECT,
     uris.MIGRATION_START,
+    uris.MIGRATION_FIND,
+    uris.MIGRATION_RELAY,
+    uris.MIGRATION_RELEASE,
 }
 # The router's meta procedures the services use.
 META = {uris.META_SESSION_KILL_BY_AUTHID, uris.META_SESSION_COUNT}

@@ -559,3 +559,126 @@ async def test_a_node_cut_off_from_the_cloud_but_reached_by_its_peers_keeps_its_
     finally:
         for rule in rules:
             testbed.bed.exec("n1", ["iptables", "-D", *rule])
+
+
+async def started(
+    testbed: TestbedFleet, api: httpx.AsyncClient, enrol, user: Account, node: str, env: dict
+) -> AgentHandle:
+    """The node's agent online and granted to ``user``'s tenant."""
+    agent = testbed.start_agent(node, token=await enrol(), env=AGENT_ENV | env)
+
+    async def online() -> bool:
+        answer = await api.get(f"/api/v1/devices/{agent.key}")
+        return answer.status_code == 200 and answer.json()["status"] == "online"
+
+    await eventually(online, timeout=60, interval=0.3)
+    granted = await api.post(f"/api/v1/devices/{agent.key}/grants", json={"tenant": user.tenant_id})
+    assert granted.status_code == 201, granted.text
+    return agent
+
+
+async def holding(
+    testbed: TestbedFleet,
+    client: httpx.AsyncClient,
+    user: Account,
+    node: str,
+    key: str,
+    name: str,
+    text: str,
+) -> dict:
+    """A container on ``node`` (its agent's ``key``) with ``text`` in its /app/state.txt."""
+    container = await make_container(client, user, key, name)
+    wrote = testbed.bed.docker(
+        node, "exec", container["name"], "sh", "-c", f"echo {text} > /app/state.txt"
+    )
+    assert wrote.returncode == 0, wrote.stderr
+    return container
+
+
+async def test_a_kept_container_is_handed_on_when_a_capable_node_appears(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    """Level 1 (reference design 5.1): n2 has storage but offers no compute, so it keeps
+    n1's container (its /app and image) and n1's copy stops; when n3 joins, able to run
+    it, the scheduler hands it on from n2, and it runs there with the data it had."""
+    user = await register(stack)
+    n1 = await started(testbed, api, enrol, user, "n1", {})
+    n2 = await started(testbed, api, enrol, user, "n2", {"AGENT_COLLABORATION_LEVEL": "1"})
+    await measuring(api, n1, n2)
+    container = await holding(testbed, client, user, "n1", n1.key, "kept", "kept safe")
+
+    asked = await migrate(client, user, container)
+    assert asked.status_code == 202, asked.text
+    kept = await ended(client, user, asked.json()["migration"])
+
+    assert kept["state"] == "stored", kept
+    assert (kept["level"], kept["keeper"], kept["target"]) == (1, n2.key, n2.key)
+    assert [s["name"] for s in kept["steps"]][-2:] == ["store", "stop_source"]
+    assert inspect(testbed, "n1", container["name"]) is None
+    assert inspect(testbed, "n2", container["name"]) is None  # kept, not run
+    found = await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)
+    assert (found.json()["device"], found.json()["state"]) == (n2.key, "stored")
+    refused = await client.post(f"/api/v1/containers/{container['id']}/start", headers=user.headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "container_stored"
+
+    n3 = await started(testbed, api, enrol, user, "n3", {})
+    await measuring(api, n2, n3)
+
+    async def handed_on() -> dict | None:
+        view = (await client.get(f"/api/v1/migrations/{kept['id']}", headers=user.headers)).json()
+        return view if view["state"] not in ("stored", "transferring", "activating") else None
+
+    final = await eventually(handed_on, timeout=120, interval=0.5)
+    assert final["state"] == "completed", final
+    assert (final["level"], final["keeper"], final["target"]) == (1, n2.key, n3.key)
+    assert "hand_on.activation" in [s["name"] for s in final["steps"]]
+    seen = inspect(testbed, "n3", container["name"])
+    assert seen is not None
+    assert seen["State"]["Running"] is True
+    data = testbed.bed.docker("n3", "exec", container["name"], "cat", "/app/state.txt")
+    assert data.stdout.strip() == "kept safe"
+
+    async def running_on_n3() -> bool:
+        view = await client.get(f"/api/v1/containers/{container['id']}", headers=user.headers)
+        return view.json()["device"] == n3.key and view.json()["state"] == "running"
+
+    await eventually(running_on_n3, timeout=60, interval=0.5)
+
+
+async def test_a_level_0_peer_finds_a_capable_neighbour_the_source_cannot_reach(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    """Level 0 (reference design 5.1): n1 cannot reach n3 at all (dropped in n1's own
+    namespace), and n2, which n1 reaches, offers messaging only. Asked, n2 reaches n3 from
+    where it stands, and lends its broker: the container moves from n1 to n3 through it,
+    with its data, and n2 runs nothing of it."""
+    n3_address = testbed.bed.node("n3").wan_ip
+    cut = ["OUTPUT", "-d", n3_address, "-j", "DROP"]
+    added = testbed.bed.exec("n1", ["iptables", "-I", *cut])
+    assert added.returncode == 0, added.stderr
+    try:
+        user = await register(stack)
+        n1 = await started(testbed, api, enrol, user, "n1", {})
+        n2 = await started(testbed, api, enrol, user, "n2", {"AGENT_COLLABORATION_LEVEL": "0"})
+        n3 = await started(testbed, api, enrol, user, "n3", {})
+        await measuring(api, n1, n2)
+        await measuring(api, n2, n3)
+        assert n3.key not in (await api.get(f"/api/v1/devices/{n1.key}")).json()["neighbours"]
+        container = await holding(testbed, client, user, "n1", n1.key, "relayed", "carried")
+
+        asked = await migrate(client, user, container)
+        assert asked.status_code == 202, asked.text
+        moved = await ended(client, user, asked.json()["migration"])
+
+        assert moved["state"] == "completed", moved
+        assert (moved["level"], moved["via"], moved["target"]) == (0, n2.key, n3.key)
+        seen = inspect(testbed, "n3", container["name"])
+        assert seen is not None
+        assert seen["State"]["Running"] is True
+        data = testbed.bed.docker("n3", "exec", container["name"], "cat", "/app/state.txt")
+        assert data.stdout.strip() == "carried"
+        assert inspect(testbed, "n1", container["name"]) is None
+        assert inspect(testbed, "n2", container["name"]) is None
+    finally:
+        testbed.bed.exec("n1", ["iptables", "-D", *cut])

@@ -19,6 +19,9 @@ from .schemas import Migration
 
 POLL_INTERVAL_S = 0.5
 DONE = frozenset({"completed", "rolled_back", "failed", "cold_restarted"})
+STORED = "stored"
+"""Level 1: a keeper holds it until a node can run it; following stops there (it may wait
+for days), and ``edgecloud migrations`` shows when it is handed on."""
 NOT_MOVED = frozenset({"failed", "rolled_back"})
 """Ends in which the container stayed where it was: the command exits 1."""
 
@@ -30,7 +33,8 @@ class Watch:
         self._steps = following.EndedSteps()
 
     def __call__(self, migration: Migration) -> None:
-        for step in self._steps.new(migration["steps"], done=migration["state"] in DONE):
+        ended = migration["state"] in DONE or migration["state"] == STORED
+        for step in self._steps.new(migration["steps"], done=ended):
             duration = step["duration_ms"]
             timed = f" {output.human_duration(duration)}" if duration is not None else ""
             output.notice(f"{step['name']}{timed}")
@@ -41,7 +45,7 @@ def follow(client: Client, migration_id: str) -> Migration:
     with a 5xx) is tried again."""
     return following.until_done(
         lambda: client.migration(migration_id),
-        done=lambda migration: migration["state"] in DONE,
+        done=lambda migration: migration["state"] in DONE or migration["state"] == STORED,
         seen=Watch(),
         every_s=POLL_INTERVAL_S,
     )
@@ -125,6 +129,12 @@ def _report_end(final: Migration) -> None:
     if state in NOT_MOVED:
         reason = output.printable(final.get("error") or f"the migration ended {state}")
         output.error(f"{reason} ({final.get('error_code') or state})")
+    if state == STORED:
+        output.notice(
+            f"stored: {final['source']} -> kept on {final.get('keeper') or target} until a node "
+            "can run it; it is handed on then (edgecloud migrations shows when)"
+        )
+        return
     output.notice(f"{state}: {final['source']} -> {target}{frozen}")
     lost = final.get("lost_window")
     if state == "cold_restarted" and lost:

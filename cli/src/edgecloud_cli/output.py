@@ -210,20 +210,29 @@ def describe_ports(ports: Iterable[PortMapping]) -> str:
 
 def migrations(items: Iterable[Migration], *, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
-    table = _table("ID", "CONTAINER", "FROM", "TO", "REASON", "STATE", "FREEZE", "CREATED")
+    table = _table("ID", "CONTAINER", "FROM", "TO", "LEVEL", "REASON", "STATE", "FREEZE", "CREATED")
     for migration in items:
         freeze = migration["freeze_ms"]
         table.add_row(
             Text(migration["id"]),
             Text(migration["container"][:SHORT_ID]),
             Text(migration["source"]),
-            Text(migration["target"] or MISSING),
+            Text(_destination(migration)),
+            Text(str(migration.get("level", 2))),
             Text(migration["reason"]),
             Text(migration["state"], style=MIGRATION_STYLES.get(migration["state"], "yellow")),
             Text(MISSING if freeze is None else human_duration(freeze)),
             Text(ago(migration["created_at"], now=now)),
         )
     _console().print(table)
+
+
+def _destination(migration: Migration) -> str:
+    """Where it went; a level-1 move names its keeper first (``k1 → n3``)."""
+    keeper, target = migration.get("keeper"), migration["target"]
+    if keeper:
+        return f"{keeper} → {target}" if target and target != keeper else f"kept on {keeper}"
+    return target or MISSING
 
 
 def container_state(container: Container, *, queued: str | None = None) -> None:

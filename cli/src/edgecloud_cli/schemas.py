@@ -243,13 +243,16 @@ class Migration(TypedDict):
     """None until a peer is chosen (or when none was)."""
     reason: str
     state: str
-    """requested, planning, transferring, activating, then completed, rolled_back, failed
-    or cold_restarted."""
+    """requested, planning, transferring, activating, stored (level 1, waiting for a node
+    that can run it), then completed, rolled_back, failed or cold_restarted."""
     steps: list[MigrationStep]
     freeze_ms: float | None
     error_code: NotRequired[str | None]
     error: NotRequired[str | None]
     lost_window: NotRequired[dict[str, str] | None]
+    level: NotRequired[int]
+    """The collaboration level used: 2 full migration, 1 kept by ``keeper`` then handed on."""
+    keeper: NotRequired[str | None]
     created_at: str
     finished_at: NotRequired[str | None]
 

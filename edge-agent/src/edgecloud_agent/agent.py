@@ -57,6 +57,8 @@ from .isolation.provision import BeforeRemove, BrokerAddress, Provisioner
 from .monitor.monitor import Monitor, request_over
 from .peers.migration import PeerMigrations
 from .peers.neighbours import NeighbourProber
+from .peers.packages import PackageStore
+from .peers.relaying import PeerRelay
 from .runtime.docker import DockerRuntime
 from .runtime.errors import RuntimeFailure
 from .sensors.feeds import SensorFeeds, run_feeds
@@ -116,6 +118,7 @@ class Agent:
         """Set while the agent runs: the container procedures are registered only then."""
         self.fencing: Fencing | None = None
         self.migrations: PeerMigrations | None = None
+        self.relaying: PeerRelay | None = None
         self.shells: ShellSessions | None = None
 
     async def _on_join(self) -> None:
@@ -129,9 +132,10 @@ class Agent:
         if self.executor is not None:
             try:
                 await rpc.register(self.uplink, self.credential.device_key, self.executor)
-                if self.migrations is not None:
-                    for uri, handle in self.migrations.procedures().items():
-                        await self.uplink.register(uri, handle)
+                for peer_role in (self.migrations, self.relaying):
+                    if peer_role is not None:
+                        for uri, handle in peer_role.procedures().items():
+                            await self.uplink.register(uri, handle)
                 if self.shells is not None:
                     await terminal_rpc.register(
                         self.uplink, self.credential.device_key, self.executor.runtime, self.shells
@@ -376,6 +380,10 @@ class Agent:
                 shipper.observe(report)
                 collector.observe(report)
 
+            # What this node keeps for its peers (collaboration level 1).
+            packages = PackageStore(settings.state_dir / "packages")
+            for dropped in packages.sweep():
+                logger.warning("package of %s dropped after its retention", dropped)
             self.executor = CommandExecutor(
                 node=node,
                 journal=journal,
@@ -387,6 +395,7 @@ class Agent:
                 outgoing_dir=outgoing,
                 bulk_gate=self.uplink.wait_bulk_ok,
                 copy_out_max_bytes=settings.copy_out_max_bytes,
+                packages=packages,
             )
             stack.callback(setattr, self, "executor", None)
 
@@ -414,9 +423,14 @@ class Agent:
                 own_peer_url=settings.peer_url,
                 own_peer_urls=settings.peer_addresses,
                 mesh_images=settings.peer_mesh_images,
+                packages=packages,
             )
             stack.push_async_callback(self.migrations.close)
             stack.callback(setattr, self, "migrations", None)
+            # Level 0: any node lends its broker to two peers that do not reach each other.
+            self.relaying = PeerRelay(me=self.credential.device_key, identities=node.identities)
+            stack.push_async_callback(self.relaying.close)
+            stack.callback(setattr, self, "relaying", None)
             self.shells = ShellSessions(
                 runtime, link=lambda: self.uplink.link, max_sessions=settings.shell_max_sessions
             )

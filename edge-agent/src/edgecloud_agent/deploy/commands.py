@@ -28,6 +28,7 @@ from edgecloud_contracts.containers import (
 
 from ..isolation.node_paths import child, component
 from ..isolation.provision import Provisioner
+from ..peers.packages import PackageStore
 from ..runtime.docker import DockerRuntime
 from ..runtime.errors import (
     ContainerNotFound,
@@ -127,8 +128,10 @@ class CommandExecutor:
         outgoing_dir: Path | None = None,
         bulk_gate: Callable[[], Awaitable[None]] | None = None,
         copy_out_max_bytes: int | None = None,
+        packages: PackageStore | None = None,
     ) -> None:
-        """``bulk_gate`` holds image pulls while the node is on the slow mesh."""
+        """``bulk_gate`` holds image pulls while the node is on the slow mesh.
+        ``packages``: containers this node keeps for peers (level 1), dropped on removal."""
         self._node = node
         self._runtime = node.runtime
         self._copy_out_max = copy_out_max_bytes
@@ -140,6 +143,7 @@ class CommandExecutor:
         self._deployments = deployments
         self._files = files
         self._outgoing = outgoing_dir
+        self._packages = packages
         self._running: dict[str, _Running] = {}
 
     @property
@@ -231,6 +235,8 @@ class CommandExecutor:
                 # The cloud no longer wants it, whatever Docker says next.
                 desired = self._desired.get(container_id)
                 self._desired.remove(container_id)
+                if self._packages is not None and self._packages.drop(container_id):
+                    logger.info("package of %s removed with its container", container_id)
                 await self._node.remove(
                     name,
                     container_id=container_id,

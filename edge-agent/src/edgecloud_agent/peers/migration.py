@@ -73,6 +73,7 @@ from ..sensors.feeds import INBOX, SensorFeeds
 from ..state.desired import DesiredState
 from ..uplink.errors import CommandRejected, UplinkError
 from .channel import PeerChannel
+from .packages import Package, PackageStore
 from .wire import PeerError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ PEER_FAILOVER_GRACE_S = 20.0
 announced lost (keepalive: 7.5 s) to come back over another (noticing its loss takes it
 two keepalives, then a connection over the mesh)."""
 OUTCOMES_KEPT = 64
+KEEP_RESERVE_BYTES = 256 << 20
+"""Disk a keeper leaves free beyond a package's /app (its image comes on top)."""
 
 
 def topic_of(migration: str) -> str:
@@ -162,6 +165,8 @@ class _Expected:
     source_login: BrokerLogin | None = None
     task: "asyncio.Task[None] | None" = None
     created: list[str] = field(default_factory=list)
+    kept: str | None = None
+    """Level 1: the container whose package this migration stored, until it is done."""
 
 
 class PeerMigrations:
@@ -182,6 +187,7 @@ class PeerMigrations:
         own_peer_url: str = "",
         own_peer_urls: Sequence[str] = (),
         mesh_images: bool = False,
+        packages: PackageStore | None = None,
     ) -> None:
         self._me = me
         self._node = node
@@ -198,6 +204,7 @@ class PeerMigrations:
         self._mesh_images = mesh_images
         self._outcomes: dict[str, asyncio.Future[MigrationOutcome]] = {}
         """The sources's migrations by id, running or ended lately, for an order repeated."""
+        self._packages = packages or PackageStore(work_dir.parent / "packages")
         self._expected: dict[str, _Expected] = {}
         self._moving: set[str] = set()
         self.refused: Counter[str] = Counter()
@@ -227,7 +234,7 @@ class PeerMigrations:
             # A repeated call: already waiting, with the same login for the source.
             ready = MigrationReady(login=self._expected[order.migration].source_login)
             return ready.model_dump(mode="json")
-        if self._level < 2:
+        if self._level < order.level:
             raise CommandRejected(
                 errors.FAILED_PRECONDITION, f"this node offers peers level {self._level} only"
             )
@@ -236,13 +243,26 @@ class PeerMigrations:
             raise CommandRejected(
                 errors.FAILED_PRECONDITION, "a container holding its node's devices stays"
             )
-        try:
-            self._runtime.policy.check(spec)
-        except RuntimeFailure as err:
-            raise CommandRejected(errors.FAILED_PRECONDITION, err.message) from err
+        if order.level == 1:
+            # Kept, not run: only the room for its package counts.
+            free = shutil.disk_usage(self._work_dir).free
+            if free < spec.limits.disk + KEEP_RESERVE_BYTES:
+                raise CommandRejected(
+                    errors.FAILED_PRECONDITION, f"no room to keep it ({free} bytes free)"
+                )
+        else:
+            try:
+                self._runtime.policy.check(spec)
+            except RuntimeFailure as err:
+                raise CommandRejected(errors.FAILED_PRECONDITION, err.message) from err
         mine = theirs = None
+        broker_url, grace = self._broker_url, 0.0
         identities = self._node.identities
-        if identities is not None:
+        if order.broker_url is not None:
+            # Level 0: through the broker of a peer that reaches both sides; it made the
+            # logins there, and the key seals every message all the same.
+            broker_url, mine = order.broker_url, order.login
+        elif identities is not None:
             try:
                 mine, theirs = await identities.migration(
                     order.migration, me=self._me, peer=order.source
@@ -252,8 +272,9 @@ class PeerMigrations:
         # Subscribed before answering: the source starts talking as soon as it has the answer.
         # A source that can reach this broker at another address may fall over to it: the
         # last will the broker sends for its lost connection waits for it to come back.
-        grace = PEER_FAILOVER_GRACE_S if len(self._own_peer_urls) > 1 else 0.0
-        channel = self._channel(self._broker_url, mine, order.key, will_grace_s=grace)
+        if order.broker_url is None and len(self._own_peer_urls) > 1:
+            grace = PEER_FAILOVER_GRACE_S
+        channel = self._channel(broker_url, mine, order.key, will_grace_s=grace)
         try:
             await channel.connect(order.source, topic_of(order.migration))
         except PeerError as err:
@@ -310,9 +331,12 @@ class PeerMigrations:
         request = await self._next(channel, order.source, "resource_request", EXPECTATION_TTL_S)
         if request.get("container_id") != order.container_id:
             raise MigrationFailed("not_expected", "no such migration is expected here")
-        # The tenant's own image, or a shared one of that name: never another tenant's.
-        has_image = order.image_id is not None and await self._node.images.may_use(
-            order.tenant_id, spec.image, order.image_id
+        # The tenant's own image, or a shared one of that name: never another tenant's. A
+        # keeper keeps the image with the package whatever it has: Docker may drop its own.
+        has_image = (
+            order.level == 2
+            and order.image_id is not None
+            and await self._node.images.may_use(order.tenant_id, spec.image, order.image_id)
         )
         await channel.send("level", {"level": self._offered_level(spec), "has_image": has_image})
 
@@ -320,7 +344,9 @@ class PeerMigrations:
         if not configuration.keys() <= {"feed"}:
             # The container is the cloud's to describe: a peer that tries is not heard.
             raise MigrationFailed("bad_configuration", f"unexpected {sorted(configuration)}")
-        if spec.subscriptions:
+        feed_login = None
+        if spec.subscriptions and spec.sensor_broker is not None and order.level == 2:
+            # Read on at its source's broker, with the login the source made there.
             try:
                 feed_login = BrokerLogin.model_validate(configuration.get("feed"))
             except ValidationError as err:
@@ -347,6 +373,11 @@ class PeerMigrations:
                 raise MigrationFailed("bad_image", "the cloud knows no image of this container")
             await channel.receive_file("image", image_file, timeout=FILE_TIMEOUT_S)
         await channel.receive_file("app", app_file, timeout=FILE_TIMEOUT_S)
+        if order.level == 1:
+            await self._keep(
+                channel, expected, spec, app_file, image_file if sent.get("image") else None
+            )
+            return
 
         await self._next(channel, order.source, "activate", REPLY_TIMEOUT_S)
         started = time.perf_counter()
@@ -369,7 +400,7 @@ class PeerMigrations:
             image_id = await self._pull(spec, order.image_id)
         else:
             raise MigrationFailed("no_image", "neither the image nor its context came")
-        if spec.subscriptions:
+        if feed_login is not None:
             assert self._node.identities is not None
             self._node.identities.remember_remote_feed(spec.container_id, feed_login)
         # Its sensors are read here only once the source has stopped reading them.
@@ -409,6 +440,35 @@ class PeerMigrations:
             await self._feeds.replay(spec.container_id, [str(line) for line in replay])
         self._feeds.release(spec.container_id, start=spec)
 
+    async def _keep(
+        self,
+        channel: PeerChannel,
+        expected: _Expected,
+        spec: ContainerSpec,
+        app_file: Path,
+        image_file: Path | None,
+    ) -> None:
+        """Level 1: keep the package durably, then the source stops its copy. The image is
+        not checked here: whoever runs it loads it only if it is the recorded one."""
+        order = expected.order
+        await self._next(channel, order.source, "store", REPLY_TIMEOUT_S)
+        started = time.perf_counter()
+        package = await asyncio.to_thread(
+            self._packages.keep,
+            migration=order.migration,
+            spec=spec,
+            image_id=order.image_id,
+            app_file=app_file,
+            image_file=image_file,
+        )
+        expected.kept = package.container_id
+        await channel.send("stored", {"store_ms": round((time.perf_counter() - started) * 1000, 2)})
+        answer = await channel.get_message(order.source, timeout=ACTIVATION_TIMEOUT_S)
+        if answer.kind != "done":
+            raise MigrationFailed("aborted", str(answer.body.get("message", answer.kind)))
+        expected.kept = None
+        logger.info("keeping %s for a node that can run it", package.container_id)
+
     def _offered_level(self, spec: ContainerSpec) -> int:
         """What this node can offer now: less than announced when it lacks the room."""
         memory = psutil.virtual_memory()
@@ -418,6 +478,9 @@ class PeerMigrations:
         return self._level
 
     async def _undo(self, expected: _Expected) -> None:
+        if expected.kept is not None:
+            self._packages.drop(expected.kept)
+            expected.kept = None
         for container_id in expected.created:
             self._feeds.release(container_id)
             desired = self._desired.get(container_id)
@@ -459,13 +522,18 @@ class PeerMigrations:
         return outcome.model_dump(mode="json")
 
     async def _send_away(self, order: MigrationOrder) -> MigrationOutcome:
-        steps = StepReporter(self._call, order.migration)
+        """Send the container away: a container running here, or (handing on) a package
+        this node keeps for the cloud. ``order.level`` 1: the target only keeps it."""
         desired = self._desired.get(order.container_id)
-        if desired is None:
+        package = self._packages.get(order.container_id) if desired is None else None
+        if desired is None and package is None:
             return MigrationOutcome(
                 ok=False, steps=[], error_code="container_not_here", error="no such container"
             )
-        spec = desired.spec
+        spec = desired.spec if desired is not None else package.spec  # type: ignore[union-attr]
+        # Its sensors are handed over only from a running copy, to a node that runs it.
+        hands_sensors = package is None and order.level == 2 and bool(spec.subscriptions)
+        steps = StepReporter(self._call, order.migration)
         outgoing = Path(
             tempfile.mkdtemp(prefix=f"out-{component(order.migration)}-", dir=self._work_dir)
         )
@@ -475,21 +543,25 @@ class PeerMigrations:
         try:
             await channel.connect(order.target, topic_of(order.migration))
             async with steps.step("resource_request", MigrationState.TRANSFERRING):
-                image_id = await self._runtime.image_of(
-                    spec.docker_name, container_id=spec.container_id
-                )
+                if package is not None:
+                    image_id = package.image_id
+                else:
+                    image_id = await self._runtime.image_of(
+                        spec.docker_name, container_id=spec.container_id
+                    )
                 await channel.send("resource_request", {"container_id": order.container_id})
                 level = await self._next(channel, order.target, "level", REPLY_TIMEOUT_S)
-                if int(level.get("level", 0)) < 2:
+                if int(level.get("level", 0)) < order.level:
                     raise MigrationFailed(
                         "peer_level_too_low",
-                        f"{order.target} offers level {level.get('level')}, compute needs 2",
+                        f"{order.target} offers level {level.get('level')}, "
+                        f"this move needs {order.level}",
                     )
             async with steps.step("configuration"):
                 # The target has the container's spec from the cloud: here only what the cloud
                 # cannot give, the login its sensors are read with on this node's broker.
                 configuration: dict[str, Any] = {}
-                if spec.subscriptions:
+                if hands_sensors:
                     if spec.sensor_broker is None and not self._own_peer_url:
                         raise MigrationFailed(
                             "no_peer_url", "its sensors need this node's broker to be reachable"
@@ -519,23 +591,19 @@ class PeerMigrations:
                     assert context is not None
                     await channel.send_file("context", context)
                 if send_image:
-                    image_file = outgoing / "image.tar"
-                    await self._node.images.save(image_id, image_file)
-                    await channel.send_file("image", image_file)
-                app_file = outgoing / "app.tar"
-                await self._runtime.copy_out(
-                    spec.docker_name,
-                    container_id=spec.container_id,
-                    path=APP_CONTENTS,
-                    destination=app_file,
-                )
-                await channel.send_file("app", app_file)
+                    await channel.send_file(
+                        "image", await self._image_file(image_id, package, outgoing)
+                    )
+                await channel.send_file("app", await self._app_file(spec, package, outgoing))
+            if order.level == 1:
+                return await self._stored(order, channel, steps, spec)
             await channel.send("activate", {})
             answer = await self._next(channel, order.target, "activated", ACTIVATION_TIMEOUT_S)
             activated = True
             # Stop reading its sensors: the broker keeps them for the target, which is also
             # given again the last lines this copy may not have read yet.
-            await self._feeds.hold(order.container_id)
+            if hands_sensors:
+                await self._feeds.hold(order.container_id)
             handing_over = time.perf_counter()
             # Measured on the target; reported before the record moves (required: the
             # scheduler moves it when it hears of this step).
@@ -545,23 +613,17 @@ class PeerMigrations:
             await steps.report(activation, MigrationState.ACTIVATING, required=True)
             # The target reads the sensors from now on; then this copy goes. The record is
             # the target's already, so this node's reports of it change nothing in the cloud.
-            replay = self._feeds.recent(order.container_id)
+            replay = self._feeds.recent(order.container_id) if hands_sensors else []
             with contextlib.suppress(Exception):
                 await channel.send("done", {"replay": replay})
             # Both copies ran meanwhile: only the sensors' hand-over leaves a gap.
-            freeze_ms = (time.perf_counter() - handing_over) * 1000 if spec.subscriptions else 0.0
+            freeze_ms = (time.perf_counter() - handing_over) * 1000 if hands_sensors else 0.0
+            if package is not None:
+                # Handed on: it runs on the target, nothing of it is kept here.
+                self._packages.drop(order.container_id)
+                return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=0.0)
             async with steps.step("stop_source"):
-                self._desired.remove(order.container_id)
-                with contextlib.suppress(RuntimeFailure):
-                    # Its feed login stays: the target reads this broker with it now.
-                    await self._node.remove(
-                        spec.docker_name,
-                        container_id=spec.container_id,
-                        tenant_id=spec.tenant_id,
-                        keep_feed=True,
-                    )
-            self._feeds.release(order.container_id)
-            self._feeds.forget(order.container_id)
+                await self._stop_copy(spec, keep_feed=True)
             return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=round(freeze_ms, 2))
         except (MigrationFailed, PeerError, RuntimeFailure, BrokerError, TimeoutError) as err:
             code = getattr(err, "code", None) or (
@@ -571,19 +633,76 @@ class PeerMigrations:
             self._feeds.release(order.container_id)  # the copy here reads on
             with contextlib.suppress(Exception):
                 await channel.send("failed", {"code": str(code), "message": str(err)[:500]})
-            # Nothing here stopped: the copy on this node serves on.
+            # Nothing here stopped: the copy on this node serves on (or the package stays).
             return MigrationOutcome(
                 ok=False,
                 steps=steps.steps,
                 error_code=str(code),
                 error=str(err)[:1000],
-                rolled_back=not activated or self._desired.get(order.container_id) is not None,
+                rolled_back=not activated
+                or self._desired.get(order.container_id) is not None
+                or self._packages.get(order.container_id) is not None,
             )
         finally:
             self._count_refused(order.migration, channel)
             with contextlib.suppress(Exception):
                 await channel.disconnect(end_session=True)
             shutil.rmtree(outgoing, ignore_errors=True)
+
+    async def _stored(
+        self, order: MigrationOrder, channel: PeerChannel, steps: StepReporter, spec: ContainerSpec
+    ) -> MigrationOutcome:
+        """Level 1: once the keeper holds the package and the scheduler has recorded it
+        there, this copy stops; the keeper hands it on when a node can run it."""
+        await channel.send("store", {})
+        answer = await self._next(channel, order.target, "stored", ACTIVATION_TIMEOUT_S)
+        stored = steps.timed("store", datetime.now(UTC), float(answer.get("store_ms", 0.0)))
+        # Required: the record moves to the keeper before anything here stops.
+        await steps.report(stored, MigrationState.ACTIVATING, required=True)
+        async with steps.step("stop_source"):
+            await self._stop_copy(spec, keep_feed=False)
+        with contextlib.suppress(Exception):
+            await channel.send("done", {})
+        return MigrationOutcome(ok=True, steps=steps.steps, freeze_ms=None, stored=True)
+
+    async def _stop_copy(self, spec: ContainerSpec, *, keep_feed: bool) -> None:
+        """This node's copy goes (its record is elsewhere now). ``keep_feed``: the target
+        reads this broker with its feed login from now on."""
+        self._desired.remove(spec.container_id)
+        with contextlib.suppress(RuntimeFailure):
+            await self._node.remove(
+                spec.docker_name,
+                container_id=spec.container_id,
+                tenant_id=spec.tenant_id,
+                keep_feed=keep_feed,
+            )
+        self._feeds.release(spec.container_id)
+        self._feeds.forget(spec.container_id)
+
+    async def _image_file(
+        self, image_id: str | None, package: Package | None, outgoing: Path
+    ) -> Path:
+        if package is not None:
+            if package.image_file is None:
+                raise MigrationFailed("no_image", "the package holds no image and no context")
+            return package.image_file
+        if image_id is None:
+            raise MigrationFailed("no_image", "the container's image is unknown here")
+        image_file = outgoing / "image.tar"
+        await self._node.images.save(image_id, image_file)
+        return image_file
+
+    async def _app_file(self, spec: ContainerSpec, package: Package | None, outgoing: Path) -> Path:
+        if package is not None:
+            return package.app_file
+        app_file = outgoing / "app.tar"
+        await self._runtime.copy_out(
+            spec.docker_name,
+            container_id=spec.container_id,
+            path=APP_CONTENTS,
+            destination=app_file,
+        )
+        return app_file
 
     def _count_refused(self, migration: str, channel: PeerChannel) -> None:
         if channel.refused:

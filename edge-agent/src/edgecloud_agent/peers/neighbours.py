@@ -51,17 +51,23 @@ class NeighbourProber:
         }
 
     async def _round_trip(self, url: str) -> float | None:
-        parts = urlsplit(url)
-        if not parts.hostname:
-            return None
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                _, writer = await asyncio.open_connection(parts.hostname, parts.port or 1883)
-        except (OSError, TimeoutError):
-            return None
-        elapsed = (time.perf_counter() - started) * 1000
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return round(elapsed, 2)
+        return await round_trip(url, self._timeout_s)
+
+
+async def round_trip(url: str, timeout_s: float) -> float | None:
+    """How long a TCP connection to the broker at ``url`` takes to open, in ms; None when
+    it does not open in ``timeout_s``."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(parts.hostname, parts.port or 1883)
+    except (OSError, TimeoutError):
+        return None
+    elapsed = (time.perf_counter() - started) * 1000
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return round(elapsed, 2)

@@ -30,6 +30,9 @@ class MigrationState(StrEnum):
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
     COLD_RESTARTED = "cold_restarted"
+    STORED = "stored"
+    """Level 1: a peer keeps the container's package (its image when needed, its /app)
+    until a node that can run it appears; the scheduler then hands it on. Not an end."""
 
 
 MIGRATION_DONE = frozenset(
@@ -90,6 +93,14 @@ class MigrationView(WireModel):
     error: str | None = None
     lost_window: LostWindow | None = None
     """Only for ``cold_restarted``."""
+    level: int = 2
+    """The peer's collaboration level this move used: 2, the target ran it at once; 1, a
+    keeper stored it (``keeper``) and handed it on to ``target``; 0, a peer (``via``)
+    found the target among its own neighbours and relayed the move through its broker."""
+    keeper: str | None = None
+    """Level 1: the device that stored the container's package."""
+    via: str | None = None
+    """Level 0: the peer near the source that found the target and relayed the move."""
     created_at: datetime
     finished_at: datetime | None = None
 
@@ -170,6 +181,12 @@ class MigrationExpectation(WireModel):
     """The image the container was created from, as its first node reported it; an image
     the source sends must be this one. None for a built image (the target builds it from
     the context whose digest ``spec`` names)."""
+    level: Annotated[int, Field(ge=1, le=2)] = 2
+    """2: run it; 1: keep its package (image when needed, /app) for a later hand-on."""
+    broker_url: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)] | None = None
+    """Level 0: the broker of the peer that relays the migration (the source and this node
+    do not reach each other), with this node's ``login`` there. None: this node's own."""
+    login: BrokerLogin | None = None
 
 
 class MigrationOrder(WireModel):
@@ -189,6 +206,47 @@ class MigrationOrder(WireModel):
     key: Annotated[str, Field(pattern=MIGRATION_KEY_PATTERN)]
     login: BrokerLogin | None = None
     """Who the source is on the target's broker (:class:`MigrationReady`)."""
+    level: Annotated[int, Field(ge=1, le=2)] = 2
+    """1: the target only keeps the package; the source's copy stops once it is stored."""
+
+
+PeerUrl = Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)]
+DeviceKey = Annotated[str, Field(pattern=KEY_PATTERN)]
+
+
+class MigrationFind(WireModel):
+    """``edge.device.<peer>.migration.find`` (level 0): the scheduler cannot place a
+    container near its source; this peer, near the source, tries to reach the nodes
+    named (their brokers) from where it is and answers which it reached."""
+
+    migration: Identifier
+    candidates: Annotated[dict[DeviceKey, PeerUrl], Field(max_length=32)]
+
+
+class MigrationFound(WireModel):
+    reached: dict[DeviceKey, float]
+    """Round trip in ms to each candidate's broker that answered."""
+
+
+class MigrationRelay(WireModel):
+    """``edge.device.<peer>.migration.relay`` (level 0): make logins on this node's broker
+    for the migration's two sides, who do not reach each other but both reach it; only
+    they may use the migration's topics, as on a target's broker. Ended with
+    ``migration.release`` (or by itself after ``RELAY_TTL_S``)."""
+
+    migration: Identifier
+    source: DeviceKey
+    target: DeviceKey
+
+
+class MigrationRelayed(WireModel):
+    source_login: BrokerLogin | None = None
+    target_login: BrokerLogin | None = None
+    """None from a peer whose broker admits anyone (a development set-up)."""
+
+
+class MigrationRelease(WireModel):
+    migration: Identifier
 
 
 class MigrationOutcome(WireModel):
@@ -199,6 +257,8 @@ class MigrationOutcome(WireModel):
     error: str | None = None
     rolled_back: bool = False
     """The target could not take over and the source kept (or resumed) its copy."""
+    stored: bool = False
+    """Level 1: the package is on the keeper and the source's copy is gone."""
 
 
 class StepReport(WireModel):

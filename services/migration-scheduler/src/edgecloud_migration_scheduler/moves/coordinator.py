@@ -33,10 +33,15 @@ from edgecloud_contracts.migrations import (
     LostWindow,
     MigrationEvent,
     MigrationExpectation,
+    MigrationFind,
+    MigrationFound,
     MigrationOrder,
     MigrationOutcome,
     MigrationReady,
     MigrationReason,
+    MigrationRelay,
+    MigrationRelayed,
+    MigrationRelease,
     MigrationState,
     MigrationStep,
     NodeMigrationRequest,
@@ -75,6 +80,10 @@ class RequestRefused(ReportRefused):
 
 
 NODE_MOVES_WINDOW = timedelta(minutes=1)
+HAND_ON_RETRY_S = 30.0
+"""A hand-on that failed is tried again this much later (the keeper keeps the package)."""
+PACKAGE_GONE = frozenset({"container_not_here", "no_package"})
+"""A keeper's answers that leave nothing to hand on again."""
 
 
 class Coordinator:
@@ -100,6 +109,7 @@ class Coordinator:
         self._node_moves_per_minute = node_moves_per_minute
         self.link: WampLink | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._hand_on_after: dict[str, float] = {}
 
     async def close(self) -> None:
         for task in self._running:
@@ -160,6 +170,17 @@ class Coordinator:
             if device is None or d.key in (device, container.device)
         ]
         chosen = plan([demand], candidates, self._policy)
+        level, via = 2, None
+        if not chosen.choices and device is None:
+            chosen, level, via = await self._fallback(
+                migration_hint=container.id,
+                demand=demand,
+                container=container,
+                candidates=candidates,
+                source=source,
+                everything=everything,
+                unplaced=chosen,
+            )
         choice = chosen.choices[0] if chosen.choices else None
         migration_id = await self._record_plan(
             tenant_id=caller.tenant_id,
@@ -169,19 +190,131 @@ class Coordinator:
             chosen=chosen,
             extra={"source_peer_url": source_peer_url},
             selection_ms=_since(selecting),
+            level=level,
+            via=via,
         )
         if choice is None:
             if device is not None:
                 raise DeviceNotEligible(device, _why_not(chosen, container.id))
             raise NoSuitablePeer(migration_id, _why_not(chosen, container.id))
+        relay = everything[via] if via is not None else None
         target = devices[choice.target]
+        self._launch(migration_id, container, target, source_peer_url, level=level, via=relay)
+        return migration_id
+
+    def _launch(
+        self,
+        migration_id: str,
+        container: ContainerView,
+        target: DeviceView,
+        source_peer_url: str,
+        **how: Any,
+    ) -> None:
+        """Run the move in the background (``how``: :meth:`_drive`'s level and relay)."""
         task = asyncio.create_task(
-            self._drive(migration_id, container, target, source_peer_url=source_peer_url),
+            self._drive(migration_id, container, target, source_peer_url=source_peer_url, **how),
             name=f"migration-{migration_id}",
         )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        return migration_id
+
+    async def _fallback(
+        self,
+        *,
+        migration_hint: str,
+        demand: Demand,
+        container: ContainerView,
+        candidates: list[Candidate],
+        source: DeviceView | None,
+        everything: dict[str, DeviceView],
+        unplaced: Plan,
+    ) -> tuple[Plan, int, str | None]:
+        """No node near the source can run it. Level 0: a peer near the source may reach one
+        the source cannot; level 1: a peer that can keep it holds it until one can run it.
+        The plan chosen, its level, and the level-0 peer."""
+        found = await self._through_a_peer(
+            migration_hint, demand, container, candidates, source, everything, unplaced
+        )
+        if found is not None:
+            chosen, via = found
+            return chosen, 0, via
+        kept = self._keeping(demand, container, candidates)
+        if kept.choices:
+            return kept, 1, None
+        return unplaced, 2, None
+
+    async def _through_a_peer(
+        self,
+        migration_hint: str,
+        demand: Demand,
+        container: ContainerView,
+        candidates: list[Candidate],
+        source: DeviceView | None,
+        everything: dict[str, DeviceView],
+        unplaced: Plan,
+    ) -> tuple[Plan, str] | None:
+        """Level 0. The nodes that could run it but that the source has never measured are
+        named to the peers the source reaches, nearest first: each tries to reach them from
+        where it stands (``migration.find``); the first that reaches one within the round
+        trip allowed (source to peer plus peer to node) relays the move."""
+        if source is None or self.link is None or not self.link.connected:
+            return None
+        unmeasured = {
+            e.key
+            for e in unplaced.excluded.get(container.id, [])
+            if e.reason == "latency" and e.key not in source.neighbours
+        }
+        able = {k: everything[k].peer_url for k in sorted(unmeasured) if everything[k].peer_url}
+        if not able:
+            return None
+        logger.info("level 0: looking for %s through the peers of %s", sorted(able), source.key)
+        record = await self._record_of(container, "")
+        if record.spec.subscriptions:
+            return None  # its sensors publish on the source's broker, out of the target's reach
+        near = sorted(
+            (rtt, key)
+            for key, rtt in source.neighbours.items()
+            if key in everything
+            and key != source.key
+            and rtt <= self._policy.max_rtt_ms
+            and everything[key].status is DeviceStatus.ONLINE
+            and everything[key].peer_url
+        )
+        by_key = {c.key: c for c in candidates}
+        for to_peer, peer in near:
+            try:
+                answer = await self.link.call(
+                    uris.device_procedure(peer, uris.MIGRATION_FIND),
+                    MigrationFind(migration=migration_hint, candidates=able).model_dump(
+                        mode="json"
+                    ),
+                    timeout=self._expect_timeout_s,
+                )
+                reached = MigrationFound.model_validate(answer).reached
+            except (WampError, ValidationError) as err:
+                logger.info("%s could not look for a peer: %s", peer, err)
+                continue
+            logger.info("level 0: %s reached %s of %s", peer, sorted(reached), sorted(able))
+            # The distance is the way through the peer, as far as the peer measured it.
+            through = [
+                replace(by_key[key], rtt_ms={source.key: to_peer + rtt})
+                for key, rtt in reached.items()
+                if key in by_key and key in able
+            ]
+            chosen = plan([demand], through, self._policy)
+            if chosen.choices:
+                return chosen, peer
+        return None
+
+    def _keeping(
+        self, demand: Demand, container: ContainerView, candidates: list[Candidate]
+    ) -> Plan:
+        """Level 1: the peer to keep the container's package. It runs nothing, so neither
+        CPU, memory, ports nor architecture count: only the disk for its /app."""
+        package = replace(
+            demand, arch=None, cpus=0.0, memory=0, disk=container.limits.disk, ports=frozenset()
+        )
+        return plan([package], candidates, replace(self._policy, min_level=1))
 
     async def node_request(self, request: NodeMigrationRequest, *, device: str) -> dict[str, Any]:
         """A node's monitor wants its containers off it: all of them are placed together
@@ -254,9 +387,19 @@ class Coordinator:
         ]
         chosen = plan(demands, candidates, self._policy) if demands else None
         launched: list[str] = []
-        for container in moving:
+        for container, demand in zip(moving, demands, strict=True):
             assert chosen is not None
-            single = _only(chosen, container.id)
+            single, level, via = _only(chosen, container.id), 2, None
+            if not single.choices:
+                single, level, via = await self._fallback(
+                    migration_hint=container.id,
+                    demand=demand,
+                    container=container,
+                    candidates=candidates,
+                    source=source,
+                    everything=devices,
+                    unplaced=single,
+                )
             migration_id = await self._record_plan(
                 tenant_id=tenants[container.id],
                 container_id=container.id,
@@ -264,20 +407,16 @@ class Coordinator:
                 reason=request.reason,
                 chosen=single,
                 extra={"source_peer_url": source_peer_url, "why": request.detail},
+                level=level,
+                via=via,
             )
             if single.choices:
                 launched.append(migration_id)
-                task = asyncio.create_task(
-                    self._drive(
-                        migration_id,
-                        container,
-                        devices[single.choices[0].target],
-                        source_peer_url=source_peer_url,
-                    ),
-                    name=f"migration-{migration_id}",
+                target = devices[single.choices[0].target]
+                relay = devices[via] if via is not None else None
+                self._launch(
+                    migration_id, container, target, source_peer_url, level=level, via=relay
                 )
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
         return {
             "migrations": launched,
             "method": chosen.method if chosen else None,
@@ -334,14 +473,31 @@ class Coordinator:
         target: DeviceView,
         *,
         source_peer_url: str,
+        level: int = 2,
+        via: DeviceView | None = None,
     ) -> None:
         """Tell the target, then the source; record how it ended. ``source_peer_url``: where
-        the source's broker is (its sensors publish there)."""
+        the source's broker is (its sensors publish there). ``level`` 1: the target keeps
+        the package only. The source is the container's node, a keeper when handing on.
+        ``via`` (level 0): the two talk through that peer's broker, not the target's."""
         key = secrets.token_urlsafe(32)
+        # What the target does: keep (1) or run (2; a level-0 move ends in a run too).
+        level = 1 if level == 1 else 2
         outcome: MigrationOutcome
         try:
             link = self._require_link()
             record = await self._record_of(container, source_peer_url)
+            relayed = MigrationRelayed()
+            if via is not None:
+                relayed = MigrationRelayed.model_validate(
+                    await link.call(
+                        uris.device_procedure(via.key, uris.MIGRATION_RELAY),
+                        MigrationRelay(
+                            migration=migration_id, source=container.device, target=target.key
+                        ).model_dump(mode="json"),
+                        timeout=self._expect_timeout_s,
+                    )
+                )
             # The target answers with the login it made on its broker for the source alone.
             ready = await link.call(
                 uris.device_procedure(target.key, uris.MIGRATION_EXPECT),
@@ -353,8 +509,16 @@ class Coordinator:
                     key=key,
                     spec=record.spec,
                     image_id=record.image_id,
+                    level=level,
+                    broker_url=via.peer_url if via is not None else None,
+                    login=relayed.target_login,
                 ).model_dump(mode="json"),
                 timeout=self._expect_timeout_s,
+            )
+            source_login = (
+                relayed.source_login
+                if via is not None
+                else MigrationReady.model_validate(ready).login
             )
             answer = await link.call(
                 uris.device_procedure(container.device, uris.MIGRATION_START),
@@ -363,10 +527,11 @@ class Coordinator:
                     container_id=container.id,
                     docker_name=container.name,
                     target=target.key,
-                    target_url=target.peer_url,
-                    target_urls=target.peer_urls,
+                    target_url=via.peer_url if via is not None else target.peer_url,
+                    target_urls=[] if via is not None else target.peer_urls,
                     key=key,
-                    login=MigrationReady.model_validate(ready).login,
+                    login=source_login,
+                    level=level,
                 ).model_dump(mode="json"),
                 timeout=self._move_timeout_s,
             )
@@ -380,7 +545,20 @@ class Coordinator:
         except Exception as err:  # the record must end whatever went wrong
             logger.exception("migration %s broke", migration_id)
             outcome = MigrationOutcome(ok=False, steps=[], error_code="internal", error=str(err))
+        if via is not None:
+            await self._release(via, migration_id)
         await self._finish(migration_id, outcome)
+
+    async def _release(self, via: DeviceView, migration_id: str) -> None:
+        """The relaying peer forgets the migration's logins (it would after a while anyway)."""
+        try:
+            await self._require_link().call(
+                uris.device_procedure(via.key, uris.MIGRATION_RELEASE),
+                MigrationRelease(migration=migration_id).model_dump(mode="json"),
+                timeout=self._expect_timeout_s,
+            )
+        except WampError as err:
+            logger.info("relay of %s on %s not released: %s", migration_id, via.key, err)
 
     async def _record_of(self, container: ContainerView, source_peer_url: str) -> ContainerRecord:
         """The cloud's record of the container, as the target is to create it: its sensors
@@ -396,23 +574,103 @@ class Coordinator:
 
     async def _finish(self, migration_id: str, outcome: MigrationOutcome) -> None:
         async with transaction(self._sessions) as session:
+            row = await session.get(Migration, migration_id)
+            handing_on = row is not None and _handing_on(row)
             for step in outcome.steps:
-                await service.add_step(session=session, migration_id=migration_id, step=step)
-            if outcome.ok:
-                state = MigrationState.COMPLETED
-            elif outcome.rolled_back:
-                state = MigrationState.ROLLED_BACK
+                await service.add_step(
+                    session=session,
+                    migration_id=migration_id,
+                    step=_as_hand_on(step) if handing_on else step,
+                )
+            if outcome.ok and outcome.stored:
+                await service.store(session=session, migration_id=migration_id)
+            elif handing_on and not outcome.ok and outcome.error_code not in PACKAGE_GONE:
+                # The keeper still holds the package: handed on again, a while later.
+                await service.store(session=session, migration_id=migration_id)
+                self._hand_on_after[migration_id] = time.monotonic() + HAND_ON_RETRY_S
+                logger.warning(
+                    "hand-on of %s failed (%s): kept on %s",
+                    migration_id,
+                    outcome.error_code,
+                    row.keeper if row is not None else "?",
+                )
             else:
-                state = MigrationState.FAILED
-            await service.finish(
-                session=session,
-                migration_id=migration_id,
-                state=state,
-                freeze_ms=outcome.freeze_ms,
-                error_code=outcome.error_code,
-                error=outcome.error,
-            )
+                if outcome.ok:
+                    state = MigrationState.COMPLETED
+                elif outcome.rolled_back:
+                    state = MigrationState.ROLLED_BACK
+                else:
+                    state = MigrationState.FAILED
+                await service.finish(
+                    session=session,
+                    migration_id=migration_id,
+                    state=state,
+                    freeze_ms=outcome.freeze_ms,
+                    error_code=outcome.error_code,
+                    error=outcome.error,
+                )
         await self._announce(migration_id)
+
+    # Level 1: packages waiting on their keepers.
+
+    async def hand_on_stored(self) -> list[str]:
+        """Start handing on each stored package that a node can now run; the migrations
+        set going. Called every round of the node loss watch (one replica at a time)."""
+        async with self._sessions() as session:
+            waiting = await service.stored(session=session)
+        now = time.monotonic()
+        waiting = [row for row in waiting if self._hand_on_after.get(row.id, 0.0) <= now]
+        if not waiting:
+            return []
+        devices = await self._all_devices()
+        published = await self._published()
+        taken = _taken(published)
+        reserved = await self._reserved()
+        started: list[str] = []
+        for row in waiting:
+            assert row.keeper is not None
+            keeper = devices.get(row.keeper)
+            member = acting_for(row.tenant_id, MEMBER)
+            answer = await self._orchestrator.request(
+                "GET", f"/v1/containers/{row.container_id}", identity=member
+            )
+            container = ContainerView.model_validate(answer.json())
+            if keeper is None or container.device != keeper.key:
+                continue  # its record is elsewhere: nothing of it to hand on from here
+            usable = await self._usable_by(member, devices)
+            demand = Demand(
+                container_id=container.id,
+                tenant_id=row.tenant_id,
+                source=keeper.key,
+                arch=(devices[row.source_device].arch if row.source_device in devices else None),
+                cpus=0.0,
+                memory=container.limits.memory,
+                disk=0,
+                ports=_ports_of(container.id, published),
+            )
+            candidates = [
+                _candidate(
+                    d, tenant_id=row.tenant_id, source=keeper, taken=taken, reserved=reserved
+                )
+                for d in usable.values()
+                if d.key != row.source_device  # the node it left is failing
+            ]
+            chosen = plan([demand], candidates, self._policy)
+            if not chosen.choices:
+                continue
+            target = devices[chosen.choices[0].target]
+            async with transaction(self._sessions) as session:
+                if not await service.hand_on(
+                    session=session, migration_id=row.id, target_device=target.key
+                ):
+                    continue
+            started.append(row.id)
+            self._hand_on_after.pop(row.id, None)
+            logger.info("handing %s on from %s to %s", container.id, keeper.key, target.key)
+            await self._announce(row.id)
+            # Its sensors are read where the target is: the node it left may be gone.
+            self._launch(row.id, container, target, "")
+        return started
 
     # What the agents say while they move it.
 
@@ -422,32 +680,40 @@ class Coordinator:
         first: the source stops its copy only after this has returned."""
         async with transaction(self._sessions) as session:
             row = await session.get(Migration, report.migration)
-            if row is None or device not in (row.source_device, row.target_device):
+            if row is None or device not in (row.source_device, row.target_device, row.keeper):
                 raise ReportRefused(errors.NOT_FOUND, "no such migration of this device")
             if row.state in {s.value for s in MIGRATION_DONE}:
                 return False
             source, target, container_id = row.source_device, row.target_device, row.container_id
-            tenant_id = row.tenant_id
+            tenant_id, handing_on = row.tenant_id, _handing_on(row)
+            keeper, level = row.keeper, row.level
             source_peer_url = (row.plan or {}).get("source_peer_url") or None
-        activated = report.step.name == "activation" and report.step.duration_ms is not None
-        if activated and target:
+        ended = report.step.duration_ms is not None
+        relocation: dict[str, Any] | None = None
+        if report.step.name == "activation" and ended and target:
+            relocation = {"source": source, "target": target, "sensor_broker": source_peer_url}
+            if handing_on:
+                # From its keeper; its sensors are read where it runs now.
+                relocation.update(source=keeper, sensor_broker=None)
+        elif report.step.name == "store" and ended and level == 1 and target:
+            # Kept, not run: nothing of it runs until it is handed on.
+            relocation = {"source": source, "target": target, "stored": True}
+        if relocation is not None:
             try:
                 await self._orchestrator.request(
                     "POST",
                     f"/v1/containers/{container_id}/relocation",
                     identity=acting_for(tenant_id),
-                    json={
-                        "source": source,
-                        "target": target,
-                        "migration": report.migration,
-                        "sensor_broker": source_peer_url,
-                    },
+                    json={**relocation, "migration": report.migration},
                 )
             except RemoteProblem as err:
                 raise ReportRefused(errors.FAILED_PRECONDITION, str(err)) from err
         async with transaction(self._sessions) as session:
             await service.add_step(
-                session=session, migration_id=report.migration, step=report.step, state=report.state
+                session=session,
+                migration_id=report.migration,
+                step=_as_hand_on(report.step) if handing_on else report.step,
+                state=report.state,
             )
         await self._announce(report.migration)
         return True
@@ -570,6 +836,8 @@ class Coordinator:
         chosen: Plan,
         extra: dict[str, Any] | None = None,
         selection_ms: float | None = None,
+        level: int = 2,
+        via: str | None = None,
     ) -> str:
         """A new migration with its peer selection; ended at once as failed when no peer
         could take the container."""
@@ -588,6 +856,8 @@ class Coordinator:
                 migration_id=row.id,
                 target_device=choice.target if choice else "",
                 plan={**chosen.as_record(), **(extra or {})},
+                level=level,
+                via=via,
             )
             step = MigrationStep(
                 name="select_peer",
@@ -727,6 +997,16 @@ def _only(chosen: Plan, container_id: str) -> Plan:
         weighed={k: v for k, v in chosen.weighed.items() if k == container_id},
         excluded={k: v for k, v in chosen.excluded.items() if k == container_id},
     )
+
+
+def _handing_on(row: Migration) -> bool:
+    """A level-1 migration whose keeper passes the package on (to ``target_device``)."""
+    return row.keeper is not None and row.target_device not in (None, row.keeper)
+
+
+def _as_hand_on(step: MigrationStep) -> MigrationStep:
+    """The hand-on's steps, recorded beside the first leg's steps of the same names."""
+    return step.model_copy(update={"name": f"hand_on.{step.name}"})
 
 
 def _since(started: float) -> float:

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, String
+from sqlalchemy import JSON, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from edgecloud_servicekit.db import UTCDateTime
@@ -35,6 +35,12 @@ class Migration(MigrationSchedulerBase):
     error: Mapped[str | None] = mapped_column(String(2000))
     lost_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lost_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    level: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    """The collaboration level used: 2, run by the target; 1, kept by ``keeper`` first."""
+    keeper: Mapped[str | None] = mapped_column(String(100))
+    """Level 1: the device holding the container's package until it is handed on."""
+    via: Mapped[str | None] = mapped_column(String(100))
+    """Level 0: the peer that found the target and lent its broker to the move."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

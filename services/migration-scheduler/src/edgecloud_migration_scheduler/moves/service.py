@@ -60,14 +60,50 @@ def record_migration(
 
 
 async def set_plan(
-    *, session: AsyncSession, migration_id: str, target_device: str, plan: dict[str, Any]
+    *,
+    session: AsyncSession,
+    migration_id: str,
+    target_device: str,
+    plan: dict[str, Any],
+    level: int = 2,
+    via: str | None = None,
 ) -> Migration | None:
-    """The peer selection's outcome: the target, and what was weighed to choose it.
-    None when the migration has already ended."""
+    """The peer selection's outcome: the target, and what was weighed to choose it; at
+    ``level`` 1 the target is the keeper, at 0 ``via`` is the peer that found it. None
+    when the migration has already ended."""
     row = await _unfinished(session, migration_id)
     if row is not None:
         row.target_device, row.plan, row.updated_at = target_device, plan, utcnow()
+        row.level, row.keeper = level, (target_device or None) if level == 1 else None
+        row.via = via
     return row
+
+
+async def store(*, session: AsyncSession, migration_id: str) -> Migration | None:
+    """Level 1: the keeper holds the package and the source's copy is gone; the migration
+    waits for a node that can run the container."""
+    row = await _unfinished(session, migration_id)
+    if row is not None:
+        row.state, row.updated_at = MigrationState.STORED.value, utcnow()
+        row.target_device = row.keeper  # until it is handed on
+    return row
+
+
+async def stored(*, session: AsyncSession) -> list[Migration]:
+    """Level-1 migrations whose packages wait on their keepers, oldest first."""
+    query = select(Migration).where(Migration.state == MigrationState.STORED.value)
+    return list((await session.scalars(query.order_by(Migration.created_at))).all())
+
+
+async def hand_on(*, session: AsyncSession, migration_id: str, target_device: str) -> bool:
+    """A stored package goes on to ``target_device``: False when another round took it."""
+    row = await session.get(Migration, migration_id, with_for_update=True)
+    if row is None or row.state != MigrationState.STORED.value:
+        return False
+    # Back to transferring: the one move of a state backwards, from waiting to moving on.
+    row.state, row.target_device = MigrationState.TRANSFERRING.value, target_device
+    row.updated_at = utcnow()
+    return True
 
 
 async def add_step(
@@ -197,6 +233,9 @@ def to_view(row: Migration) -> MigrationView:
         error_code=row.error_code,
         error=row.error,
         lost_window=lost_window,
+        level=row.level if row.level is not None else 2,
+        keeper=row.keeper,
+        via=row.via,
         created_at=row.created_at,
         finished_at=row.finished_at,
     )

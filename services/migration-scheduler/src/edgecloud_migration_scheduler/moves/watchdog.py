@@ -77,6 +77,8 @@ class NodeLossWatch:
             try:
                 if self._lease is None or await self._lease.hold():
                     await self.check()
+                    # Level-1 packages go on as soon as a node can run them.
+                    await self._coordinator.hand_on_stored()
                 else:  # another replica watches; were this one to take over, it starts afresh
                     self._healthy_since = None
             except Exception:  # the watch must go on whatever one round met

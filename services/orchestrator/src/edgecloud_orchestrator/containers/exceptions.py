@@ -146,6 +146,19 @@ class ContainerRemoved(Conflict):
         super().__init__(f"container {container_id} has been removed")
 
 
+class ContainerStored(Conflict):
+    """Level 1: a keeper holds its package until a node can run it; only removal is
+    possible meanwhile."""
+
+    default_code = "container_stored"
+
+    def __init__(self, container_id: str, keeper: str) -> None:
+        super().__init__(
+            f"container {container_id} is stored on {keeper} until a node can run it",
+            device=keeper,
+        )
+
+
 class NodeRefused(Unprocessable):
     """The node tried and failed (e.g. the image could not be pulled)."""
 

@@ -212,6 +212,8 @@ class Relocation(BaseModel):
     sensor_broker: Annotated[str, Field(pattern=r"^mqtt://\S+$", max_length=300)] | None = None
     restart: bool = False
     """The source is lost: the target creates the container afresh (a cold restart)."""
+    stored: bool = False
+    """Level 1: the target keeps the container's package and runs nothing of it."""
 
 
 # Before /{id}/{action}, which would take this path and refuse the action.
@@ -237,6 +239,7 @@ async def relocate(
             target=body.target,
             sensor_broker=body.sensor_broker,
             restart=body.restart,
+            stored=body.stored,
             ttl=_ttl(request),
         )
     await events.container(container)

@@ -29,6 +29,7 @@ from . import ports
 from .exceptions import (
     ContainerNotFound,
     ContainerRemoved,
+    ContainerStored,
     HoldsHardware,
     MovedElsewhere,
     NameTaken,
@@ -38,6 +39,9 @@ from .models import Container, PlacementRecord
 
 RUNNING, STOPPED, REMOVED = "running", "stopped", "removed"
 PENDING, FAILED = "pending", "failed"
+STORED = "stored"
+"""Level 1: its package waits on a keeper node, which does not run it, until it is handed
+on (the migration-scheduler); nothing of it runs meanwhile."""
 
 
 def docker_name(owner: str, name: str) -> str:
@@ -213,6 +217,8 @@ def act(
         container.desired_state == REMOVED and action != Action.REMOVE
     ):
         raise ContainerRemoved(container.id)
+    if container.state == STORED and action != Action.REMOVE:
+        raise ContainerStored(container.id, container.device_key)
     if action in (Action.START, Action.RESTART):
         container.desired_state = RUNNING
     elif action == Action.STOP:
@@ -366,7 +372,7 @@ async def reconcile(
         before = (container.state, container.exit_code, container.removed_at)
         if report is not None:
             _observe(container, report)
-        elif container.state != PENDING:
+        elif container.state not in (PENDING, STORED):
             _gone(container)
         if (container.state, container.exit_code, container.removed_at) != before:
             container.updated_at = utcnow()
@@ -421,6 +427,7 @@ async def relocate(
     target: str,
     sensor_broker: str | None = None,
     restart: bool = False,
+    stored: bool = False,
     ttl: timedelta = timedelta(hours=1),
 ) -> tuple[Container, CommandRow | None]:
     """A migration moved the container from ``source`` to ``target``: from now on the
@@ -428,7 +435,8 @@ async def relocate(
     there (:class:`.exceptions.PortTaken` when one is not free). ``sensor_broker``: where its
     subscriptions are read from now on (the source's broker, where its sensors publish).
     ``restart``: the source was lost, so the target creates it afresh from its spec (a
-    cold restart; the create command is returned). Repeating it changes nothing."""
+    cold restart; the create command is returned). ``stored``: ``target`` only keeps its
+    package (level 1), until it moves on from there. Repeating it changes nothing."""
     row = await session.get(Container, container_id, with_for_update=True)
     if row is None or row.removed_at is not None:
         raise ContainerNotFound(container_id)
@@ -438,8 +446,10 @@ async def relocate(
         raise MovedElsewhere(container_id, row.device_key)
     if row.spec.get("devices"):
         raise HoldsHardware(container_id)
-    # Its published ports go along, if they are free on the target (else nothing moves).
-    await ports.move(session, container=row, target=target)
+    if not stored:
+        # Its published ports go along, if they are free on the target (else nothing
+        # moves); a keeper runs nothing, so they stay held where it was until it runs again.
+        await ports.move(session, container=row, target=target)
     spec = dict(row.spec)
     if sensor_broker and spec.get("subscriptions") and not spec.get("sensor_broker"):
         spec["sensor_broker"] = sensor_broker
@@ -455,6 +465,10 @@ async def relocate(
             placed_at=row.updated_at,
         )
     )
+    if stored:
+        # Commands for the node it left are moot; the keeper runs none.
+        await commands_service.cancel_pending(session=session, container_id=row.id)
+        row.state = STORED
     if not restart:
         return row, None
     # Anything still queued for the lost node is moot; the create brings the desired state.
@@ -476,7 +490,9 @@ async def relocate(
 async def memory_reserved(session: AsyncSession) -> dict[str, int]:
     """Bytes the memory limits of live containers hold, by node."""
     rows = await session.execute(
-        select(Container.device_key, Container.spec).where(Container.removed_at.is_(None))
+        select(Container.device_key, Container.spec).where(
+            Container.removed_at.is_(None), Container.state != STORED
+        )
     )
     held: dict[str, int] = {}
     for device_key, spec in rows:
