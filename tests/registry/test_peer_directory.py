@@ -63,3 +63,15 @@ async def test_quiet_nodes_are_measured_after_the_online_ones(sessions) -> None:
         for n in range(MAX_NEIGHBOURS):
             await session.delete(await session.get(Device, f"z_{n:02d}"))
     assert list(await few.near(asking("a_online"))) == ["c_degraded", "b_quiet"]
+
+
+async def test_a_peer_reached_over_several_links_is_named_with_its_addresses(sessions) -> None:
+    mesh = device("b_mesh", DeviceStatus.ONLINE)
+    mesh.peer_urls = ["mqtt://b_mesh:1883", "mqtt://[fd00:1::2]:1883"]
+    async with transaction(sessions) as session:
+        session.add_all([device("a_wan_only", DeviceStatus.ONLINE), mesh])
+    directory = PeerDirectory(sessions)
+    peers = await directory.near(asking("c_asking"))
+    assert set(peers) == {"a_wan_only", "b_mesh"}
+    # Only for those with more than one way to them.
+    assert directory.addresses(peers) == {"b_mesh": mesh.peer_urls}

@@ -21,12 +21,15 @@ class NeighbourProber:
         self._every_s = every_s
         self._timeout_s = timeout_s
         self._peers: dict[str, str] = {}
+        self._addresses: dict[str, list[str]] = {}
         self._rtt_ms: dict[str, float] = {}
         self._changed = asyncio.Event()
 
-    def update(self, peers: dict[str, str]) -> None:
-        """The peers the cloud named; measured at once when they changed."""
+    def update(self, peers: dict[str, str], addresses: dict[str, list[str]] | None = None) -> None:
+        """The peers the cloud named (and, for those reached over several links, their
+        addresses in order); measured at once when they changed."""
         peers = dict(list(peers.items())[:MAX_NEIGHBOURS])
+        self._addresses = {key: urls for key, urls in (addresses or {}).items() if key in peers}
         if peers != self._peers:
             self._peers = peers
             self._rtt_ms = {k: v for k, v in self._rtt_ms.items() if k in peers}
@@ -45,13 +48,23 @@ class NeighbourProber:
 
     async def measure(self) -> None:
         peers = dict(self._peers)
-        results = await asyncio.gather(*(self._round_trip(url) for url in peers.values()))
+        results = await asyncio.gather(
+            *(
+                self._first_round_trip(self._addresses.get(key) or [url])
+                for key, url in peers.items()
+            )
+        )
         self._rtt_ms = {
             key: rtt for key, rtt in zip(peers, results, strict=True) if rtt is not None
         }
 
-    async def _round_trip(self, url: str) -> float | None:
-        return await round_trip(url, self._timeout_s)
+    async def _first_round_trip(self, urls: list[str]) -> float | None:
+        """Over the peer's first address that answers: its mesh address when this node's
+        WAN (or the peer's) is gone, so the peer stays near for a move over the mesh."""
+        for url in urls:
+            if (rtt := await round_trip(url, self._timeout_s)) is not None:
+                return rtt
+        return None
 
 
 async def round_trip(url: str, timeout_s: float) -> float | None:

@@ -128,7 +128,7 @@ class HeartbeatReporter:
         self._acked_containers = beat.containers
         self.last_ack = HeartbeatAck.model_validate(answer)
         if self.last_ack.peers is not None and self._neighbours is not None:
-            self._neighbours.update(self.last_ack.peers)
+            self._neighbours.update(self.last_ack.peers, self.last_ack.peer_urls or {})
         return self.last_ack
 
     @property

@@ -184,3 +184,7 @@ class HeartbeatAck(WireModel):
     peers: dict[str, str] | None = None
     """Answering a full heartbeat: the nearby nodes' peer URLs, whose round trips the node
     measures and reports (never sent over the slow mesh)."""
+    peer_urls: dict[str, list[str]] | None = None
+    """With ``peers``: the same nodes' brokers over each of their links in order, for those
+    that announce several (the node measures the first that answers: its mesh address
+    once its own WAN is gone)."""

@@ -8,6 +8,7 @@ since it answers every full heartbeat."""
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -28,6 +29,7 @@ class PeerDirectory:
         self._sessions = sessions
         self._max_age_s = max_age_s
         self._by_location: dict[str, list[tuple[str, str]]] = {}
+        self._addresses: dict[str, list[str]] = {}
         self._read_at = -float("inf")
         self._lock = asyncio.Lock()
 
@@ -41,15 +43,29 @@ class PeerDirectory:
         peers = self._by_location.get(device.location, [])
         return dict([(k, u) for k, u in peers if k != device.key][:MAX_NEIGHBOURS])
 
+    def addresses(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """The brokers of ``keys`` (peers :meth:`near` named) over each of their links, for
+        those that announce several."""
+        return {key: self._addresses[key] for key in keys if key in self._addresses}
+
     async def _read(self) -> None:
         active = {DeviceStatus.ONLINE.value, DeviceStatus.DEGRADED.value}
         quiet_since = utcnow() - QUIET_HORIZON
         query = select(
-            Device.key, Device.location, Device.peer_url, Device.status, Device.last_seen
+            Device.key,
+            Device.location,
+            Device.peer_url,
+            Device.status,
+            Device.last_seen,
+            Device.peer_urls,
         ).where(Device.peer_url != "")
         found: dict[str, list[tuple[bool, str, str]]] = defaultdict(list)
+        addresses: dict[str, list[str]] = {}
         async with self._sessions() as session:
-            for key, location, peer_url, status, last_seen in await session.execute(query):
+            rows = await session.execute(query)
+            for key, location, peer_url, status, last_seen, peer_urls in rows:
+                if peer_urls and len(peer_urls) > 1:
+                    addresses[key] = list(peer_urls)
                 if status in active:
                     found[location].append((False, key, peer_url))
                 elif last_seen is not None and last_seen >= quiet_since:
@@ -58,4 +74,5 @@ class PeerDirectory:
             location: [(key, url) for _, key, url in sorted(peers)]
             for location, peers in found.items()
         }
+        self._addresses = addresses
         self._read_at = time.monotonic()

@@ -95,7 +95,10 @@ class HeartbeatRpc:
         try:
             ack = await self._ingest.submit(beat, session_id=details.caller)
             if full and beat.device.peer_url:
-                ack = ack.model_copy(update={"peers": await self._peers.near(beat.device)})
+                near = await self._peers.near(beat.device)
+                ack = ack.model_copy(
+                    update={"peers": near, "peer_urls": self._peers.addresses(near) or None}
+                )
         except IngestOverloaded as err:
             raise _refuse(errors.UNAVAILABLE, str(err)) from err
         except Exception as err:  # database trouble; the device retries at its next beat
