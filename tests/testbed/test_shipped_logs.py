@@ -1,0 +1,106 @@
+"""Logs across the testbed: a container's output read through the gateway after it moved
+from n1 to n2 (n1's lines, then n2's: n2's engine knows only its own), and again once n2,
+the node running it, is gone."""
+
+import signal
+
+import pytest
+
+from tests.conftest import eventually
+from tests.support.testbed import TestbedFleet, reachable_stack_of_module
+from tests.testbed.test_migration import ended, migrate, pair
+
+pytestmark = pytest.mark.stack
+
+stack = reachable_stack_of_module
+
+# Each copy prints its own hostname (the engine's short container id: not the same on the
+# two nodes) with a count from 1, so the lines say which node made them and in what order.
+TALK = [
+    "sh",
+    "-c",
+    "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo $(hostname) $i; sleep 0.2; done",
+]
+
+
+def runs(text: str) -> list[tuple[str, list[int]]]:
+    """The lines as runs of one copy's counts, in the order they are shown."""
+    found: list[tuple[str, list[int]]] = []
+    for line in text.splitlines():
+        host, count = line.split()
+        if not found or found[-1][0] != host:
+            found.append((host, []))
+        found[-1][1].append(int(count))
+    return found
+
+
+def counted_from_one(counts: list[int]) -> bool:
+    return counts == list(range(1, len(counts) + 1))
+
+
+async def test_logs_follow_a_moved_container_and_outlive_its_node(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, n2, user = await pair(testbed, stack, api, enrol)
+    made = await client.post(
+        "/api/v1/containers",
+        json={
+            "device": n1.key,
+            "name": "talker",
+            "image": "edgecloud/busybox:latest",
+            "command": TALK,
+            "limits": {"memory": 64 << 20, "pids": 64},
+        },
+        headers=user.headers,
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    container = made.json()
+    path = f"/api/v1/containers/{container['id']}/logs"
+
+    async def counted(at_least: int, copies: int) -> list[tuple[str, list[int]]] | None:
+        answer = await client.get(path, params={"tail": 10000}, headers=user.headers)
+        assert answer.status_code == 200, answer.text
+        seen = runs(answer.text)
+        enough = len(seen) == copies and len(seen[-1][1]) >= at_least
+        return seen if enough else None
+
+    await eventually(lambda: counted(10, 1), timeout=30, interval=0.3)
+    answer = await migrate(client, user, container, device=n2.key)
+    assert answer.status_code == 202, answer.text
+    migration = await ended(client, user, answer.json()["migration"])
+    assert migration["state"] == "completed", migration
+
+    # n2 answers with its own lines; n1's come from storage, in front of them.
+    moved = await eventually(lambda: counted(10, 2), timeout=60, interval=0.5)
+    (old_host, old_counts), (new_host, new_counts) = moved
+    assert old_host != new_host
+    assert len(old_counts) >= 10
+    assert counted_from_one(old_counts)
+    assert counted_from_one(new_counts)
+
+    # n2 is gone: its agent killed, its WAN cut. Everything shipped is still there.
+    testbed.bed.cut("n2", "wan")
+    n2.process.signal(signal.SIGKILL)
+    lines_shipped = len(new_counts)
+
+    async def from_storage() -> list[tuple[str, list[int]]] | None:
+        # Until the router drops n2's session, the call to it waits out its timeout.
+        answer = await client.get(path, params={"tail": 10000}, headers=user.headers, timeout=40)
+        if answer.status_code != 200:
+            return None
+        seen = runs(answer.text)
+        hosts = [host for host, _ in seen]
+        return seen if hosts and hosts[-1] == new_host else None
+
+    # The node is noticed gone within the call timeout: then the lines come from storage.
+    after = await eventually(from_storage, timeout=60, interval=1)
+    by_host: dict[str, list[int]] = {}
+    for host, counts in after:
+        by_host.setdefault(host, []).extend(counts)
+    assert set(by_host) == {old_host, new_host}
+    assert counted_from_one(by_host[old_host])
+    assert counted_from_one(by_host[new_host])
+    # What n2 had not shipped yet when it died: a segment cut at most, and one in flight.
+    assert len(by_host[new_host]) >= lines_shipped - 20
+    assert after[0][0] == old_host
