@@ -62,6 +62,7 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("GET", "/api/v1/transfers/{artifact_id}"): (422, None),
     ("GET", "/api/v1/transfers/{artifact_id}/status"): (422, None),
     ("PATCH", "/api/v1/transfers/{artifact_id}"): (422, None),
+    ("POST", "/api/v1/transfers/{container_id}/logs"): (422, None),
 }
 
 

@@ -38,6 +38,7 @@ DEVICE_CALLABLE: dict[str, str] = {
     uris.COMPACT_BEAT: "caller_only",
     uris.NODE_REPORT: "ignored",
     uris.LOG_SLOT: "refused",
+    uris.LOG_STREAM: "refused",
     uris.PLACEMENTS: "ignored",
     uris.MIGRATION_REQUEST: "refused",
     uris.MIGRATION_REPORT: "refused",
@@ -185,6 +186,8 @@ async def test_a_device_reaches_nothing_of_another_tenant(stack, api, enrol) -> 
         assert await refused(uris.HEARTBEAT, forged) == errors.NOT_AUTHORIZED
         # B's container: its logs slot.
         assert await refused(uris.LOG_SLOT, b_container) == errors.NOT_FOUND
+        # B's container: a grant to ship its output.
+        assert await refused(uris.LOG_STREAM, b_container) == errors.NOT_FOUND
         # B's migration: a step of it.
         step = {
             "migration": victim["migration"],
