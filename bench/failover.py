@@ -13,6 +13,10 @@ over its own WAN); n3 has its WAN only. The cloud side runs on PostgreSQL. Then:
   baseline_*                 n3, cut at the same moment: when it is shown offline, whether any
                              of the commands sent to it every 500 ms during the outage was
                              answered, and when it is shown on its WAN again
+  mesh_dead_link_s           then n1 on the mesh again, idle, and its lowpan link to n2 cut:
+                             the cut -> n1's uplink reporting the mesh link lost (its log),
+                             with its next heartbeat minutes away (the relay's beacons, not a
+                             heartbeat, must notice)
 With --tls the router serves wss:// only and the gateway https://: n1's mesh uplink is the
 router's URL reached via n2's relay, so TLS ends at the router and n2 carries ciphertext.
 Usage (root): .venv/bin/python bench/failover.py [--idle-s 120] [--outage-s 150] [--tls]
@@ -34,6 +38,7 @@ import httpx  # noqa: E402
 
 from bench.testbed_runs import print_figures, run_on_testbed  # noqa: E402
 from infra.testbed.testbed import Testbed  # noqa: E402
+from tests.support.agents import AgentHandle  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
 from tests.support.testbed import TestbedFleet  # noqa: E402
 
@@ -107,6 +112,27 @@ async def answered_until(cloud: Cloud, path: str, over: asyncio.Event) -> int:
         answered += await cloud.inspect(path, timeout=2)
         await asyncio.sleep(0.5)
     return answered
+
+
+async def mesh_dead_link(cloud: Cloud, bed: Testbed, agent: AgentHandle) -> float:
+    """n1 onto the mesh again, then its hop to n2 cut: seconds until its uplink says the
+    mesh link is lost."""
+    bed.cut("n1", "wan")
+    await cloud.until(agent.key, lambda d: d.get("link") == "lowpan", timeout=60)
+    await asyncio.sleep(5)  # idle on the mesh
+    since = agent.process.log_path.stat().st_size
+    cut_at = time.monotonic()
+    bed.cut("n1", "n2")
+    try:
+        while time.monotonic() - cut_at < 120:
+            seen = agent.process.log_path.read_bytes()[since:]
+            if b"lost the lowpan link" in seen:
+                return round(time.monotonic() - cut_at, 2)
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the dead mesh link was not noticed within 120 s")
+    finally:
+        bed.restore("n1", "n2")
+        bed.restore("n1", "wan")
 
 
 async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: float) -> dict:
@@ -190,6 +216,7 @@ async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: fl
         )
         for path in paths.values():
             await client.delete(path, headers=headers)
+        dead_link_s = await mesh_dead_link(cloud, bed, n1)
 
     return {
         "failover_s": round(first_ack - cut_at, 3),
@@ -202,10 +229,11 @@ async def measure(stack: Stack, fleet: TestbedFleet, idle_s: float, outage_s: fl
         "baseline_offline_after_s": round(baseline_offline_at - cut_at, 3),
         "baseline_commands_answered_during_outage": baseline_reached,
         "baseline_back_to_wan_s": round(baseline_back_at - restored_at, 3),
+        "mesh_dead_link_s": dead_link_s,
     }
 
 
-TARGETS = {"failover_s": 3.0, "lowpan_heartbeat_bytes_per_min": 1000}
+TARGETS = {"failover_s": 3.0, "lowpan_heartbeat_bytes_per_min": 1000, "mesh_dead_link_s": 15.0}
 """Upper bounds."""
 
 

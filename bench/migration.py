@@ -26,6 +26,15 @@ already has the image. Then:
   baseline_freeze_ms    naive: docker stop on n1, docker save, copy, docker load and
                         docker run on n2 (n2 without the image): stop to running again
   assignment_ms         the exact assignment (milp) of 20 containers to 50 peers
+  mesh_*                a migration over the mesh: both agents again with the fusion link
+                        and their brokers' mesh addresses, n1's WAN cut, a container with
+                        MESH_APP_BYTES in /app moved from n1 to n2 over their 6LoWPAN link
+                        (250 kbit/s, 2 % loss): total_ms (the record, created to finished;
+                        it includes n1's try of n2's WAN address, given up after 10 s),
+                        dependency_send_ms (/app over the mesh), freeze_ms (n1's copy last
+                        seen running to n2's started: 0 when they overlapped, as a move
+                        without sensors does), link_bytes (both ways on n1's lowpan link
+                        during the move: everything, uplink included)
 Usage (root): .venv/bin/python bench/migration.py [--messages 1500]
 """
 
@@ -70,6 +79,7 @@ IMAGE = "edgecloud/busybox:latest"
 PER_S = 50
 CONFIGURATION = {f"SETTING_{n:02d}": "x" * 4000 for n in range(15)}  # 60 kB
 AGENT_ENV = {"AGENT_STOP_TIMEOUT_S": "2", "AGENT_NEIGHBOUR_PROBE_INTERVAL_S": "5"}
+SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
 
 
 def at(stamp: str) -> float:
@@ -186,6 +196,115 @@ async def measure(stack: Stack, fleet: TestbedFleet, messages: int) -> dict[str,
         "baseline_freeze_ms": naive_cold_migration(fleet),
         "assignment_ms": round(assignment_ms(), 1),
         **seal_cost(),
+        **await mesh_migration(stack, fleet),
+    }
+
+
+MESH_APP_BYTES = 200_000
+
+
+async def filled(
+    client: httpx.AsyncClient, bed: Any, headers: dict, key: str, name: str, size: int
+) -> dict[str, Any]:
+    """A container on n1 (device ``key``) with ``size`` random bytes in its /app."""
+    made = await client.post(
+        "/api/v1/containers",
+        json={"device": key, "name": name, "image": IMAGE, "command": SERVE},
+        headers=headers,
+    )
+    made.raise_for_status()
+    container = made.json()
+    bed.docker("n1", "exec", container["name"], "sh", "-c", f"head -c {size} /dev/urandom >/app/b")
+    return container
+
+
+async def mesh_migration(stack: Stack, fleet: TestbedFleet) -> dict[str, Any]:
+    """A container moved from n1 to n2 with n1's WAN gone (see the module)."""
+    bed = fleet.bed
+    for node in ("n1", "n2"):
+        fleet.stop_agent(node)
+        fleet.start_agent(node, fusion=True, env=AGENT_ENV)
+    n1, n2 = fleet.agent("n1"), fleet.agent("n2")
+    mesh = bed.interface("n1", "n2")
+
+    def mesh_bytes() -> int:
+        return sum(
+            int(bed.exec("n1", ["cat", f"/sys/class/net/{mesh}/statistics/{way}"]).stdout)
+            for way in ("rx_bytes", "tx_bytes")
+        )
+
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
+        )
+        operator = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+        async def on(key: str, link: str) -> bool:
+            found = await client.get(f"/api/v1/devices/{key}", headers=operator)
+            return found.status_code == 200 and found.json()["link"] == link
+
+        await until(lambda: on(n2.key, "wan"), 60)
+        # n1 learns n2's mesh address in the registry's answer to a full beat (its peers
+        # are read from the database at most every 10 s), that is while its WAN works.
+        await asyncio.sleep(15)
+        bed.cut("n1", "wan")
+        try:
+            await until(lambda: on(n1.key, "lowpan"), 60)
+            tenant = await register(stack)
+            for agent in (n1, n2):
+                await client.post(
+                    f"/api/v1/devices/{agent.key}/grants",
+                    json={"tenant": tenant.tenant_id},
+                    headers=operator,
+                )
+            container = await filled(
+                client, bed, tenant.headers, n1.key, "meshmover", MESH_APP_BYTES
+            )
+            name = container["name"]
+
+            async def near_over_the_mesh() -> bool:
+                found = await client.get(f"/api/v1/devices/{n1.key}", headers=operator)
+                return n2.key in found.json()["neighbours"]
+
+            await asyncio.sleep(10)  # two rounds of n1's probes since its WAN went
+            await until(near_over_the_mesh, 60)
+            before = mesh_bytes()
+            answer = await client.post(
+                f"/api/v1/containers/{container['id']}/migrate",
+                json={"device": n2.key},
+                headers=tenant.headers,
+            )
+            if answer.status_code != 202:
+                raise RuntimeError(f"the mesh migration was refused: {answer.text}")
+            migration_id = answer.json()["migration"]
+            last_on_n1 = time.time()
+
+            async def ended() -> dict | None:
+                nonlocal last_on_n1
+                if bed.docker("n1", "inspect", name).returncode == 0:
+                    last_on_n1 = time.time()
+                view = (
+                    await client.get(f"/api/v1/migrations/{migration_id}", headers=tenant.headers)
+                ).json()
+                return view if view["finished_at"] else None
+
+            migration = await until(ended, 300, 0.05)
+            link_bytes = mesh_bytes() - before
+            started = bed.docker("n2", "inspect", "--format", "{{.State.StartedAt}}", name)
+            await client.delete(f"/api/v1/containers/{container['id']}", headers=tenant.headers)
+        finally:
+            bed.restore("n1", "wan")
+    if migration["state"] != "completed":
+        raise RuntimeError(f"the mesh migration ended {migration['state']}: {migration['error']}")
+    steps = {s["name"]: s["duration_ms"] for s in migration["steps"]}
+    created = datetime.fromisoformat(migration["created_at"])
+    finished = datetime.fromisoformat(migration["finished_at"])
+    return {
+        "mesh_total_ms": round((finished - created).total_seconds() * 1000, 1),
+        "mesh_dependency_send_ms": steps["dependencies"],
+        "mesh_freeze_ms": round(max(0.0, at(started.stdout.strip()) - last_on_n1) * 1000, 1),
+        "mesh_link_bytes": link_bytes,
+        "mesh_app_bytes": MESH_APP_BYTES,
     }
 
 
