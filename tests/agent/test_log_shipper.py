@@ -6,6 +6,7 @@ before the container is removed."""
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from edgecloud_agent.deploy.log_shipper import LogShipper
 from edgecloud_agent.deploy.transfers import CloudFiles
 from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
-from edgecloud_agent.state.log_spool import LogSpool
+from edgecloud_agent.state.log_spool import START, LogSpool
 from edgecloud_agent.uplink.errors import NotConnected
 from edgecloud_contracts.containers import ContainerReport, ContainerSpec
+from edgecloud_contracts.log_segments import LogSegment, ShippedLine
 from tests.agent.conftest import make_spec
 from tests.conftest import eventually
 
@@ -25,7 +27,11 @@ from tests.conftest import eventually
 class Offline:
     """The uplink of a node that has no session now: its grants wait."""
 
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
     async def call(self, uri: str, *args: object, timeout: float) -> Any:
+        self.asked.append(uri)
         raise NotConnected("no session")
 
 
@@ -227,4 +233,33 @@ async def test_the_node_seals_a_container_before_removing_it(
         assert texts(drain(spool)) == [str(n) for n in range(1, 21)]
     finally:
         await shipper.close()
+        spool.close()
+
+
+async def test_segments_wait_behind_the_bulk_gate_and_stay_until_they_go(
+    runtime: DockerRuntime, files: CloudFiles, tmp_path: Path
+) -> None:
+    """On the mesh (the uplink's bulk gate shut) nothing is sent, not even a grant asked
+    for; once it opens, a segment that cannot go stays spooled for the next try."""
+    spool = LogSpool(tmp_path, max_bytes=64 << 20)
+    wan = asyncio.Event()
+    uplink = Offline()
+    shipper = LogShipper(runtime=runtime, spool=spool, uplink=uplink, files=files, gate=wan.wait)
+    spool.put(
+        LogSegment(
+            container_id="c-held",
+            lines=[ShippedLine(at=datetime.now(UTC), stream="stdout", text="held")],
+        ),
+        START,
+    )
+    uploader = asyncio.create_task(shipper.run())
+    try:
+        await asyncio.sleep(1.0)
+        assert uplink.asked == []
+        wan.set()
+        await eventually(lambda: _async(uplink.asked), timeout=10, interval=0.05)
+        assert len(spool) == 1
+    finally:
+        uploader.cancel()
+        await asyncio.gather(uploader, return_exceptions=True)
         spool.close()

@@ -1,13 +1,19 @@
 """Logs across the testbed: a container's output read through the gateway after it moved
 from n1 to n2 (n1's lines, then n2's: n2's engine knows only its own), and again once n2,
-the node running it, is gone."""
+the node running it, is gone; on the mesh its lines are held and go when the WAN is back."""
 
+import asyncio
 import signal
 
+import httpx
 import pytest
 
+from edgecloud_servicekit.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.conftest import eventually
+from tests.support.stack import Stack
 from tests.support.testbed import TestbedFleet, reachable_stack_of_module
+from tests.support.users import Account
+from tests.testbed.test_fusion import fusion_pair
 from tests.testbed.test_migration import ended, migrate, pair
 
 pytestmark = pytest.mark.stack
@@ -104,3 +110,59 @@ async def test_logs_follow_a_moved_container_and_outlive_its_node(
     # What n2 had not shipped yet when it died: a segment cut at most, and one in flight.
     assert len(by_host[new_host]) >= lines_shipped - 20
     assert after[0][0] == old_host
+
+
+async def stored_counts(stack: Stack, user: Account, container_id: str) -> list[int]:
+    """The counts storage holds of the container (its internal API, as the tenant)."""
+    identity = Identity(user_id="probe", username=user.username, tenant_id=user.tenant_id)
+    token = sign_identity(identity, secret=stack.internal_secret, audience="storage")
+    async with httpx.AsyncClient(base_url=stack.url("storage"), timeout=10) as storage:
+        answer = await storage.get(
+            f"/v1/logs/{container_id}",
+            params={"tail": 10000},
+            headers={IDENTITY_HEADER: token},
+        )
+    assert answer.status_code == 200, answer.text
+    return [int(line["text"].split()[1]) for line in answer.json()["lines"]]
+
+
+async def test_logs_are_held_on_the_mesh_and_go_when_the_wan_is_back(
+    testbed: TestbedFleet, stack, api, client, enrol
+) -> None:
+    n1, _, user = await fusion_pair(testbed, stack, api, enrol)
+    made = await client.post(
+        "/api/v1/containers",
+        json={
+            "device": n1.key,
+            "name": "talker",
+            "image": "edgecloud/busybox:latest",
+            "command": TALK,
+        },
+        headers=user.headers,
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    container_id = made.json()["id"]
+
+    async def shipped(at_least: int) -> list[int] | None:
+        counts = await stored_counts(stack, user, container_id)
+        return counts if len(counts) >= at_least else None
+
+    await eventually(lambda: shipped(10), timeout=30, interval=0.3)
+
+    async def on(link: str) -> bool:
+        answer = await api.get(f"/api/v1/devices/{n1.key}")
+        return answer.status_code == 200 and answer.json()["link"] == link
+
+    testbed.bed.cut("n1", "wan")
+    try:
+        await eventually(lambda: on("lowpan"), timeout=40, interval=0.2)
+        await asyncio.sleep(3)  # what was on its way when the WAN went has landed or failed
+        held_from = len(await stored_counts(stack, user, container_id))
+        await asyncio.sleep(8)  # about 40 lines printed on the mesh
+        assert len(await stored_counts(stack, user, container_id)) == held_from
+    finally:
+        testbed.bed.restore("n1", "wan")
+    await eventually(lambda: on("wan"), timeout=60, interval=0.3)
+    counts = await eventually(lambda: shipped(held_from + 40), timeout=60, interval=0.5)
+    assert counted_from_one(counts)  # nothing lost on the mesh, nothing twice
