@@ -35,6 +35,14 @@ already has the image. Then:
                         seen running to n2's started: 0 when they overlapped, as a move
                         without sensors does), link_bytes (both ways on n1's lowpan link
                         during the move: everything, uplink included)
+  level1_*              collaboration level 1, on a third node: n2 offers storage only
+                        (AGENT_COLLABORATION_LEVEL=1), so n1's container (LEVEL_ONE_APP_BYTES
+                        in /app) is kept on n2 and n1's copy stops; then n3 joins: store_ms
+                        (the record created to n1's copy gone), hand_on_ms (n1's copy
+                        stopping to the container started on n3: it includes n3's
+                        enrolment and first measurements, started once the package is
+                        kept), hand_on_after_capable_ms (n3 granted and measured by n2,
+                        so the scheduler can choose it, to the container started there)
 Usage (root): .venv/bin/python bench/migration.py [--messages 1500]
 """
 
@@ -197,6 +205,7 @@ async def measure(stack: Stack, fleet: TestbedFleet, messages: int) -> dict[str,
         "assignment_ms": round(assignment_ms(), 1),
         **seal_cost(),
         **await mesh_migration(stack, fleet),
+        **await level_one_hand_on(stack, fleet),
     }
 
 
@@ -308,6 +317,87 @@ async def mesh_migration(stack: Stack, fleet: TestbedFleet) -> dict[str, Any]:
     }
 
 
+LEVEL_ONE_APP_BYTES = 1_000_000
+
+
+async def level_one_hand_on(stack: Stack, fleet: TestbedFleet) -> dict[str, Any]:
+    """Level 1: n2 keeps n1's container (it offers storage, no compute), then n3 joins and
+    the scheduler hands the container on to it (see the module)."""
+    bed = fleet.bed
+    for node in ("n1", "n2"):
+        fleet.stop_agent(node)
+    n1 = fleet.start_agent("n1", env=AGENT_ENV)
+    n2 = fleet.start_agent("n2", env=AGENT_ENV | {"AGENT_COLLABORATION_LEVEL": "1"})
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": stack.admin_password}
+        )
+        operator = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+        async def measured(source: str, target: str) -> bool:
+            found = await client.get(f"/api/v1/devices/{source}", headers=operator)
+            view = found.json() if found.status_code == 200 else {}
+            return view.get("status") == "online" and target in view.get("neighbours", {})
+
+        tenant = await register(stack)
+
+        async def grant(key: str) -> None:
+            granted = await client.post(
+                f"/api/v1/devices/{key}/grants", json={"tenant": tenant.tenant_id}, headers=operator
+            )
+            granted.raise_for_status()
+
+        for agent in (n1, n2):
+            await grant(agent.key)
+        await until(lambda: measured(n1.key, n2.key), 60)
+        container = await filled(
+            client, bed, tenant.headers, n1.key, "keptmover", LEVEL_ONE_APP_BYTES
+        )
+        name = container["name"]
+        answer = await client.post(
+            f"/api/v1/containers/{container['id']}/migrate", json={}, headers=tenant.headers
+        )
+        answer.raise_for_status()
+        migration_id = answer.json()["migration"]
+
+        async def reached(*states: str) -> dict | None:
+            view = (
+                await client.get(f"/api/v1/migrations/{migration_id}", headers=tenant.headers)
+            ).json()
+            return view if view["state"] in states or view["finished_at"] else None
+
+        kept = await until(lambda: reached("stored"), 120, 0.05)
+        if kept["state"] != "stored":
+            raise RuntimeError(f"the level-1 move ended {kept['state']}: {kept['error']}")
+        token = await client.post("/api/v1/devices/enrolments", json={}, headers=operator)
+        n3 = fleet.start_agent("n3", token=token.json()["token"], env=AGENT_ENV)
+
+        async def registered() -> bool:
+            found = await client.get(f"/api/v1/devices/{n3.key}", headers=operator)
+            return found.status_code == 200
+
+        await until(registered, 60)
+        await grant(n3.key)
+        await until(lambda: measured(n2.key, n3.key), 60, 0.05)
+        capable_at = time.time()
+        migration = await until(lambda: reached("completed"), 300, 0.05)
+        started = bed.docker("n3", "inspect", "--format", "{{.State.StartedAt}}", name)
+        await client.delete(f"/api/v1/containers/{container['id']}", headers=tenant.headers)
+    if migration["state"] != "completed":
+        raise RuntimeError(f"the hand-on ended {migration['state']}: {migration['error']}")
+    steps = {s["name"]: s for s in migration["steps"]}
+    stopping = datetime.fromisoformat(steps["stop_source"]["started_at"]).timestamp()
+    running = at(started.stdout.strip())
+    created = datetime.fromisoformat(migration["created_at"]).timestamp()
+    stored_at = stopping + steps["stop_source"]["duration_ms"] / 1000
+    return {
+        "level1_store_ms": round((stored_at - created) * 1000, 1),
+        "level1_hand_on_ms": round((running - stopping) * 1000, 1),
+        "level1_hand_on_after_capable_ms": round((running - capable_at) * 1000, 1),
+        "level1_app_bytes": LEVEL_ONE_APP_BYTES,
+    }
+
+
 def seal_cost() -> dict[str, float]:
     """What sealing costs a 60 kB configuration, against the same message unsealed."""
     key, topic, instance = secrets.token_bytes(wire.KEY_BYTES), "edgecloud/peer/m/n1", b"i" * 8
@@ -400,7 +490,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1500)
     args = parser.parse_args()
     figures = run_on_testbed(
-        2, lambda stack, fleet: measure(stack, fleet, args.messages), name="migration"
+        3, lambda stack, fleet: measure(stack, fleet, args.messages), name="migration"
     )
     figures["freeze_vs_baseline"] = round(figures["freeze_ms"] / figures["baseline_freeze_ms"], 3)
     print_figures(figures, TARGETS)
