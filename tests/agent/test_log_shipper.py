@@ -17,7 +17,8 @@ from edgecloud_agent.deploy.transfers import CloudFiles
 from edgecloud_agent.isolation.provision import Provisioner
 from edgecloud_agent.runtime.docker import DockerRuntime
 from edgecloud_agent.state.log_spool import START, LogSpool
-from edgecloud_agent.uplink.errors import NotConnected
+from edgecloud_agent.uplink.errors import CallFailed, NotConnected
+from edgecloud_contracts import errors
 from edgecloud_contracts.containers import ContainerReport, ContainerSpec
 from edgecloud_contracts.log_segments import LogSegment, ShippedLine
 from tests.agent.conftest import make_spec
@@ -259,6 +260,49 @@ async def test_segments_wait_behind_the_bulk_gate_and_stay_until_they_go(
         wan.set()
         await eventually(lambda: _async(uplink.asked), timeout=10, interval=0.05)
         assert len(spool) == 1
+    finally:
+        uploader.cancel()
+        await asyncio.gather(uploader, return_exceptions=True)
+        spool.close()
+
+
+class NotPlacedHere:
+    """The cloud's answer while a container is not (yet) placed on this node."""
+
+    def __init__(self) -> None:
+        self.asked: list[object] = []
+
+    async def call(self, uri: str, *args: object, timeout: float) -> Any:
+        self.asked.append(args[0])
+        raise CallFailed(uri, errors.NOT_FOUND, [], {})
+
+
+async def test_segments_the_cloud_takes_no_grant_for_yet_wait_without_holding_others_up(
+    runtime: DockerRuntime, files: CloudFiles, tmp_path: Path
+) -> None:
+    """A migration's target runs the container a moment before the cloud records the move:
+    its first segments wait (asked for again later), and other containers' go meanwhile."""
+    spool = LogSpool(tmp_path, max_bytes=64 << 20)
+    uplink = NotPlacedHere()
+
+    async def open_gate() -> None:
+        return None
+
+    shipper = LogShipper(runtime=runtime, spool=spool, uplink=uplink, files=files, gate=open_gate)
+    for container_id in ("c-moving", "c-other"):
+        spool.put(
+            LogSegment(
+                container_id=container_id,
+                lines=[ShippedLine(at=datetime.now(UTC), stream="stdout", text="x")],
+            ),
+            START,
+        )
+    uploader = asyncio.create_task(shipper.run())
+    try:
+        await eventually(lambda: _async("c-other" in uplink.asked), timeout=10, interval=0.05)
+        await asyncio.sleep(0.5)
+        assert uplink.asked == ["c-moving", "c-other"]  # each asked once, not in a loop
+        assert len(spool) == 2  # both kept for the next try
     finally:
         uploader.cancel()
         await asyncio.gather(uploader, return_exceptions=True)

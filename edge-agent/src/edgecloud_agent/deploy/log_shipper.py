@@ -43,6 +43,9 @@ LINE_OVERHEAD = 80
 """Bytes a line costs in a segment beyond its text (its stamp, stream and JSON)."""
 GRANT_MARGIN_S = 60.0
 ROOM_CHECK_S = 1.0
+REFUSED_RETRY_S = 5.0
+GIVE_UP_AFTER_S = 600.0
+"""A container the cloud keeps refusing a grant for this long: its segments are dropped."""
 _RETRY_S = (1.0, 30.0)
 SEAL_ALL = 1_000_000_000
 """``tail`` for Docker: every line since the cursor."""
@@ -123,6 +126,8 @@ class LogShipper:
         """Docker ids of stopped containers read to their end in this run."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._grants: dict[str, tuple[str, float]] = {}
+        self._refused: dict[str, tuple[float, float]] = {}
+        """Containers the cloud gave no grant for: since when, and when to ask again."""
         self._spooled = asyncio.Event()
         self._room = asyncio.Event()
         self.shipped = 0
@@ -264,10 +269,16 @@ class LogShipper:
         """Send spooled segments in order, for as long as the agent runs."""
         delay = _RETRY_S[0]
         while True:
-            entry = self._spool.oldest()
+            now = time.monotonic()
+            waiting = {cid: at for cid, (_, at) in self._refused.items() if at > now}
+            entry = self._spool.oldest(leaving_out=waiting)
             if entry is None:
                 self._spooled.clear()
-                await self._spooled.wait()
+                wake = min(waiting.values(), default=None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._spooled.wait(), None if wake is None else wake - now
+                    )
                 continue
             await self._gate()
             try:
@@ -284,15 +295,12 @@ class LogShipper:
         except CallFailed as err:
             if err.error != errors.NOT_FOUND:
                 raise
-            # The cloud has no such container here: nobody to ship these lines to.
-            dropped = self._spool.drop_container(entry.container_id)
-            self.dropped += dropped
-            logger.warning("dropped %d log segments of %s: %s", dropped, entry.container_id, err)
-            self._room.set()
+            self._not_placed_here(entry.container_id, err)
             return
         status, answer = await self._files.post_json(url, entry.body, suffix=f"/{SEGMENT_PATH}")
         if status == 200:
             self._spool.remove(entry.seq)
+            self._refused.pop(entry.container_id, None)
             self.shipped += 1
         elif status in (401, 403) and b"grant_expired" in answer:
             self._grants.pop(entry.container_id, None)
@@ -309,6 +317,21 @@ class LogShipper:
             self.dropped += 1
         else:
             raise UploadFailed("upload_failed", f"storage answered {status}")
+        self._room.set()
+
+    def _not_placed_here(self, container_id: str, err: CallFailed) -> None:
+        """The cloud gives no grant: the container is not (or not yet: a migration's target
+        runs it a moment before the cloud records the move) placed on this node. Its
+        segments wait and are asked for again; after a while nobody will take them."""
+        now = time.monotonic()
+        first = self._refused.get(container_id, (now, now))[0]
+        if now - first < GIVE_UP_AFTER_S:
+            self._refused[container_id] = (first, now + REFUSED_RETRY_S)
+            return
+        del self._refused[container_id]
+        dropped = self._spool.drop_container(container_id)
+        self.dropped += dropped
+        logger.warning("dropped %d log segments of %s: %s", dropped, container_id, err)
         self._room.set()
 
     async def _fetch_grant(self, container_id: str) -> None:

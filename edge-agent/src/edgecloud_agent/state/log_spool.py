@@ -7,6 +7,7 @@ only once storage has it. The spool is bounded in bytes: when it is full the shi
 reading (Docker keeps the lines) until uploads make room.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,9 +119,13 @@ class LogSpool:
             )
         self.bytes += len(body)
 
-    def oldest(self) -> Spooled | None:
+    def oldest(self, *, leaving_out: Collection[str] = ()) -> Spooled | None:
+        """The oldest segment, of a container not in ``leaving_out``."""
+        placeholders = ", ".join("?" * len(leaving_out))
         row = self._db.execute(
-            "SELECT seq, container_id, body FROM segments ORDER BY seq LIMIT 1"
+            f"SELECT seq, container_id, body FROM segments WHERE container_id NOT IN"
+            f" ({placeholders}) ORDER BY seq LIMIT 1",
+            tuple(leaving_out),
         ).fetchone()
         return Spooled(int(row[0]), str(row[1]), str(row[2])) if row is not None else None
 
