@@ -4,6 +4,7 @@ the node running it, is gone; on the mesh its lines are held and go when the WAN
 
 import asyncio
 import signal
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,24 @@ TALK = [
 ]
 
 
+async def talker(client: httpx.AsyncClient, user: Account, key: str) -> dict[str, Any]:
+    made = await client.post(
+        "/api/v1/containers",
+        json={
+            "device": key,
+            "name": "talker",
+            "image": "edgecloud/busybox:latest",
+            "command": TALK,
+            "limits": {"memory": 64 << 20, "pids": 64},
+        },
+        headers=user.headers,
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    result: dict[str, Any] = made.json()
+    return result
+
+
 def runs(text: str) -> list[tuple[str, list[int]]]:
     """The lines as runs of one copy's counts, in the order they are shown."""
     found: list[tuple[str, list[int]]] = []
@@ -48,20 +67,7 @@ async def test_logs_follow_a_moved_container_and_outlive_its_node(
     testbed: TestbedFleet, stack, api, client, enrol
 ) -> None:
     n1, n2, user = await pair(testbed, stack, api, enrol)
-    made = await client.post(
-        "/api/v1/containers",
-        json={
-            "device": n1.key,
-            "name": "talker",
-            "image": "edgecloud/busybox:latest",
-            "command": TALK,
-            "limits": {"memory": 64 << 20, "pids": 64},
-        },
-        headers=user.headers,
-        timeout=60,
-    )
-    assert made.status_code == 201, made.text
-    container = made.json()
+    container = await talker(client, user, n1.key)
     path = f"/api/v1/containers/{container['id']}/logs"
 
     async def counted(at_least: int, copies: int) -> list[tuple[str, list[int]]] | None:
@@ -130,19 +136,7 @@ async def test_logs_are_held_on_the_mesh_and_go_when_the_wan_is_back(
     testbed: TestbedFleet, stack, api, client, enrol
 ) -> None:
     n1, _, user = await fusion_pair(testbed, stack, api, enrol)
-    made = await client.post(
-        "/api/v1/containers",
-        json={
-            "device": n1.key,
-            "name": "talker",
-            "image": "edgecloud/busybox:latest",
-            "command": TALK,
-        },
-        headers=user.headers,
-        timeout=60,
-    )
-    assert made.status_code == 201, made.text
-    container_id = made.json()["id"]
+    container_id = (await talker(client, user, n1.key))["id"]
 
     async def shipped(at_least: int) -> list[int] | None:
         counts = await stored_counts(stack, user, container_id)
