@@ -8,12 +8,15 @@ the nodes' side of each level runs on Docker in tests/agent and on the testbed."
 import asyncio
 from typing import Any
 
+import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts import uris
 from edgecloud_contracts.migrations import MigrationReason, MigrationState
 from edgecloud_migration_scheduler.moves import service
 from edgecloud_migration_scheduler.moves.coordinator import Coordinator
+from edgecloud_migration_scheduler.moves.exceptions import NoSuitablePeer
 from edgecloud_migration_scheduler.moves.models import Migration
 from tests.migration_scheduler.test_hardware_bound import ALICE, container, coordinating
 from tests.migration_scheduler.test_node_loss import FakeService, device
@@ -94,8 +97,6 @@ async def record(sessions: async_sessionmaker[AsyncSession]) -> Migration:
         rows = list(await service.stored(session=session))
         if rows:
             return rows[0]
-        from sqlalchemy import select
-
         return (await session.scalars(select(Migration))).one()
 
 
@@ -148,10 +149,9 @@ async def test_too_far_through_the_peer_is_not_level_0(sessions) -> None:
     ]
     link = FakeLink(reached={"n3": 60.0})  # 120 ms in all, over the 100 ms allowed
     async with coordinating(sessions, *fleet(nodes)) as scheduler:
-        try:
+        with pytest.raises(NoSuitablePeer):
             await moved_by(scheduler, link)
-        except Exception as err:  # noqa: BLE001 - the refusal is what is tested
-            assert getattr(err, "code", "") == "no_suitable_peer"
+    assert len(link.asked(uris.MIGRATION_FIND)) == 1  # asked, but too far that way
     assert link.asked(uris.MIGRATION_EXPECT) == []
 
 
@@ -173,8 +173,8 @@ async def test_nobody_able_to_run_it_leaves_it_with_a_keeper_then_hands_it_on(se
         assert (expected["level"], expected["source"]) == (1, "n1")
 
         # Nobody can run it yet: it stays where it is.
-        orchestrator.answers["/v1/containers/c-1"] = {**container("c-1", interfaces=[]),
-                                                      "device": "n2", "state": "stored"}  # fmt: skip
+        stored = {**container("c-1", interfaces=[]), "device": "n2", "state": "stored"}
+        orchestrator.answers["/v1/containers/c-1"] = stored
         assert await scheduler.hand_on_stored() == []
         # n3 has room now.
         registry.answers["/v1/devices"]["items"][2] = node("n3", level=2, neighbours={"n2": 4.0})

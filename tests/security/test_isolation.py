@@ -50,6 +50,8 @@ MATRIX: dict[tuple[str, str], tuple[int, dict | None]] = {
     ("POST", "/api/v1/containers/{container_id}/exec"): (404, {"cmd": ["id"]}),
     ("GET", "/api/v1/containers/{container_id}/logs"): (404, None),
     ("GET", "/api/v1/containers/{container_id}/data"): (404, None),
+    ("GET", "/api/v1/containers/{container_id}/copies"): (404, None),
+    ("DELETE", "/api/v1/containers/{container_id}/copies/{device}"): (404, None),
     ("GET", "/api/v1/deployments/{deployment_id}"): (404, None),
     ("GET", "/api/v1/alert-rules/{rule_id}"): (404, None),
     ("DELETE", "/api/v1/alert-rules/{rule_id}"): (404, None),
@@ -121,6 +123,7 @@ async def victim(stack, api, enrol):
         "member": member,
         "ids": {
             "key": key,
+            "device": key,
             "tenant": admin.tenant_id,
             "token_id": token["id"],
             "invitation_id": invitation["id"],
