@@ -18,6 +18,7 @@ from edgecloud_migration_scheduler.moves import service
 from edgecloud_migration_scheduler.moves.coordinator import Coordinator
 from edgecloud_migration_scheduler.moves.exceptions import NoSuitablePeer
 from edgecloud_migration_scheduler.moves.models import Migration
+from edgecloud_servicekit.problems import RemoteProblem
 from tests.migration_scheduler.test_hardware_bound import ALICE, container, coordinating
 from tests.migration_scheduler.test_node_loss import FakeService, device
 
@@ -187,3 +188,27 @@ async def test_nobody_able_to_run_it_leaves_it_with_a_keeper_then_hands_it_on(se
     assert (second["level"], second["source"]) == (2, "n2")
     _, (started_on, _) = link.asked(uris.MIGRATION_START)
     assert started_on == uris.device_procedure("n2", uris.MIGRATION_START)
+
+
+class RemovedContainer(FakeService):
+    """The orchestrator once the tenant has removed the stored container."""
+
+    async def request(self, method: str, path: str, **extra: Any) -> Any:
+        if path == "/v1/containers/c-1":
+            raise RemoteProblem(404, {"code": "container_not_found", "detail": "no c-1"})
+        return await super().request(method, path, **extra)
+
+
+async def test_a_stored_container_removed_meanwhile_ends_its_migration(sessions) -> None:
+    nodes = [
+        node("n1", level=2, neighbours={"n2": 5.0}),
+        node("n2", level=1, neighbours={"n1": 5.0}),
+    ]
+    registry, orchestrator = fleet(nodes)
+    async with coordinating(sessions, registry, orchestrator) as scheduler:
+        await moved_by(scheduler, FakeLink())
+        assert (await record(sessions)).state == MigrationState.STORED.value
+        scheduler._orchestrator = RemovedContainer(orchestrator.answers)
+        assert await scheduler.hand_on_stored() == []
+    ended = await record(sessions)
+    assert (ended.state, ended.error_code) == (MigrationState.FAILED.value, "container_removed")

@@ -631,9 +631,14 @@ class Coordinator:
             assert row.keeper is not None
             keeper = devices.get(row.keeper)
             member = acting_for(row.tenant_id, MEMBER)
-            answer = await self._orchestrator.request(
-                "GET", f"/v1/containers/{row.container_id}", identity=member
-            )
+            try:
+                answer = await self._orchestrator.request(
+                    "GET", f"/v1/containers/{row.container_id}", identity=member
+                )
+            except RemoteProblem as err:
+                if err.status == 404:  # removed by its tenant: nothing is left to hand on
+                    await self._give_up(row.id, "container_removed", str(err))
+                continue
             container = ContainerView.model_validate(answer.json())
             if keeper is None or container.device != keeper.key:
                 continue  # its record is elsewhere: nothing of it to hand on from here
@@ -671,6 +676,17 @@ class Coordinator:
             # Its sensors are read where the target is: the node it left may be gone.
             self._launch(row.id, container, target, "")
         return started
+
+    async def _give_up(self, migration_id: str, code: str, why: str) -> None:
+        async with transaction(self._sessions) as session:
+            await service.finish(
+                session=session,
+                migration_id=migration_id,
+                state=MigrationState.FAILED,
+                error_code=code,
+                error=why,
+            )
+        await self._announce(migration_id)
 
     # What the agents say while they move it.
 
