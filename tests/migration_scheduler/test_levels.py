@@ -6,6 +6,7 @@ and the router session are stood in for; the records are on the real (SQLite) sc
 the nodes' side of each level runs on Docker in tests/agent and on the testbed."""
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -47,6 +48,8 @@ class FakeLink:
         self.calls: list[tuple[str, dict]] = []
         self.reached = reached or {}
         self.stored = stored
+        self.outcome: dict | None = None
+        """What the source answers ``migration.start``; None: success."""
 
     async def call(self, uri: str, payload: dict, *, timeout: float) -> Any:
         self.calls.append((uri, payload))
@@ -58,6 +61,8 @@ class FakeLink:
         if operation == uris.MIGRATION_EXPECT:
             return {"ok": True, "login": None}
         if operation == uris.MIGRATION_START:
+            if self.outcome is not None:
+                return self.outcome
             return {"ok": True, "steps": [], "stored": payload["level"] == 1}
         return {}
 
@@ -212,3 +217,32 @@ async def test_a_stored_container_removed_meanwhile_ends_its_migration(sessions)
         assert await scheduler.hand_on_stored() == []
     ended = await record(sessions)
     assert (ended.state, ended.error_code) == (MigrationState.FAILED.value, "container_removed")
+
+
+async def test_a_package_that_can_never_run_ends_its_migration(sessions) -> None:
+    """The keeper holds no image for it (a compromised source sent none): failed, not
+    tried again every 30 s for ever; any other failure keeps it stored."""
+    nodes = [
+        node("n1", level=2, neighbours={"n2": 5.0}),
+        node("n2", level=1, neighbours={"n1": 5.0, "n3": 4.0}),
+        node("n3", level=2, neighbours={"n2": 4.0}),
+    ]
+    registry, orchestrator = fleet(nodes)
+    async with coordinating(sessions, registry, orchestrator) as scheduler:
+        scheduler._policy = replace(scheduler._policy, min_level=3)  # nobody runs it at first
+        await moved_by(scheduler, FakeLink())
+        assert (await record(sessions)).state == MigrationState.STORED.value
+        scheduler._policy = replace(scheduler._policy, min_level=2)
+        stored = {**container("c-1", interfaces=[]), "device": "n2", "state": "stored"}
+        orchestrator.answers["/v1/containers/c-1"] = stored
+        for code, state in (
+            ("peer_timeout", MigrationState.STORED),
+            ("no_image", MigrationState.FAILED),
+        ):
+            failing = FakeLink()
+            failing.outcome = {"ok": False, "steps": [], "error_code": code}
+            scheduler.link = failing  # type: ignore[assignment]
+            scheduler._hand_on_after.clear()
+            assert len(await scheduler.hand_on_stored()) == 1
+            await asyncio.gather(*scheduler._running)
+            assert (await record(sessions)).state == state.value

@@ -82,8 +82,9 @@ class RequestRefused(ReportRefused):
 NODE_MOVES_WINDOW = timedelta(minutes=1)
 HAND_ON_RETRY_S = 30.0
 """A hand-on that failed is tried again this much later (the keeper keeps the package)."""
-PACKAGE_GONE = frozenset({"container_not_here", "no_package"})
-"""A keeper's answers that leave nothing to hand on again."""
+PACKAGE_GONE = frozenset({"container_not_here", "no_image"})
+"""A keeper's answers that leave nothing to hand on again: no package, or one holding
+neither the image nor its context (what a compromised source could have sent it)."""
 
 
 class Coordinator:
