@@ -118,6 +118,7 @@ def fuzz(
 VALID: dict[str, Any] = {
     uris.NODE_REPORT: {"id": None, "at": "2026-01-01T00:00:00Z", "kind": "pull"},
     uris.LOG_SLOT: {"container_id": "c"},
+    uris.LOG_STREAM: {"container_id": "c"},
     uris.PLACEMENTS: {"held": [{"container_id": "c", "generation": 1}]},
     uris.MIGRATION_REQUEST: {"reason": "cpu", "containers": [], "detail": ""},
     uris.MIGRATION_REPORT: {
