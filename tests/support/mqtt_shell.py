@@ -57,8 +57,10 @@ def _script(body: str, wait_s: float, login: dict[str, str]) -> str:
     found = {**CONTAINER_LOGIN, **login}
     head = f"cid={_word(found['client_id'])}; u={_word(found['username'])}"
     head += f"; p={_word(found['password'])}"
+    # A pause after CONNECT: a broker refusing the login closes the connection, and were
+    # nc still writing then, the reset would discard the CONNACK before it is printed.
     send = (
-        f"{{ connect\n{body}\n  sleep {wait_s:g}; byte 224; byte 0\n}}"
+        f"{{ connect\n  sleep 0.3\n{body}\n  sleep {wait_s:g}; byte 224; byte 0\n}}"
         f" | nc -w {int(wait_s) + 3} {_word(found['host'])} {_word(found['port'])}"
         " | od -An -v -tu1"
     )
