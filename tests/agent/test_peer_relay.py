@@ -41,7 +41,7 @@ async def test_find_answers_which_candidates_it_reached(node_broker: NodeBroker)
     closed = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
     found = await relay.find(
         {
-            "migration": "m-1",
+            "container_id": "c-1",
             "candidates": {"n_up": node_broker.url, "n_down": closed, RELAY: node_broker.url},
         }
     )

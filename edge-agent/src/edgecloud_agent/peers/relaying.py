@@ -57,14 +57,17 @@ class PeerRelay:
         }
 
     async def find(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        asked = _parse(MigrationFind, args, kwargs)
+        asked = parse_call(MigrationFind, args, kwargs)
         keys = [k for k in asked.candidates if k != self._me]
         measured = await asyncio.gather(
             *(round_trip(asked.candidates[k], FIND_TIMEOUT_S) for k in keys)
         )
         reached = {k: rtt for k, rtt in zip(keys, measured, strict=True) if rtt is not None}
         logger.info(
-            "migration %s: reached %d of %d candidates", asked.migration, len(reached), len(keys)
+            "a place for %s: reached %d of %d candidates",
+            asked.container_id,
+            len(reached),
+            len(keys),
         )
         return MigrationFound(reached=reached).model_dump(mode="json")
 

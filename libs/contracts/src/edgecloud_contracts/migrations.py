@@ -219,7 +219,8 @@ class MigrationFind(WireModel):
     container near its source; this peer, near the source, tries to reach the nodes
     named (their brokers) from where it is and answers which it reached."""
 
-    migration: Identifier
+    container_id: Identifier
+    """The container a place is sought for (no migration is recorded yet): for the log."""
     candidates: Annotated[dict[DeviceKey, PeerUrl], Field(max_length=32)]
 
 

@@ -174,7 +174,6 @@ class Coordinator:
         level, via = 2, None
         if not chosen.choices and device is None:
             chosen, level, via = await self._fallback(
-                migration_hint=container.id,
                 demand=demand,
                 container=container,
                 candidates=candidates,
@@ -222,7 +221,6 @@ class Coordinator:
     async def _fallback(
         self,
         *,
-        migration_hint: str,
         demand: Demand,
         container: ContainerView,
         candidates: list[Candidate],
@@ -234,7 +232,7 @@ class Coordinator:
         the source cannot; level 1: a peer that can keep it holds it until one can run it.
         The plan chosen, its level, and the level-0 peer."""
         found = await self._through_a_peer(
-            migration_hint, demand, container, candidates, source, everything, unplaced
+            demand, container, candidates, source, everything, unplaced
         )
         if found is not None:
             chosen, via = found
@@ -246,7 +244,6 @@ class Coordinator:
 
     async def _through_a_peer(
         self,
-        migration_hint: str,
         demand: Demand,
         container: ContainerView,
         candidates: list[Candidate],
@@ -286,7 +283,7 @@ class Coordinator:
             try:
                 answer = await self.link.call(
                     uris.device_procedure(peer, uris.MIGRATION_FIND),
-                    MigrationFind(migration=migration_hint, candidates=able).model_dump(
+                    MigrationFind(container_id=container.id, candidates=able).model_dump(
                         mode="json"
                     ),
                     timeout=self._expect_timeout_s,
@@ -393,7 +390,6 @@ class Coordinator:
             single, level, via = _only(chosen, container.id), 2, None
             if not single.choices:
                 single, level, via = await self._fallback(
-                    migration_hint=container.id,
                     demand=demand,
                     container=container,
                     candidates=candidates,
