@@ -29,7 +29,7 @@ def serve(*, settings: ServiceSettings, package: str, create_app: Callable[..., 
             body_stall_s=settings.http_body_stall_timeout_s,
         ),
         timeout_graceful_shutdown=5,
-        limit_concurrency=1000,
+        limit_concurrency=settings.max_connections,
         # A WebSocket message (a shell's keystrokes, a paste) is small; refuse floods early.
         ws_max_size=1 << 20,
         ssl_certfile=tls.certfile if tls is not None else None,

@@ -104,6 +104,8 @@ class ServiceSettings(BaseSettings):
     http_body_stall_timeout_s: float = Field(default=60.0, gt=0)
     """How long a request body may stop coming (while the service waits for it) before the
     connection is closed."""
+    max_connections: int = Field(default=1000, ge=10)
+    """Connections (and requests in progress) the process serves at once; beyond it, 503."""
 
     @classmethod
     def settings_customise_sources(

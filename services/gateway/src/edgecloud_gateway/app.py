@@ -28,6 +28,7 @@ from edgecloud_servicekit.observability import scrape_hooks
 from edgecloud_servicekit.wamp import Subscription
 
 from . import dashboard
+from .access.live import LiveConnections
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .accounts import throttle
@@ -109,13 +110,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
             stack.push_async_callback(scheduler.aclose)
             hub = EventHub()
+            live = LiveConnections(
+                sessions, registry, settings.live_shares, recheck_s=settings.live_recheck_s
+            )
+            background.start("live-access", live.run)
+
+            async def on_device_grant(event: object) -> None:
+                await hub.on_device_grant(event)
+                await live.on_device_grant(event)
+
             stack.callback(scrape_hooks(app).add(hub.refresh_gauges))
             wamp = await stack.enter_async_context(
                 wamp_link(
                     settings,
                     subscriptions=[
                         Subscription(uris.EVENT_DEVICE_STATUS, hub.on_device_status),
-                        Subscription(uris.EVENT_DEVICE_GRANT, hub.on_device_grant),
+                        Subscription(uris.EVENT_DEVICE_GRANT, on_device_grant),
                         Subscription(uris.EVENT_CONTAINER_STATUS, hub.on_container_status),
                         Subscription(uris.EVENT_COMMAND, hub.on_command),
                         Subscription(uris.EVENT_DEPLOYMENT, hub.on_deployment),
@@ -134,6 +144,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 storage=storage,
                 scheduler=scheduler,
                 events=hub,
+                live=live,
                 rate_limiter=rate_limiter,
                 background=background,
             )

@@ -2,7 +2,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgecloud_servicekit.settings import (
@@ -13,6 +13,7 @@ from edgecloud_servicekit.settings import (
     refuse_weak_secret,
 )
 
+from .access.live import EVENTS, LOG_FOLLOW, SHELL, Shares
 from .accounts.service import TenantQuotas
 from .accounts.throttle import ThrottlePolicy
 
@@ -68,6 +69,21 @@ class GatewaySettings(ServiceSettings):
     """How often a quiet shell tells its node it is still wanted (the node's lease is three
     times this) and marks itself alive for the tenant's count."""
 
+    # Long-lived connections (event streams, followed logs, shells) on one replica: per user
+    # and per tenant of each kind, and all of them together (see access/live.py).
+    live_events_per_user: int = Field(default=5, ge=1)
+    live_events_per_tenant: int = Field(default=20, ge=1)
+    live_log_follows_per_user: int = Field(default=5, ge=1)
+    live_log_follows_per_tenant: int = Field(default=20, ge=1)
+    live_shells_per_user: int = Field(default=4, ge=1)
+    live_connection_budget: int = Field(default=700, ge=1)
+    """All tenants' long-lived connections together; below ``max_connections`` so that
+    short requests are always served."""
+    live_retry_after_s: int = Field(default=30, ge=1)
+    live_recheck_s: float = Field(default=0.5, gt=0)
+    """How often the tokens held by open connections are read again: access taken away
+    ends them within about this long."""
+
     throttle_account_free_failures: int = 5
     throttle_account_lock_after: int = 10
     throttle_address_free_failures: int = 20
@@ -87,6 +103,11 @@ class GatewaySettings(ServiceSettings):
                 password.get_secret_value(),
                 min_length=MIN_ADMIN_PASSWORD_LENGTH,
                 known=DEVELOPMENT_SECRETS | {DEVELOPMENT_ADMIN_PASSWORD},
+            )
+        if self.live_connection_budget >= self.max_connections:
+            raise ValueError(
+                "GATEWAY_LIVE_CONNECTION_BUDGET must stay below GATEWAY_MAX_CONNECTIONS, "
+                "or long-lived connections can take every slot from short requests"
             )
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("GATEWAY_TLS_CERTFILE and GATEWAY_TLS_KEYFILE go together")
@@ -120,6 +141,24 @@ class GatewaySettings(ServiceSettings):
             containers=self.default_quota_containers,
             storage_bytes=self.default_quota_storage_bytes,
             api_per_minute=self.default_quota_api_per_minute,
+        )
+
+    @property
+    def live_shares(self) -> Shares:
+        return Shares(
+            per_user={
+                EVENTS: self.live_events_per_user,
+                LOG_FOLLOW: self.live_log_follows_per_user,
+                SHELL: self.live_shells_per_user,
+            },
+            per_tenant={
+                EVENTS: self.live_events_per_tenant,
+                LOG_FOLLOW: self.live_log_follows_per_tenant,
+                # Shells are also counted over all replicas (terminal/sessions.py).
+                SHELL: self.shell_max_per_tenant,
+            },
+            budget=self.live_connection_budget,
+            retry_after_s=self.live_retry_after_s,
         )
 
     @property

@@ -5,6 +5,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from edgecloud_contracts.artifacts import Deploy, DeploymentView
 from edgecloud_contracts.containers import (
@@ -24,8 +26,9 @@ from edgecloud_contracts.placements import RetainedCopy
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_servicekit.internal_http import passed_on
 
+from ..access.live import LOG_FOLLOW, LiveConnections, until_ended
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, OrchestratorDep, PathId, SchedulerDep, SessionDep
+from ..deps import CallerDep, IdentityDep, OrchestratorDep, PathId, SchedulerDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["containers"])
 CopyOn = Annotated[
@@ -209,7 +212,7 @@ async def copy_files(
 async def logs(
     container_id: PathId,
     request: Request,
-    identity: IdentityDep,
+    caller: CallerDep,
     orchestrator: OrchestratorDep,
     tail: Annotated[int, Query(ge=0, le=10000)] = 100,
     follow: bool = False,
@@ -217,14 +220,33 @@ async def logs(
 ) -> Response:
     """The last ``tail`` lines as text; ``follow=true`` streams new lines as server-sent
     events (``event: log``, one line each) until the container stops (``event: end``).
-    ``copy``: the lines of its old copy kept on that node (see ``/copies``)."""
+    ``copy``: the lines of its old copy kept on that node (see ``/copies``). A follow whose
+    access is taken away ends with ``event: error`` (``access_revoked``, ``role_changed``,
+    ``grant_withdrawn``); one too many is 429 ``too_many_follows``."""
     params = {"tail": str(tail), "follow": "true" if follow else "false"}
-    return await orchestrator.forward(
-        request,
-        f"/v1/containers/{container_id}/logs",
-        identity=identity,
-        params=params | ({"copy": copy} if copy else {}),
-    )
+    path = f"/v1/containers/{container_id}/logs"
+    if copy:
+        params["copy"] = copy
+    if not follow:
+        return await orchestrator.forward(request, path, identity=caller.identity, params=params)
+    # A follow lasts as long as the container runs: it holds a share of the gateway, and
+    # ends when the caller's access to the container does.
+    container = (
+        await orchestrator.request(
+            "GET", f"/v1/containers/{container_id}", identity=caller.identity
+        )
+    ).json()
+    live: LiveConnections = request.app.state.live
+    lease = live.admit(LOG_FOLLOW, caller, device=copy or container["device"])
+    try:
+        answer = await orchestrator.forward(request, path, identity=caller.identity, params=params)
+    except BaseException:
+        live.release(lease)
+        raise
+    assert isinstance(answer, StreamingResponse)
+    answer.body_iterator = until_ended(answer.body_iterator, lease)
+    answer.background = BackgroundTask(live.release, lease)
+    return answer
 
 
 @router.get("/containers/{container_id}/copies", response_model=list[RetainedCopy])

@@ -52,6 +52,7 @@ SLOW_LINK = "lowpan"
 
 # WebSocket close codes the user sees.
 NORMAL, GOING_AWAY, INVALID_DATA, TOO_BIG, INTERNAL = 1000, 1001, 1007, 1009, 1011
+ACCESS_ENDED = 4403
 IDLE = 4408
 
 
@@ -68,7 +69,7 @@ class ShellLimits:
 @dataclass(slots=True)
 class ShellOutcome:
     reason: str
-    """exited, closed, idle, lease_expired, too_big, malformed, error."""
+    """exited, closed, idle, lease_expired, too_big, malformed, error, revoked."""
     exit_code: int | None = None
     close_code: int = NORMAL
     error_code: str | None = None
@@ -140,6 +141,12 @@ class ShellBridge:
         outcome.input_calls, outcome.output_frames = self._input_calls, self._output_frames
         await self._say_goodbye(outcome)
         return outcome
+
+    def end_for(self, code: str, detail: str) -> None:
+        """End the session from outside (its access was taken away): the user is told why."""
+        self._finish(
+            ShellOutcome("revoked", close_code=ACCESS_ENDED, error_code=code, detail=detail)
+        )
 
     def _finish(self, outcome: ShellOutcome) -> None:
         if self._outcome is None:

@@ -30,6 +30,7 @@ from edgecloud_servicekit.problems import (
 )
 from edgecloud_servicekit.wamp import WampLink
 
+from ..access.live import REASONS, SHELL, Lease, LiveConnections
 from ..audit import service as audit
 from ..audit.service import FAILURE, SUCCESS, Entry
 from ..audit.trail import AuditDep, record_success
@@ -98,15 +99,20 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
     """An interactive terminal inside the container (protocol: :mod:`.bridge`). Query:
     ``cmd`` (repeated, the argv; ``sh`` by default), ``cols``, ``rows``. A refusal is an
     HTTP problem answer to the upgrade: 401, 403, 404, 409 container_not_running, 422,
-    429 too_many_shells, 503."""
+    429 too_many_shells, 503. A shell whose
+    access is taken away is closed with an ``error`` message (``access_revoked``,
+    ``role_changed``, ``grant_withdrawn``) and close code 4403."""
     app = websocket.app
     settings: GatewaySettings = app.state.settings
+    live: LiveConnections = app.state.live
+    lease: Lease | None = None
     entry = Entry(action="container.shell.open", target=f"container:{container_id}")
     entry.address = websocket.client.host if websocket.client else ""
     try:
         if not _ID.match(container_id) or len(container_id) > 64:
             raise NotFound("no such container", code="container_not_found")
-        caller = (await websocket_caller(websocket)).identity
+        held = await websocket_caller(websocket)
+        caller = held.identity
         entry.tenant_id, entry.actor_id = caller.tenant_id, caller.user_id
         entry.actor_name = caller.username
         options = _shell_options(websocket.query_params.multi_items())
@@ -115,6 +121,7 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
         wamp: WampLink = app.state.wamp
         if not wamp.connected:
             raise Unavailable("the router is not reachable now", code="router_unavailable")
+        lease = live.admit(SHELL, held, device=container["device"])
         # Last: an admitted session counts against the tenant's limit until it is closed.
         row = await shell_sessions.admit(
             app.state.sessions,
@@ -132,6 +139,8 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
             **options,
         )
     except Problem as problem:
+        if lease is not None:
+            live.release(lease)
         if entry.actor_id is not None:
             entry.detail["code"] = problem.code
             await _audit(app.state.sessions, entry, FAILURE)
@@ -139,10 +148,13 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
             problem_response(problem.status, problem.body(), problem.headers)
         )
         return
-    await websocket.accept()
-    entry.detail.update(session=row.id, device=container["device"])
-    await _audit(app.state.sessions, entry, SUCCESS)
-    outcome = await _serve(websocket, wamp, request, container["device"], settings)
+    try:
+        await websocket.accept()
+        entry.detail.update(session=row.id, device=container["device"])
+        await _audit(app.state.sessions, entry, SUCCESS)
+        outcome = await _serve(websocket, wamp, request, lease, settings)
+    finally:
+        live.release(lease)
     finished = await shell_sessions.finish(app.state.sessions, row.id, outcome)
     closing = Entry(
         action="container.shell.close",
@@ -169,13 +181,14 @@ async def _serve(
     websocket: WebSocket,
     wamp: WampLink,
     request: ShellOpen,
-    device_key: str,
+    lease: Lease,
     settings: GatewaySettings,
 ) -> ShellOutcome:
+    assert lease.device is not None
     bridge = ShellBridge(
         websocket,
         wamp,
-        device_key=device_key,
+        device_key=lease.device,
         request=request,
         limits=ShellLimits(
             idle_timeout_s=settings.shell_idle_timeout_s,
@@ -183,6 +196,8 @@ async def _serve(
             max_duration_s=settings.shell_max_duration_s,
         ),
     )
+    # Access taken away closes the shell, however busy it is.
+    lease.on_end(lambda reason: bridge.end_for(reason, REASONS.get(reason, reason)))
     alive = asyncio.create_task(_keep_alive(websocket, request.session_id, settings))
     try:
         return await bridge.run()

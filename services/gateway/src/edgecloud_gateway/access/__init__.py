@@ -1,0 +1,1 @@
+"""Who may keep a connection open, and for how long."""
