@@ -236,3 +236,45 @@ async def test_the_grant_check_answers_with_the_registrys_view() -> None:
             assert broken.value.status == 503
         finally:
             await registry.aclose()
+
+
+async def test_containers_that_moved_away_stop_reading_the_devices_sensors(
+    backend_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A container migrated off the device reads its sensors from the device's broker (the
+    migration's ``sensor_broker``): withdrawn there, that feed is cut too; a feed from
+    another device's broker is not."""
+    sessions, device, elsewhere, caller = backend_sessions, node(), node(), tenant()
+    source_broker, other_broker = "mqtt://10.0.0.1:1883", "mqtt://10.0.0.2:1883"
+    moved = await create(sessions, caller, elsewhere, limits=SMALL, subscriptions=[TOPIC])
+    other = await create(sessions, caller, elsewhere, limits=SMALL, subscriptions=[TOPIC])
+    async with transaction(sessions) as session:
+        for container, broker in ((moved, source_broker), (other, other_broker)):
+            row = await session.get(Container, container.id)
+            assert row is not None
+            row.spec = {**row.spec, "sensor_broker": broker}
+    for container in (moved, other):
+        await running(sessions, container)
+
+    async with transaction(sessions) as session:
+        done = await service.withdraw(
+            session=session,
+            device_key=device["key"],
+            tenant_id=caller.tenant_id,
+            stop=True,
+            ttl=TTL,
+            sensor_brokers=frozenset({source_broker}),
+        )
+
+    assert (done.unsubscribed, done.stopped) == ([moved.id], [])
+    assert await commands_of(sessions, moved) == {
+        "create": ["succeeded"],
+        "unsubscribe": ["queued"],
+    }
+    assert await commands_of(sessions, other) == {"create": ["succeeded"]}
+    async with sessions() as session:
+        cut, kept = await session.get(Container, moved.id), await session.get(Container, other.id)
+    assert cut is not None
+    assert kept is not None
+    assert (cut.spec["subscriptions"], cut.spec["sensor_broker"]) == ([], None)
+    assert (kept.spec["subscriptions"], kept.spec["sensor_broker"]) == ([TOPIC], other_broker)

@@ -39,6 +39,7 @@ async def withdraw(
     await service.check_withdrawn(
         registry=registry, operator=caller, device_key=device, tenant_id=body.tenant
     )
+    brokers = await service.sensor_brokers(registry=registry, operator=caller, device_key=device)
     ttl = timedelta(seconds=request.app.state.settings.command_ttl_s)
     async with exclusive_transaction(sessions, service.tenant_lock(body.tenant)) as session:
         done = await service.withdraw(
@@ -47,6 +48,7 @@ async def withdraw(
             tenant_id=body.tenant,
             stop=body.containers == "stop",
             ttl=ttl,
+            sensor_brokers=brokers,
         )
     for container in done.changed:
         await events.container(container)

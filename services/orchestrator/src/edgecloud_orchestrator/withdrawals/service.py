@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_contracts.containers import Action, CommandState
+from edgecloud_contracts.devices import DeviceDetail
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
@@ -70,6 +71,17 @@ async def check_withdrawn(
         raise StillGranted(device_key, tenant_id)
 
 
+async def sensor_brokers(
+    *, registry: ServiceClient, operator: Identity, device_key: str
+) -> frozenset[str]:
+    """Where containers that moved away from the device read its sensors: its broker's
+    peer addresses (a migration's ``sensor_broker``), as an operator sees them."""
+    device = DeviceDetail.model_validate(
+        (await registry.request("GET", f"/v1/devices/{device_key}", identity=operator)).json()
+    )
+    return frozenset(url for url in [device.peer_url, *device.peer_urls] if url)
+
+
 @dataclass(slots=True)
 class Withdrawal:
     """What a withdrawal did; the commands to send now."""
@@ -86,14 +98,24 @@ class Withdrawal:
 
 
 async def withdraw(
-    *, session: AsyncSession, device_key: str, tenant_id: str, stop: bool, ttl: timedelta
+    *,
+    session: AsyncSession,
+    device_key: str,
+    tenant_id: str,
+    stop: bool,
+    ttl: timedelta,
+    sensor_brokers: frozenset[str] = frozenset(),
 ) -> Withdrawal:
     """The tenant's containers on ``device_key`` after its grant there was withdrawn: their
     unsent starts, restarts, deploys and creates are cancelled, their sensor feeds cut
     (an unsubscribe for the node, and no subscriptions in the spec a migration would carry
-    elsewhere), and with ``stop`` each one meant to run is stopped. Repeating it queues
-    nothing twice."""
+    elsewhere), and with ``stop`` each one meant to run is stopped. The tenant's containers
+    that moved away but still read the device's sensors from its broker (one of
+    ``sensor_brokers``, the device's peer addresses) have their feeds cut too. Repeating it
+    queues nothing twice."""
     done = Withdrawal()
+    if sensor_brokers:
+        await _cut_remote_feeds(session, device_key, tenant_id, sensor_brokers, ttl, done)
     rows = (
         await session.scalars(
             select(Container)
@@ -155,6 +177,29 @@ async def withdraw(
             if container not in done.changed:
                 done.changed.append(container)
     return done
+
+
+async def _cut_remote_feeds(
+    session: AsyncSession,
+    device_key: str,
+    tenant_id: str,
+    brokers: frozenset[str],
+    ttl: timedelta,
+    done: Withdrawal,
+) -> None:
+    moved = await session.scalars(
+        select(Container).where(
+            Container.tenant_id == tenant_id,
+            Container.device_key != device_key,
+            Container.removed_at.is_(None),
+        )
+    )
+    for container in moved.all():
+        if container.spec.get("sensor_broker") in brokers:
+            container.spec = {**container.spec, "subscriptions": [], "sensor_broker": None}
+            container.updated_at = utcnow()
+            done.unsubscribed.append(container.id)
+            done.commands.append(_queue(session, container, Action.UNSUBSCRIBE, ttl))
 
 
 def _queue(
