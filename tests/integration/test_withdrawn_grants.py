@@ -7,13 +7,14 @@ import asyncio
 import json
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from edgecloud_servicekit.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.conftest import ONE_DATABASE, eventually
-from tests.integration.conftest import docker
+from tests.integration.conftest import docker, remove_tenant_containers
 from tests.integration.test_containers import inspect
 from tests.integration.test_gateway_api import assert_problem
 from tests.integration.test_interfaces import create, declare
@@ -22,6 +23,20 @@ from tests.support.stack import Stack
 from tests.support.users import Account, register
 
 pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+async def neighbour(stack: Stack, api: httpx.AsyncClient, node) -> AsyncIterator[Account]:  # type: ignore[no-untyped-def]
+    """Another tenant granted the same device; whatever it leaves on the engine is removed
+    afterwards (a leftover would be an orphan to the next test's agent)."""
+    agent, _ = node
+    other = await register(stack)
+    granted = await api.post(
+        f"/api/v1/devices/{agent.key}/grants", json={"tenant": other.tenant_id}
+    )
+    assert granted.status_code == 201, granted.text
+    yield other
+    remove_tenant_containers(other.tenant_id)
 
 
 def signed_as(stack: Stack, user: Account) -> dict[str, str]:
@@ -56,15 +71,11 @@ def inbox_values(docker_name: str) -> list[str]:
 
 @ONE_DATABASE
 async def test_a_withdrawn_tenant_reads_and_removes_but_no_longer_acts(
-    stack, api, client, node, node_broker: NodeBroker
+    stack, api, client, node, neighbour: Account, node_broker: NodeBroker
 ) -> None:
     agent, user = node
     key = agent.key
-    witness_tenant = await register(stack)
-    granted = await api.post(
-        f"/api/v1/devices/{key}/grants", json={"tenant": witness_tenant.tenant_id}
-    )
-    assert granted.status_code == 201, granted.text
+    witness_tenant = neighbour
     topic = f"edgetest/{secrets.token_hex(4)}/temp"
     declared = await declare(
         api, key, "temps", kind="sensor", topic=topic,
@@ -174,12 +185,11 @@ async def test_a_withdrawn_tenant_reads_and_removes_but_no_longer_acts(
 
 
 @ONE_DATABASE
-async def test_an_operator_may_stop_the_containers_at_withdrawal(stack, api, client, node) -> None:
+async def test_an_operator_may_stop_the_containers_at_withdrawal(
+    stack, api, client, node, neighbour: Account
+) -> None:
     agent, user = node
     key = agent.key
-    neighbour = await register(stack)
-    granted = await api.post(f"/api/v1/devices/{key}/grants", json={"tenant": neighbour.tenant_id})
-    assert granted.status_code == 201, granted.text
     first = await create(client, user, key, "one")
     second = await create(client, user, key, "two")
     theirs = await create(client, neighbour, key, "three")
