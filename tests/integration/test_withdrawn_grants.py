@@ -134,6 +134,15 @@ async def test_a_withdrawn_tenant_reads_and_removes_but_no_longer_acts(
             f"/v1/containers/{other['id']}/shell", headers=signed_as(stack, witness_tenant)
         )
         assert admitted.status_code == 200, admitted.text
+        assert admitted.json()["id"] == other["id"]
+        # Another tenant's container is a 404 there, as everywhere.
+        assert_problem(
+            await orchestrator.get(
+                f"/v1/containers/{container['id']}/shell", headers=signed_as(stack, witness_tenant)
+            ),
+            404,
+            "container_not_found",
+        )
     # A create there: the device is not shown to the tenant any more.
     assert_problem(await create(client, user, key, "again"), 404, "device_not_found")
 
