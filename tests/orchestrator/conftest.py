@@ -7,12 +7,15 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.containers import Action
 from edgecloud_orchestrator.commands import service
 from edgecloud_servicekit import migrations
+from edgecloud_servicekit.internal_http import ServiceClient
 from tests.support.databases import migrated_sessions, migrated_sqlite, session_factory
+from tests.support.local_http import serving
 from tests.support.stack import PG_PORT, create_pg_database, drop_pg_database
 
 
@@ -80,3 +83,26 @@ async def migrated_postgres() -> AsyncIterator[async_sessionmaker[AsyncSession]]
             yield factory
     finally:
         await asyncio.to_thread(drop_pg_database, name)
+
+
+GRANTING_REGISTRY: list[ServiceClient] = []
+"""The registry stand-in of the running test, while ``granting_registry`` is used."""
+
+
+@pytest.fixture
+async def granting_registry() -> AsyncIterator[ServiceClient]:
+    """A registry that shows every device to every tenant, for tests of what a create
+    checks itself (it asks the registry whether the device is still granted, under the
+    tenant's lock)."""
+
+    async def device(request: web.Request) -> web.Response:
+        return web.json_response({"key": request.match_info["key"]})
+
+    async with serving(device, path="/v1/devices/{key}", method="GET") as url:
+        client = ServiceClient(service="registry", base_url=url, secret="s" * 40)
+        GRANTING_REGISTRY.append(client)
+        try:
+            yield client
+        finally:
+            GRANTING_REGISTRY.remove(client)
+            await client.aclose()

@@ -20,6 +20,10 @@ from edgecloud_orchestrator.containers.models import Container
 from edgecloud_orchestrator.settings import OrchestratorSettings
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.problems import Problem
+from tests.orchestrator.conftest import GRANTING_REGISTRY
+
+# A create asks the registry whether the device is still granted (a stand-in that grants all).
+pytestmark = pytest.mark.usefixtures("granting_registry")
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -63,6 +67,7 @@ async def create(
         shares=shares,
         ttl=timedelta(hours=1),
         holds=interfaces.Resolved(),
+        registry=GRANTING_REGISTRY[-1],
     )
     return container
 

@@ -5,6 +5,7 @@ on the real schema."""
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.containers import Action, CommandResult, ContainerReport, ContainerSpec
@@ -17,6 +18,8 @@ from edgecloud_orchestrator.copies.models import RetainedCopy
 from edgecloud_servicekit.db import transaction, utcnow
 
 from .test_node_fit import create, node, tenant
+
+pytestmark = pytest.mark.usefixtures("granting_registry")
 
 SOURCE = node()
 

@@ -22,6 +22,7 @@ from edgecloud_servicekit.internal_http import ServiceAnswer
 
 from .test_node_fit import create, node, tenant
 
+pytestmark = pytest.mark.usefixtures("granting_registry")
 WEB = {"host": 30080, "container": 80}
 
 

@@ -384,6 +384,16 @@ class Agent:
             packages = PackageStore(settings.state_dir / "packages")
             for dropped in packages.sweep():
                 logger.warning("package of %s dropped after its retention", dropped)
+
+            async def app_root(container_id: str) -> Path:
+                mounted = node.app_root(container_id)
+                # Containers made before /app disks keep a plain Docker volume.
+                return mounted if mounted is not None else await runtime.volume_path(container_id)
+
+            feeds = SensorFeeds(
+                app_root=app_root, identities=node.identities, local_broker_url=settings.mqtt_url
+            )
+            stack.push_async_callback(feeds.close)
             self.executor = CommandExecutor(
                 node=node,
                 journal=journal,
@@ -396,18 +406,10 @@ class Agent:
                 bulk_gate=self.uplink.wait_bulk_ok,
                 copy_out_max_bytes=settings.copy_out_max_bytes,
                 packages=packages,
+                feeds=feeds,
             )
             stack.callback(setattr, self, "executor", None)
 
-            async def app_root(container_id: str) -> Path:
-                mounted = node.app_root(container_id)
-                # Containers made before /app disks keep a plain Docker volume.
-                return mounted if mounted is not None else await runtime.volume_path(container_id)
-
-            feeds = SensorFeeds(
-                app_root=app_root, identities=node.identities, local_broker_url=settings.mqtt_url
-            )
-            stack.push_async_callback(feeds.close)
             migrations_dir = settings.state_dir / "migrations"
             migrations_dir.mkdir(parents=True, exist_ok=True)
             self.migrations = PeerMigrations(

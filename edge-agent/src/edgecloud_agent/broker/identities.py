@@ -129,6 +129,10 @@ class BrokerIdentities:
             (container_id, login.model_dump_json()),
         )
 
+    def forget_remote_feed(self, container_id: str) -> None:
+        """The container reads no sensors from another node's broker any more."""
+        self._db.execute("DELETE FROM remote_feeds WHERE container_id = ?", (container_id,))
+
     def remote_feed(self, container_id: str) -> BrokerLogin | None:
         row = self._db.execute(
             "SELECT login FROM remote_feeds WHERE container_id = ?", (container_id,)

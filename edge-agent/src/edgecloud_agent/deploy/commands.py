@@ -26,6 +26,7 @@ from edgecloud_contracts.containers import (
     PullProgress,
 )
 
+from ..broker.identities import BrokerError
 from ..isolation.node_paths import child, component
 from ..isolation.provision import Provisioner
 from ..peers.packages import PackageStore
@@ -39,6 +40,7 @@ from ..runtime.errors import (
 )
 from ..runtime.hardening import DOCKER_NAME
 from ..runtime.reports import PullStatus
+from ..sensors.feeds import SensorFeeds
 from ..state.desired import DesiredState
 from ..state.journal import CommandJournal
 from ..uplink.errors import CommandRejected
@@ -129,9 +131,11 @@ class CommandExecutor:
         bulk_gate: Callable[[], Awaitable[None]] | None = None,
         copy_out_max_bytes: int | None = None,
         packages: PackageStore | None = None,
+        feeds: SensorFeeds | None = None,
     ) -> None:
         """``bulk_gate`` holds image pulls while the node is on the slow mesh.
-        ``packages``: containers this node keeps for peers (level 1), dropped on removal."""
+        ``packages``: containers this node keeps for peers (level 1), dropped on removal.
+        ``feeds``: the containers' sensor feeds, cut by an unsubscribe."""
         self._node = node
         self._runtime = node.runtime
         self._copy_out_max = copy_out_max_bytes
@@ -144,6 +148,7 @@ class CommandExecutor:
         self._files = files
         self._outgoing = outgoing_dir
         self._packages = packages
+        self._feeds = feeds
         self._running: dict[str, _Running] = {}
 
     @property
@@ -255,7 +260,30 @@ class CommandExecutor:
                 assert command.files is not None
                 await self._copy_out(command)
                 return None
+            case Action.UNSUBSCRIBE:
+                await self._unsubscribe(container_id)
+                return None
         raise CommandRejected(errors.INVALID_ARGUMENT, f"unknown action {command.action}")
+
+    async def _unsubscribe(self, container_id: str) -> None:
+        """No sensor message reaches the container any more: its record keeps no
+        subscriptions (so no restart of the agent feeds it again), its feed stops, and its
+        feed login is deleted from the broker, which disconnects it and drops the session
+        holding the messages not yet given to it. Repeating it changes nothing."""
+        desired = self._desired.get(container_id)
+        if desired is not None and (desired.spec.subscriptions or desired.spec.sensor_broker):
+            muted = desired.spec.model_copy(update={"subscriptions": [], "sensor_broker": None})
+            self._desired.put(muted, running=desired.running)
+        if self._feeds is not None:
+            await self._feeds.cut(container_id)
+        identities = self._node.identities
+        if identities is not None:
+            try:
+                await identities.forget("feed", container_id)
+            except BrokerError as err:
+                # Not remembered as done: the cloud sends it again until the login is gone.
+                raise RuntimeUnavailable(f"the node's broker: {err}") from err
+            identities.forget_remote_feed(container_id)
 
     async def _create(self, command_id: str, spec: ContainerSpec) -> ContainerReport:
         """Image, create, start: all of it, or no container at all. A container of that

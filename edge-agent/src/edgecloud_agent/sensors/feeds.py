@@ -75,6 +75,7 @@ class SensorFeeds:
         self._unsafe: set[str] = set()
         self._feeds: dict[str, asyncio.Task[None]] = {}
         self._held: set[str] = set()
+        self._cut: set[str] = set()
         self._recent: dict[str, deque[tuple[float, str]]] = {}
         self.delivered = 0
 
@@ -83,7 +84,9 @@ class SensorFeeds:
 
     async def reconcile(self, specs: Iterable[ContainerSpec]) -> None:
         """Feed exactly the given containers (those meant to run), minus the held ones."""
-        wanted = {s.container_id: s for s in specs if s.subscriptions}
+        wanted = {
+            s.container_id: s for s in specs if s.subscriptions and s.container_id not in self._cut
+        }
         for container_id in list(self._feeds):
             if container_id not in wanted or container_id in self._held:
                 await self._stop(container_id)
@@ -99,6 +102,15 @@ class SensorFeeds:
         comes meanwhile) until :meth:`release`."""
         self._held.add(container_id)
         await self._stop(container_id)
+
+    async def cut(self, container_id: str) -> None:
+        """Stop feeding the container for good (its grant on the device was withdrawn):
+        no reconciliation and no migration's release starts its feed again in this
+        process; the node's record of it keeps no subscriptions across restarts."""
+        self._cut.add(container_id)
+        self._held.discard(container_id)
+        await self._stop(container_id)
+        self._recent.pop(container_id, None)
 
     def recent(self, container_id: str, *, within_s: float = REPLAY_S) -> list[str]:
         """The lines given to the container in the last ``within_s``: the ones its
@@ -118,6 +130,8 @@ class SensorFeeds:
         next reconciliation would otherwise, within a second)."""
         self._held.discard(container_id)
         task = self._feeds.get(container_id)
+        if container_id in self._cut:
+            return
         if start is not None and start.subscriptions and (task is None or task.done()):
             self._feeds[container_id] = asyncio.create_task(
                 self._feed(start), name=f"feed-{container_id}"

@@ -53,6 +53,10 @@ class Action(StrEnum):
     """Bring an application (archive and script) into the container and run the script."""
     FILES = "files"
     """Copy a file or directory out of the container into storage."""
+    UNSUBSCRIBE = "unsubscribe"
+    """Stop feeding the container its sensor topics for good: its feed login on the node's
+    broker is deleted and the node's record of it keeps no subscriptions (a grant
+    withdrawn)."""
 
 
 class CommandState(StrEnum):

@@ -163,3 +163,28 @@ class Grant(BaseModel):
 class GrantList(BaseModel):
     items: list[Grant]
     next_cursor: str | None = None
+
+
+OnWithdrawal = Literal["stop", "keep"]
+"""What becomes of a tenant's containers on a device whose grant is withdrawn: ``stop``
+them (queued if the node is offline), or ``keep`` them running until the tenant removes
+them. Either way the tenant can no longer act on them there, and their sensor feeds end."""
+
+
+class GrantWithdrawal(BaseModel):
+    """The orchestrator's part of a withdrawal, once the registry has dropped the grant."""
+
+    tenant: ObjectId
+    containers: OnWithdrawal = "keep"
+
+
+class WithdrawalOutcome(BaseModel):
+    device: str
+    tenant: str
+    containers: OnWithdrawal
+    stopped: list[str]
+    """Containers a stop was queued for."""
+    unsubscribed: list[str]
+    """Containers whose sensor feed was cut."""
+    cancelled: list[str]
+    """Commands of the tenant's that were waiting for the node, never sent."""

@@ -30,6 +30,7 @@ from .deployments import router as deployments_router
 from .deployments.cleanup import AfterFailure
 from .events import EventPublisher
 from .settings import OrchestratorSettings
+from .withdrawals import router as withdrawals_router
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
@@ -118,6 +119,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             containers_router.router,
             containers_router.images_router,
             containers_router.nodes_router,
+            withdrawals_router.router,
             commands_router.router,
         ],
         description="Containers (desired spec, owner, node), the command outbox, deployments.",

@@ -14,17 +14,20 @@ from edgecloud_contracts.devices import (
     Grant,
     GrantList,
     GrantRequest,
+    GrantWithdrawal,
     MetricSeries,
+    OnWithdrawal,
     StatusHistory,
+    WithdrawalOutcome,
 )
 from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.text import OBJECT_ID
-from edgecloud_servicekit.problems import NotFound
+from edgecloud_servicekit.problems import NotFound, RemoteProblem
 
 from ..accounts import service as accounts_service
 from ..accounts.models import Tenant
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, OperatorDep, RegistryDep, SessionDep
+from ..deps import IdentityDep, OperatorDep, OrchestratorDep, RegistryDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -144,21 +147,69 @@ async def list_grants(key: DeviceKey, operator: OperatorDep, registry: RegistryD
     return (await registry.request("GET", f"/v1/devices/{key}/grants", identity=operator)).json()
 
 
-@router.delete("/{key}/grants/{tenant}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{key}/grants/{tenant}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        404: {"description": "device_not_found, tenant_not_found, grant_not_found"},
+        422: {"description": "validation_failed: ``containers`` is neither stop nor keep"},
+    },
+)
 async def revoke_grant(
     key: DeviceKey,
     tenant: TenantRef,
     operator: OperatorDep,
     registry: RegistryDep,
+    orchestrator: OrchestratorDep,
     session: SessionDep,
     trail: AuditDep,
+    containers: Annotated[
+        OnWithdrawal,
+        Query(
+            description="the tenant's containers on the device: ``keep`` them running until"
+            " the tenant removes them (the default), or ``stop`` them (queued if the node"
+            " is offline)"
+        ),
+    ] = "keep",
 ) -> None:
     """Take the device away from a tenant, and the device's interfaces that were for it
-    (operators only)."""
+    (operators only).
+
+    From then on the tenant cannot act on its containers there: start, stop, restart,
+    exec, a shell, a deploy and a create are refused (403 ``device_not_granted``; a create,
+    404 ``device_not_found``), while reading them (the container, its logs, files, data,
+    copies) and removing them stay allowed. Their sensor feeds end, and their starts,
+    restarts, deploys and creates still waiting for the node are never sent.
+    ``?containers=stop`` also stops each of them; ``keep`` (the default) lets them run until
+    removed. The choice and what it did (``stopped``, ``unsubscribed``, ``cancelled``)
+    are in the audit log entry ``device.grant.revoke``.
+
+    A grant already withdrawn answers 404 ``grant_not_found``, after applying the
+    containers' part again: a retry finishes a withdrawal whose second half failed."""
     trail.begin("device.grant.revoke", target=f"device:{key}", caller=operator)
     found = await find_tenant(session, tenant)
-    await registry.request("DELETE", f"/v1/devices/{key}/grants/{found.id}", identity=operator)
-    trail.note(tenant=found.id)
+    trail.note(tenant=found.id, containers=containers)
+    missing: RemoteProblem | None = None
+    try:
+        await registry.request("DELETE", f"/v1/devices/{key}/grants/{found.id}", identity=operator)
+    except RemoteProblem as err:
+        if err.code != "grant_not_found":
+            raise
+        missing = err
+    # After the registry: the orchestrator refuses to apply it to a tenant still granted.
+    withdrawal = GrantWithdrawal(tenant=found.id, containers=containers)
+    answer = await orchestrator.request(
+        "POST",
+        f"/v1/nodes/{key}/withdrawals",
+        identity=operator,
+        json=withdrawal.model_dump(mode="json"),
+    )
+    outcome = WithdrawalOutcome.model_validate(answer.json())
+    trail.note(
+        stopped=outcome.stopped, unsubscribed=outcome.unsubscribed, cancelled=outcome.cancelled
+    )
+    if missing is not None:
+        raise missing
     record_success(session, trail)
 
 

@@ -21,6 +21,7 @@ from edgecloud_contracts import errors
 from edgecloud_contracts.artifacts import ArtifactKind
 from edgecloud_contracts.containers import (
     Action,
+    ContainerView,
     CopyFiles,
     FilesAccepted,
     FilesOrder,
@@ -31,13 +32,15 @@ from edgecloud_contracts.shell import ExecRequest, ExecResult
 from edgecloud_contracts.text import OBJECT_ID
 from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.identity import Identity
+from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Conflict, Unavailable
 from edgecloud_servicekit.wamp import WampCallError, WampError
 
 from ..commands import service as commands_service
 from ..commands.dispatch import Dispatcher
 from ..copies import service as copies_service
-from ..deps import CallerDep, DispatcherDep, SessionsDep, StorageDep
+from ..deps import CallerDep, DispatcherDep, RegistryDep, SessionsDep, StorageDep
+from ..withdrawals import service as withdrawals_service
 from . import service
 from .models import Container
 from .shipped_logs import stored_logs, with_history
@@ -120,6 +123,32 @@ def archive_name(path: str) -> str:
     return f"{safe[:190]}.tar"
 
 
+async def _enterable(
+    sessions: SessionsDep, registry: ServiceClient, caller: Identity, container_id: str
+) -> Container:
+    """The caller's running container, on a device still granted to its tenant."""
+    async with sessions() as session:
+        container = await service.get(session=session, caller=caller, container_id=container_id)
+    await withdrawals_service.check_granted(
+        registry=registry, caller=caller, device_key=container.device_key, container_id=container.id
+    )
+    if container.state != service.RUNNING:
+        raise Conflict(
+            f"the container is {container.state}, not running", code="container_not_running"
+        )
+    return container
+
+
+@router.get("/{container_id}/shell", response_model=ContainerView)
+async def shell_admission(
+    container_id: ContainerId, caller: CallerDep, sessions: SessionsDep, registry: RegistryDep
+) -> ContainerView:
+    """May the caller open a shell in the container now: the container if so; 403
+    ``device_not_granted`` once its device is no longer granted to the caller's tenant,
+    409 ``container_not_running``. The gateway asks this before every shell it opens."""
+    return service.to_view(await _enterable(sessions, registry, caller, container_id))
+
+
 @router.post("/{container_id}/exec", response_model=ExecResult)
 async def exec_command(
     container_id: ContainerId,
@@ -127,16 +156,13 @@ async def exec_command(
     caller: CallerDep,
     sessions: SessionsDep,
     dispatcher: DispatcherDep,
+    registry: RegistryDep,
 ) -> ExecResult:
     """Run ``cmd`` inside the running container (as its own user, within its hardening)
     and answer with its exit code and output; a command still running at ``timeout_s`` is
-    killed and answered with ``timed_out``."""
-    async with sessions() as session:
-        container = await service.get(session=session, caller=caller, container_id=container_id)
-    if container.state != service.RUNNING:
-        raise Conflict(
-            f"the container is {container.state}, not running", code="container_not_running"
-        )
+    killed and answered with ``timed_out``. Refused (403 ``device_not_granted``) once the
+    container's device is no longer granted to the caller's tenant."""
+    container = await _enterable(sessions, registry, caller, container_id)
     try:
         return await dispatcher.exec(container, body)
     except WampCallError as err:

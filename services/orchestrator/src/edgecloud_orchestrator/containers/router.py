@@ -23,7 +23,7 @@ from edgecloud_contracts.identity import KEY_PATTERN
 from edgecloud_contracts.interfaces import InterfaceHolder
 from edgecloud_contracts.platforms import ImagePlatforms
 from edgecloud_contracts.text import OBJECT_ID
-from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.db import exclusive_transaction, transaction
 from edgecloud_servicekit.problems import Forbidden
 from edgecloud_servicekit.wamp import WampError
 
@@ -31,8 +31,9 @@ from ..commands.dispatch import Dispatcher
 from ..commands.models import CommandRow
 from ..deployments.router import complete_artifact, transfer_ref
 from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep, StorageDep
+from ..withdrawals import service as withdrawals_service
 from . import creation, interfaces, placement, ports, service
-from .exceptions import NodeRefused
+from .exceptions import MovedElsewhere, NodeRefused
 from .fitting import NodeShares
 from .models import Container
 
@@ -146,6 +147,7 @@ async def create_container(
         shares=_shares(request),
         ttl=_ttl(request),
         holds=wanted,
+        registry=registry,
         image_archive=image_archive,
         build_context=build_context,
     )
@@ -274,13 +276,22 @@ async def act(
     dispatcher: DispatcherDep,
     registry: RegistryDep,
 ) -> Response:
+    """Start, stop or restart the container: refused (403 ``device_not_granted``) once its
+    device is no longer granted to the caller's tenant."""
+    async with sessions() as session:
+        held = await service.get(session=session, caller=caller, container_id=container_id)
     if action != "stop":
         # Asked before the transaction: no database lock waits for the registry.
-        async with sessions() as session:
-            held = await service.get(session=session, caller=caller, container_id=container_id)
         await interfaces.still_declared(registry=registry, caller=caller, container=held)
-    async with transaction(sessions) as session:
+    # The grant is asked under the tenant's lock, which a withdrawal takes too (.withdrawals).
+    lock = withdrawals_service.tenant_lock(caller.tenant_id)
+    async with exclusive_transaction(sessions, lock) as session:
+        await withdrawals_service.check_granted(
+            registry=registry, caller=caller, device_key=held.device_key, container_id=held.id
+        )
         container = await service.get(session=session, caller=caller, container_id=container_id)
+        if container.device_key != held.device_key:
+            raise MovedElsewhere(container.id, container.device_key)
         if action != "stop":
             await interfaces.hold_again(session, container)
         command = service.act(

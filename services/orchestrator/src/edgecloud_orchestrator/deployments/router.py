@@ -17,14 +17,15 @@ from edgecloud_contracts.artifacts import (
 )
 from edgecloud_contracts.containers import Action
 from edgecloud_contracts.text import OBJECT_ID
-from edgecloud_servicekit.db import transaction
+from edgecloud_servicekit.db import exclusive_transaction
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Conflict, Unprocessable
 
 from ..commands import service as commands_service
 from ..containers import service as containers_service
-from ..deps import CallerDep, DispatcherDep, EventsDep, SessionsDep, StorageDep
+from ..deps import CallerDep, DispatcherDep, EventsDep, RegistryDep, SessionsDep, StorageDep
+from ..withdrawals import service as withdrawals_service
 from . import service
 
 router = APIRouter(prefix="/v1", tags=["deployments"])
@@ -79,13 +80,20 @@ async def deploy(
     storage: StorageDep,
     dispatcher: DispatcherDep,
     events: EventsDep,
+    registry: RegistryDep,
 ) -> JSONResponse:
     """Bring an application archive and its script into the container and run the script.
-    Answers at once; the node reports each step (``GET /v1/deployments/{id}``, events)."""
+    Answers at once; the node reports each step (``GET /v1/deployments/{id}``, events).
+    Refused (403 ``device_not_granted``) once the container's device is no longer granted
+    to the caller's tenant."""
     async with sessions() as session:
         container = await containers_service.get(
             session=session, caller=caller, container_id=container_id
         )
+    # Before the artifacts are looked at, and again under the lock below.
+    await withdrawals_service.check_granted(
+        registry=registry, caller=caller, device_key=container.device_key, container_id=container.id
+    )
     archive, script = await asyncio.gather(
         complete_artifact(storage, caller, body.artifact, kinds=_ARCHIVE_KINDS, role="archive"),
         complete_artifact(storage, caller, body.script, kinds=_SCRIPT_KINDS, role="script"),
@@ -98,7 +106,15 @@ async def deploy(
         archive=transfer_ref(archive),
         script=transfer_ref(script),
     )
-    async with transaction(sessions) as session:
+    # The grant is asked again under the tenant's lock, which a withdrawal takes too.
+    lock = withdrawals_service.tenant_lock(caller.tenant_id)
+    async with exclusive_transaction(sessions, lock) as session:
+        await withdrawals_service.check_granted(
+            registry=registry,
+            caller=caller,
+            device_key=container.device_key,
+            container_id=container.id,
+        )
         command = commands_service.enqueue(
             session,
             tenant_id=caller.tenant_id,
