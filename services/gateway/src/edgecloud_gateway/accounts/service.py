@@ -187,6 +187,22 @@ async def sign_in(
     valid = await passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not valid or user.disabled_at is not None or not memberships:
         raise InvalidCredentials()
+    # The password checked must still be the account's, and the account enabled, as the
+    # token is issued: a change, reset or disabling committed meanwhile (which revokes every
+    # token) must not miss this one. The row stays locked until this request commits.
+    still = await session.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            User.password_hash == user.password_hash,
+            User.disabled_at.is_(None),
+        )
+        .values(password_hash=User.password_hash)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    if still.scalar_one_or_none() is None:
+        raise InvalidCredentials()
     await throttle.forgive(session=session, username=username, address=address)
 
     membership, tenant = memberships[0]
