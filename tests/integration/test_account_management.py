@@ -147,6 +147,11 @@ async def test_a_one_time_reset_stops_the_old_password_and_works_once(
         "reset_invalid",
     )
     assert (await sign_in(client, member.username, NEW_PASSWORD)).status_code == 200
+    # The tenant's admin sees the reset issued and used.
+    [issued_entry] = await audited(client, admin.headers, "user.password.reset")
+    assert issued_entry["detail"]["one_time"] is True
+    used = await audited(client, admin.headers, "auth.reset")
+    assert [(e["outcome"], e["actor"]) for e in used] == [("success", member.username)]
 
 
 async def test_a_disabled_account_cannot_sign_in_until_enabled(

@@ -165,6 +165,16 @@ async def redeem_reset(*, session: AsyncSession, token: str, password: str) -> U
     return user
 
 
+async def home_tenant_id(*, session: AsyncSession, user_id: str) -> str | None:
+    """The tenant a user joined first: where what they do alone (a reset) is audited."""
+    return await session.scalar(
+        select(Membership.tenant_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Membership.created_at)
+        .limit(1)
+    )
+
+
 async def set_disabled(
     *, session: AsyncSession, caller: Identity, user_id: str, disabled: bool
 ) -> User:

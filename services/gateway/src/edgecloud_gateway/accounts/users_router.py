@@ -115,4 +115,5 @@ async def redeem_reset(body: ResetRedeem, session: SessionDep, trail: AuditDep) 
     entry = trail.begin("auth.reset")
     user = await management.redeem_reset(session=session, token=body.token, password=body.password)
     entry.actor_id, entry.actor_name, entry.target = user.id, user.username, f"user:{user.id}"
+    entry.tenant_id = await management.home_tenant_id(session=session, user_id=user.id)
     record_success(session, trail)
