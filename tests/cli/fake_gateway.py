@@ -54,6 +54,7 @@ class FakeGateway(ContainerRoutes, ArtifactRoutes, MigrationRoutes):
     live_tokens: set[str] = field(default_factory=set)
     api_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)
     answers: dict[tuple[str, str], httpx.Response] = field(default_factory=dict)
     """Canned answers by (method, path), ahead of the routes below."""
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -79,6 +80,12 @@ class FakeGateway(ContainerRoutes, ArtifactRoutes, MigrationRoutes):
                 return httpx.Response(200, json=self._page(list(self.api_tokens.values()), request))
             case ("POST", "/api/v1/tokens"):
                 return self._create_token(request)
+            case ("POST", "/api/v1/me/password"):
+                return self._change_password(request)
+            case ("GET", "/api/v1/members"):
+                return httpx.Response(200, json=self._page(self.members, request))
+            case ("POST", path) if path.startswith("/api/v1/users/"):
+                return self._manage_user(request, path.removeprefix("/api/v1/users/"))
             case ("DELETE", path) if path.startswith("/api/v1/tokens/"):
                 token_id = path.removeprefix("/api/v1/tokens/")
                 if self.api_tokens.pop(token_id, None) is None:
@@ -124,6 +131,29 @@ class FakeGateway(ContainerRoutes, ArtifactRoutes, MigrationRoutes):
         }
         self.api_tokens[row["id"]] = row
         return httpx.Response(201, json={**row, "token": f"ec_api_{number}"})
+
+    def _change_password(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body["current_password"] != PASSWORD:
+            return problem(403, "wrong_password", "the current password is not right")
+        self.live_tokens.clear()
+        return httpx.Response(204)
+
+    def _manage_user(self, request: httpx.Request, rest: str) -> httpx.Response:
+        user_id, _, action = rest.partition("/")
+        member = next((m for m in self.members if m["user"]["id"] == user_id), None)
+        if member is None:
+            return problem(404, "user_not_found", f"user {user_id} not found")
+        user = member["user"]
+        if action == "password":
+            body = json.loads(request.content)
+            token = None if "password" in body else "ecr_reset_1"
+            expires = None if token is None else EXPIRES_AT
+            return httpx.Response(
+                200, json={"user": user, "reset_token": token, "expires_at": expires}
+            )
+        user["disabled_at"] = "2025-01-01T00:00:00Z" if action == "disable" else None
+        return httpx.Response(200, json=user)
 
     def known_devices(self) -> list[dict[str, Any]]:
         return self.devices

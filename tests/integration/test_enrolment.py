@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.support.agents import HEARTBEAT_INTERVAL_S, AgentFactory
+from tests.support.users import register
 
 pytestmark = pytest.mark.stack
 
@@ -120,3 +121,47 @@ async def test_revoking_an_unknown_device_is_404(api) -> None:
 async def _status(api: httpx.AsyncClient, key: str, wanted: str) -> bool:
     seen = await device(api, key)
     return seen is not None and seen["status"] == wanted
+
+
+async def test_a_revoked_device_does_not_come_back_and_a_readmitted_one_starts_clean(
+    stack, api, agents: AgentFactory, enrol, tmp_path
+) -> None:
+    """The same machine (hostname and MAC, so the same device key) with a new key and an
+    ordinary enrolment token is refused; with a token the operator made for it, it comes
+    back with no grants."""
+    agent = agents.start(token=await enrol())
+    await eventually(lambda: _status(api, agent.key, "online"), timeout=15)
+    tenant = await register(stack)
+    granted = await api.post(
+        f"/api/v1/devices/{agent.key}/grants", json={"tenant": tenant.tenant_id}
+    )
+    assert granted.status_code == 201, granted.text
+    assert (await api.post(f"/api/v1/devices/{agent.key}/revoke")).status_code == 204
+    assert agent.process.wait(timeout=15) == EX_CONFIG
+
+    token = await enrol()
+    again = agents.start(
+        token=token, hostname=agent.hostname, mac=agent.mac, state_dir=tmp_path / "fresh-state"
+    )
+    assert again.process.wait(timeout=20) == EX_CONFIG
+    assert "edge.error.auth.revoked" in again.process.log_tail()
+    assert (await api.get(f"/api/v1/devices/{agent.key}")).json()["status"] == "offline"
+
+    readmission = await api.post("/api/v1/devices/enrolments", json={"device": agent.key})
+    assert readmission.status_code == 201, readmission.text
+    back = agents.start(
+        token=readmission.json()["token"],
+        hostname=agent.hostname,
+        mac=agent.mac,
+        state_dir=tmp_path / "reinstalled",
+    )
+    await eventually(lambda: _status(api, agent.key, "online"), timeout=15)
+    assert back.process.running()
+    assert (await api.get(f"/api/v1/devices/{agent.key}/grants")).json()["items"] == []
+    assert (
+        await api.get(f"/api/v1/devices/{agent.key}", headers=tenant.headers)
+    ).status_code == 404
+    # A token for an enrolled device is refused.
+    refused = await api.post("/api/v1/devices/enrolments", json={"device": agent.key})
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "device_enrolled"

@@ -1,14 +1,19 @@
 """API tokens: named, expiring, revocable, stored hashed; expiry and revocation apply at once."""
 
 import subprocess
+from datetime import datetime
 
 import pytest
 
 from tests.integration.test_gateway_api import assert_problem
 from tests.support.stack import PG_ADMIN
-from tests.support.users import register
+from tests.support.users import invite, register
 
 pytestmark = pytest.mark.stack
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def expire_token_in_database(stack, token_id: str) -> None:
@@ -109,3 +114,59 @@ async def test_bad_token_requests_are_422(stack, client, body) -> None:
 async def test_malformed_tokens_are_401(client, value: bytes) -> None:
     response = await client.get("/api/v1/me", headers={"Authorization": b"Bearer " + value})
     assert_problem(response, 401, "token_invalid")
+
+
+async def test_a_token_made_with_a_token_is_no_more_than_its_parent(stack, client) -> None:
+    """An API token can mint tokens, but none outlives it or survives its revocation (nor
+    their own children), and none acts with another role than the member's own."""
+    admin = await register(stack)
+    member = await register(stack, invitation=await invite(stack, admin))
+    parent = (
+        await client.post(
+            "/api/v1/tokens", json={"name": "parent", "expires_in_days": 2}, headers=member.headers
+        )
+    ).json()
+    as_parent = {"Authorization": f"Bearer {parent['token']}"}
+    child = await client.post(
+        "/api/v1/tokens", json={"name": "child", "expires_in_days": 365}, headers=as_parent
+    )
+    assert child.status_code == 201, child.text
+    assert when(child.json()["expires_at"]) <= when(parent["expires_at"])
+    as_child = {"Authorization": f"Bearer {child.json()['token']}"}
+    grandchild = (
+        await client.post("/api/v1/tokens", json={"name": "grandchild"}, headers=as_child)
+    ).json()
+    as_grandchild = {"Authorization": f"Bearer {grandchild['token']}"}
+    assert when(grandchild["expires_at"]) <= when(parent["expires_at"])
+    me = (await client.get("/api/v1/me", headers=as_grandchild)).json()
+    assert (me["roles"], me["tenant"]["id"]) == (["member"], admin.tenant_id)
+    assert_problem(
+        await client.post("/api/v1/invitations", json={}, headers=as_grandchild),
+        403,
+        "tenant_admin_only",
+    )
+
+    revoked = await client.delete(f"/api/v1/tokens/{parent['id']}", headers=member.headers)
+    assert revoked.status_code == 204
+    for headers in (as_parent, as_child, as_grandchild):
+        assert_problem(await client.get("/api/v1/me", headers=headers), 401, "token_invalid")
+    # The person's own session is not the parent of anything, and lives on.
+    assert (await client.get("/api/v1/me", headers=member.headers)).status_code == 200
+
+
+async def test_revoking_a_child_leaves_its_parent(stack, client) -> None:
+    owner = await register(stack)
+    parent = (
+        await client.post("/api/v1/tokens", json={"name": "parent"}, headers=owner.headers)
+    ).json()
+    as_parent = {"Authorization": f"Bearer {parent['token']}"}
+    child = (await client.post("/api/v1/tokens", json={"name": "child"}, headers=as_parent)).json()
+    assert (
+        await client.delete(f"/api/v1/tokens/{child['id']}", headers=as_parent)
+    ).status_code == 204
+    assert (await client.get("/api/v1/me", headers=as_parent)).status_code == 200
+    assert_problem(
+        await client.get("/api/v1/me", headers={"Authorization": f"Bearer {child['token']}"}),
+        401,
+        "token_invalid",
+    )

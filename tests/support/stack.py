@@ -188,10 +188,9 @@ class Stack:
             "GATEWAY_DEFAULT_QUOTA_API_PER_MINUTE": "100000",
             # Quick throttling for the tests of it; every test runs from 127.0.0.1, so the
             # per-address limit is tested in process (tests/gateway).
-            "GATEWAY_THROTTLE_ACCOUNT_FREE_FAILURES": "3",
-            "GATEWAY_THROTTLE_ACCOUNT_LOCK_AFTER": "6",
+            "GATEWAY_THROTTLE_PAIR_FREE_FAILURES": "3",
+            "GATEWAY_THROTTLE_ACCOUNT_FREE_FAILURES": "6",
             "GATEWAY_THROTTLE_ADDRESS_FREE_FAILURES": "100000",
-            "GATEWAY_THROTTLE_ADDRESS_LOCK_AFTER": "100000",
             # A quiet shell is closed soon enough for its test to wait for it.
             "GATEWAY_SHELL_IDLE_TIMEOUT_S": "8",
             # The slow-client test waits this long for silent connections to be closed.

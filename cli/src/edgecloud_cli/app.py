@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from . import (
+    accounts,
     config,
     containers,
     context,
@@ -40,6 +41,8 @@ app = typer.Typer(
 tokens_app = typer.Typer(help="Named, expiring API tokens for scripts.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(interfaces.app, name="interfaces")
+app.add_typer(accounts.account_app, name="account")
+app.add_typer(accounts.members_app, name="members")
 
 
 @app.callback()

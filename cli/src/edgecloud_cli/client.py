@@ -33,11 +33,14 @@ from .schemas import (
     Interface,
     Login,
     Me,
+    Member,
     Migration,
     MigrationAccepted,
     NewArtifact,
     NewContainer,
+    PasswordReset,
     Token,
+    User,
 )
 
 TIMEOUT_S = 10.0
@@ -232,6 +235,26 @@ class Client:
     def revoke_token(self, token_id: str) -> None:
         """Revoke one of the caller's API tokens."""
         self._request("DELETE", f"/api/v1/tokens/{_segment(token_id)}")
+
+    def change_password(self, *, current: str, new: str) -> None:
+        """Change the caller's password; every session and token of theirs ends."""
+        payload = {"current_password": current, "new_password": new}
+        self._request("POST", "/api/v1/me/password", json=payload)
+
+    def members(self) -> list[Member]:
+        """The members of the caller's tenant (tenant admins), all pages."""
+        return cast(list[Member], list(self._pages("/api/v1/members")))
+
+    def reset_password(self, user_id: str, *, password: str | None) -> PasswordReset:
+        """Set a user's password, or (``password`` None) issue a one-time reset token."""
+        payload = {"password": password} if password is not None else {}
+        path = f"/api/v1/users/{_segment(user_id)}/password"
+        return cast(PasswordReset, self._json("POST", path, json=payload))
+
+    def set_disabled(self, user_id: str, *, disabled: bool) -> User:
+        """Disable an account (its sessions and tokens end) or enable it again."""
+        action = "disable" if disabled else "enable"
+        return cast(User, self._json("POST", f"/api/v1/users/{_segment(user_id)}/{action}"))
 
     def create_container(self, request: NewContainer) -> Outcome:
         """Create and start a container; queued while the device is offline or busy."""

@@ -25,6 +25,7 @@ from .schemas import (
     DeviceMetrics,
     Interface,
     Me,
+    Member,
     Migration,
     PortMapping,
     Token,
@@ -176,6 +177,19 @@ def tokens(items: Iterable[Token], *, now: datetime | None = None) -> None:
             Text(when(token["created_at"])),
             Text(when(token["expires_at"])),
             Text(ago(last_used, now=now) if last_used else "never"),
+        )
+    _console().print(table)
+
+
+def members(items: Iterable[Member]) -> None:
+    table = _table("ID", "USERNAME", "ROLE", "JOINED", "STATE")
+    for member in items:
+        table.add_row(
+            Text(member["user"]["id"]),
+            Text(member["user"]["username"]),
+            Text(member["role"]),
+            Text(when(member["joined_at"])),
+            Text("disabled" if member["user"].get("disabled_at") else "active"),
         )
     _console().print(table)
 

@@ -15,6 +15,7 @@ class User(TypedDict):
     id: str
     username: str
     created_at: str
+    disabled_at: NotRequired[str | None]
 
 
 class Tenant(TypedDict):
@@ -285,3 +286,15 @@ class Interface(TypedDict):
     tenants: list[str]
     description: str
     holders: NotRequired[list[InterfaceHolder]]
+
+
+class Member(TypedDict):
+    user: User
+    role: str
+    joined_at: str
+
+
+class PasswordReset(TypedDict):
+    user: User
+    reset_token: str | None
+    expires_at: str | None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from .containers import PortMapping
 from .heartbeat import ContainerState, DeviceStatus, Link, NodePolicy
+from .identity import KEY_PATTERN
 from .text import Note, ObjectId
 
 
@@ -141,6 +142,9 @@ class MetricSeries(BaseModel):
 class EnrolmentRequest(BaseModel):
     ttl_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
     note: Note = ""
+    device: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
+    """The token is for this device key only; a revoked device comes back (with a new key
+    and no grants) only with a token made for it."""
 
 
 class Enrolment(BaseModel):

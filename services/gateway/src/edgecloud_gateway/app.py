@@ -32,6 +32,7 @@ from .access.live import LiveConnections
 from .accounts import router as accounts_router
 from .accounts import service as accounts_service
 from .accounts import throttle
+from .accounts import users_router as accounts_users_router
 from .alerts import router as alerts_router
 from .artifacts import router as artifacts_router
 from .audit import router as audit_router
@@ -155,6 +156,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         routers=[
             accounts_router.router,
+            accounts_users_router.router,
             tokens_router.router,
             tenants_router.router,
             audit_router.router,

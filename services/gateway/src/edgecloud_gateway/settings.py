@@ -14,6 +14,7 @@ from edgecloud_servicekit.settings import (
 )
 
 from .access.live import EVENTS, LOG_FOLLOW, SHELL, Shares
+from .accounts import throttle
 from .accounts.service import TenantQuotas
 from .accounts.throttle import ThrottlePolicy
 
@@ -84,12 +85,16 @@ class GatewaySettings(ServiceSettings):
     """How often the tokens held by open connections are read again: access taken away
     ends them within about this long."""
 
-    throttle_account_free_failures: int = 5
-    throttle_account_lock_after: int = 10
-    throttle_address_free_failures: int = 20
-    throttle_address_lock_after: int = 50
+    # Login throttling (accounts/throttle.py): free failures, then waits doubling up to a
+    # ceiling; per account from one client, per client, and per account across clients
+    # (which never stops a client with a clean record for the account).
+    throttle_pair_free_failures: int = 5
+    throttle_pair_max_delay_s: float = 900
+    throttle_address_free_failures: int = 30
+    throttle_address_max_delay_s: float = 900
+    throttle_account_free_failures: int = 100
+    throttle_account_max_delay_s: float = 60
     throttle_window_minutes: float = 15
-    throttle_lock_minutes: float = 15
 
     @model_validator(mode="after")
     def _admin_and_cookies(self) -> "GatewaySettings":
@@ -164,18 +169,20 @@ class GatewaySettings(ServiceSettings):
     @property
     def throttle_policies(self) -> dict[str, ThrottlePolicy]:
         window = timedelta(minutes=self.throttle_window_minutes)
-        lock_for = timedelta(minutes=self.throttle_lock_minutes)
         return {
-            "account": ThrottlePolicy(
-                self.throttle_account_free_failures,
-                self.throttle_account_lock_after,
+            throttle.PAIR: ThrottlePolicy(
+                self.throttle_pair_free_failures,
+                timedelta(seconds=self.throttle_pair_max_delay_s),
                 window,
-                lock_for,
             ),
-            "address": ThrottlePolicy(
+            throttle.ADDRESS: ThrottlePolicy(
                 self.throttle_address_free_failures,
-                self.throttle_address_lock_after,
+                timedelta(seconds=self.throttle_address_max_delay_s),
                 window,
-                lock_for,
+            ),
+            throttle.ACCOUNT: ThrottlePolicy(
+                self.throttle_account_free_failures,
+                timedelta(seconds=self.throttle_account_max_delay_s),
+                window,
             ),
         }

@@ -2,6 +2,7 @@ from edgecloud_servicekit.problems import (
     BadRequest,
     Conflict,
     Forbidden,
+    NotFound,
     Unauthenticated,
     Unprocessable,
 )
@@ -71,3 +72,39 @@ class NotASession(Forbidden):
         super().__init__(
             "only a signed-in session switches tenant; an API token belongs to one tenant"
         )
+
+
+class WrongPassword(Forbidden):
+    default_code = "wrong_password"
+
+    def __init__(self) -> None:
+        super().__init__("the current password is not right")
+
+
+class UserNotFound(NotFound):
+    default_code = "user_not_found"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} not found")
+
+
+class UserNotManaged(Forbidden):
+    default_code = "user_not_managed"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"only an operator may do this to this user: {why}")
+
+
+class NotOnYourself(Conflict):
+    default_code = "not_on_yourself"
+
+    def __init__(self) -> None:
+        super().__init__("not on your own account: change your password under your account")
+
+
+class ResetInvalid(BadRequest):
+    default_code = "reset_invalid"
+
+    def __init__(self) -> None:
+        # The same for unknown, used, expired or superseded.
+        super().__init__("the password reset is not valid")

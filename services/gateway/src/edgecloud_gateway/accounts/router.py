@@ -86,8 +86,8 @@ async def login(
 ) -> LoginResponse:
     """Exchange a username and password for a bearer token (and a dashboard session).
 
-    Repeated failures for an account or from an address are slowed down, then locked
-    for a while (429 ``login_throttled`` / ``login_locked`` with Retry-After).
+    Repeated failures are slowed down, never locked out (429 ``login_throttled`` with
+    Retry-After): see accounts/throttle.py.
     """
     settings = request.app.state.settings
     entry = trail.begin("auth.login", target=f"user:{body.username}")

@@ -62,6 +62,8 @@ class UserOut(BaseModel):
     id: str
     username: str
     created_at: datetime
+    disabled_at: datetime | None = None
+    """Set while the account is disabled: it cannot sign in and holds no tokens."""
 
 
 class TenantOut(BaseModel):
@@ -86,3 +88,27 @@ class MeOut(BaseModel):
     roles: list[str]
     tenants: list[MembershipOut]
     """Every tenant the user belongs to (sign in with ``tenant`` to switch)."""
+
+
+class PasswordChange(BaseModel):
+    current_password: Password
+    new_password: Password
+
+
+class PasswordResetRequest(BaseModel):
+    password: Password | None = None
+    """The user's new password. Without it the user gets a one-time reset token (shown
+    once), and no password works until it is used."""
+    ttl_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 24
+
+
+class PasswordResetOut(BaseModel):
+    user: UserOut
+    reset_token: str | None = None
+    """Shown once: the user sets a new password with it (``POST /api/v1/auth/reset``)."""
+    expires_at: datetime | None = None
+
+
+class ResetRedeem(BaseModel):
+    token: Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE)]
+    password: Password

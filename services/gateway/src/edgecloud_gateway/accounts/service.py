@@ -1,6 +1,5 @@
 """Users, tenants and memberships: registration, sign-in, who am I."""
 
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -170,11 +169,16 @@ async def sign_in(
     policies: dict[str, throttle.ThrottlePolicy],
     audit: Entry,
 ) -> tuple[tokens_service.IssuedToken, Identity]:
-    """Check the password (unless throttled) and issue a login token.
+    """Check the password (unless this client has to wait: see :mod:`.throttle`) and issue
+    a login token.
 
-    Failures are counted in their own transaction: the request's is rolled back.
+    The attempt is counted in a transaction of its own, committed before the password is
+    checked, so parallel guesses cannot pass the budget; a right password is forgiven.
     """
-    await throttle.check(session=session, username=username, address=address, policies=policies)
+    async with transaction(sessions) as counting:
+        await throttle.admit(
+            session=counting, username=username, address=address, policies=policies
+        )
     user = await session.scalar(select(User).where(User.username == username))
     memberships = await _memberships(session, user.id) if user else []
     if user is not None:
@@ -182,14 +186,24 @@ async def sign_in(
         audit.tenant_id = memberships[0][0].tenant_id if memberships else None
     valid = await passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not valid or user.disabled_at is not None or not memberships:
-        # A concurrent failure may create the same throttle row first; one count is enough.
-        with contextlib.suppress(IntegrityError):
-            async with transaction(sessions) as counting:
-                await throttle.record_failure(
-                    session=counting, username=username, address=address, policies=policies
-                )
         raise InvalidCredentials()
-    await throttle.clear_account(session=session, username=username)
+    # The password checked must still be the account's, and the account enabled, as the
+    # token is issued: a change, reset or disabling committed meanwhile (which revokes every
+    # token) must not miss this one. The row stays locked until this request commits.
+    still = await session.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            User.password_hash == user.password_hash,
+            User.disabled_at.is_(None),
+        )
+        .values(password_hash=User.password_hash)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    if still.scalar_one_or_none() is None:
+        raise InvalidCredentials()
+    await throttle.forgive(session=session, username=username, address=address)
 
     membership, tenant = memberships[0]
     if tenant_name is not None:

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..deps import CSRF_COOKIE, SESSION_COOKIE
 from .api import ApiError, PublicApi
-from .render import ActingViewerDep, form_values, page, redirect
+from .render import ActingViewerDep, ViewerDep, form_values, page, redirect
 
 router = APIRouter(include_in_schema=False)
 
@@ -108,3 +108,35 @@ async def switch_tenant(request: Request, viewer: ActingViewerDep) -> Response:
     tenant = form_values(await request.form()).get("tenant", "")
     answer = await viewer.api.call("POST", "/auth/switch", json={"tenant": tenant})
     return _with_cookies(redirect(request, "/"), answer)
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account(request: Request, viewer: ViewerDep) -> HTMLResponse:
+    return page(request, "account.html", viewer)
+
+
+@router.post("/account/password")
+async def change_password(request: Request, viewer: ActingViewerDep) -> Response:
+    """Change the password; the API ends every session, so the next page is the sign-in."""
+    values = form_values(await request.form())
+    if values.get("new_password") != values.get("new_password_again"):
+        err = ApiError.invalid(
+            {"new_password_again": "is not the same as the new password"}, code="passwords_differ"
+        )
+        return page(request, "account.html", viewer, error=err)
+    body = {
+        "current_password": values.get("current_password", ""),
+        "new_password": values.get("new_password", ""),
+    }
+    try:
+        await viewer.api.call("POST", "/me/password", json=body)
+    except ApiError as err:
+        if err.code == "wrong_password":
+            err.fields = {"current_password": "is not right"}
+        elif err.code == "weak_password":
+            err.fields = {"new_password": "is too weak"}
+        return page(request, "account.html", viewer, error=err)
+    response = redirect(request, "/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response

@@ -103,6 +103,23 @@ async def change_member(request: Request, user_id: str, viewer: ActingViewerDep)
     return await _admin_panel(request, viewer, notice="Membership updated.")
 
 
+@router.post("/admin/users/{user_id}", response_class=HTMLResponse)
+async def manage_user(request: Request, user_id: str, viewer: ActingViewerDep) -> HTMLResponse:
+    """Reset a member's password (a one-time token), disable or enable their account."""
+    action = form_values(await request.form()).get("action", "")
+    user_id = segment(user_id)
+    try:
+        if action == "reset":
+            reset = await viewer.api.post(f"/users/{user_id}/password", {})
+            return await _admin_panel(request, viewer, new_reset=reset)
+        if action not in ("disable", "enable"):
+            raise ApiError.invalid({"action": "must be reset, disable or enable"})
+        user = await viewer.api.post(f"/users/{user_id}/{action}", {})
+    except ApiError as err:
+        return await _admin_panel(request, viewer, error=err, failed_form="member")
+    return await _admin_panel(request, viewer, notice=f"{user['username']} is {action}d.")
+
+
 @router.get("/migrations", response_class=HTMLResponse)
 async def migrations(request: Request, viewer: ViewerDep, container: str = "") -> HTMLResponse:
     """The latest migrations (of one container when asked); its rows refresh live."""

@@ -120,7 +120,9 @@ async def list_members(admin: TenantAdminDep, session: SessionDep) -> MemberList
     return MemberList(
         items=[
             MemberOut(
-                user=UserOut(id=u.id, username=u.username, created_at=u.created_at),
+                user=UserOut(
+                    id=u.id, username=u.username, created_at=u.created_at, disabled_at=u.disabled_at
+                ),
                 role=m.role,
                 joined_at=m.created_at,
             )

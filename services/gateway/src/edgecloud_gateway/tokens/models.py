@@ -23,3 +23,6 @@ class AccessToken(GatewayBase):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    """The API token this one was made with: revoking it revokes this one (no foreign key:
+    a token row is never deleted while its children live)."""

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from ..audit.trail import AuditDep, record_success
-from ..deps import IdentityDep, PathId, SessionDep
+from ..deps import CallerDep, IdentityDep, PathId, SessionDep
 from . import service
 from .models import AccessToken
 from .schemas import CreatedToken, TokenOut, TokenPage, TokenRequest
@@ -26,20 +26,22 @@ def _out(row: AccessToken) -> TokenOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedToken)
 async def create_token(
-    body: TokenRequest, identity: IdentityDep, session: SessionDep, trail: AuditDep
+    body: TokenRequest, caller: CallerDep, session: SessionDep, trail: AuditDep
 ) -> CreatedToken:
-    """A new API token acting as the caller in the current tenant; shown once."""
+    """A new API token acting as the caller in the current tenant; shown once. Made with an
+    API token, it expires with that token at the latest and is revoked with it."""
+    identity = caller.identity
     trail.begin("token.create", target=f"token:{body.name}", caller=identity)
-    issued = await service.issue_token(
+    issued = await service.create_api_token(
         session=session,
-        user_id=identity.user_id,
-        tenant_id=identity.tenant_id,
-        kind=service.API,
-        lifetime=timedelta(days=body.expires_in_days),
+        caller=caller,
         name=body.name,
+        lifetime=timedelta(days=body.expires_in_days),
     )
     row = await service.get_api_token(session=session, caller=identity, token_id=issued.id)
     trail.note(token_id=issued.id, expires_at=issued.expires_at.isoformat())
+    if row.parent_id is not None:
+        trail.note(parent=row.parent_id)
     record_success(session, trail)
     return CreatedToken(**_out(row).model_dump(), token=issued.token)
 
@@ -62,7 +64,8 @@ async def list_tokens(
 async def revoke_token(
     token_id: PathId, identity: IdentityDep, session: SessionDep, trail: AuditDep
 ) -> None:
-    """Revoke one of the caller's API tokens; it stops working at once."""
+    """Revoke one of the caller's API tokens; it and the tokens made with it stop working
+    at once."""
     trail.begin("token.revoke", target=f"token:{token_id}", caller=identity)
     row = await service.get_api_token(session=session, caller=identity, token_id=token_id)
     await service.revoke_token(session=session, token_id=row.id)

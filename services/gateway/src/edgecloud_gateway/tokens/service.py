@@ -58,9 +58,15 @@ async def issue_token(
     kind: str,
     lifetime: timedelta,
     name: str = "",
+    parent: AccessToken | None = None,
 ) -> IssuedToken:
+    """A new token; one made with an API token (``parent``) ends no later than it and is
+    revoked with it."""
     token = new_token(TOKEN_PREFIX)
     now = utcnow()
+    expires_at = now + lifetime
+    if parent is not None:
+        expires_at = min(expires_at, parent.expires_at)
     row = AccessToken(
         id=str(uuid.uuid4()),
         token_hash=hash_token(token),
@@ -69,7 +75,8 @@ async def issue_token(
         kind=kind,
         name=name,
         created_at=now,
-        expires_at=now + lifetime,
+        expires_at=expires_at,
+        parent_id=parent.id if parent is not None else None,
     )
     session.add(row)
     await session.flush()
@@ -150,10 +157,53 @@ async def resolve_token(*, session: AsyncSession, token: str) -> Caller:
     )
 
 
+async def create_api_token(
+    *, session: AsyncSession, caller: Caller, name: str, lifetime: timedelta
+) -> IssuedToken:
+    """A named API token acting as the caller in the caller's tenant.
+
+    Made with a person's session it lives as long as asked. Made with an API token it can
+    be no more than that token: it ends when its parent ends at the latest and is revoked
+    with it (:func:`revoke_token`). A token carries no role or scope of its own (both are
+    read from the membership on every request), so a child is never wider than its parent.
+    """
+    parent = None
+    if caller.token_kind != LOGIN:
+        parent = await session.get(AccessToken, caller.token_id)
+        if parent is None or parent.revoked_at is not None:
+            raise TokenInvalid()
+    return await issue_token(
+        session=session,
+        user_id=caller.identity.user_id,
+        tenant_id=caller.identity.tenant_id,
+        kind=API,
+        lifetime=lifetime,
+        name=name,
+        parent=parent,
+    )
+
+
 async def revoke_token(*, session: AsyncSession, token_id: str) -> None:
+    """Revoke a token and, transitively, every token made with it."""
+    now = utcnow()
+    generation = [token_id]
+    while generation:
+        await session.execute(
+            update(AccessToken)
+            .where(AccessToken.id.in_(generation), AccessToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        children = await session.scalars(
+            select(AccessToken.id).where(AccessToken.parent_id.in_(generation))
+        )
+        generation = list(children.all())
+
+
+async def revoke_all_user_tokens(*, session: AsyncSession, user_id: str) -> None:
+    """End every session and API token a user holds, in every tenant."""
     await session.execute(
         update(AccessToken)
-        .where(AccessToken.id == token_id, AccessToken.revoked_at.is_(None))
+        .where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
 

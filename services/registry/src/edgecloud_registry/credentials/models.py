@@ -34,3 +34,14 @@ class DeviceCredential(RegistryBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_auth_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RevokedDeviceKey(RegistryBase):
+    """A device public key that was revoked: it never logs in or enrols again, under any
+    device key, even after its device was re-admitted with a new key."""
+
+    __tablename__ = "revoked_device_keys"
+
+    public_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_key: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -26,6 +26,7 @@ async def create_enrolment(
         created_by=operator.user_id,
         ttl=timedelta(seconds=body.ttl_seconds),
         note=body.note,
+        device_key=body.device,
     )
     return Enrolment(id=issued.id, token=issued.token, expires_at=issued.expires_at)
 

@@ -50,7 +50,13 @@ class DeviceAuthenticator:
         except CredentialError as err:
             logger.warning("device login refused: %s", err.message, extra={"device": authid})
             raise ApplicationError(err.uri, err.message) from err
-        if result.enrolled_now:
+        if result.readmitted:
+            logger.warning(
+                "revoked device %s re-admitted with a new key and no grants",
+                result.device_key,
+                extra={"device": result.device_key},
+            )
+        elif result.enrolled_now:
             logger.info(
                 "device %s enrolled", result.device_key, extra={"device": result.device_key}
             )
