@@ -2,11 +2,13 @@
 token revoked, or the tenant's grant on the container's device withdrawn. The caller is
 told why, and the shell's end is audited like any other."""
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import ONE_DATABASE, eventually
 from tests.integration.test_terminal import audit, running
@@ -100,3 +102,9 @@ async def test_withdrawing_the_grant_ends_the_tenants_shell_and_follow(
         await read_to_the_end(answer, log)
         assert log.last is not None
         assert log.last[1].startswith("grant_withdrawn: ")
+    # And no new one opens there.
+    with pytest.raises(InvalidStatus) as refused:
+        async with terminal(stack.url("gateway"), container["id"], user.headers):
+            pass
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body)["code"] == "device_not_granted"

@@ -148,6 +148,19 @@ async def test_removing_a_member_or_changing_a_role_ends_their_streams(stack: St
         assert again.status == 200
 
 
+async def test_disabling_an_account_ends_its_streams(stack: Stack) -> None:
+    admin = await register(stack)
+    member = await member_of(stack, admin)
+    gateway = stack.url("gateway")
+    async with event_stream(gateway, member.headers) as stream:
+        async with httpx.AsyncClient(base_url=gateway, timeout=10) as client:
+            disabled = await client.post(
+                f"/api/v1/users/{member.user_id}/disable", headers=admin.headers
+            )
+        assert disabled.status_code in (200, 204), disabled.text
+        await ends(stream, "access_revoked")
+
+
 async def test_a_user_holds_a_limited_number_of_streams_and_others_are_served(
     stack: Stack,
 ) -> None:

@@ -21,7 +21,6 @@ from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.internal_http import ServiceClient, passed_on
 from edgecloud_servicekit.problems import (
-    Conflict,
     NotFound,
     Problem,
     Unavailable,
@@ -214,13 +213,11 @@ async def _keep_alive(websocket: WebSocket, session_id: str, settings: GatewaySe
 async def _running_container(
     orchestrator: ServiceClient, caller: Identity, container_id: str
 ) -> dict[str, Any]:
+    """The container, once the orchestrator has checked a shell may open in it: the tenant's
+    own, running, on a device still granted to the tenant (403 device_not_granted)."""
     container: dict[str, Any] = (
-        await orchestrator.request("GET", f"/v1/containers/{container_id}", identity=caller)
+        await orchestrator.request("GET", f"/v1/containers/{container_id}/shell", identity=caller)
     ).json()
-    if container["state"] != "running":
-        raise Conflict(
-            f"the container is {container['state']}, not running", code="container_not_running"
-        )
     return container
 
 
