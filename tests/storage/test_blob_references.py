@@ -149,3 +149,54 @@ async def test_a_deletion_that_fails_to_commit_keeps_the_bytes(
     async with artifacts._sessions() as session:
         assert await session.get(Artifact, only) is not None
     assert await content(artifacts, digest) == data
+
+
+async def test_bytes_a_crash_left_without_a_row_are_collected(artifacts: Artifacts) -> None:
+    kept, orphan = os.urandom(20_000), os.urandom(25_000)
+    kept_id = await stored(artifacts, "t-1", kept)
+    # A completion that put the bytes in place and died before its commit: no row.
+    await artifacts.store.write_part("lost", 0, one_piece(orphan), limit=len(orphan))
+    orphan_digest = hashlib.sha256(orphan).hexdigest()
+    assert await artifacts.store.promote("lost", orphan_digest)
+    assert await artifacts.collect_blobs() == 1
+    assert [name async for name in artifacts.store.blob_names()] == [
+        hashlib.sha256(kept).hexdigest()
+    ]
+    assert await content(artifacts, hashlib.sha256(kept).hexdigest()) == kept
+    await artifacts.delete(tenant_id="t-1", artifact_id=kept_id)
+    assert [name async for name in artifacts.store.blob_names()] == []
+
+
+class PausingStore(FilesystemStore):
+    """Holds a completion between putting the bytes in place and its commit."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.promoted = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    async def promote(self, artifact_id: str, sha256: str) -> bool:
+        first = await super().promote(artifact_id, sha256)
+        self.promoted.set()
+        await self.proceed.wait()
+        return first
+
+
+async def test_the_sweep_waits_for_a_completion_under_way(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    store = PausingStore(tmp_path / "paused")
+    artifacts = Artifacts(sessions=sessions, store=store, max_artifact_bytes=1 << 20)
+    data = os.urandom(10_000)
+    path = store.local_path(hashlib.sha256(data).hexdigest())
+    assert path is not None
+    completing = asyncio.create_task(stored(artifacts, "t-1", data))
+    await store.promoted.wait()
+    # The bytes are in place, their row not yet committed: the sweep must not take them.
+    sweep = asyncio.create_task(artifacts.collect_blobs())
+    # Time for a sweep that does not wait to do its harm (none is needed to pass).
+    await asyncio.wait({sweep}, timeout=1)
+    store.proceed.set()
+    await completing
+    assert await sweep == 0
+    assert path.read_bytes() == data

@@ -11,7 +11,9 @@ The guarantee: a blob's bytes are removed only when no committed artifact refers
 - A blob's bytes are removed only after the commit that dropped its last reference
   (:func:`drop_reference`, then :func:`release` in a transaction of its own). A crash in
   between leaves a blob counted zero, which :func:`collect` removes later; an upload of the
-  same content meanwhile revives it instead.
+  same content meanwhile revives it instead. A crash between putting a first reference's
+  bytes in place and that commit leaves bytes with no row: :func:`collect` removes those
+  too (under the lock, so never the bytes of a completion still under way).
 """
 
 from typing import cast
@@ -70,11 +72,34 @@ async def release(
 
 
 async def collect(*, sessions: async_sessionmaker[AsyncSession], store: BlobStore) -> int:
-    """Remove the blobs left counted zero (a crash between a last reference's commit and
-    :func:`release`). Returns how many went."""
+    """Remove the blobs a crash left behind: counted zero (between a last reference's
+    commit and :func:`release`), or stored with no row at all (between a first reference's
+    bytes put in place and its commit). Returns how many went."""
     async with sessions() as session:
-        unreferenced = (await session.scalars(select(Blob.sha256).where(Blob.refs <= 0))).all()
+        unreferenced = list(
+            (await session.scalars(select(Blob.sha256).where(Blob.refs <= 0))).all()
+        )
+    batch: list[str] = []
+    async for name in store.blob_names():
+        batch.append(name)
+        if len(batch) == COLLECT_BATCH:
+            unreferenced += await _without_row(sessions, batch)
+            batch = []
+    unreferenced += await _without_row(sessions, batch)
     removed = 0
     for sha256 in unreferenced:
         removed += await release(sessions=sessions, store=store, sha256=sha256)
     return removed
+
+
+COLLECT_BATCH = 500
+
+
+async def _without_row(sessions: async_sessionmaker[AsyncSession], names: list[str]) -> list[str]:
+    if not names:
+        return []
+    async with sessions() as session:
+        known = set(
+            (await session.scalars(select(Blob.sha256).where(Blob.sha256.in_(names)))).all()
+        )
+    return [name for name in names if name not in known]
