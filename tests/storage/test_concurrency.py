@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from edgecloud_servicekit.identity import IDENTITY_HEADER, Identity, sign_identity
+from edgecloud_servicekit.transfer_tokens import TransferGrant, sign_transfer
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.stack
@@ -134,6 +135,58 @@ async def test_parallel_uploads_never_pass_the_quota_together(
         assert usage["used_bytes"] == 5 * size <= usage["quota_bytes"]
         assert {item["id"] for item in await listed(client, headers)} == set(ours)
         for artifact_id, data in ours.items():
+            content = await client.get(f"/v1/artifacts/{artifact_id}/content", headers=headers)
+            assert content.content == data
+
+
+async def test_parallel_node_uploads_never_pass_the_quota_together(
+    storage: Stack, client: httpx.AsyncClient
+) -> None:
+    """Artifacts a node uploads are announced without a size: their quota check comes with
+    the first bytes, and must be as exclusive."""
+    size = 8_000
+    tenant_id = f"t-node-quota-{storage.backend}"
+    headers = caller(storage, tenant_id, quota=4 * size + size - 1)
+    # The tenant's quota reaches the storage on a user's request.
+    assert (await client.get("/v1/artifacts/usage", headers=headers)).status_code == 200
+
+    async def expect() -> str:
+        expected = await client.post(
+            "/v1/artifacts/expected",
+            json={"name": "out.tar", "kind": "result", "container_id": "c-1", "device_key": "n"},
+            headers=headers,
+        )
+        assert expected.status_code == 201, expected.text
+        artifact_id: str = expected.json()["id"]
+        return artifact_id
+
+    async def node_upload(artifact_id: str, data: bytes) -> str | None:
+        grant = sign_transfer(
+            TransferGrant(artifact_id, tenant_id, "n", "upload"), secret=storage.internal_secret
+        )
+        sent = await client.patch(
+            f"/v1/transfers/{artifact_id}",
+            params={"grant": grant},
+            content=data,
+            headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+        )
+        if sent.status_code == 413:
+            assert sent.json()["code"] == "quota_exceeded", sent.text
+            await remove(client, headers, artifact_id)
+            return None
+        assert sent.status_code == 200, sent.text
+        return artifact_id
+
+    contents = [os.urandom(size) for _ in range(40)]
+    announced = await asyncio.gather(*(expect() for _ in contents))
+    results = await asyncio.gather(
+        *(node_upload(a, data) for a, data in zip(announced, contents, strict=True))
+    )
+    assert sum(r is not None for r in results) == 4
+    usage = (await client.get("/v1/artifacts/usage", headers=headers)).json()
+    assert usage["used_bytes"] == 4 * size <= usage["quota_bytes"]
+    for artifact_id, data in zip(results, contents, strict=True):
+        if artifact_id is not None:
             content = await client.get(f"/v1/artifacts/{artifact_id}/content", headers=headers)
             assert content.content == data
 
