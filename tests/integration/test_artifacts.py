@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from edgecloud_servicekit.identity import IDENTITY_HEADER, Identity, sign_identity
 from edgecloud_servicekit.transfer_tokens import TransferGrant, sign_transfer
 from tests.conftest import eventually
 from tests.support.users import Account, register
@@ -366,6 +367,43 @@ async def test_transfers_need_a_current_grant_for_that_artifact(stack, tenant, a
         foreign = await node.get(path, params={"grant": grant(artifact["id"], tenant_id="t-x")})
         assert foreign.status_code == 404
         assert (await node.get(path)).status_code == 422
+
+
+async def test_what_a_node_uploads_its_tenant_reads_but_cannot_write(
+    stack, tenant, as_tenant
+) -> None:
+    # As the orchestrator asks for it before ordering the node to send a container's files.
+    acting = Identity(user_id=tenant.user_id, username=tenant.username, tenant_id=tenant.tenant_id)
+    async with httpx.AsyncClient(base_url=stack.url("storage"), timeout=30) as storage:
+        expected = await storage.post(
+            "/v1/artifacts/expected",
+            json={"name": "out.tar", "kind": "result", "container_id": "c-1", "device_key": "n_1"},
+            headers={
+                IDENTITY_HEADER: sign_identity(
+                    acting, secret=stack.internal_secret, audience="storage"
+                )
+            },
+        )
+    assert expected.status_code == 201, expected.text
+    artifact_id = expected.json()["id"]
+    forged, real = os.urandom(2000), os.urandom(3000)
+    refused = await send(as_tenant, artifact_id, forged, 0, len(forged))
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["code"] == "artifact_node_only"
+    grant = sign_transfer(
+        TransferGrant(artifact_id, tenant.tenant_id, "n_1", "upload"), secret=stack.internal_secret
+    )
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as node:
+        sent = await node.patch(
+            f"/api/v1/transfers/{artifact_id}",
+            params={"grant": grant},
+            content=real,
+            headers={"Content-Range": f"bytes 0-{len(real) - 1}/{len(real)}"},
+        )
+    assert sent.status_code == 200, sent.text
+    content = await as_tenant.get(f"/api/v1/artifacts/{artifact_id}/content")
+    assert (content.status_code, content.content) == (200, real)
 
 
 class CuttingProxy:

@@ -94,3 +94,17 @@ async def test_an_empty_blob(store: BlobStore) -> None:
     # It is stored: the same (empty) content is not stored again.
     assert await store.write_part("a5", 0, nothing(), limit=0) == 0
     assert await store.promote("a5", sha) is False
+
+
+async def test_blob_names_are_the_complete_blobs(store: BlobStore) -> None:
+    assert [name async for name in store.blob_names()] == []
+    contents = [os.urandom(1000), os.urandom(2000)]
+    for n, data in enumerate(contents):
+        await store.write_part(f"b{n}", 0, pieces(data), limit=len(data))
+        assert await store.promote(f"b{n}", hashlib.sha256(data).hexdigest())
+    await store.write_part("still-uploading", 0, pieces(b"partial"), limit=100)
+    names = [name async for name in store.blob_names()]
+    assert sorted(names) == sorted(hashlib.sha256(data).hexdigest() for data in contents)
+    for name in names:
+        await store.drop_blob(name)
+    assert [name async for name in store.blob_names()] == []

@@ -99,6 +99,9 @@ async def expire_forever(artifacts: Artifacts, older_than: timedelta) -> None:
             expired = await artifacts.expire_uploads(older_than=older_than)
             if expired:
                 logger.info("discarded %d uploads left incomplete", expired)
+            collected = await artifacts.collect_blobs()
+            if collected:
+                logger.info("removed %d blobs left unreferenced", collected)
         except Exception as err:  # the database may be away; try again next round
-            logger.warning("expiring uploads failed: %s", err)
+            logger.warning("expiring uploads or collecting blobs failed: %s", err)
         await asyncio.sleep(600)

@@ -9,11 +9,13 @@ acknowledges.
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
 READ_CHUNK = 1 << 20
+BLOB_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BlobStore(Protocol):
@@ -43,6 +45,10 @@ class BlobStore(Protocol):
 
     async def drop_blob(self, sha256: str) -> None: ...
 
+    def blob_names(self) -> AsyncIterator[str]:
+        """The SHA-256 of every stored blob (for collecting those no row refers to)."""
+        ...
+
     def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive) of a blob, in chunks."""
         ...
@@ -58,6 +64,14 @@ def _sha256_of(path: Path) -> str:
         while chunk := source.read(READ_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _names_in(directory: Path) -> list[str]:
+    return sorted(entry.name for entry in directory.iterdir())
+
+
+def _directories_in(directory: Path) -> list[Path]:
+    return sorted(entry for entry in directory.iterdir() if entry.is_dir())
 
 
 class TooMuchData(Exception):
@@ -148,6 +162,13 @@ class FilesystemStore:
 
     async def drop_blob(self, sha256: str) -> None:
         self._blob(sha256).unlink(missing_ok=True)
+
+    async def blob_names(self) -> AsyncIterator[str]:
+        # One directory (a 256th of the blobs) listed at a time, off the event loop.
+        for directory in await asyncio.to_thread(_directories_in, self._blobs):
+            for name in await asyncio.to_thread(_names_in, directory):
+                if BLOB_NAME.match(name):
+                    yield name
 
     async def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
         with self._blob(sha256).open("rb") as blob:

@@ -1,5 +1,6 @@
 from edgecloud_servicekit.problems import (
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     Problem,
@@ -81,4 +82,17 @@ class UploadBusy(Conflict):
             f"another piece of artifact {artifact_id} is being stored; ask where the upload"
             " stands (Content-Range: bytes */size) and go on from there",
             headers={"Retry-After": "1"},
+        )
+
+
+class NodeUploadsOnly(Forbidden):
+    """Artifacts a node is expected to upload (a container's files, a job's log) take bytes
+    only with the transfer grant given to that node; their tenant reads and deletes them."""
+
+    default_code = "artifact_node_only"
+
+    def __init__(self, artifact_id: str) -> None:
+        super().__init__(
+            f"artifact {artifact_id} is uploaded by the node it was expected from; its"
+            " tenant can read it once complete, not write into it"
         )

@@ -37,7 +37,7 @@ from edgecloud_servicekit.problems import (
 
 from ..grants import granted
 from .backends import READ_CHUNK
-from .exceptions import ArtifactIncomplete, RangeNotSatisfiable
+from .exceptions import ArtifactIncomplete, NodeUploadsOnly, RangeNotSatisfiable
 from .models import Artifact
 from .service import Artifacts, parse_content_range, to_view
 
@@ -243,6 +243,9 @@ async def _append(
         row = await artifacts.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
     if device_key is not None and row.device_key != device_key:
         raise Forbidden("this artifact is not for that device to upload", code="grant_invalid")
+    if device_key is None and row.device_key is not None:
+        # Not even "where are we" (it may set the size and hash the node's bytes must match).
+        raise NodeUploadsOnly(artifact_id)
     length = request.headers.get("content-length")
     content_range = parse_content_range(
         request.headers.get("content-range"),

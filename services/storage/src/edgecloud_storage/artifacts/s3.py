@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .backends import READ_CHUNK, TooMuchData
+from .backends import BLOB_NAME, READ_CHUNK, TooMuchData
 
 PIECE = 8 << 20
 """Largest object a partial upload is stored in (memory held per upload while writing)."""
@@ -150,6 +150,14 @@ class S3Store:
 
     async def drop_blob(self, sha256: str) -> None:
         await self._s3.delete_object(Bucket=self._bucket, Key=f"blobs/{sha256}")
+
+    async def blob_names(self) -> AsyncIterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self._bucket, Prefix="blobs/"):
+            for item in page.get("Contents", []):
+                name = str(item["Key"]).removeprefix("blobs/")
+                if BLOB_NAME.match(name):
+                    yield name
 
     async def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
         if start >= end:  # nothing to read, and S3 has no empty range to ask for

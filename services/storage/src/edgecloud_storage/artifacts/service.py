@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import ClientDisconnect
 
@@ -24,11 +24,12 @@ from edgecloud_contracts.artifacts import (
     ArtifactView,
     CreateArtifact,
 )
-from edgecloud_servicekit.db import transaction, upsert, utcnow
+from edgecloud_servicekit.db import exclusive_transaction, transaction, upsert, utcnow
 from edgecloud_servicekit.identity import Identity
 from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
 from edgecloud_servicekit.problems import PayloadTooLarge
 
+from . import blobs
 from .backends import BlobStore, TooMuchData
 from .exceptions import (
     AlreadyComplete,
@@ -39,7 +40,7 @@ from .exceptions import (
     QuotaExceeded,
     UploadBusy,
 )
-from .models import Artifact, Blob, TenantQuota
+from .models import Artifact, TenantQuota
 
 logger = logging.getLogger(__name__)
 # An uploader that breaks off mid-body: what arrived is kept, the upload resumes after it.
@@ -89,6 +90,12 @@ def to_view(row: Artifact, *, public_prefix: str = "/api/v1/artifacts") -> Artif
         upload_url=None if complete else f"{public_prefix}/{row.id}",
         content_url=f"{public_prefix}/{row.id}/content" if complete else None,
     )
+
+
+def quota_lock_key(tenant_id: str) -> str:
+    """Held while a tenant's usage is checked and the artifact that adds to it stored: two
+    uploads never pass the quota together."""
+    return f"storage-quota:{tenant_id}"
 
 
 class Artifacts:
@@ -153,6 +160,8 @@ class Artifacts:
         )
 
     async def _check_room(self, session: AsyncSession, tenant_id: str, needed: int) -> None:
+        """Refuse ``needed`` more bytes beyond the quota; ``session`` must hold
+        :func:`quota_lock_key` until what it checked for is committed."""
         if needed > self.max_artifact_bytes:
             raise PayloadTooLarge(
                 f"artifacts are limited to {self.max_artifact_bytes} bytes",
@@ -197,7 +206,7 @@ class Artifacts:
             device_key=device_key,
             created_at=now,
         )
-        async with transaction(self._sessions) as session:
+        async with exclusive_transaction(self._sessions, quota_lock_key(tenant_id)) as session:
             if size is not None:
                 await self._check_room(session, tenant_id, size)
             session.add(row)
@@ -298,7 +307,7 @@ class Artifacts:
         chunks: AsyncIterator[bytes],
         declared_sha256: str | None,
     ) -> Artifact:
-        async with transaction(self._sessions) as session:
+        async with exclusive_transaction(self._sessions, quota_lock_key(tenant_id)) as session:
             row = await self.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
             if row.state == ArtifactState.COMPLETE:
                 raise AlreadyComplete(artifact_id)
@@ -335,11 +344,16 @@ class Artifacts:
         if keep_hashing:
             self._hashing[artifact_id] = (received + written, digest)
         async with transaction(self._sessions) as session:
-            await session.execute(
+            counted = await session.scalar(
                 update(Artifact)
                 .where(Artifact.id == artifact_id, Artifact.received == received)
                 .values(received=received + written)
+                .returning(Artifact.id)
             )
+            gone = counted is None and await session.get(Artifact, artifact_id) is None
+        if gone:  # deleted while its bytes came: they belong to nobody
+            await self.store.drop_part(artifact_id)
+            raise ArtifactNotFound(artifact_id)
         if received + written == row.size:
             return await self._complete(artifact_id)
         row.received = received + written
@@ -373,7 +387,9 @@ class Artifacts:
         hashed = self._hashing.pop(artifact_id, None)
         async with self._sessions() as session:
             row = await session.get(Artifact, artifact_id)
-        assert row is not None
+        if row is None:
+            await self.store.drop_part(artifact_id)
+            raise ArtifactNotFound(artifact_id)
         assert row.size is not None
         if hashed is not None and hashed[0] == row.size:
             actual = hashed[1].hexdigest()
@@ -386,58 +402,106 @@ class Artifacts:
                     update(Artifact).where(Artifact.id == artifact_id).values(received=0)
                 )
             raise ChecksumMismatch(declared=row.sha256, actual=actual)
-        await self.store.promote(artifact_id, actual)
-        now = utcnow()
-        async with transaction(self._sessions) as session:
-            blob = await session.get(Blob, actual)
-            if blob is None:
-                session.add(Blob(sha256=actual, size=row.size, refs=1, created_at=now))
-            else:
-                blob.refs += 1
+        # One transaction under the blob's lock: the artifact turns complete, the blob's
+        # count goes up and its bytes are put in place, all seen at once or not at all.
+        async with exclusive_transaction(self._sessions, blobs.lock_key(actual)) as session:
+            completed = await session.scalar(
+                update(Artifact)
+                .where(
+                    Artifact.id == artifact_id,
+                    Artifact.state == ArtifactState.UPLOADING.value,
+                )
+                .values(
+                    state=ArtifactState.COMPLETE.value,
+                    sha256=actual,
+                    received=row.size,
+                    completed_at=utcnow(),
+                )
+                .returning(Artifact.id)
+            )
+            if completed is not None:
+                await blobs.take(
+                    session=session,
+                    store=self.store,
+                    artifact_id=artifact_id,
+                    sha256=actual,
+                    size=row.size,
+                )
+        if completed is None:  # deleted meanwhile, or completed by another request
+            async with self._sessions() as session:
+                stored = await session.get(Artifact, artifact_id)
+            if stored is None:
+                await self.store.drop_part(artifact_id)
+                raise ArtifactNotFound(artifact_id)
+            raise AlreadyComplete(artifact_id)
+        async with self._sessions() as session:
             stored = await session.get(Artifact, artifact_id)
-            assert stored is not None
-            stored.state = ArtifactState.COMPLETE.value
-            stored.sha256 = actual
-            stored.received = row.size
-            stored.completed_at = now
+        if stored is None:  # deleted right after: its reference went with it
+            raise ArtifactNotFound(artifact_id)
         return stored
 
     # Removing
 
     async def delete(self, *, tenant_id: str, artifact_id: str) -> None:
-        async with transaction(self._sessions) as session:
-            row = await self.get(session, tenant_id=tenant_id, artifact_id=artifact_id)
-            await self._forget(session, row)
+        if not await self._forget(artifact_id, tenant_id=tenant_id):
+            raise ArtifactNotFound(artifact_id)
 
-    async def _forget(self, session: AsyncSession, row: Artifact) -> None:
-        await session.delete(row)
-        if row.state != ArtifactState.COMPLETE:
-            await self.store.drop_part(row.id)
-            return
-        assert row.sha256 is not None
-        blob = await session.get(Blob, row.sha256)
-        if blob is None:
-            return
-        blob.refs -= 1
-        if blob.refs <= 0:
-            await session.delete(blob)
-            await self.store.drop_blob(blob.sha256)
+    async def _forget(
+        self, artifact_id: str, *, tenant_id: str | None = None, uploading_only: bool = False
+    ) -> bool:
+        """Delete the artifact and its reference to its blob, then (after that commit) the
+        blob if no other artifact refers to it, or its partial upload. False when there
+        was no such artifact (of ``tenant_id``, if given; still uploading, if asked)."""
+        condition = Artifact.id == artifact_id
+        if tenant_id is not None:
+            condition &= Artifact.tenant_id == tenant_id
+        if uploading_only:
+            condition &= Artifact.state == ArtifactState.UPLOADING.value
+        unreferenced: str | None = None
+        async with transaction(self._sessions) as session:
+            # As it is when deleted: a completion that committed first counts.
+            gone = (
+                await session.execute(
+                    delete(Artifact).where(condition).returning(Artifact.state, Artifact.sha256)
+                )
+            ).one_or_none()
+            if gone is None:
+                return False
+            state, sha256 = gone
+            complete = state == ArtifactState.COMPLETE.value
+            if (
+                complete
+                and sha256 is not None
+                and await blobs.drop_reference(session=session, sha256=sha256)
+            ):
+                unreferenced = sha256
+        if not complete:
+            await self.store.drop_part(artifact_id)
+        elif unreferenced is not None:
+            await blobs.release(sessions=self._sessions, store=self.store, sha256=unreferenced)
+        return True
 
     async def expire_uploads(self, *, older_than: timedelta) -> int:
         """Discard uploads left incomplete for too long (their bytes count to the quota)."""
         cutoff = utcnow() - older_than
-        async with transaction(self._sessions) as session:
+        async with self._sessions() as session:
             stale = (
                 await session.scalars(
-                    select(Artifact).where(
+                    select(Artifact.id).where(
                         Artifact.state == ArtifactState.UPLOADING.value,
                         Artifact.created_at < cutoff,
                     )
                 )
             ).all()
-            for row in stale:
-                await self._forget(session, row)
-        return len(stale)
+        expired = 0
+        for artifact_id in stale:
+            # Unless it completed since it was found.
+            expired += await self._forget(artifact_id, uploading_only=True)
+        return expired
+
+    async def collect_blobs(self) -> int:
+        """Remove blobs nothing refers to any more that a crash left behind."""
+        return await blobs.collect(sessions=self._sessions, store=self.store)
 
 
 async def _nothing() -> AsyncIterator[bytes]:
