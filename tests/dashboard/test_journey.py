@@ -174,6 +174,17 @@ async def test_a_tenant_runs_an_application_from_the_browser(
     await bob.go(f"/devices/{device}")
     await expect(bob.page.get_by_role("heading", name="Not found")).to_be_visible()
 
+    # The operator takes the device back, choosing that Alice's containers there stop.
+    await operator.go("/operator")
+    grants = operator.page.locator("#grants")
+    await grants.get_by_label("Device").select_option(device)
+    await grants.get_by_label("Tenant").select_option(alice.username)
+    await grants.get_by_label("When taken away").select_option("stop")
+    await grants.get_by_role("button", name="Take away").click()
+    await expect(grants.get_by_role("status")).to_contain_text("are being stopped")
+    await alice.go("/devices")
+    await expect(alice.page.locator("tr[data-device]")).to_have_count(0)
+
     for name in ("alerts", "migrations", "admin"):
         await alice.go(f"/{name}")
         await alice.shot(name)

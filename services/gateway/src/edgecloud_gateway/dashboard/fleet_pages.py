@@ -222,6 +222,12 @@ async def create_enrolment(request: Request, viewer: ActingViewerDep) -> HTMLRes
     return page(request, "_enrolment.html", viewer, created=created, values={})
 
 
+WITHDRAWAL_CHOICES = {
+    "keep": "its containers there keep running until removed",
+    "stop": "its containers there are being stopped",
+}
+
+
 @router.post("/operator/grants", response_class=HTMLResponse)
 async def grant(request: Request, viewer: ActingViewerDep) -> Response:
     values = form_values(await request.form())
@@ -231,13 +237,23 @@ async def grant(request: Request, viewer: ActingViewerDep) -> Response:
             raise ApiError(422, "invalid_device", "Choose a device.", {"device": "is required"})
         device = segment(key, KEY_PATTERN)
         if values.get("revoke"):
-            await viewer.api.delete(f"/devices/{device}/grants/{segment(tenant)}")
+            containers = values.get("containers") or "keep"
+            if containers not in WITHDRAWAL_CHOICES:
+                raise ApiError(
+                    422, "validation_failed", "Choose what happens to the containers.", {}
+                )
+            await viewer.api.delete(
+                f"/devices/{device}/grants/{segment(tenant)}?containers={containers}"
+            )
         else:
             await viewer.api.post(f"/devices/{device}/grants", {"tenant": tenant})
     except ApiError as err:
         context = await _operator_context(viewer)
         return page(request, "_grants.html", viewer, error=err, values=values, **context)
-    done = f"Took {key} from {tenant}." if values.get("revoke") else f"Granted {key} to {tenant}."
+    if values.get("revoke"):
+        done = f"Took {key} from {tenant}; {WITHDRAWAL_CHOICES[containers]}."
+    else:
+        done = f"Granted {key} to {tenant}."
     return page(
         request, "_grants.html", viewer, notice=done, values={}, **(await _operator_context(viewer))
     )
