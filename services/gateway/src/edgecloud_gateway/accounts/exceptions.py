@@ -71,3 +71,12 @@ class NotASession(Forbidden):
         super().__init__(
             "only a signed-in session switches tenant; an API token belongs to one tenant"
         )
+
+
+class TenantNameInvalid(Unprocessable):
+    default_code = "tenant_name_invalid"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"a tenant may not be named {name!r}: it has the shape of a tenant id", name=name
+        )
