@@ -104,6 +104,13 @@ class ServiceSettings(BaseSettings):
     http_body_stall_timeout_s: float = Field(default=60.0, gt=0)
     """How long a request body may stop coming (while the service waits for it) before the
     connection is closed."""
+    metrics_token: SecretStr | None = None
+    """A bearer token ``GET /metrics`` asks for (``<SERVICE>_METRICS_TOKEN``, or
+    ``EDGECLOUD_METRICS_TOKEN`` for all); unset: see ``metrics_need_token``."""
+    metrics_need_token: ClassVar[bool] = False
+    """Whether /metrics is served only with ``metrics_token`` (a service on a public port:
+    the gateway); otherwise, without a token, anyone reaching the port may scrape it (the
+    internal services, whose ports are internal)."""
 
     @classmethod
     def settings_customise_sources(
@@ -143,6 +150,12 @@ class ServiceSettings(BaseSettings):
                 "EDGECLOUD_INTERNAL_SECRET",
                 self.internal_secret.get_secret_value(),
                 min_length=MIN_INTERNAL_SECRET_LENGTH,
+            )
+        if self.metrics_token is not None and not development:
+            refuse_weak_secret(
+                f"{self.service_name.upper().replace('-', '_')}_METRICS_TOKEN",
+                self.metrics_token.get_secret_value(),
+                min_length=MIN_TICKET_LENGTH,
             )
         if self.ca_file is not None and not self.ca_file.is_file():
             raise ValueError(f"EDGECLOUD_CA_FILE: {self.ca_file} is not a file")
