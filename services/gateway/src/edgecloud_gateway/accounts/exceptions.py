@@ -2,6 +2,7 @@ from edgecloud_servicekit.problems import (
     BadRequest,
     Conflict,
     Forbidden,
+    Problem,
     Unauthenticated,
     Unprocessable,
 )
@@ -80,3 +81,10 @@ class TenantNameInvalid(Unprocessable):
         super().__init__(
             f"a tenant may not be named {name!r}: it has the shape of a tenant id", name=name
         )
+
+
+class JsonRequired(Problem):
+    status, default_code, title = 415, "json_required", "Unsupported media type"
+
+    def __init__(self) -> None:
+        super().__init__("send the body as JSON (Content-Type: application/json)")
