@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from tests.conftest import eventually
 from tests.integration.conftest import online
@@ -92,6 +99,13 @@ class Person:
 PersonFactory = Callable[..., Awaitable[Person]]
 
 
+def refused_by_policy(person: Person, message: ConsoleMessage) -> None:
+    """Chromium reports what the Content-Security-Policy refused on the console: for these
+    tests that is an error of the page like any other."""
+    if "Content Security Policy" in message.text:
+        person.errors.append(message.text)
+
+
 @pytest.fixture
 async def people(stack: Stack, browser: Browser) -> AsyncIterator[PersonFactory]:
     """Open a browser for a new person (``username``/``password`` for an existing account)."""
@@ -117,6 +131,7 @@ async def people(stack: Stack, browser: Browser) -> AsyncIterator[PersonFactory]
             errors=[],
         )
         page.on("pageerror", lambda error: person.errors.append(str(error)))
+        page.on("console", lambda message: refused_by_policy(person, message))
         page.on("dialog", lambda dialog: dialog.accept())
         if username is None:
             signed_up.append(person)

@@ -53,7 +53,7 @@ def value(text: str, name: str, **labels: str) -> float:
 
 async def scrape(stack: Stack, service: str) -> str:
     async with httpx.AsyncClient(base_url=stack.url(service), timeout=5) as client:
-        answer = await client.get("/metrics")
+        answer = await client.get("/metrics", headers=stack.metrics_headers(service))
     assert answer.status_code == 200
     return answer.text
 

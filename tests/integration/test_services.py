@@ -21,7 +21,7 @@ async def test_health_and_metrics(stack, service) -> None:
         assert health.json()["checks"] == {"database": "ok", "wamp": "ok"}
         live = await client.get("/livez")
         assert live.json() == {"status": "ok", "service": service}
-        metrics = await client.get("/metrics")
+        metrics = await client.get("/metrics", headers=stack.metrics_headers(service))
         assert metrics.status_code == 200
         assert "edgecloud_http_request_duration_seconds" in metrics.text
         assert f'service="{service}"' in metrics.text
@@ -89,3 +89,13 @@ async def test_registry_scopes_devices_by_tenant(stack, enrol) -> None:
         assert (await client.get(f"/v1/devices/{key}", headers=as_member)).status_code == 200
         listed = (await client.get("/v1/devices", headers=as_member)).json()
         assert [d["key"] for d in listed["items"]] == [key]
+
+
+async def test_the_gateways_metrics_need_the_metrics_token(stack, api) -> None:
+    """The gateway's port is public: neither a stranger nor a user (even an operator, whose
+    token is not the metrics token) scrapes it."""
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=5) as client:
+        for answer in (await client.get("/metrics"), await api.get("/metrics")):
+            assert answer.status_code == 401, answer.text
+            assert answer.json()["code"] == "metrics_token_required"
+            assert "edgecloud_http_request_duration_seconds" not in answer.text

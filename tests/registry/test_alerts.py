@@ -259,14 +259,15 @@ async def test_lists_page_newest_first(sessions) -> None:
     ["2026-01-01T00:00:00|x", "2026-01-01T00:00:00+00:00|../x", "not a time|x", "|"],
 )
 async def test_a_cursor_it_did_not_make_is_a_400(sessions, position: str) -> None:
+    caller = tenant()
     async with sessions() as session:
         with pytest.raises(BadRequest) as refused:
             await service.list_alerts(
                 session=session,
-                caller=tenant(),
+                caller=caller,
                 state=None,
                 rule_id=None,
                 limit=5,
-                cursor=encode_cursor(position),
+                cursor=encode_cursor(position, scope=f"alerts:{caller.tenant_id}"),
             )
     assert refused.value.code == "invalid_cursor"

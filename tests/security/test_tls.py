@@ -201,3 +201,11 @@ async def test_dashboard_cookies_are_secure_under_tls(tls_stack: Stack) -> None:
     cookies = answer.headers.get_list("set-cookie")
     assert len(cookies) == 2
     assert all("secure" in cookie.lower().split("; ") for cookie in cookies), cookies
+
+
+async def test_the_gateway_tells_browsers_to_keep_to_https(tls_stack: Stack) -> None:
+    """Strict-Transport-Security on every answer served over TLS, a page and a problem alike
+    (over plain HTTP it is never sent: tests/security/test_security_headers.py)."""
+    async with gateway_client(tls_stack) as client:
+        for answer in (await client.get("/login"), await client.get("/api/v1/me")):
+            assert answer.headers["strict-transport-security"] == "max-age=31536000"

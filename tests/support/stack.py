@@ -100,6 +100,8 @@ class Stack:
         default_factory=lambda: {s: secrets.token_urlsafe(24) for s in SERVICES}
     )
     internal_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    metrics_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    """What a scraper shows the gateway's /metrics (``metrics_headers``)."""
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     only: tuple[str, ...] = tuple(SERVICES)
     """The services to start (all of them unless a benchmark needs fewer)."""
@@ -147,6 +149,12 @@ class Stack:
             return True
         return ssl.create_default_context(cafile=str(self.tls.ca_file))
 
+    def metrics_headers(self, service: str) -> dict[str, str]:
+        """What a scraper sends to ``service``'s /metrics: the gateway's asks for a token."""
+        if service != "gateway":
+            return {}
+        return {"Authorization": f"Bearer {self.metrics_token}"}
+
     def _listed(self, service: str) -> str:
         return ",".join(self.urls(service))
 
@@ -163,6 +171,7 @@ class Stack:
             "EDGECLOUD_HOST": self.listen_host,
             "GATEWAY_PUBLIC_URL": self.url("gateway"),
             "EDGECLOUD_INTERNAL_SECRET": self.internal_secret,
+            "GATEWAY_METRICS_TOKEN": self.metrics_token,
             "EDGECLOUD_ADMIN_USER": "admin",
             "EDGECLOUD_ADMIN_PASSWORD": self.admin_password,
             "GATEWAY_REGISTRY_URL": self._listed("registry"),

@@ -1,6 +1,7 @@
 """``GET /healthz`` and ``GET /metrics`` for every service, request ids, and request timing."""
 
 import asyncio
+import hmac
 import logging
 import time
 from typing import Any
@@ -12,7 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db import ping
 from .metrics import HTTP_REQUEST_SECONDS, UP, ScrapeHooks
-from .problems import problem_response
+from .problems import NotFound, Unauthenticated, problem_response
+from .settings import ServiceSettings
 from .tracing import RequestIdMiddleware
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,26 @@ def scrape_hooks(app: FastAPI) -> ScrapeHooks:
     return hooks
 
 
+def _check_metrics_access(request: Request) -> None:
+    settings: ServiceSettings | None = getattr(request.app.state, "settings", None)
+    if settings is None:  # an app of the tests', built without settings
+        return
+    if settings.metrics_token is None:
+        if settings.metrics_need_token:
+            raise NotFound(
+                "/metrics is served here only with a metrics token, and none is set",
+                code="metrics_not_served",
+            )
+        return
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    given = sent.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
+    if not hmac.compare_digest(given, expected):
+        raise Unauthenticated(
+            "send Authorization: Bearer <metrics token>", code="metrics_token_required"
+        )
+
+
 def _health_router(service: str) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -116,6 +138,9 @@ def _health_router(service: str) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
+        """Prometheus text; with the service's metrics token where it has one (the gateway
+        serves it only so: its port is public)."""
+        _check_metrics_access(request)
         await scrape_hooks(request.app).run()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

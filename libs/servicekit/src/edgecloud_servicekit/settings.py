@@ -106,6 +106,13 @@ class ServiceSettings(BaseSettings):
     connection is closed."""
     max_connections: int = Field(default=1000, ge=10)
     """Connections (and requests in progress) the process serves at once; beyond it, 503."""
+    metrics_token: SecretStr | None = None
+    """A bearer token ``GET /metrics`` asks for (``<SERVICE>_METRICS_TOKEN``, or
+    ``EDGECLOUD_METRICS_TOKEN`` for all); unset: see ``metrics_need_token``."""
+    metrics_need_token: ClassVar[bool] = False
+    """Whether /metrics is served only with ``metrics_token`` (a service on a public port:
+    the gateway); otherwise, without a token, anyone reaching the port may scrape it (the
+    internal services, whose ports are internal)."""
 
     @classmethod
     def settings_customise_sources(
@@ -145,6 +152,12 @@ class ServiceSettings(BaseSettings):
                 "EDGECLOUD_INTERNAL_SECRET",
                 self.internal_secret.get_secret_value(),
                 min_length=MIN_INTERNAL_SECRET_LENGTH,
+            )
+        if self.metrics_token is not None and not development:
+            refuse_weak_secret(
+                f"{self.service_name.upper().replace('-', '_')}_METRICS_TOKEN",
+                self.metrics_token.get_secret_value(),
+                min_length=MIN_TICKET_LENGTH,
             )
         if self.ca_file is not None and not self.ca_file.is_file():
             raise ValueError(f"EDGECLOUD_CA_FILE: {self.ca_file} is not a file")

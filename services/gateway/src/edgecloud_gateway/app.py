@@ -7,6 +7,7 @@ the caller's identity as a signed token.
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -42,6 +43,7 @@ from .devices import router as devices_router
 from .events import router as events_router
 from .events.hub import EventHub
 from .migration_history import router as migration_history_router
+from .security_headers import SecurityHeaders, content_security_policy, script_hash
 from .settings import GatewaySettings
 from .tenants import ratelimit
 from .tenants import router as tenants_router
@@ -173,18 +175,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="The public edgecloud API. Errors are application/problem+json with a `code`.",
     )
 
+    # Outermost but for Starlette's own error middleware: problems, refusals of the body
+    # limit and every page carry the headers too.
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/docs", include_in_schema=False)
     async def api_explorer() -> HTMLResponse:
-        """The API explorer, from vendored assets (infra/setup/assets.sh), no CDN."""
-        return get_swagger_ui_html(
+        """The API explorer, from vendored assets (infra/setup/assets.sh), no CDN; its one
+        inline script (the explorer's settings) runs by its hash."""
+        explorer = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="edgecloud API",
             swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+            # Its default sends the API description to validator.swagger.io for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
         )
+        inline = re.findall(r"<script>(.*?)</script>", bytes(explorer.body).decode(), re.S)
+        explorer.headers["Content-Security-Policy"] = content_security_policy(
+            inline_styles=True, script_hashes=[script_hash(source) for source in inline]
+        )
+        return explorer
 
     dashboard.install(app)
     return app

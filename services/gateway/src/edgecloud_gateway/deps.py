@@ -1,5 +1,6 @@
 """FastAPI dependencies of the public API: the database session, who is calling, clients."""
 
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -57,7 +58,10 @@ async def _caller(request: Request) -> tokens_service.Caller:
             expected = tokens_service.csrf_token_for(
                 cookie, secret=request.app.state.settings.secret
             )
-            if request.headers.get(CSRF_HEADER) != expected:
+            # Compared in constant time, as bytes: Starlette reads headers as latin-1, and
+            # compare_digest refuses str holding anything beyond ASCII (a 500, not a 403).
+            sent = request.headers.get(CSRF_HEADER, "").encode("latin-1")
+            if not hmac.compare_digest(sent, expected.encode()):
                 raise CsrfRejected()
         caller = await _resolve(request, cookie)
     return _counted(request, caller)

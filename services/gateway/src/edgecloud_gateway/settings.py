@@ -26,6 +26,9 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
     service_name: ClassVar[str] = "gateway"
     default_port: ClassVar[int] = 8000
+    # Its port is public: /metrics (the load of every route, the streams open, the queues)
+    # only for a scraper holding the token.
+    metrics_need_token: ClassVar[bool] = True
 
     registry_url: str = "http://127.0.0.1:8001"
     """Each service URL here may list replicas, comma-separated (one load-balanced URL

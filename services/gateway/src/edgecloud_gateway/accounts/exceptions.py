@@ -3,6 +3,7 @@ from edgecloud_servicekit.problems import (
     Conflict,
     Forbidden,
     NotFound,
+    Problem,
     Unauthenticated,
     Unprocessable,
 )
@@ -108,3 +109,19 @@ class ResetInvalid(BadRequest):
     def __init__(self) -> None:
         # The same for unknown, used, expired or superseded.
         super().__init__("the password reset is not valid")
+
+
+class TenantNameInvalid(Unprocessable):
+    default_code = "tenant_name_invalid"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"a tenant may not be named {name!r}: it has the shape of a tenant id", name=name
+        )
+
+
+class JsonRequired(Problem):
+    status, default_code, title = 415, "json_required", "Unsupported media type"
+
+    def __init__(self) -> None:
+        super().__init__("send the body as JSON (Content-Type: application/json)")

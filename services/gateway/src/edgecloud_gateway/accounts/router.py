@@ -1,13 +1,13 @@
 """Public REST: signing up, in and out, and who am I."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from ..audit.trail import AuditDep, record_success
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, CallerDep, SessionDep
 from ..settings import GatewaySettings
 from ..tokens import service as tokens_service
 from . import service
-from .exceptions import NotASession
+from .exceptions import JsonRequired, NotASession
 from .schemas import (
     LoginRequest,
     LoginResponse,
@@ -45,7 +45,24 @@ def _set_session_cookies(response: Response, token: str, settings: GatewaySettin
     return csrf
 
 
-@router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
+async def _json_only(request: Request) -> None:
+    """Sign-up and sign-in take a JSON body only, which keeps them out of reach of other
+    sites (login CSRF) without a token: what a page elsewhere can send without asking is a
+    form (urlencoded, multipart, text/plain) or a body without a type, refused here; JSON
+    it can send only after a CORS preflight, which the gateway never answers. Scripts and
+    the CLI send JSON and hold no cookie to abuse; the dashboard's own sign-in and sign-up
+    forms carry a token of their own (dashboard/presession.py)."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        raise JsonRequired()
+
+
+@router.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegisterResponse,
+    dependencies=[Depends(_json_only)],
+)
 async def register(
     body: RegisterRequest, request: Request, session: SessionDep, trail: AuditDep
 ) -> RegisterResponse:
@@ -80,7 +97,7 @@ async def register(
     )
 
 
-@router.post("/auth/login", response_model=LoginResponse)
+@router.post("/auth/login", response_model=LoginResponse, dependencies=[Depends(_json_only)])
 async def login(
     body: LoginRequest, request: Request, response: Response, session: SessionDep, trail: AuditDep
 ) -> LoginResponse:

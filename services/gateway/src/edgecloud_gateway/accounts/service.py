@@ -16,7 +16,7 @@ from edgecloud_servicekit.secret_tokens import hash_token
 from ..audit.service import Entry
 from ..tenants.models import Invitation
 from ..tokens import service as tokens_service
-from . import passwords, throttle
+from . import passwords, tenant_names, throttle
 from .exceptions import (
     InvalidCredentials,
     InvitationInvalid,
@@ -48,7 +48,7 @@ class Registered:
 def new_tenant(name: str, quotas: TenantQuotas) -> Tenant:
     return Tenant(
         id=str(uuid.uuid4()),
-        name=name,
+        name=tenant_names.check_name(name),
         created_at=utcnow(),
         quota_containers=quotas.containers,
         quota_storage_bytes=quotas.storage_bytes,
@@ -207,7 +207,7 @@ async def sign_in(
 
     membership, tenant = memberships[0]
     if tenant_name is not None:
-        chosen = [(m, t) for m, t in memberships if tenant_name in (t.name, t.id)]
+        chosen = [(m, t) for m, t in memberships if tenant_names.is_named(t, tenant_name)]
         if not chosen:
             raise NotAMember(tenant_name)
         membership, tenant = chosen[0]
@@ -234,7 +234,7 @@ async def switch_tenant(
     """A new login token for another tenant the caller belongs to; the current one is revoked,
     so a session is in one tenant at a time."""
     memberships = await _memberships(session, caller.user_id)
-    chosen = [t for _, t in memberships if tenant_name in (t.name, t.id)]
+    chosen = [t for _, t in memberships if tenant_names.is_named(t, tenant_name)]
     if not chosen:
         raise NotAMember(tenant_name)
     await tokens_service.revoke_token(session=session, token_id=token_id)
@@ -268,6 +268,4 @@ async def describe(
 
 
 async def find_tenant(*, session: AsyncSession, name_or_id: str) -> Tenant | None:
-    return await session.scalar(
-        select(Tenant).where((Tenant.id == name_or_id) | (Tenant.name == name_or_id))
-    )
+    return await session.scalar(select(Tenant).where(tenant_names.named(name_or_id)))

@@ -65,10 +65,18 @@ async def list_events(
         query = query.where(AuditEvent.action == action)
     if cursor:
         try:
-            before = int(decode_cursor(cursor))
+            before = int(decode_cursor(cursor, scope=_audit_scope(caller)))
         except ValueError as err:
             raise BadRequest("cursor is not valid", code="invalid_cursor") from err
         query = query.where(AuditEvent.id < before)
     rows = list((await session.scalars(query)).all())
-    next_cursor = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(str(rows[limit - 1].id), scope=_audit_scope(caller))
+        if len(rows) > limit
+        else None
+    )
     return rows[:limit], next_cursor
+
+
+def _audit_scope(caller: Identity) -> str:
+    return f"audit:{caller.tenant_id}"

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..deps import CSRF_COOKIE, SESSION_COOKIE
+from . import presession
 from .api import ApiError, PublicApi
-from .render import ActingViewerDep, ViewerDep, form_values, page, redirect
+from .presession import REFUSED, form_page
+from .render import CSRF_FIELD, ActingViewerDep, ViewerDep, form_values, page, redirect
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,30 +45,41 @@ async def _sign_in(api: PublicApi, values: dict[str, str]) -> httpx.Response:
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
-    return page(request, "login.html", None, next=_safe_next(next), values={})
+    return form_page(request, "login.html", next=_safe_next(next), values={})
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    values = form_values(await request.form())
+    form = await request.form()
+    values = form_values(form)
     target = _safe_next(values.get("next"))
+    if not presession.is_from_our_form(request, form.get(CSRF_FIELD)):
+        values.pop("password", None)
+        return form_page(
+            request, "login.html", status_code=403, error=REFUSED, next=target, values=values
+        )
     async with PublicApi(request, token="") as api:
         try:
             answer = await _sign_in(api, values)
         except ApiError as err:
             values.pop("password", None)
-            return page(request, "login.html", None, error=err, next=target, values=values)
+            return form_page(request, "login.html", error=err, next=target, values=values)
     return _with_cookies(redirect(request, target), answer)
 
 
 @router.get("/signup", response_class=HTMLResponse)
 async def signup_form(request: Request, invitation: str | None = None) -> HTMLResponse:
-    return page(request, "signup.html", None, values={"invitation": invitation or ""})
+    return form_page(request, "signup.html", values={"invitation": invitation or ""})
 
 
 @router.post("/signup")
 async def signup(request: Request) -> Response:
-    values = form_values(await request.form())
+    form = await request.form()
+    values = form_values(form)
+    if not presession.is_from_our_form(request, form.get(CSRF_FIELD)):
+        return form_page(
+            request, "signup.html", status_code=403, error=REFUSED, values=_without_secrets(values)
+        )
     if values.get("password") != values.get("password_again"):
         err = ApiError(
             status=422,
@@ -74,14 +87,14 @@ async def signup(request: Request) -> Response:
             message="The two passwords are not the same.",
             fields={"password_again": "is not the same as the password"},
         )
-        return page(request, "signup.html", None, error=err, values=_without_secrets(values))
+        return form_page(request, "signup.html", error=err, values=_without_secrets(values))
     body = {k: values[k] for k in ("username", "password", "tenant", "invitation") if values.get(k)}
     async with PublicApi(request, token="") as api:
         try:
             await api.call("POST", "/auth/register", json=body)
             answer = await _sign_in(api, values)
         except ApiError as err:
-            return page(request, "signup.html", None, error=err, values=_without_secrets(values))
+            return form_page(request, "signup.html", error=err, values=_without_secrets(values))
     return _with_cookies(redirect(request, "/"), answer)
 
 

@@ -42,6 +42,7 @@ _CODE_FIELDS = {
     "weak_password": "password",
     "username_taken": "username",
     "tenant_taken": "tenant",
+    "tenant_name_invalid": "tenant",
     "invitation_invalid": "invitation",
     "device_not_found": "device",
     "image_not_found": "image",

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from edgecloud_contracts.containers import MIB
 from edgecloud_contracts.platforms import fits
 
+from ..security_headers import content_security_policy
 from .api import ApiError, segment
 from .render import (
     ActingViewerDep,
@@ -233,7 +234,7 @@ async def container(request: Request, container_id: str, viewer: ViewerDep) -> H
         _migrations(viewer, container_id),
         _migrate_targets(viewer),
     )
-    return page(
+    answer = page(
         request,
         "container.html",
         viewer,
@@ -243,6 +244,9 @@ async def container(request: Request, container_id: str, viewer: ViewerDep) -> H
         **migrations,
         **targets,
     )
+    # Its terminal (xterm.js) sizes and colours its cells with <style> elements it writes.
+    answer.headers["Content-Security-Policy"] = content_security_policy(inline_styles=True)
+    return answer
 
 
 async def _outputs_after(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
-from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+from edgecloud_servicekit.pagination import newest_first
 from edgecloud_servicekit.secret_tokens import hash_token, new_token
 
 from ..accounts.models import Membership, Tenant, User
@@ -225,31 +225,21 @@ async def list_api_tokens(
     *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None
 ) -> tuple[list[AccessToken], str | None]:
     """The caller's own live API tokens, newest first."""
-    query = (
-        select(AccessToken)
-        .where(
-            AccessToken.user_id == caller.user_id,
-            AccessToken.tenant_id == caller.tenant_id,
-            AccessToken.kind == API,
-            AccessToken.revoked_at.is_(None),
-        )
-        .order_by(AccessToken.created_at.desc(), AccessToken.id.desc())
-        .limit(limit + 1)
+    query = select(AccessToken).where(
+        AccessToken.user_id == caller.user_id,
+        AccessToken.tenant_id == caller.tenant_id,
+        AccessToken.kind == API,
+        AccessToken.revoked_at.is_(None),
     )
-    if cursor:
-        after = await session.get(AccessToken, decode_cursor(cursor))
-        if after is None:
-            return [], None
-        query = query.where(
-            (AccessToken.created_at < after.created_at)
-            | ((AccessToken.created_at == after.created_at) & (AccessToken.id < after.id))
-        )
-    rows = list((await session.scalars(query)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last.id)
-    return rows[:limit], next_cursor
+    return await newest_first(
+        session,
+        query,
+        at=AccessToken.created_at,
+        id_=AccessToken.id,
+        limit=limit,
+        cursor=cursor,
+        scope=f"tokens:{caller.tenant_id}:{caller.user_id}",
+    )
 
 
 async def get_api_token(*, session: AsyncSession, caller: Identity, token_id: str) -> AccessToken:

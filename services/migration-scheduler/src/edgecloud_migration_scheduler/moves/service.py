@@ -213,7 +213,13 @@ async def list_for(
     if container is not None:
         query = query.where(Migration.container_id == container)
     return await newest_first(
-        session, query, at=Migration.created_at, id_=Migration.id, limit=limit, cursor=cursor
+        session,
+        query,
+        at=Migration.created_at,
+        id_=Migration.id,
+        limit=limit,
+        cursor=cursor,
+        scope=f"migrations:{caller.tenant_id}",
     )
 
 

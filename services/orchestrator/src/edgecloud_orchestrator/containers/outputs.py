@@ -44,6 +44,7 @@ from ..withdrawals import service as withdrawals_service
 from . import service
 from .models import Container
 from .shipped_logs import stored_logs, with_history
+from .sse import event, log_events
 
 router = APIRouter(prefix="/v1/containers", tags=["containers"])
 ContainerId = Annotated[str, Path(max_length=64, pattern=OBJECT_ID)]
@@ -228,10 +229,6 @@ async def logs(
     )
 
 
-def _event(kind: str, data: str = "") -> str:
-    return f"event: {kind}\ndata: {data}\n\n"
-
-
 async def _follow(
     dispatcher: Dispatcher, container: Container, first: LogsAnswer, interval: float
 ) -> AsyncIterator[str]:
@@ -248,12 +245,12 @@ async def _follow(
             or (line.at == last_at and line.text not in seen_at_last)
         ]
         for line in fresh:
-            yield _event("log", line.text)
+            yield log_events(line.text)
             if line.at != last_at:
                 last_at, seen_at_last = line.at, set()
             seen_at_last.add(line.text)
         if not answer.running and not fresh:
-            yield _event("end", "the container stopped")
+            yield event("end", "the container stopped")
             return
         if fresh:
             quiet_s = 0.0
@@ -265,5 +262,5 @@ async def _follow(
         try:
             answer = await dispatcher.logs(container, tail=10000, since=last_at)
         except WampError as err:
-            yield _event("error", f"the device did not answer: {err}")
+            yield event("error", f"the device did not answer: {err}")
             return

@@ -21,7 +21,7 @@ from edgecloud_contracts.containers import (
 from edgecloud_contracts.interfaces import DeviceMapping
 from edgecloud_servicekit.db import utcnow
 from edgecloud_servicekit.identity import Identity
-from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+from edgecloud_servicekit.pagination import newest_first
 
 from ..commands import service as commands_service
 from ..commands.models import CommandRow
@@ -188,25 +188,20 @@ async def get_with_waiting(
 async def list_for(
     *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None, device: str | None
 ) -> tuple[list[Container], str | None]:
-    query = (
-        select(Container)
-        .where(Container.tenant_id == caller.tenant_id, Container.removed_at.is_(None))
-        .order_by(Container.created_at.desc(), Container.id.desc())
-        .limit(limit + 1)
+    query = select(Container).where(
+        Container.tenant_id == caller.tenant_id, Container.removed_at.is_(None)
     )
     if device:
         query = query.where(Container.device_key == device)
-    if cursor:
-        after = await session.get(Container, decode_cursor(cursor))
-        if after is None:
-            return [], None
-        query = query.where(
-            (Container.created_at < after.created_at)
-            | ((Container.created_at == after.created_at) & (Container.id < after.id))
-        )
-    rows = list((await session.scalars(query)).all())
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return await newest_first(
+        session,
+        query,
+        at=Container.created_at,
+        id_=Container.id,
+        limit=limit,
+        cursor=cursor,
+        scope=f"containers:{caller.tenant_id}",
+    )
 
 
 def act(

@@ -20,6 +20,7 @@ from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import Conflict, Problem, Unavailable
 
 from .models import Container
+from .sse import event, log_events
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ async def stored_logs(
 
     async def replay() -> AsyncIterator[str]:
         for line in lines:
-            yield f"event: log\ndata: {line}\n\n"
-        yield f"event: end\ndata: {ending}\n\n"
+            yield log_events(line)
+        yield event("end", ending)
 
     return StreamingResponse(replay(), media_type="text/event-stream")

@@ -111,7 +111,13 @@ async def list_rules(
 ) -> tuple[list[AlertRule], str | None]:
     query = select(AlertRule).where(AlertRule.tenant_id == caller.tenant_id)
     return await newest_first(
-        session, query, at=AlertRule.created_at, id_=AlertRule.id, limit=limit, cursor=cursor
+        session,
+        query,
+        at=AlertRule.created_at,
+        id_=AlertRule.id,
+        limit=limit,
+        cursor=cursor,
+        scope=f"alert-rules:{caller.tenant_id}",
     )
 
 
@@ -131,7 +137,13 @@ async def list_alerts(
     if rule_id is not None:
         query = query.where(Alert.rule_id == rule_id)
     return await newest_first(
-        session, query, at=Alert.raised_at, id_=Alert.id, limit=limit, cursor=cursor
+        session,
+        query,
+        at=Alert.raised_at,
+        id_=Alert.id,
+        limit=limit,
+        cursor=cursor,
+        scope=f"alerts:{caller.tenant_id}",
     )
 
 

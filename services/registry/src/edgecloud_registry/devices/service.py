@@ -318,10 +318,13 @@ async def list_devices(
     *, session: AsyncSession, caller: Identity, limit: int, cursor: str | None
 ) -> tuple[list[Device], str | None]:
     query = _visible(select(Device), caller).order_by(Device.key).limit(limit + 1)
+    scope = f"devices:{caller.tenant_id}"
     if cursor:
-        query = query.where(Device.key > decode_cursor(cursor))
+        query = query.where(Device.key > decode_cursor(cursor, scope=scope))
     devices = list((await session.scalars(query)).all())
-    next_cursor = encode_cursor(devices[limit - 1].key) if len(devices) > limit else None
+    next_cursor = (
+        encode_cursor(devices[limit - 1].key, scope=scope) if len(devices) > limit else None
+    )
     return devices[:limit], next_cursor
 
 
@@ -344,18 +347,19 @@ async def metric_series(
 ) -> tuple[list[MetricPoint], str | None]:
     await get_device(session=session, caller=caller, key=key)
     query = select(DeviceMetric).where(DeviceMetric.device_key == key)
+    scope = f"metrics:{caller.tenant_id}:{key}"
     if since is not None:
         query = query.where(DeviceMetric.at >= since)
     if until is not None:
         query = query.where(DeviceMetric.at < until)
     if cursor:
         try:
-            after = int(decode_cursor(cursor))
+            after = int(decode_cursor(cursor, scope=scope))
         except ValueError as err:
             raise BadRequest("cursor is not valid", code="invalid_cursor") from err
         query = query.where(DeviceMetric.id > after)
     rows = list((await session.scalars(query.order_by(DeviceMetric.id).limit(limit + 1))).all())
-    next_cursor = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
+    next_cursor = encode_cursor(str(rows[limit - 1].id), scope=scope) if len(rows) > limit else None
     points = [
         MetricPoint(
             at=row.at,

@@ -26,7 +26,7 @@ from edgecloud_contracts.artifacts import (
 )
 from edgecloud_servicekit.db import exclusive_transaction, transaction, upsert, utcnow
 from edgecloud_servicekit.identity import Identity
-from edgecloud_servicekit.pagination import decode_cursor, encode_cursor
+from edgecloud_servicekit.pagination import newest_first
 from edgecloud_servicekit.problems import PayloadTooLarge
 
 from . import blobs
@@ -243,27 +243,20 @@ class Artifacts:
         kind: ArtifactKind | None,
         container_id: str | None,
     ) -> tuple[list[Artifact], str | None]:
-        query = (
-            select(Artifact)
-            .where(Artifact.tenant_id == tenant_id)
-            .order_by(Artifact.created_at.desc(), Artifact.id.desc())
-            .limit(limit + 1)
-        )
+        query = select(Artifact).where(Artifact.tenant_id == tenant_id)
         if kind is not None:
             query = query.where(Artifact.kind == kind.value)
         if container_id is not None:
             query = query.where(Artifact.container_id == container_id)
-        if cursor:
-            after = await session.get(Artifact, decode_cursor(cursor))
-            if after is None or after.tenant_id != tenant_id:
-                return [], None
-            query = query.where(
-                (Artifact.created_at < after.created_at)
-                | ((Artifact.created_at == after.created_at) & (Artifact.id < after.id))
-            )
-        rows = list((await session.scalars(query)).all())
-        next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        return rows[:limit], next_cursor
+        return await newest_first(
+            session,
+            query,
+            at=Artifact.created_at,
+            id_=Artifact.id,
+            limit=limit,
+            cursor=cursor,
+            scope=f"artifacts:{tenant_id}",
+        )
 
     # Uploading
 

@@ -436,6 +436,13 @@
     );
   });
 
+  // A choice that applies itself (the tenant, the data's container): no inline handlers,
+  // which the pages' Content-Security-Policy refuses.
+  document.addEventListener("change", (e) => {
+    const field = e.target.closest?.("[data-submit-on-change]");
+    field?.form?.requestSubmit();
+  });
+
   // Alert rules: a boundary only for the percentage conditions.
   function ruleForm(form) {
     const metric = form.querySelector('[name="metric"]');
