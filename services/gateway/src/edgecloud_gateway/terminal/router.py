@@ -147,6 +147,10 @@ async def shell(websocket: WebSocket, container_id: str) -> None:
             problem_response(problem.status, problem.body(), problem.headers)
         )
         return
+    except BaseException:
+        if lease is not None:
+            live.release(lease)
+        raise
     try:
         await websocket.accept()
         entry.detail.update(session=row.id, device=container["device"])
