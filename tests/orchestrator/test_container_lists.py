@@ -10,6 +10,9 @@ from edgecloud_servicekit.problems import BadRequest
 
 from .test_node_fit import create, node, tenant
 
+# Creates ask the registry whether the device is granted (withdrawals/service.py).
+pytestmark = pytest.mark.usefixtures("granting_registry")
+
 
 async def test_another_tenants_cursor_is_refused(
     sessions: async_sessionmaker[AsyncSession],
