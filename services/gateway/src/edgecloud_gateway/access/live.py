@@ -23,7 +23,6 @@ together stay within a budget below the process's connection limit (503
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,20 +135,6 @@ class LiveConnections:
         self._grant_recheck_s = grant_recheck_s
         self._leases: set[Lease] = set()
 
-    def __len__(self) -> int:
-        return len(self._leases)
-
-    @contextlib.asynccontextmanager
-    async def held(
-        self, kind: str, caller: Caller, *, device: str | None = None
-    ) -> AsyncIterator[Lease]:
-        """A lease for one connection while it is open; refused beyond the shares."""
-        lease = self.admit(kind, caller, device=device)
-        try:
-            yield lease
-        finally:
-            self.release(lease)
-
     def admit(self, kind: str, caller: Caller, *, device: str | None = None) -> Lease:
         """Count a new connection in, or refuse it; :meth:`release` it when it closes."""
         shares = self._shares
@@ -181,9 +166,6 @@ class LiveConnections:
 
     def release(self, lease: Lease) -> None:
         self._leases.discard(lease)
-
-    def counts(self) -> Counter[str]:
-        return Counter(lease.kind for lease in self._leases)
 
     # Taking access away.
 
