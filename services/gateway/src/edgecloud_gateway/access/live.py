@@ -27,16 +27,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud_contracts.events import DeviceGrantChanged
-from edgecloud_servicekit.db import transaction, utcnow
+from edgecloud_servicekit.db import transaction
 from edgecloud_servicekit.internal_http import ServiceClient
 from edgecloud_servicekit.problems import NotFound, Problem, TooManyRequests, Unavailable
 
-from ..accounts.models import Membership, User
-from ..tokens.models import AccessToken
+from ..tokens import service as tokens_service
 from ..tokens.service import Caller
 
 logger = logging.getLogger(__name__)
@@ -96,26 +94,6 @@ class Lease:
         self.ended.set()
         for callback in self._on_end:
             callback(reason)
-
-
-# Plain columns for every held token at once; a row missing means the token, its user or
-# its membership is gone.
-_HELD_TOKENS = (
-    select(
-        AccessToken.id,
-        AccessToken.revoked_at,
-        AccessToken.expires_at,
-        User.disabled_at,
-        Membership.role,
-    )
-    .join(User, User.id == AccessToken.user_id)
-    .join(
-        Membership,
-        (Membership.user_id == AccessToken.user_id)
-        & (Membership.tenant_id == AccessToken.tenant_id),
-    )
-    .where(AccessToken.id.in_(bindparam("ids", expanding=True)))
-)
 
 
 class LiveConnections:
@@ -187,15 +165,10 @@ class LiveConnections:
         leases = list(self._leases)
         if not leases:
             return
-        ids = sorted({lease.caller.token_id for lease in leases})
         async with transaction(self._sessions) as session:
-            rows = (await session.execute(_HELD_TOKENS, {"ids": ids})).all()
-        now = utcnow()
-        roles = {
-            token_id: role
-            for token_id, revoked_at, expires_at, disabled_at, role in rows
-            if revoked_at is None and disabled_at is None and expires_at > now
-        }
+            roles = await tokens_service.roles_of_valid_tokens(
+                session=session, token_ids={lease.caller.token_id for lease in leases}
+            )
         for lease in leases:
             role = roles.get(lease.caller.token_id)
             if role is None:

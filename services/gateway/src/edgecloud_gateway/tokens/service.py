@@ -183,6 +183,32 @@ async def create_api_token(
     )
 
 
+# The same rules as resolve_token's, for many tokens at once: a row missing means the
+# token, its user or its membership is gone.
+_VALID_TOKEN_ROLES = (
+    select(AccessToken.id, Membership.role)
+    .join(User, User.id == AccessToken.user_id)
+    .join(
+        Membership,
+        (Membership.user_id == AccessToken.user_id)
+        & (Membership.tenant_id == AccessToken.tenant_id),
+    )
+    .where(
+        AccessToken.id.in_(bindparam("ids", expanding=True)),
+        AccessToken.revoked_at.is_(None),
+        AccessToken.expires_at > bindparam("now"),
+        User.disabled_at.is_(None),
+    )
+)
+
+
+async def roles_of_valid_tokens(*, session: AsyncSession, token_ids: set[str]) -> dict[str, str]:
+    """Of ``token_ids``, those still valid (not revoked nor expired, their user enabled and
+    still a member), each with its user's role in the token's tenant now."""
+    rows = await session.execute(_VALID_TOKEN_ROLES, {"ids": sorted(token_ids), "now": utcnow()})
+    return {token_id: role for token_id, role in rows}
+
+
 async def revoke_token(*, session: AsyncSession, token_id: str) -> None:
     """Revoke a token and, transitively, every token made with it."""
     now = utcnow()
